@@ -1,0 +1,157 @@
+"""Read and write the Hugging Face `DeepseekV3ForCausalLM` checkpoint layout.
+
+A checkpoint folder holds config.json, generation_config.json, model.safetensors (or shards with
+model.safetensors.index.json) and the tokenizer files; the same folder loads in our Transformer, in
+transformers' DeepseekV3ForCausalLM and in vLLM. Our model keeps the routed experts of a layer stacked;
+the checkpoint has one tensor per expert, as DeepSeek publishes them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from model.config import ConfigError, ModelArgs
+from model.deepseek import Gate, Transformer
+from model.tokenizer import TOKENIZER_DIR
+
+WEIGHTS_NAME = "model.safetensors"
+INDEX_NAME = "model.safetensors.index.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+# stacked expert tensor in our model -> projection name in the checkpoint
+_EXPERT_PROJ = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
+_EXPERT_KEY = re.compile(r"^(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
+
+
+def _checkpoint_name(name: str, n_layers: int) -> str:
+    """Our parameter name -> its name in the HF checkpoint (experts excepted)."""
+    if name == "lm_head.weight":
+        return name
+    match = re.match(r"^mtp\.(\d+)\.(?:block\.)?(.*)$", name)
+    if match:  # MTP modules are stored as extra layers after the main ones, as DeepSeek-V3 does
+        return f"model.layers.{n_layers + int(match.group(1))}.{match.group(2)}"
+    return "model." + name
+
+
+def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
+    """The model's weights in checkpoint layout (what save_pretrained writes and vLLM's loader takes)."""
+    n_layers = model.args.num_hidden_layers
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight" and model.args.tie_word_embeddings:
+            continue
+        prefix, _, leaf = name.rpartition(".")
+        if leaf in _EXPERT_PROJ and prefix.endswith("mlp.experts"):
+            base = _checkpoint_name(prefix, n_layers)
+            for expert, weight in enumerate(tensor.unbind(0)):
+                out[f"{base}.{expert}.{_EXPERT_PROJ[leaf]}.weight"] = weight
+        else:
+            out[_checkpoint_name(name, n_layers)] = tensor
+    for k in range(model.args.num_nextn_predict_layers):  # each MTP layer carries the embedding, as in V3
+        out[f"model.layers.{n_layers + k}.embed_tokens.weight"] = model.embed_tokens.weight
+    return out
+
+
+def from_hf_state_dict(model: Transformer, weights: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load checkpoint-layout weights into model, naming every missing, unexpected or mis-shaped tensor."""
+    n_layers = model.args.num_hidden_layers
+    expected = model.state_dict()
+    ours: dict[str, torch.Tensor] = {}
+    experts: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
+    unexpected = []
+    mtp_embeds = {f"model.layers.{n_layers + k}.embed_tokens.weight" for k in range(model.args.num_nextn_predict_layers)}
+    to_ours = {_checkpoint_name(name, n_layers): name for name in expected}
+    for key, tensor in weights.items():
+        match = _EXPERT_KEY.match(key)
+        if match:
+            experts.setdefault((match.group(1), match.group(3)), {})[int(match.group(2))] = tensor
+        elif key in to_ours:
+            ours[to_ours[key]] = tensor
+        elif key not in mtp_embeds:
+            unexpected.append(key)
+    proj_to_leaf = {proj: leaf for leaf, proj in _EXPERT_PROJ.items()}
+    for (base, proj), by_index in experts.items():
+        our_name = to_ours.get(f"{base}.{proj_to_leaf[proj]}", None)
+        n_experts = model.args.n_routed_experts
+        if our_name is None or sorted(by_index) != list(range(n_experts)):
+            unexpected.append(f"{base}.*.{proj}.weight ({len(by_index)} experts, expected {n_experts})")
+            continue
+        ours[our_name] = torch.stack([by_index[e] for e in range(n_experts)])
+    if model.args.tie_word_embeddings:
+        ours.setdefault("lm_head.weight", ours.get("embed_tokens.weight"))
+    missing = [_checkpoint_name(name, n_layers) for name in expected if name not in ours]
+    shapes = [f"{_checkpoint_name(n, n_layers)}: checkpoint {tuple(t.shape)}, model {tuple(expected[n].shape)}"
+              for n, t in ours.items() if n in expected and t.shape != expected[n].shape]
+    problems = []
+    for label, items in (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatches", shapes)):
+        if items:
+            problems.append(f"{len(items)} {label}: " + "; ".join(items[:5]) + (" ..." if len(items) > 5 else ""))
+    if problems:
+        raise ConfigError(f"{source} does not match its config: " + " | ".join(problems))
+    model.load_state_dict(ours, strict=True)
+
+
+def save_pretrained(model: Transformer, folder: str | Path, tokenizer_dir: str | Path | None = TOKENIZER_DIR) -> Path:
+    """Write the model (and the tokenizer files from tokenizer_dir) as a HF checkpoint folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.args.save(folder / "config.json")
+    generation = {"bos_token_id": model.args.bos_token_id, "eos_token_id": model.args.eos_token_id,
+                  "pad_token_id": model.args.pad_token_id}
+    (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    weights = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model).items()}
+    # Tensors sharing storage (a tied or MTP embedding) must be separate copies for safetensors.
+    seen: set[int] = set()
+    for key, tensor in weights.items():
+        if tensor.data_ptr() in seen:
+            weights[key] = tensor.clone()
+        seen.add(weights[key].data_ptr())
+    save_file(weights, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    if tokenizer_dir is not None:
+        for name in TOKENIZER_FILES:
+            shutil.copy(Path(tokenizer_dir) / name, folder / name)
+    return folder
+
+
+def load_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint folder (one file, or shards listed in the index)."""
+    folder = Path(folder)
+    if (folder / WEIGHTS_NAME).exists():
+        files = [folder / WEIGHTS_NAME]
+    elif (folder / INDEX_NAME).exists():
+        index = json.loads((folder / INDEX_NAME).read_text())
+        files = [folder / name for name in sorted(set(index["weight_map"].values()))]
+    else:
+        raise ConfigError(f"{folder} has no {WEIGHTS_NAME} or {INDEX_NAME}: no weights to load")
+    weights: dict[str, torch.Tensor] = {}
+    for file in files:
+        if not file.exists():
+            raise ConfigError(f"{file} is listed in {INDEX_NAME} but missing")
+        try:
+            weights.update(load_file(str(file)))
+        except (SafetensorError, OSError) as error:
+            raise ConfigError(f"{file} is not a readable safetensors file: {error}") from None
+    return weights
+
+
+def load_pretrained(folder: str | Path, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32) -> Transformer:
+    """Load a HF-layout DeepSeek-V3 checkpoint folder into our Transformer."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a checkpoint folder")
+    args = ModelArgs.load(folder / "config.json")
+    with torch.device(device):
+        model = Transformer(args)
+    from_hf_state_dict(model, load_weights(folder), source=str(folder))
+    model.to(dtype=dtype)
+    for gate in (m for m in model.modules() if isinstance(m, Gate)):
+        gate.e_score_correction_bias.data = gate.e_score_correction_bias.data.float()  # routing stays in fp32
+    return model

@@ -1,0 +1,35 @@
+import json
+
+from model.build_tokenizer import ASSISTANT, BOS, EOS, PAD, THINK, build
+from model.tokenizer import TOKENIZER_DIR, load_tokenizer
+
+
+def test_special_tokens_have_the_ids_the_model_expects():
+    tokenizer = load_tokenizer()
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (0, 1, 2)
+    assert tokenizer.convert_tokens_to_ids([BOS, EOS, PAD]) == [0, 1, 2]
+    assert len(tokenizer) == 2048
+
+
+def test_digits_are_split_one_by_one_and_text_round_trips():
+    tokenizer = load_tokenizer()
+    text = "Natalia sold 48/2 = 24 clips in May, 1234567 in all."
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert [p for p in pieces if p.strip().isdigit()] == list("482241234567")
+    assert tokenizer.decode(ids) == text
+
+
+def test_chat_template_is_r1_style():
+    tokenizer = load_tokenizer()
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "1+1?"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert text == f"{BOS}<｜User｜>1+1?{ASSISTANT}"
+    ids = tokenizer(f"{THINK}x", add_special_tokens=False).input_ids
+    assert ids[0] == tokenizer.convert_tokens_to_ids(THINK)
+
+
+def test_build_script_reproduces_the_shipped_files(tmp_path):
+    build(2048, tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        assert json.loads((tmp_path / name).read_text()) == json.loads((TOKENIZER_DIR / name).read_text()), name
