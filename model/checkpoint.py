@@ -25,8 +25,7 @@ WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
-# stacked expert tensor in our model -> projection name in the checkpoint
-_EXPERT_PROJ = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
+# The checkpoint stores one tensor per expert and projection; our model stacks them per layer.
 _EXPERT_KEY = re.compile(r"^(model\.layers\.\d+\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 
 
@@ -48,10 +47,14 @@ def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
         if name == "lm_head.weight" and model.args.tie_word_embeddings:
             continue
         prefix, _, leaf = name.rpartition(".")
-        if leaf in _EXPERT_PROJ and prefix.endswith("mlp.experts"):
+        if prefix.endswith("mlp.experts"):
             base = _checkpoint_name(prefix, n_layers)
             for expert, weight in enumerate(tensor.unbind(0)):
-                out[f"{base}.{expert}.{_EXPERT_PROJ[leaf]}.weight"] = weight
+                if leaf == "gate_up_proj":
+                    gate, up = weight.chunk(2, dim=0)
+                    out[f"{base}.{expert}.gate_proj.weight"], out[f"{base}.{expert}.up_proj.weight"] = gate, up
+                else:
+                    out[f"{base}.{expert}.down_proj.weight"] = weight
         else:
             out[_checkpoint_name(name, n_layers)] = tensor
     for k in range(model.args.num_nextn_predict_layers):  # each MTP layer carries the embedding, as in V3
@@ -62,39 +65,31 @@ def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
 def from_hf_state_dict(model: Transformer, weights: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
     """Load checkpoint-layout weights into model, naming every missing, unexpected or mis-shaped tensor."""
     n_layers = model.args.num_hidden_layers
-    expected = model.state_dict()
-    ours: dict[str, torch.Tensor] = {}
-    experts: dict[tuple[str, str], dict[int, torch.Tensor]] = {}
-    unexpected = []
-    mtp_embeds = {f"model.layers.{n_layers + k}.embed_tokens.weight" for k in range(model.args.num_nextn_predict_layers)}
-    to_ours = {_checkpoint_name(name, n_layers): name for name in expected}
-    for key, tensor in weights.items():
-        match = _EXPERT_KEY.match(key)
-        if match:
-            experts.setdefault((match.group(1), match.group(3)), {})[int(match.group(2))] = tensor
-        elif key in to_ours:
-            ours[to_ours[key]] = tensor
-        elif key not in mtp_embeds:
-            unexpected.append(key)
-    proj_to_leaf = {proj: leaf for leaf, proj in _EXPERT_PROJ.items()}
-    for (base, proj), by_index in experts.items():
-        our_name = to_ours.get(f"{base}.{proj_to_leaf[proj]}", None)
-        n_experts = model.args.n_routed_experts
-        if our_name is None or sorted(by_index) != list(range(n_experts)):
-            unexpected.append(f"{base}.*.{proj}.weight ({len(by_index)} experts, expected {n_experts})")
-            continue
-        ours[our_name] = torch.stack([by_index[e] for e in range(n_experts)])
-    if model.args.tie_word_embeddings:
-        ours.setdefault("lm_head.weight", ours.get("embed_tokens.weight"))
-    missing = [_checkpoint_name(name, n_layers) for name in expected if name not in ours]
-    shapes = [f"{_checkpoint_name(n, n_layers)}: checkpoint {tuple(t.shape)}, model {tuple(expected[n].shape)}"
-              for n, t in ours.items() if n in expected and t.shape != expected[n].shape]
+    expected = to_hf_state_dict(model)
+    missing = [key for key in expected if key not in weights]
+    unexpected = [key for key in weights if key not in expected]
+    shapes = [f"{key}: checkpoint {tuple(weights[key].shape)}, model {tuple(tensor.shape)}"
+              for key, tensor in expected.items() if key in weights and weights[key].shape != tensor.shape]
     problems = []
     for label, items in (("missing tensors", missing), ("unexpected tensors", unexpected), ("shape mismatches", shapes)):
         if items:
             problems.append(f"{len(items)} {label}: " + "; ".join(items[:5]) + (" ..." if len(items) > 5 else ""))
     if problems:
         raise ConfigError(f"{source} does not match its config: " + " | ".join(problems))
+    ours = {}
+    for name in model.state_dict():
+        prefix, _, leaf = name.rpartition(".")
+        base = _checkpoint_name(prefix, n_layers)
+        experts = range(model.args.n_routed_experts)
+        if prefix.endswith("mlp.experts") and leaf == "gate_up_proj":
+            ours[name] = torch.stack([torch.cat([weights[f"{base}.{e}.gate_proj.weight"],
+                                                 weights[f"{base}.{e}.up_proj.weight"]]) for e in experts])
+        elif prefix.endswith("mlp.experts"):
+            ours[name] = torch.stack([weights[f"{base}.{e}.down_proj.weight"] for e in experts])
+        elif name == "lm_head.weight" and model.args.tie_word_embeddings:
+            ours[name] = weights["model.embed_tokens.weight"]
+        else:
+            ours[name] = weights[_checkpoint_name(name, n_layers)]
     model.load_state_dict(ours, strict=True)
 
 

@@ -4,7 +4,7 @@ One file for the whole architecture, each module named after the paper's concept
   RMSNorm, RotaryEmbedding, MLA (DeepSeek-V2 sec. 2.1), MLP, Gate and MoE (V3 sec. 2.1.2), Block,
   MTPModule (V3 sec. 2.2), and Transformer (the causal LM).
 Parameter names follow the Hugging Face `DeepseekV3ForCausalLM` checkpoint, except that the routed
-experts of a layer are stored stacked (`experts.w1/w2/w3`, shape (E, ...)), which checkpoint.py splits
+experts of a layer are stored stacked (`experts.gate_up_proj/down_proj`, shape (E, ...)), which checkpoint.py splits
 into `experts.{e}.gate_proj/up_proj/down_proj` on save and joins on load.
 
 Shapes in comments: B batch, S query length, T key length, H heads, D hidden, C kv_lora_rank,
@@ -142,9 +142,12 @@ class MLA(nn.Module):
         k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
         k = torch.cat([k_nope, k_rope.unsqueeze(2).expand(-1, -1, self.n_heads, -1)], dim=-1)
         q = torch.cat([q_nope, q_rope], dim=-1)
+        # SDPA's fused (flash) kernels need values as wide as keys; zero-padding V costs little and beats
+        # the unfused fallback, which also computes the masked upper triangle.
+        v = F.pad(v, (0, q.size(-1) - self.v_dim))
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                              attn_mask=mask, is_causal=mask is None, scale=self.scale)
-        return out.transpose(1, 2)  # (B, S, H, V)
+        return out.transpose(1, 2)[..., :self.v_dim]  # (B, S, H, V)
 
     def _attend_absorbed(self, q_nope, q_rope, kv_latent, k_rope, mask):
         """Attention in latent space over cached c_KV (B, T, C) and rope keys (B, T, R) (the decoding path)."""
@@ -208,31 +211,31 @@ class Gate(nn.Module):
 
 
 class Experts(nn.Module):
-    """The routed experts of one MoE layer, their SwiGLU weights stacked: w1 gate, w3 up (E, I, D), w2 down (E, D, I)."""
+    """The routed experts of one MoE layer, SwiGLU weights stacked over experts:
+    gate_up_proj (E, 2I, D) holds each expert's gate then up projection, down_proj is (E, D, I)."""
 
     def __init__(self, n_experts: int, dim: int, inter_dim: int):
         super().__init__()
-        self.w1 = nn.Parameter(torch.empty(n_experts, inter_dim, dim))
-        self.w3 = nn.Parameter(torch.empty(n_experts, inter_dim, dim))
-        self.w2 = nn.Parameter(torch.empty(n_experts, dim, inter_dim))
+        self.gate_up_proj = nn.Parameter(torch.empty(n_experts, 2 * inter_dim, dim))
+        self.down_proj = nn.Parameter(torch.empty(n_experts, dim, inter_dim))
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Sum over each token's K experts of gate value x expert(x).
+        """Sum over each token's K experts of gate value x expert(x), for x (N, D), weights/indices (N, K).
 
         Token-expert pairs are sorted by expert so each expert runs one matmul over a contiguous slice
         (a loop over experts, none over tokens).
         """
-        n_tokens, top_k = indices.shape
+        top_k = indices.size(1)
         flat_experts = indices.flatten()
         order = flat_experts.argsort(stable=True)
-        counts = torch.bincount(flat_experts, minlength=self.w1.size(0)).tolist()
+        counts = torch.bincount(flat_experts, minlength=self.down_proj.size(0)).tolist()
         token_of_pair = order // top_k
         inputs = x.index_select(0, token_of_pair)  # (N*K, D), grouped by expert
         outputs = []
         for expert, chunk in enumerate(inputs.split(counts)):
             if chunk.numel():
-                hidden = F.silu(F.linear(chunk, self.w1[expert])) * F.linear(chunk, self.w3[expert])
-                outputs.append(F.linear(hidden, self.w2[expert]))
+                gate, up = F.linear(chunk, self.gate_up_proj[expert]).chunk(2, dim=-1)
+                outputs.append(F.linear(F.silu(gate) * up, self.down_proj[expert]))
         outputs = torch.cat(outputs) * weights.flatten()[order].unsqueeze(-1)
         return torch.zeros_like(x).index_add_(0, token_of_pair, outputs)
 
@@ -374,8 +377,8 @@ class Transformer(nn.Module):
                 if getattr(module, "bias", None) is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, Experts):
-                for weight in (module.w1, module.w2, module.w3):
-                    nn.init.normal_(weight, std=std)
+                nn.init.normal_(module.gate_up_proj, std=std)
+                nn.init.normal_(module.down_proj, std=std)
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
         for module in self.modules():
@@ -463,6 +466,6 @@ class Transformer(nn.Module):
         if active:
             for module in self.modules():
                 if isinstance(module, Experts):
-                    per_expert = sum(p[0].numel() for p in (module.w1, module.w2, module.w3))
-                    total -= per_expert * (module.w1.size(0) - self.args.num_experts_per_tok)
+                    per_expert = module.gate_up_proj[0].numel() + module.down_proj[0].numel()
+                    total -= per_expert * (module.down_proj.size(0) - self.args.num_experts_per_tok)
         return total

@@ -31,7 +31,8 @@ def demo(out: Path, samples_per_prompt: int = 4, max_tokens: int = 32) -> dict:
     startup = time.perf_counter() - started
     from vllm import SamplingParams
 
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True)
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                             return_dict=False)
                for p in PROMPTS]
     params = SamplingParams(n=samples_per_prompt, max_tokens=max_tokens, temperature=1.0, logprobs=0, seed=0)
     started = time.perf_counter()

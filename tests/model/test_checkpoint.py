@@ -56,6 +56,7 @@ def test_missing_unexpected_and_misshaped_tensors_are_named(tmp_path):
     model = Transformer(preset("tiny"))
     weights = {k: v.clone() for k, v in to_hf_state_dict(model).items()}
     del weights["model.layers.2.self_attn.o_proj.weight"]
+    del weights["model.layers.1.mlp.experts.3.up_proj.weight"]
     weights["model.layers.9.something.weight"] = torch.zeros(1)
     weights["model.norm.weight"] = torch.ones(7)
     save_pretrained(model, tmp_path)
@@ -63,7 +64,8 @@ def test_missing_unexpected_and_misshaped_tensors_are_named(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_pretrained(tmp_path)
     message = str(error.value)
-    assert "1 missing tensors: model.layers.2.self_attn.o_proj.weight" in message
+    assert "2 missing tensors: " in message
+    assert "model.layers.2.self_attn.o_proj.weight" in message and "model.layers.1.mlp.experts.3.up_proj" in message
     assert "model.layers.9.something.weight" in message
     assert "model.norm.weight: checkpoint (7,), model (256,)" in message
 

@@ -43,7 +43,7 @@ def test_batched_experts_equal_a_per_token_loop():
     batched = moe.experts(x, weights, indices)
     e = moe.experts
     reference = torch.stack([
-        sum(weights[t, k] * (F.silu(x[t] @ e.w1[i].T) * (x[t] @ e.w3[i].T)) @ e.w2[i].T
+        sum(weights[t, k] * (F.silu(x[t] @ e.gate_up_proj[i, :64].T) * (x[t] @ e.gate_up_proj[i, 64:].T)) @ e.down_proj[i].T
             for k, i in enumerate(indices[t].tolist()))
         for t in range(x.size(0))])
     torch.testing.assert_close(batched, reference, atol=1e-6, rtol=1e-5)
@@ -55,7 +55,7 @@ def test_shared_experts_always_run():
     moe = Transformer(args).layers[1].mlp
     x = torch.randn(2, 5, args.hidden_size)
     with torch.no_grad():
-        moe.experts.w2.zero_()  # routed experts contribute nothing now
+        moe.experts.down_proj.zero_()  # routed experts contribute nothing now
         out, _ = moe(x)
         torch.testing.assert_close(out, moe.shared_experts(x))
         moe.shared_experts.down_proj.weight.zero_()

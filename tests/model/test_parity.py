@@ -57,7 +57,7 @@ def test_gradients_match_transformers(models):
     theirs_grad = theirs.model.layers[2].self_attn.kv_b_proj.weight.grad
     torch.testing.assert_close(ours_grad, theirs_grad, atol=1e-6, rtol=1e-4)
     # stacked expert 3's down projection vs transformers' fused experts tensor
-    torch.testing.assert_close(ours.layers[1].mlp.experts.w2.grad[3],
+    torch.testing.assert_close(ours.layers[1].mlp.experts.down_proj.grad[3],
                                theirs.model.layers[1].mlp.experts.down_proj.grad[3], atol=1e-6, rtol=1e-4)
     ours.eval()
 
