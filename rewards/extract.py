@@ -1,0 +1,248 @@
+"""Final-answer extraction and string normalisation for math completions.
+
+Pure string work (no sympy), so it is cheap and safe to run anywhere. Equivalence
+lives in :mod:`rewards.math_answer`, which builds on what is here.
+
+Extraction order, first hit wins (each is searched for its *last* occurrence, since a
+model may restate or correct itself):
+
+1. ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces; also ``\\boxed 5``),
+2. ``#### N`` (GSM8K),
+3. "final answer is X", "the answer is X", "Answer: X", "A: X",
+4. the final non-empty line (its last ``$...$`` span, else its last number).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["extract_answer", "find_last_boxed", "normalize_answer", "completion_text", "MAX_ANSWER_CHARS"]
+
+# An extracted answer longer than this is not an answer a grader should try to parse:
+# it is garbage or a runaway box, and parsing it can only cost time.
+MAX_ANSWER_CHARS = 1000
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
+_HASH_RE = re.compile(r"####\s*([^\n]+)")
+_PHRASE_RE = re.compile(
+    r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*(.+)", re.IGNORECASE
+)
+_A_COLON_RE = re.compile(r"(?:^|\n)\s*A:\s*([^\n]+)")
+_NUMBER_RE = re.compile(r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![A-Za-z\d])")
+# Chat-template tokens that models leak after their answer ("<|im_start|>user").
+_CHAT_TOKEN_RE = re.compile(r"<\|[A-Za-z_]+\|>\w*")
+_FINAL_RE = re.compile(r"final answer is", re.IGNORECASE)
+_INLINE_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
+def completion_text(completion: object) -> str | None:
+    """Return the text of a TRL completion: a string, or a chat message list.
+
+    Args:
+        completion: ``"text"`` or ``[{"role": "assistant", "content": "text"}, ...]``.
+
+    Returns:
+        The text (the last assistant message's content for a chat list), or None when
+        the value has no usable text.
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        content = completion.get("content")
+        return content if isinstance(content, str) else None
+    if isinstance(completion, (list, tuple)) and completion:
+        for message in reversed(completion):
+            if isinstance(message, dict) and message.get("role", "assistant") == "assistant":
+                content = message.get("content")
+                return content if isinstance(content, str) else None
+        return None
+    return None
+
+
+def _match_brace(text: str, open_pos: int) -> int | None:
+    """Index of the ``}`` that closes the ``{`` at ``open_pos``, or None."""
+    depth = 0
+    i = open_pos
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\":  # skip escaped characters such as \{ and \}
+            i += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """All non-empty boxes as ``(start, end, content)``, in order."""
+    boxes = []
+    for match in _BOX_RE.finditer(text):
+        start = match.end()
+        if start < len(text) and text[start] == "{":
+            end = _match_brace(text, start)
+            if end is None:
+                continue  # unbalanced: a truncated completion
+            content, end = text[start + 1 : end].strip(), end + 1
+        else:  # \boxed 5
+            m = re.match(r"([^\s$.,;]+)", text[start:])
+            content, end = (m.group(1), start + m.end()) if m else ("", start)
+        if content:  # empty boxes are echoes of a prompt's "\boxed{}" instruction
+            boxes.append((match.start(), end, content))
+    return boxes
+
+
+# What may sit between boxes that together give one answer: "\boxed{1} and \boxed{2}".
+_BOX_JOINER_RE = re.compile(r"^(?:\s|,|;|\$|\\[()\[\]]|\\q?quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|[a-z]_?\{?\d?\}?\s*=)*$")
+
+
+def find_last_boxed(text: str, join: bool = True) -> str | None:
+    """Content of the last non-empty ``\\boxed{...}`` or ``\\fbox{...}`` in ``text``.
+
+    Args:
+        text: The text to search.
+        join: Join the final run of boxes separated only by connectors ("and",
+            commas, ``\\quad``) into one comma-separated answer, as models write
+            several solutions as several boxes.
+    """
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    group = [boxes[-1]]
+    while join and len(group) < len(boxes):
+        prev = boxes[-len(group) - 1]
+        if not _BOX_JOINER_RE.match(text[prev[1] : group[0][0]]):
+            break
+        group.insert(0, prev)
+    return ", ".join(content for _, _, content in group)
+
+
+def _strip_phrase_tail(answer: str) -> str:
+    """Cut what follows an answer on its line: a sentence end, a trailing remark."""
+    answer = answer.strip()
+    m = _INLINE_MATH_RE.search(answer)
+    if m and m.start() < 3:  # "The answer is $\frac{1}{2}$." -> the math span
+        return next(g for g in m.groups() if g is not None)
+    answer = re.split(r"(?<=[^\d\s])\.\s|\.$|\s+(?:because|since|so|which)\s", answer, maxsplit=1)[0]
+    return answer
+
+
+def _looks_like_bare_answer(text: str) -> bool:
+    """A short text without prose: the whole text is the answer (e.g. ``(x-2)(x+2)``)."""
+    return len(text) <= 120 and not re.search(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", text))
+
+
+def extract_answer(text: str) -> tuple[str | None, str]:
+    """Extract the final answer of a completion.
+
+    Args:
+        text: The completion text.
+
+    Returns:
+        ``(answer, how)``: the raw answer string (None when nothing was found) and
+        which rule found it (``boxed``, ``####``, ``phrase``, ``A:``, ``bare``,
+        ``last_math``, ``last_number``, ``none``).
+
+    >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}.")
+    ('\\\\frac{1}{2}', 'boxed')
+    >>> extract_answer("48/2 = 24\\n#### 24")
+    ('24', '####')
+    """
+    text = _CHAT_TOKEN_RE.sub(" ", text)
+    boxes = _boxes(text)
+    final_phrase = list(_FINAL_RE.finditer(text))
+    if boxes and not (final_phrase and final_phrase[-1].start() > boxes[-1][1]):
+        return find_last_boxed(text), "boxed"
+    hashes = _HASH_RE.findall(text)
+    if hashes:
+        return hashes[-1].strip(), "####"
+    phrases = _PHRASE_RE.findall(text)
+    if phrases:
+        answer = phrases[-1]
+        for _ in range(3):  # "Final Answer: The final answer is $5$." nests phrases
+            inner = _PHRASE_RE.findall(answer)
+            if not inner:
+                break
+            answer = inner[-1]
+        answer = _strip_phrase_tail(answer)
+        if answer:
+            return answer, "phrase"
+    a_colon = _A_COLON_RE.findall(text)
+    if a_colon:
+        return a_colon[-1].strip(), "A:"
+    stripped = re.sub(r"^\s*(?:answer|réponse|solution)\s*:?", "", text.strip(), flags=re.I).strip()
+    if stripped and _looks_like_bare_answer(stripped):
+        return stripped, "bare"
+    # The last math span, when the text ends with it ("... is $\\frac{1}{2}$.").
+    spans = list(_INLINE_MATH_RE.finditer(text[-300:]))
+    if spans and len(text[-300:][spans[-1].end() :].strip(" .\n")) == 0:
+        span = next(g for g in spans[-1].groups() if g is not None).strip()
+        if span:
+            return span, "last_math"
+    numbers = _NUMBER_RE.findall(text)
+    if numbers:
+        return numbers[-1], "last_number"
+    return None, "none"
+
+
+# --- normalisation -------------------------------------------------------------------
+
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_SPACING_RE = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad|~")
+_ORDINAL_RE = re.compile(r"\^\s*\{?\s*(?:\\(?:mathrm|text)\s*\{)?\s*(?:st|nd|rd|th)\s*\}?\s*\}?")
+_UNIT_WORDS = (
+    r"(?:units?|cm|mm|km|m|meters?|inches|inch|in|feet|foot|ft|miles?|hours?|hrs?|minutes?|mins?"
+    r"|seconds?|secs?|days?|weeks?|months?|years?|dollars?|cents?|degrees?|deg|sq|square|cubic"
+    r"|pounds?|lbs?|kg|g|grams?|liters?|litres?|ml|l|mph|km/h|people|students?|apples?"
+    r"|percent|points?|times|ways?|cookies|eggs|books?|pages?)"
+)
+_TRAILING_UNIT_RE = re.compile(rf"^(-?[\d.,/]+)\s*(?:{_UNIT_WORDS}(?:\^?\{{?[23]\}}?)?\.?\s*)+$", re.I)
+# "12 grade", "5 apples each": a number followed by words only (two letters or more,
+# so that "5 x" stays an expression).
+_TRAILING_WORDS_RE = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s+(?:[A-Za-z]{2,}[A-Za-z'.-]*\s*)+$")
+_THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+$")
+
+
+def normalize_answer(answer: str) -> str:
+    """Normalise an answer string for comparison (presentation only, never the value).
+
+    Removes ``$``/``\\(``, ``\\left``/``\\right``, spacing commands, ``\\text{}``
+    wrappers, units after a number, thousands separators, ``\\%``, degrees, dollar
+    signs, markdown bold and trailing punctuation; maps ``\\dfrac``/``\\tfrac`` to
+    ``\\frac``.
+
+    >>> normalize_answer("\\\\$1,000.")
+    '1000'
+    >>> normalize_answer("**90^\\\\circ**")
+    '90'
+    """
+    s = answer.strip()
+    s = s.replace("**", "").replace("\\displaystyle", "")
+    s = re.sub(r"^\$+|\$+$", "", s).strip()
+    s = re.sub(r"^\\\(|\\\)$|^\\\[|\\\]$", "", s).strip()
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"\\left\s*|\\right\s*|\\big\s*|\\Big\s*", "", s)
+    s = s.replace("\\{", "\x00").replace("\\}", "\x01")  # keep set braces apart from groups
+    s = re.sub(r",\\!\s*(?=\d{3})", ",", s)  # 1,\!000 (before spacing removal)
+    s = _SPACING_RE.sub(" ", s)
+    s = s.replace("{,}", ",")  # LaTeX thousands separators: 1{,}000 and 1,\!000
+    for _ in range(3):  # nested \text{\textbf{..}}
+        s = _TEXT_CMD_RE.sub(r"\1", s)
+    s = re.sub(r"\^\s*\{?\\circ\}?|°|\\degree", "", s)
+    s = _ORDINAL_RE.sub(" ", s)
+    s = s.replace("\\%", "%").replace("\\$", "").replace("$", "")
+    s = re.sub(r"%\s*$", "", s) if re.match(r"^-?[\d.,\s]+%\s*$", s) else s
+    s = s.replace("\x00", "\\{").replace("\x01", "\\}")
+    s = s.strip().rstrip(".;,").strip()  # not "!": 5! is a factorial
+    m = _TRAILING_UNIT_RE.match(s) or _TRAILING_WORDS_RE.match(s)
+    if m:
+        s = m.group(1)
+    if _THOUSANDS_RE.match(s):
+        s = s.replace(",", "").replace(" ", "")
+    s = re.sub(r"\s+", " ", s).strip()
+    return s

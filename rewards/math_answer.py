@@ -1,0 +1,288 @@
+"""Math answer equivalence: is a completion's final answer equal to the gold answer?
+
+:func:`grade_answer` is the one entry point. It is a plain function that may use a lot
+of time on hostile input (sympy, math-verify), so the rewards call it inside the worker
+pool (:mod:`rewards.pool`), where a hard kill bounds it. It never raises.
+
+Decision ladder (first conclusive step wins):
+
+1. extract the prediction's final answer (:func:`rewards.extract.extract_answer`);
+   the gold is extracted too when it is a full solution (``\\boxed`` or ``####``);
+2. normalise both strings; equal strings are equal answers;
+3. both plain numbers (integers, decimals, fractions, ``\\frac``): exact rational
+   comparison, a relative tolerance of 1e-6 when one side is a decimal; AIME style
+   leading zeros (``033``) are the same integer;
+4. equations: ``x = 3`` against ``3`` compares the right-hand side;
+5. otherwise math-verify / latex2sympy2_extended parse both sides (sets, tuples,
+   intervals, matrices, symbolic expressions) and math-verify decides equality with
+   sympy; its few known wrong verdicts are corrected before (see ``_guard``).
+
+Expressions whose evaluation could explode (power towers, huge factorials, very long
+answers) are refused before sympy sees them: the verdict is then a string comparison
+only, with the reason saying so.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, asdict
+from fractions import Fraction
+
+from rewards.extract import MAX_ANSWER_CHARS, _boxes, extract_answer, normalize_answer
+
+__all__ = ["Verdict", "grade_answer", "parse_number"]
+
+# Relative tolerance for decimals: a model that writes 0.333333 for 1/3 is right,
+# 0.33 is not (math-verify rounds to 6 digits; this is the same order).
+REL_TOL = Fraction(1, 10**6)
+
+
+@dataclass
+class Verdict:
+    """The outcome of grading one answer, with enough detail to log why.
+
+    Attributes:
+        correct: True when the answer is judged equal to the gold.
+        extracted: The answer string extracted from the prediction (None if none).
+        gold_parsed: How the gold was understood (a normalised string or sympy form).
+        pred_parsed: How the prediction was understood.
+        reason: A short machine-greppable reason, e.g. ``"numeric-equal"``,
+            ``"no-answer"``, ``"timeout"``, ``"memory"``, ``"mv-not-equal"``.
+    """
+
+    correct: bool
+    extracted: str | None = None
+    gold_parsed: str | None = None
+    pred_parsed: str | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        """The verdict as a plain dict (for JSON logs)."""
+        return asdict(self)
+
+
+# --- guards against expressions that explode -------------------------------------------
+
+# a^{b^c}, a^b^c, a**b**c: a tower of exponents; 10^{10^{10}} alone has 10^10 digits.
+_TOWER_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\w+\s*\^|\*\*\s*\(?\s*\w+\s*\)?\s*\*\*")
+_BIG_EXP_RE = re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*(\d{5,})")
+_BIG_FACT_RE = re.compile(r"(\d{4,})\s*!|!\s*!|\\?factorial\s*\(\s*\d{4,}")
+
+
+def _explosive(s: str) -> str | None:
+    """Why evaluating ``s`` could take unbounded time or memory, or None if it is safe."""
+    if len(s) > MAX_ANSWER_CHARS:
+        return "answer-too-long"
+    if _TOWER_RE.search(s):
+        return "power-tower"
+    if _BIG_EXP_RE.search(s):
+        return "huge-exponent"
+    if _BIG_FACT_RE.search(s):
+        return "huge-factorial"
+    if s.count("{") > 200 or s.count("(") > 200:
+        return "too-deeply-nested"
+    return None
+
+
+# --- numbers ----------------------------------------------------------------------------
+
+_INT_OR_DEC_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
+_FRAC_RE = re.compile(r"^([+-]?)\\frac\{?\s*([+-]?\d+)\s*\}?\{?\s*([+-]?\d+)\s*\}?$")
+_SLASH_RE = re.compile(r"^([+-]?\d+)\s*/\s*([+-]?\d+)$")
+_SCI_RE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|\*|x)\s*10\^\{?([+-]?\d{1,3})\}?$")
+
+
+def parse_number(s: str) -> tuple[Fraction, bool] | None:
+    """Parse a plain number exactly.
+
+    Args:
+        s: A normalised answer string.
+
+    Returns:
+        ``(value, is_decimal)`` or None when ``s`` is not a plain number. ``is_decimal``
+        says the value was written with a decimal point (so a tolerance applies).
+
+    >>> parse_number("033")
+    (Fraction(33, 1), False)
+    >>> parse_number("\\\\frac{3}{4}")
+    (Fraction(3, 4), False)
+    """
+    s = s.replace(" ", "")
+    if _INT_OR_DEC_RE.match(s):
+        return Fraction(s), "." in s
+    m = _FRAC_RE.match(s)
+    if m and int(m.group(3)) != 0:
+        value = Fraction(int(m.group(2)), int(m.group(3)))
+        return (-value if m.group(1) == "-" else value), False
+    m = _SLASH_RE.match(s)
+    if m and int(m.group(2)) != 0:
+        return Fraction(int(m.group(1)), int(m.group(2))), False
+    m = _SCI_RE.match(s)
+    if m:
+        return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2)), "." in m.group(1)
+    return None
+
+
+def _decimals(s: str) -> int:
+    """Digits after the decimal point as written (``"0.33"`` -> 2)."""
+    m = re.search(r"\.(\d+)", s)
+    return len(m.group(1)) if m else 0
+
+
+def _numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], pred_text: str) -> bool:
+    """Exact equality; for decimals a 1e-6 relative tolerance, or the gold rounded to
+    the precision the prediction was written with, from two decimals on (``0.33`` for
+    1/3, ``2.6667`` for 8/3: what "round to the nearest hundredth" asks for)."""
+    if gold[0] == pred[0]:
+        return True
+    if gold[1] or pred[1]:
+        scale = max(abs(gold[0]), abs(pred[0]), Fraction(1))
+        if abs(gold[0] - pred[0]) <= REL_TOL * scale:
+            return True
+    digits = _decimals(pred_text)
+    if pred[1] and not gold[1] and digits >= 2:
+        return round(gold[0], digits) == pred[0]
+    return False
+
+
+def _decimal_comma(s: str) -> str | None:
+    """``1,22`` -> ``1.22`` (a European decimal comma); None when ``s`` is not one."""
+    m = re.fullmatch(r"(-?\d+),(\d+)", s)
+    if not m or re.fullmatch(r"-?[1-9]\d{0,2},\d{3}", s):  # 1,000 is a thousands separator
+        return None
+    return f"{m.group(1)}.{m.group(2)}"
+
+
+_EQ_LHS_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=(?!=)\s*(.+)$", re.S)
+
+
+def _rhs_of_equation(s: str) -> str:
+    """``x = 3`` -> ``3``; ``f(x) = 2x`` -> ``2x``; anything else unchanged."""
+    m = _EQ_LHS_RE.match(s)
+    return m.group(1).strip() if m and "=" not in m.group(1) else s
+
+
+# --- math-verify, inside the worker ---------------------------------------------------------
+
+
+def _mv_timeouts() -> dict:
+    """math-verify's own timeouts use signal.alarm, which only works in the main thread.
+
+    In a pool worker (main thread) they give a fast soft limit below the pool's hard
+    kill; elsewhere they are switched off and only the caller's limits apply.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return {"parsing_timeout": 3}, {"timeout_seconds": 3}
+    return {"parsing_timeout": None}, {"timeout_seconds": None}
+
+
+def _mv_verify(gold: str, pred: str) -> tuple[bool | None, str, str]:
+    """math-verify on two answer strings; None when either side does not parse."""
+    from math_verify import parse, verify  # heavy import: only where it is used
+
+    parse_kw, verify_kw = _mv_timeouts()
+    gold_p = parse(f"${gold}$", **parse_kw)
+    if not gold_p:
+        gold_p = parse(f"\\boxed{{{gold}}}", **parse_kw)
+    pred_p = parse(f"\\boxed{{{pred}}}", **parse_kw)
+    if not pred_p:
+        pred_p = parse(f"${pred}$", **parse_kw)
+    gold_s = str(gold_p[0]) if gold_p else None
+    pred_s = str(pred_p[0]) if pred_p else None
+    if not gold_p or not pred_p:
+        return None, gold_s, pred_s
+    return bool(verify(gold_p, pred_p, **verify_kw)), gold_s, pred_s
+
+
+def _gold_answer(gold: str) -> str:
+    """A gold that is a full solution (boxed or ####) is reduced to its answer."""
+    if "\\boxed" in gold or "\\fbox" in gold:
+        # Several boxes in a gold are several parts of one answer (math-verify's "all").
+        contents = [content for _, _, content in _boxes(gold)]
+        return ", ".join(contents) if contents else gold
+    if "####" in gold or len(gold) > 200:  # a worked solution, not an answer
+        return extract_answer(gold)[0] or gold
+    return gold
+
+
+def grade_answer(pred_text: object, gold: object) -> Verdict:
+    """Grade one completion's final answer against the gold answer.
+
+    Args:
+        pred_text: The completion text (anything else is graded 0 with a reason).
+        gold: The gold answer: a bare answer (``"18"``, ``"\\\\frac{1}{2}"``) or a
+            solution containing ``\\boxed{}`` or ``####``; numbers are accepted.
+
+    Returns:
+        A :class:`Verdict`. Never raises.
+
+    >>> grade_answer("so the answer is \\\\boxed{033}", "33").correct
+    True
+    """
+    try:
+        return _grade(pred_text, gold)
+    except RecursionError:
+        return Verdict(False, reason="too-deeply-nested")
+    except MemoryError:
+        return Verdict(False, reason="memory")
+    except Exception as exc:  # noqa: BLE001 - a reward must never raise; the reason keeps it visible
+        return Verdict(False, reason=f"error: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _grade(pred_text: object, gold: object) -> Verdict:
+    if isinstance(gold, (int, float, Fraction)) and not isinstance(gold, bool):
+        gold = str(gold)
+    if not isinstance(gold, str) or not gold.strip():
+        return Verdict(False, reason="no-gold")
+    if not isinstance(pred_text, str):
+        return Verdict(False, reason=f"bad-input: {type(pred_text).__name__}")
+    if not pred_text.strip():
+        return Verdict(False, reason="empty")
+    extracted, how = extract_answer(pred_text)
+    if extracted is None:
+        return Verdict(False, reason="no-answer")
+    gold_ans = _gold_answer(gold.strip())
+    gold_n, pred_n = normalize_answer(gold_ans), normalize_answer(extracted)
+    verdict = Verdict(False, extracted=extracted, gold_parsed=gold_n, pred_parsed=pred_n)
+    if not pred_n:
+        verdict.reason = "empty-answer"
+        return verdict
+    if gold_n == pred_n:
+        verdict.correct, verdict.reason = True, f"string-equal ({how})"
+        return verdict
+    # Equations: compare right-hand sides unless both sides are equations.
+    if ("=" in gold_n) != ("=" in pred_n):
+        gold_n, pred_n = _rhs_of_equation(gold_n), _rhs_of_equation(pred_n)
+        if gold_n == pred_n:
+            verdict.correct, verdict.reason = True, f"string-equal-rhs ({how})"
+            return verdict
+    # 1,22 against 1.22: a decimal comma, decided only against a decimal point.
+    if "." in gold_n and _decimal_comma(pred_n):
+        pred_n = _decimal_comma(pred_n)
+    elif "." in pred_n and _decimal_comma(gold_n):
+        gold_n = _decimal_comma(gold_n)
+    gold_num, pred_num = parse_number(gold_n), parse_number(pred_n)
+    if gold_num is not None and pred_num is not None:
+        verdict.gold_parsed, verdict.pred_parsed = str(gold_num[0]), str(pred_num[0])
+        verdict.correct = _numbers_equal(gold_num, pred_num, pred_n)
+        verdict.reason = "numeric-equal" if verdict.correct else "numeric-not-equal"
+        return verdict
+    danger = _explosive(pred_n) or _explosive(gold_n)
+    if danger:
+        verdict.reason = f"refused: {danger} (string comparison only)"
+        return verdict
+    if gold_num is not None and re.fullmatch(r"[A-Za-z\s]+", pred_n):
+        verdict.reason = "numeric-gold-word-answer"
+        return verdict
+    equal, gold_s, pred_s = _mv_verify(gold_n, pred_n)
+    if equal is None:  # normalisation may have removed what math-verify needs: try raw
+        equal, gold_s, pred_s = _mv_verify(gold_ans, extracted)
+    verdict.gold_parsed = gold_s or gold_n
+    verdict.pred_parsed = pred_s or pred_n
+    if equal is None:
+        verdict.reason = "unparseable"
+    else:
+        verdict.correct = equal
+        verdict.reason = "sympy-equal" if equal else "sympy-not-equal"
+    return verdict
