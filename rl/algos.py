@@ -1,0 +1,436 @@
+"""GRPO math as pure tensor functions: advantages, KL, log-probabilities, policy losses and their aggregation.
+
+Nothing here reads a config object or touches a model: every function takes tensors and explicit scalars, so the
+learner, the tests and the TRL parity test call exactly the same code. Shapes use B = completions in the batch,
+T = completion tokens (padded), V = vocabulary size, G = group size (completions per prompt).
+
+Policy losses live in a registry (`@register_loss("grpo")`, `get_loss_fn("grpo")`) and follow TRL 1.16's
+`GRPOTrainer._compute_loss` term for term (importance ratio, clip-higher, two-sided clipping, GSPO
+sequence-level ratios, the k3 KL with its importance-sampling bias correction, vLLM importance-sampling
+weights); `agg_loss` is the single home of the normalisers that distinguish `grpo`, `bnpo`, `dr_grpo` and `dapo`.
+One deliberate difference: TRL divides `grpo`/`bnpo`/`dr_grpo` by the gradient-accumulation steps inside the loss;
+here the caller owns accumulation (a learner that splits one batch into k micro-batches divides by k, or passes
+`num_items_in_batch` for the token-sum modes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# ------------------------------------------------------------------------------------------------ small helpers
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of `x` over the positions where `mask` is non-zero.
+
+    Args:
+        x: values, any shape broadcastable with `mask`.
+        mask: 0/1 (bool or float) weights, same shape as `x` (or broadcastable to it).
+        dim: dimension to reduce; None reduces everything.
+
+    Returns:
+        The masked mean; an all-masked row gives 0 (the denominator is clamped to 1, as TRL does), not NaN.
+    """
+    mask = mask.to(x.dtype) if x.is_floating_point() else mask.float()
+    x = x * mask
+    mask = mask.expand_as(x)
+    if dim is None:
+        return x.sum() / mask.sum().clamp(min=1.0)
+    return x.sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+def selective_log_softmax(logits: Tensor, ids: Tensor, temperature: float = 1.0, chunk_size: int = 1024) -> Tensor:
+    """Log-probability of the chosen tokens, `log_softmax(logits / temperature)[..., ids]`.
+
+    Computed as `logit[id] - logsumexp(logits)` over row chunks, so no full (.., V) log-softmax copy is kept
+    alive; half-precision logits are upcast chunk by chunk (a bf16 logsumexp loses ~1e-2 nats).
+
+    Args:
+        logits: (..., V) unnormalised scores.
+        ids: (...) chosen token ids (int64).
+        temperature: the sampling temperature the logprobs refer to (vLLM reports logprobs after it).
+        chunk_size: rows per chunk.
+
+    Returns:
+        (...) log-probabilities in float32 (or the logits' dtype if wider).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    out_dtype = torch.promote_types(logits.dtype, torch.float32)
+    flat_logits, flat_ids = logits.reshape(-1, logits.size(-1)), ids.reshape(-1)
+    pieces = []
+    for rows, row_ids in zip(flat_logits.split(chunk_size), flat_ids.split(chunk_size)):
+        rows = rows.to(out_dtype)
+        if temperature != 1.0:
+            rows = rows / temperature
+        chosen = rows.gather(-1, row_ids.unsqueeze(-1)).squeeze(-1)
+        pieces.append(chosen - torch.logsumexp(rows, dim=-1))
+    return torch.cat(pieces).view(ids.shape)
+
+
+def entropy_from_logits(logits: Tensor, chunk_size: int = 1024) -> Tensor:
+    """Shannon entropy (nats) of `softmax(logits)` along the last axis, e.g. (B, T, V) -> (B, T).
+
+    Uses H = logsumexp(z) - sum(softmax(z) * z), which stays finite for very peaked or -inf-masked logits
+    (the naive -sum(p log p) gives 0 * -inf = NaN there), chunked over rows to bound memory.
+    """
+    out_dtype = torch.promote_types(logits.dtype, torch.float32)
+    flat = logits.reshape(-1, logits.size(-1))
+    pieces = []
+    for rows in flat.split(chunk_size):
+        rows = rows.to(out_dtype)
+        probs = torch.softmax(rows, dim=-1)
+        weighted = torch.where(probs > 0, probs * rows, torch.zeros_like(rows))
+        pieces.append(torch.logsumexp(rows, dim=-1) - weighted.sum(-1))
+    return torch.cat(pieces).view(logits.shape[:-1])
+
+
+def k3_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    """Per-token k3 estimator of KL(pi || pi_ref) (Schulman): exp(ref - logp) - (ref - logp) - 1, >= 0.
+
+    Args:
+        logprobs: (B, T) policy log-probabilities of the sampled tokens.
+        ref_logprobs: (B, T) reference-policy log-probabilities of the same tokens.
+    """
+    delta = ref_logprobs - logprobs
+    return torch.exp(delta) - delta - 1
+
+
+# ------------------------------------------------------------------------------------------------ advantages
+
+
+def _group_view(rewards: Tensor, group_size: int) -> Tensor:
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards must be 1-D (N,), got shape {tuple(rewards.shape)}")
+    if group_size < 1 or rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards cannot be split into groups of {group_size}")
+    return rewards.view(-1, group_size)
+
+
+def compute_grpo_advantages(rewards: Tensor, group_size: int, scale_by_std: bool = True, eps: float = 1e-4) -> Tensor:
+    """Group-relative advantages A_i = (r_i - mean_g) / (std_g + eps), or r_i - mean_g (Dr. GRPO).
+
+    The std is the unbiased sample std (Bessel's correction, divisor G - 1), as TRL's `nanstd` computes it in
+    `GRPOTrainer` (scale_rewards="group"); eps = 1e-4 is TRL's. Rewards may contain NaN (a completion no reward
+    function could score): it is left out of its group's mean and std and gets advantage 0, as in TRL. A group of
+    one has std 0 (TRL's convention), so its only sample gets advantage 0.
+
+    Args:
+        rewards: (N,) one reward per completion, laid out group after group (N = n_prompts * group_size).
+        group_size: completions per prompt, G.
+        scale_by_std: divide by the group std (GRPO); False gives Dr. GRPO's unscaled advantages.
+        eps: added to the std, so zero-variance groups give 0 rather than NaN.
+
+    Returns:
+        (N,) advantages, same dtype as rewards.
+    """
+    grouped = _group_view(rewards, group_size)
+    mean = torch.nanmean(grouped, dim=1, keepdim=True)
+    advantages = grouped - mean
+    if scale_by_std:
+        if group_size > 1:
+            count = (~torch.isnan(grouped)).sum(dim=1, keepdim=True)
+            var = torch.nansum((grouped - mean) ** 2, dim=1, keepdim=True) / (count - 1).clamp(min=1)
+            std = var.sqrt()
+        else:
+            std = torch.zeros_like(mean)
+        advantages = advantages / (std + eps)
+    return torch.nan_to_num(advantages, nan=0.0).view(-1)
+
+
+def zero_variance_groups(rewards: Tensor, group_size: int) -> Tensor:
+    """True for every sample whose group's rewards are all equal (no learning signal; DAPO drops these groups).
+
+    Args:
+        rewards: (N,) rewards laid out group after group.
+        group_size: completions per prompt.
+
+    Returns:
+        (N,) bool mask.
+    """
+    grouped = _group_view(rewards, group_size)
+    flat = torch.isclose(grouped.max(dim=1).values, grouped.min(dim=1).values)
+    return flat.repeat_interleave(group_size)
+
+
+# ------------------------------------------------------------------------------------------------ aggregation
+
+AGG_MODES = ("seq-mean-token-mean", "token-mean", "token-sum-norm", "token-sum-global", "seq-mean-token-sum")
+
+
+def agg_loss(
+    per_token_loss: Tensor,
+    mask: Tensor,
+    mode: str,
+    max_completion_length: int | None = None,
+    num_items_in_batch: Tensor | float | None = None,
+) -> Tensor:
+    """Reduce a per-token loss to a scalar: the single home of every loss type's normaliser.
+
+    Args:
+        per_token_loss: (B, T), or (B, 1) for sequence-level terms (broadcast over the mask).
+        mask: (B, T) 1 for completion tokens that count.
+        mode: one of
+            - "seq-mean-token-mean" (TRL `grpo`, `sapo`): mean over sequences of each sequence's token mean.
+            - "token-mean" (TRL `bnpo`): token sum / tokens in this (local) batch.
+            - "token-sum-norm" (TRL `dr_grpo`): token sum / (B * max_completion_length).
+            - "token-sum-global" (TRL `dapo`, `cispo`, `vespo`): token sum / `num_items_in_batch`, the number of
+              tokens in the whole (global, accumulated) batch; without it, the local count (then = "token-mean").
+            - "seq-mean-token-sum" (TRL `luspo`): mean over sequences of each sequence's token sum.
+        max_completion_length: the constant of "token-sum-norm".
+        num_items_in_batch: global token count for "token-sum-global".
+
+    Returns:
+        0-d loss tensor.
+    """
+    mask = mask.to(per_token_loss.dtype)
+    masked = per_token_loss * mask
+    if mode == "seq-mean-token-mean":
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    if mode == "token-mean":
+        return masked.sum() / mask.sum().clamp(min=1.0)
+    if mode == "token-sum-norm":
+        if not max_completion_length:
+            raise ValueError("agg mode 'token-sum-norm' (dr_grpo) needs max_completion_length")
+        return masked.sum() / (per_token_loss.size(0) * max_completion_length)
+    if mode == "token-sum-global":
+        total = mask.sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch, dtype=mask.dtype)
+        return masked.sum() / total.clamp(min=1.0)
+    if mode == "seq-mean-token-sum":
+        return masked.sum(-1).mean()
+    raise ValueError(f"unknown aggregation mode {mode!r}; valid: {', '.join(AGG_MODES)}")
+
+
+# ------------------------------------------------------------------------------------------------ loss registry
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """What every per-token policy term sees (shapes: B completions, T tokens; L = T or 1 at sequence level).
+
+    Attributes:
+        logprobs: (B, T) current-policy log-probabilities (carry the gradient).
+        log_ratio: (B, T) logprobs - old_logprobs, token level.
+        ratio: (B, L) importance ratio pi/pi_old at the chosen level (token, or GSPO's per-sequence geometric mean).
+        advantages: (B, 1) or (B, T).
+        mask: (B, T) completion mask.
+        importance_sampling_ratio: (B, T) or (B, 1) rollout-engine correction weights pi_old/pi_vllm, or None.
+    """
+
+    logprobs: Tensor
+    log_ratio: Tensor
+    ratio: Tensor
+    advantages: Tensor
+    mask: Tensor
+    importance_sampling_ratio: Tensor | None
+
+
+class PerTokenLossFn(Protocol):
+    """A registered policy term: (terms, hyper-parameters) -> ((B, L) per-token loss, metrics)."""
+
+    def __call__(self, terms: LossTerms, **hparams: float | None) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registry entry: the per-token term, its aggregation mode, and whether it applies the vLLM IS weights."""
+
+    fn: PerTokenLossFn
+    agg: str
+    applies_is_ratio: bool = True
+
+
+_LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, agg: str, applies_is_ratio: bool = True) -> Callable[[PerTokenLossFn], PerTokenLossFn]:
+    """Register a per-token policy term under `name`, aggregated with `agg` (see `agg_loss`).
+
+    Raises:
+        ValueError: if `agg` is unknown or `name` is already taken by another function.
+    """
+    if agg not in AGG_MODES:
+        raise ValueError(f"unknown aggregation mode {agg!r}; valid: {', '.join(AGG_MODES)}")
+
+    def decorator(fn: PerTokenLossFn) -> PerTokenLossFn:
+        if name in _LOSSES and _LOSSES[name].fn is not fn:
+            raise ValueError(f"loss {name!r} is already registered")
+        _LOSSES[name] = LossSpec(fn, agg, applies_is_ratio)
+        return fn
+
+    return decorator
+
+
+def get_loss_fn(name: str) -> LossSpec:
+    """The registry entry for `name`; ValueError listing the valid names if there is none."""
+    if name not in _LOSSES:
+        raise ValueError(f"unknown loss_type {name!r}; valid: {', '.join(loss_names())}")
+    return _LOSSES[name]
+
+
+def loss_names() -> list[str]:
+    """Registered loss types, sorted."""
+    return sorted(_LOSSES)
+
+
+def _clip_metrics(ratio: Tensor, advantages: Tensor, mask: Tensor, epsilon_low: float, epsilon_high: float,
+                  ) -> dict[str, Tensor]:
+    # The clip fractions count only tokens whose gradient clipping actually removed (TRL's definition).
+    low = ((ratio < 1 - epsilon_low) & (advantages < 0)).float()
+    high = ((ratio > 1 + epsilon_high) & (advantages > 0)).float()
+    return {"actor/clip_frac_low": _token_or_seq_mean(low, mask), "actor/clip_frac_high": _token_or_seq_mean(high, mask),
+            "actor/clip_frac": _token_or_seq_mean(torch.maximum(low, high), mask)}
+
+
+def _token_or_seq_mean(x: Tensor, mask: Tensor) -> Tensor:
+    # A (B, 1) sequence-level quantity is averaged over sequences; a (B, T) one over completion tokens.
+    if x.size(-1) == 1 and mask.size(-1) != 1:
+        return x.mean().detach()
+    return masked_mean(x, mask).detach()
+
+
+@register_loss("grpo", agg="seq-mean-token-mean")
+@register_loss("bnpo", agg="token-mean")
+@register_loss("dr_grpo", agg="token-sum-norm")
+@register_loss("dapo", agg="token-sum-global")
+@register_loss("luspo", agg="seq-mean-token-sum")
+def clipped_surrogate(terms: LossTerms, *, epsilon_low: float, epsilon_high: float, delta: float | None = None,
+                      **_: float | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's clipped surrogate -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), with DAPO's clip-higher
+    (eps_high > eps_low) and INTELLECT-2's two-sided clipping (r capped at `delta` in the unclipped branch)."""
+    ratio, advantages = terms.ratio, terms.advantages
+    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
+    if delta is not None:
+        ratio = torch.clamp(ratio, max=delta)
+    per_token = -torch.min(ratio * advantages, clipped * advantages)
+    return per_token, _clip_metrics(ratio, advantages, terms.mask, epsilon_low, epsilon_high)
+
+
+@register_loss("cispo", agg="token-sum-global")
+def cispo(terms: LossTerms, *, epsilon_high: float, **_: float | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """MiniMax-M1's CISPO: -sg(min(r, eps_high)) A log pi; the ratio is clipped, the gradient always flows
+    (through log pi), so no token is silenced. Here `epsilon_high` is the cap itself (TRL: eps_max, e.g. 5.0)."""
+    capped = torch.clamp(terms.ratio, max=epsilon_high).detach()
+    per_token = -capped * terms.advantages * terms.logprobs
+    clipped = ((terms.ratio > epsilon_high) & (terms.advantages > 0)).float()
+    return per_token, {"actor/clip_frac": _token_or_seq_mean(clipped, terms.mask)}
+
+
+@register_loss("sapo", agg="seq-mean-token-mean")
+def sapo(terms: LossTerms, *, sapo_temperature_pos: float = 1.0, sapo_temperature_neg: float = 1.05,
+         **_: float | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Soft Adaptive Policy Optimization: a sigmoid gate 4/tau * sigmoid(tau (r - 1)) replaces the hard clip
+    (its slope at r = 1 is 1, like the plain surrogate); tau_pos for A > 0, tau_neg otherwise."""
+    tau = torch.where(terms.advantages > 0, sapo_temperature_pos, sapo_temperature_neg)
+    per_token = -torch.sigmoid(tau * (terms.ratio - 1)) * 4 / tau * terms.advantages
+    return per_token, {}
+
+
+@register_loss("vespo", agg="token-sum-global", applies_is_ratio=False)
+def vespo(terms: LossTerms, *, vespo_k_pos: float = 2.0, vespo_lambda_pos: float = 3.0, vespo_k_neg: float = 3.0,
+          vespo_lambda_neg: float = 2.0, **_: float | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """VESPO: -phi(w) A log pi with a detached Gamma weight phi(w) = e^lam w^k e^{-lam w} of the sequence ratio w
+    (token log-ratios summed, times the rollout IS weights); k, lambda depend on the sign of A."""
+    with torch.no_grad():
+        floor = math.log(1e-8)  # TRL clamps log w at log(1e-8) and 20
+        seq_log_ratio = (torch.clamp(terms.log_ratio, -20.0, 20.0) * terms.mask).sum(-1, keepdim=True)
+        if terms.importance_sampling_ratio is not None:
+            log_is = torch.clamp(torch.log(terms.importance_sampling_ratio), floor, 20.0)
+            seq_log_ratio = seq_log_ratio + log_is.sum(-1, keepdim=True)
+        log_w = torch.clamp(seq_log_ratio, floor, 20.0)
+        positive = terms.advantages >= 0
+        k = torch.where(positive, vespo_k_pos, vespo_k_neg)
+        lam = torch.where(positive, vespo_lambda_pos, vespo_lambda_neg).clamp(min=1e-4)
+        phi = torch.exp(lam + k * log_w - lam * torch.exp(log_w)).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    per_token = -phi * terms.advantages * terms.logprobs
+    return per_token, {"actor/vespo_phi": _token_or_seq_mean(phi, terms.mask)}
+
+
+# ------------------------------------------------------------------------------------------------ the policy loss
+
+
+def policy_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    loss_type: str,
+    epsilon_low: float = 0.2,
+    epsilon_high: float = 0.28,
+    beta: float = 0.0,
+    ref_logprobs: Tensor | None = None,
+    max_completion_length: int | None = None,
+    num_items_in_batch: Tensor | float | None = None,
+    importance_sampling_level: str = "token",
+    kl_bias_correction: bool = True,
+    importance_sampling_ratio: Tensor | None = None,
+    **hparams: float | None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The GRPO-family policy loss of `loss_type`, with TRL 1.16's semantics.
+
+    Args:
+        logprobs: (B, T) current-policy log-probabilities of the completion tokens (requires grad).
+        old_logprobs: (B, T) log-probabilities under the policy that sampled (detached).
+        advantages: (B,) per completion, or (B, T) per token.
+        mask: (B, T) 1 for completion tokens that count (0 for padding and masked truncated completions).
+        loss_type: a registered name (`loss_names()`): grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo.
+        epsilon_low: lower clip, r >= 1 - epsilon_low.
+        epsilon_high: upper clip, r <= 1 + epsilon_high (clip-higher); for cispo the ratio cap itself.
+        beta: weight of the k3 KL to the reference policy; 0 turns it off (and ref_logprobs is not needed).
+        ref_logprobs: (B, T) reference log-probabilities, required when beta > 0.
+        max_completion_length: the dr_grpo normaliser.
+        num_items_in_batch: completion tokens in the whole global batch (dapo, cispo, vespo); default local count.
+        importance_sampling_level: "token", or "sequence" (GSPO: one ratio per sequence, the exp of the mean
+            token log-ratio).
+        kl_bias_correction: multiply the per-token KL by the importance ratio (DeepSeek-V3.2's unbiased KL
+            gradient; TRL's `use_bias_correction_kl`, default True there too).
+        importance_sampling_ratio: optional (B, T) or (B, 1) weights correcting the rollout engine's sampling
+            mismatch (TRL's vLLM IS correction); multiplies the policy term (vespo folds it into its weight).
+        **hparams: loss-specific options: delta (two-sided clip), sapo_temperature_pos/neg, vespo_k_pos/neg,
+            vespo_lambda_pos/neg.
+
+    Returns:
+        (loss, metrics): a 0-d loss, and detached 0-d metrics "actor/pg_loss", "actor/ratio_mean", the clip
+        fractions of the clipped losses ("actor/clip_frac_low", "actor/clip_frac_high", "actor/clip_frac") and
+        "actor/kl" when beta > 0.
+    """
+    spec = get_loss_fn(loss_type)
+    if importance_sampling_level not in ("token", "sequence"):
+        raise ValueError(f"importance_sampling_level must be 'token' or 'sequence', got {importance_sampling_level!r}")
+    mask = mask.to(logprobs.dtype)
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)
+
+    log_ratio = logprobs - old_logprobs
+    if importance_sampling_level == "sequence":
+        log_weights = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+    else:
+        log_weights = log_ratio
+    ratio = torch.exp(log_weights)
+
+    terms = LossTerms(logprobs, log_ratio, ratio, advantages, mask, importance_sampling_ratio)
+    per_token, metrics = spec.fn(terms, epsilon_low=epsilon_low, epsilon_high=epsilon_high, **hparams)
+    if importance_sampling_ratio is not None and spec.applies_is_ratio:
+        per_token = per_token * importance_sampling_ratio
+    metrics["actor/pg_loss"] = agg_loss(per_token.detach(), mask, spec.agg, max_completion_length,
+                                        num_items_in_batch)
+
+    if beta != 0.0:
+        if ref_logprobs is None:
+            raise ValueError("beta != 0 needs ref_logprobs")
+        kl = k3_kl(logprobs, ref_logprobs)
+        if kl_bias_correction:
+            kl = kl * ratio
+        per_token = per_token + beta * kl
+        metrics["actor/kl"] = _token_or_seq_mean(kl, mask)
+
+    loss = agg_loss(per_token, mask, spec.agg, max_completion_length, num_items_in_batch)
+    metrics["actor/ratio_mean"] = _token_or_seq_mean(ratio, mask)
+    return loss, metrics

@@ -1,0 +1,252 @@
+"""rl.algos against straightforward loop implementations written from the papers' formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rl import algos
+from rl.algos import (agg_loss, compute_grpo_advantages, entropy_from_logits, get_loss_fn, k3_kl, loss_names,
+                      masked_mean, policy_loss, register_loss, selective_log_softmax, zero_variance_groups)
+
+# ------------------------------------------------------------------------------------------------ advantages
+
+
+def test_advantages_match_hand_computation():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 5.0])
+    advantages = compute_grpo_advantages(rewards, group_size=4)
+    # Group 1: mean 0.5, unbiased std sqrt(((0.5^2) * 4) / 3) = sqrt(1/3).
+    std1 = math.sqrt(1 / 3)
+    expected1 = [(r - 0.5) / (std1 + 1e-4) for r in (1, 0, 0, 1)]
+    # Group 2: mean 2.75, deviations (-0.75 x3, 2.25), var = (3 * 0.5625 + 5.0625) / 3 = 2.25, std 1.5.
+    expected2 = [(r - 2.75) / (1.5 + 1e-4) for r in (2, 2, 2, 5)]
+    assert advantages.tolist() == pytest.approx(expected1 + expected2, abs=1e-6)
+
+
+def test_advantages_without_std_scaling_are_centred_rewards():
+    rewards = torch.tensor([3.0, 1.0, 0.0, 0.0, 0.0, 4.0])
+    advantages = compute_grpo_advantages(rewards, group_size=3, scale_by_std=False)
+    assert advantages.tolist() == pytest.approx([5 / 3, -1 / 3, -4 / 3, -4 / 3, -4 / 3, 8 / 3], abs=1e-6)
+
+
+def test_advantages_zero_variance_and_nan_and_singleton_groups():
+    assert compute_grpo_advantages(torch.tensor([1.0, 1.0, 0.0, 0.0]), 2).abs().max() == 0
+    # A NaN reward (unscorable completion) is left out of its group's statistics and gets advantage 0.
+    advantages = compute_grpo_advantages(torch.tensor([1.0, float("nan"), 0.0]), 3)
+    std = math.sqrt(0.5)
+    assert advantages.tolist() == pytest.approx([0.5 / (std + 1e-4), 0.0, -0.5 / (std + 1e-4)], abs=1e-6)
+    assert compute_grpo_advantages(torch.tensor([3.0, 7.0]), 1).tolist() == [0.0, 0.0]
+
+
+def test_advantages_reject_ragged_groups():
+    with pytest.raises(ValueError, match="groups of 4"):
+        compute_grpo_advantages(torch.zeros(6), 4)
+
+
+def test_zero_variance_groups():
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.5, 0.5, 0.5])
+    assert zero_variance_groups(rewards, 3).tolist() == [True] * 3 + [False] * 3 + [True] * 3
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def test_k3_kl_is_nonnegative_and_zero_at_equality():
+    logp = torch.log(torch.tensor([[0.2, 0.5, 0.9]]))
+    ref = torch.log(torch.tensor([[0.4, 0.5, 0.3]]))
+    kl = k3_kl(logp, ref)
+    expected = [math.exp(r - p) - (r - p) - 1 for p, r in zip(logp[0].tolist(), ref[0].tolist())]
+    assert kl[0].tolist() == pytest.approx(expected, abs=1e-6)
+    assert kl[0, 1] == 0 and (kl >= 0).all()
+
+
+def test_masked_mean():
+    x = torch.tensor([[1.0, 2.0, 100.0], [4.0, 100.0, 100.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert masked_mean(x, mask).item() == pytest.approx(7 / 3)
+    assert masked_mean(x, mask, dim=1).tolist() == pytest.approx([1.5, 4.0])
+    assert masked_mean(x, torch.zeros_like(mask), dim=1).tolist() == [0.0, 0.0]
+
+
+def test_selective_log_softmax_and_entropy_match_naive_forms():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11) * 4
+    ids = torch.randint(0, 11, (3, 5))
+    naive = torch.log_softmax(logits, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(selective_log_softmax(logits, ids, chunk_size=4), naive, atol=1e-6)
+    hot = torch.log_softmax(logits / 0.7, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(selective_log_softmax(logits, ids, temperature=0.7), hot, atol=1e-6)
+    bf16 = selective_log_softmax(logits.bfloat16(), ids)
+    assert bf16.dtype == torch.float32 and torch.allclose(bf16, naive, atol=0.05)
+
+    probs = torch.softmax(logits, -1)
+    assert torch.allclose(entropy_from_logits(logits, chunk_size=4), -(probs * probs.log()).sum(-1), atol=1e-5)
+    # -inf logits (masked vocabulary) and near-one-hot rows stay finite.
+    peaked = torch.tensor([[0.0, float("-inf"), 1e4]])
+    assert entropy_from_logits(peaked).item() == pytest.approx(0.0, abs=1e-6)
+    assert entropy_from_logits(torch.zeros(2, 8)).tolist() == pytest.approx([math.log(8)] * 2, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ losses vs loops
+
+
+def _batch(seed=0, b=4, t=6):
+    gen = torch.Generator().manual_seed(seed)
+    logprobs = (-torch.rand(b, t, generator=gen) * 3).requires_grad_()
+    old = logprobs.detach() + 0.4 * torch.randn(b, t, generator=gen)
+    ref = logprobs.detach() + 0.4 * torch.randn(b, t, generator=gen)
+    advantages = torch.randn(b, generator=gen)
+    mask = torch.ones(b, t)
+    mask[1, 4:] = 0
+    mask[2, 2:] = 0
+    return logprobs, old, ref, advantages, mask
+
+
+def _loop_loss(logprobs, old, ref, advantages, mask, loss_type, eps_low, eps_high, beta, max_len, num_items):
+    """The textbook definitions, one token at a time."""
+    b, t = logprobs.shape
+    per_seq, total, tokens = [], 0.0, 0
+    for i in range(b):
+        seq_sum, seq_tokens = 0.0, 0
+        for j in range(t):
+            if mask[i, j] == 0:
+                continue
+            ratio = torch.exp(logprobs[i, j] - old[i, j])
+            a = advantages[i]
+            term = -torch.min(ratio * a, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * a)
+            if beta:
+                d = ref[i, j] - logprobs[i, j]
+                term = term + beta * ratio * (torch.exp(d) - d - 1)
+            seq_sum, seq_tokens = seq_sum + term, seq_tokens + 1
+        per_seq.append(seq_sum / max(seq_tokens, 1))
+        total, tokens = total + seq_sum, tokens + seq_tokens
+    if loss_type == "grpo":
+        return sum(per_seq) / b
+    if loss_type == "bnpo":
+        return total / tokens
+    if loss_type == "dr_grpo":
+        return total / (b * max_len)
+    if loss_type == "dapo":
+        return total / (num_items if num_items is not None else tokens)
+    raise AssertionError(loss_type)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+@pytest.mark.parametrize("num_items", [None, 40])
+def test_clipped_losses_match_loops(loss_type, beta, num_items):
+    logprobs, old, ref, advantages, mask = _batch()
+    loss, metrics = policy_loss(logprobs, old, advantages, mask, loss_type=loss_type, epsilon_low=0.2,
+                                epsilon_high=0.28, beta=beta, ref_logprobs=ref, max_completion_length=10,
+                                num_items_in_batch=num_items)
+    (grad,) = torch.autograd.grad(loss, logprobs)
+    expected = _loop_loss(logprobs, old, ref, advantages, mask, loss_type, 0.2, 0.28, beta, 10, num_items)
+    (expected_grad,) = torch.autograd.grad(expected, logprobs)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    assert 0 < metrics["actor/clip_frac"].item() < 1
+    assert ("actor/kl" in metrics) == bool(beta)
+
+
+def test_losses_only_differ_by_their_normaliser():
+    logprobs, old, _, advantages, mask = _batch(seed=3)
+    kw = dict(epsilon_low=0.2, epsilon_high=0.28, max_completion_length=10)
+    bnpo = policy_loss(logprobs, old, advantages, mask, loss_type="bnpo", **kw)[0]
+    dr = policy_loss(logprobs, old, advantages, mask, loss_type="dr_grpo", **kw)[0]
+    assert (dr * 4 * 10).item() == pytest.approx((bnpo * mask.sum()).item(), abs=1e-5)
+
+
+def test_clipping_silences_tokens_pushed_further_out():
+    # Token ratios 2.0 / 0.5 / 1.1 with positive and negative advantages.
+    old = torch.log(torch.tensor([[0.25, 0.5, 0.5]]))
+    logprobs = torch.log(torch.tensor([[0.5, 0.25, 0.55]])).requires_grad_()
+    mask = torch.ones(1, 3)
+    for advantage, silenced in ((1.0, [True, False, False]), (-1.0, [False, True, False])):
+        loss, metrics = policy_loss(logprobs, old, torch.tensor([advantage]), mask, loss_type="dapo",
+                                    epsilon_low=0.2, epsilon_high=0.28)
+        (grad,) = torch.autograd.grad(loss, logprobs)
+        assert (grad[0] == 0).tolist() == silenced
+        assert metrics["actor/clip_frac"].item() == pytest.approx(1 / 3)
+    # Ratio 2.0 with a negative advantage is *not* clipped: the ratio still pays for the bad token.
+    loss, _ = policy_loss(logprobs, old, torch.tensor([-1.0]), mask, loss_type="dapo", epsilon_low=0.2,
+                          epsilon_high=0.28)
+    (grad,) = torch.autograd.grad(loss, logprobs)
+    assert grad[0, 0].item() == pytest.approx(2.0 / 3)  # d(r A)/dlogp = r A, / 3 tokens, negated
+
+
+def test_two_sided_clip_caps_the_ratio_for_negative_advantages():
+    old = torch.log(torch.tensor([[0.1]]))
+    logprobs = torch.log(torch.tensor([[0.5]])).requires_grad_()  # ratio 5
+    loss, _ = policy_loss(logprobs, old, torch.tensor([-1.0]), torch.ones(1, 1), loss_type="grpo",
+                          epsilon_low=0.2, epsilon_high=0.28, delta=3.0)
+    assert loss.item() == pytest.approx(3.0)
+    assert torch.autograd.grad(loss, logprobs)[0].item() == 0.0
+
+
+def test_sequence_level_ratio_is_geometric_mean():
+    logprobs, old, _, advantages, mask = _batch(seed=5)
+    _, metrics = policy_loss(logprobs, old, advantages, mask, loss_type="grpo", importance_sampling_level="sequence")
+    seq_ratio = torch.exp(((logprobs - old) * mask).sum(-1) / mask.sum(-1))
+    assert metrics["actor/ratio_mean"].item() == pytest.approx(seq_ratio.mean().item(), abs=1e-6)
+
+
+def test_cispo_always_passes_gradient():
+    logprobs, old, _, advantages, mask = _batch(seed=1)
+    loss, _ = policy_loss(logprobs, old, advantages, mask, loss_type="cispo", epsilon_high=1.1)
+    (grad,) = torch.autograd.grad(loss, logprobs)
+    assert ((grad != 0) == mask.bool()).all()
+    expected = -(torch.clamp(torch.exp(logprobs - old), max=1.1).detach() * advantages[:, None] * logprobs * mask)
+    assert loss.item() == pytest.approx((expected.sum() / mask.sum()).item(), abs=1e-6)
+
+
+def test_sapo_gate_has_unit_slope_on_policy():
+    logprobs, _, _, advantages, mask = _batch(seed=2)
+    loss, _ = policy_loss(logprobs, logprobs.detach(), advantages, mask, loss_type="sapo")
+    plain, _ = policy_loss(logprobs, logprobs.detach(), advantages, mask, loss_type="grpo")
+    # sigmoid(0) * 4 / tau = 2 / tau (the value differs), but the gradient at r = 1 is A * tau/4 * 4/tau = A.
+    g_sapo = torch.autograd.grad(loss, logprobs)[0]
+    g_plain = torch.autograd.grad(plain, logprobs)[0]
+    assert torch.allclose(g_sapo, g_plain, atol=1e-6)
+
+
+def test_agg_loss_modes_and_errors():
+    x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    assert agg_loss(x, mask, "seq-mean-token-mean").item() == pytest.approx((2.0 + 4.0) / 2)
+    assert agg_loss(x, mask, "token-mean").item() == pytest.approx(10 / 4)
+    assert agg_loss(x, mask, "token-sum-norm", max_completion_length=5).item() == pytest.approx(10 / 10)
+    assert agg_loss(x, mask, "token-sum-global", num_items_in_batch=20).item() == pytest.approx(0.5)
+    assert agg_loss(x, mask, "seq-mean-token-sum").item() == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="token-sum-norm"):
+        agg_loss(x, mask, "token-sum-norm")
+    with pytest.raises(ValueError, match="valid: seq-mean-token-mean"):
+        agg_loss(x, mask, "nope")
+
+
+def test_registry_names_and_errors():
+    assert {"grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"} <= set(loss_names())
+    assert get_loss_fn("dr_grpo").agg == "token-sum-norm"
+    with pytest.raises(ValueError, match=r"unknown loss_type 'ppo'; valid: .*dapo.*grpo"):
+        get_loss_fn("ppo")
+    with pytest.raises(ValueError, match="already registered"):
+        register_loss("grpo", agg="token-mean")(lambda terms, **_: (terms.ratio, {}))
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        register_loss("new", agg="bogus")
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        logprobs, old, _, advantages, mask = _batch()
+        policy_loss(logprobs, old, advantages, mask, loss_type="grpo", beta=0.1)
+
+
+def test_register_custom_loss():
+    @register_loss("test_reinforce", agg="token-mean")
+    def reinforce(terms, **_):
+        return -terms.advantages * terms.logprobs, {}
+
+    try:
+        logprobs, old, _, advantages, mask = _batch()
+        loss, _ = policy_loss(logprobs, old, advantages, mask, loss_type="test_reinforce")
+        assert loss.item() == pytest.approx(agg_loss(-advantages[:, None] * logprobs, mask, "token-mean").item())
+    finally:
+        algos._LOSSES.pop("test_reinforce")
