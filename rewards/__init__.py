@@ -1,0 +1,23 @@
+"""Rule-based rewards for RL on reasoning: math answers, sympy step checks, sandboxed code.
+
+Every reward has TRL's signature ``fn(completions, **columns) -> list[float | None]``
+(completions as strings or chat message lists; dataset columns such as ``answer`` or
+``tests`` as keyword arguments), never raises, and runs its risky work in
+:class:`rewards.pool.GradingPool` worker processes under hard time and memory limits.
+"""
+
+from rewards.math_answer import Verdict, grade_answer
+from rewards.math_reward import MathAccuracy, grade_batch, math_accuracy
+from rewards.pool import GradingPool, TaskResult, get_default_pool, shutdown_default_pool
+
+__all__ = [
+    "GradingPool",
+    "MathAccuracy",
+    "TaskResult",
+    "Verdict",
+    "get_default_pool",
+    "grade_answer",
+    "grade_batch",
+    "math_accuracy",
+    "shutdown_default_pool",
+]

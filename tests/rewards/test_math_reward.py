@@ -1,0 +1,95 @@
+"""math_accuracy through the real worker pool: TRL signature, reasons, hostile input."""
+
+import pickle
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rewards import MathAccuracy, grade_batch, math_accuracy
+
+LIMIT = 5.0  # the reward's default per-sample wall limit
+
+
+def test_trl_signature_strings_and_chat_messages():
+    completions = [
+        "<think>2+2</think> \\boxed{4}",
+        [{"role": "assistant", "content": "#### 5"}],
+        "the answer is 7",
+    ]
+    assert math_accuracy(completions, answer=["4", "4", None]) == [1.0, 0.0, None]
+    # TRL passes prompts and other columns too: they are ignored
+    assert math_accuracy(["\\boxed{1}"], prompts=["p"], solution=["1"], trainer_state=None) == [1.0]
+
+
+def test_log_extra_receives_reasons():
+    logged = {}
+    math_accuracy(["\\boxed{x=3}", "I have no idea at all"], answer=["3", "3"], log_extra=logged.__setitem__)
+    assert logged["answer_extracted"][0] == "x=3"
+    assert logged["math_reason"][0].startswith("string-equal-rhs")
+    assert logged["math_reason"][1] == "no-answer"
+
+
+def test_details_and_pickling():
+    reward = MathAccuracy(timeout=2.0)
+    clone = pickle.loads(pickle.dumps(reward))
+    verdicts = clone.details(["\\boxed{\\frac{1}{2}}"], answer=["0.5"])
+    assert verdicts[0].correct and verdicts[0].reason == "numeric-equal"
+
+
+def test_misaligned_column_is_zero_not_exception():
+    assert math_accuracy(["\\boxed{1}", "\\boxed{2}"], answer=["1"]) == [0.0, 0.0]
+
+
+def test_timeout_is_a_reason():
+    verdicts = grade_batch(["\\boxed{x^2+2x+1}"], ["(x+1)^2"], timeout=0.0)
+    assert verdicts[0].reason == "timeout" and not verdicts[0].correct
+
+
+BAD = [
+    None,
+    "",
+    "x" * (1 << 20),
+    "\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}",
+    "\\boxed{" + "\\frac{1}{" * 300 + "2" + "}" * 300 + "}",
+    "\\boxed{10^{10^{10^{10}}}}",
+    "\\boxed{(10^{10})!}",
+    "\\boxed{9999999999!}",
+    "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
+    "\\boxed{" + "1+" * 20000 + "1}",
+    bytes(range(256)).decode("latin-1"),
+    b"\x00\xff\xfe".decode("latin-1") * 1000,
+    12345,
+    [{"role": "assistant", "content": None}],
+]
+
+
+def test_bad_input_is_zero_within_limit():
+    start = time.monotonic()
+    verdicts = grade_batch([b for b in BAD], ["5"] * len(BAD))
+    assert time.monotonic() - start < LIMIT * len(BAD) / 2 + 5
+    for bad, verdict in zip(BAD, verdicts):
+        assert verdict.correct is False and verdict.reason, (repr(bad)[:60], verdict)
+    assert math_accuracy(BAD, answer=["5"] * len(BAD)) == [0.0] * len(BAD)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=300), st.text(max_size=30))
+def test_property_any_text_scores_in_range(text, gold):
+    start = time.monotonic()
+    scores = math_accuracy([text, "\\boxed{" + text + "}"], answer=[gold, gold])
+    assert all(s in (0.0, 1.0) or (s is None) for s in scores)
+    assert time.monotonic() - start < 2 * LIMIT + 3
+
+
+LATEX_ATOMS = st.sampled_from(["x", "1", "2", "\\pi", "\\sqrt{2}", "\\frac{1}{3}", "^", "_", "{", "}", "(", ")",
+                               "+", "-", "\\cdot", "!", "=", ",", "\\infty", "\\left(", "\\right)", "10^{", "\\{"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(LATEX_ATOMS, max_size=60).map("".join))
+def test_property_latex_soup_never_raises(soup):
+    start = time.monotonic()
+    verdict = grade_batch(["\\boxed{" + soup + "}"], [soup or "0"])[0]
+    assert isinstance(verdict.correct, bool) and (verdict.correct or verdict.reason)
+    assert time.monotonic() - start < LIMIT + 3
