@@ -15,6 +15,7 @@ here the caller owns accumulation (a learner that splits one batch into k micro-
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -267,11 +268,21 @@ def register_loss(name: str, agg: str, applies_is_ratio: bool = True) -> Callabl
     return decorator
 
 
-def get_loss_fn(name: str) -> LossSpec:
+def get_loss_spec(name: str) -> LossSpec:
     """The registry entry for `name`; ValueError listing the valid names if there is none."""
     if name not in _LOSSES:
         raise ValueError(f"unknown loss_type {name!r}; valid: {', '.join(loss_names())}")
     return _LOSSES[name]
+
+
+def get_loss_fn(name: str) -> Callable[..., tuple[Tensor, dict[str, Tensor]]]:
+    """`policy_loss` bound to `loss_type=name`: `fn(logprobs, old_logprobs, advantages, mask, **options)`.
+
+    Raises:
+        ValueError: listing the valid names, if `name` is not registered (checked now, not at the first call).
+    """
+    get_loss_spec(name)
+    return functools.partial(policy_loss, loss_type=name)
 
 
 def loss_names() -> list[str]:
@@ -401,7 +412,7 @@ def policy_loss(
         fractions of the clipped losses ("actor/clip_frac_low", "actor/clip_frac_high", "actor/clip_frac") and
         "actor/kl" when beta > 0.
     """
-    spec = get_loss_fn(loss_type)
+    spec = get_loss_spec(loss_type)
     if importance_sampling_level not in ("token", "sequence"):
         raise ValueError(f"importance_sampling_level must be 'token' or 'sequence', got {importance_sampling_level!r}")
     mask = mask.to(logprobs.dtype)
