@@ -1,0 +1,107 @@
+"""The one batch type that travels rollout -> reward -> learner.
+
+Rollout workers fill the token ids and their logprobs; the reward stage adds rewards per component;
+the trainer adds advantages; the learner turns it into padded tensors. No stage re-tokenizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Sample:
+    """One completion of one prompt, as a rollout worker returns it."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    rollout_logprobs: list[float]  # vLLM's logprob of each completion token (raw, before temperature)
+    truncated: bool  # stopped by the length limit rather than by end-of-sequence
+
+
+@dataclass
+class RolloutBatch:
+    """G samples for each of P prompts, laid out group after group (sample i belongs to group i // G)."""
+
+    samples: list[Sample]
+    group_size: int
+    columns: dict[str, list[Any]] = field(default_factory=dict)  # dataset columns per sample (answer, level...)
+    completions: list[str] = field(default_factory=list)  # decoded completion text per sample
+    rewards: torch.Tensor | None = None  # (N,) weighted total reward
+    reward_components: dict[str, list[float | None]] = field(default_factory=dict)
+    advantages: torch.Tensor | None = None  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def select(self, keep: torch.Tensor) -> "RolloutBatch":
+        """The samples where keep (N,) is True (group structure is not preserved: for the learner only)."""
+        index = keep.nonzero().flatten().tolist()
+        return RolloutBatch(
+            samples=[self.samples[i] for i in index], group_size=self.group_size,
+            columns={k: [v[i] for i in index] for k, v in self.columns.items()},
+            completions=[self.completions[i] for i in index] if self.completions else [],
+            rewards=None if self.rewards is None else self.rewards[keep],
+            reward_components={k: [v[i] for i in index] for k, v in self.reward_components.items()},
+            advantages=None if self.advantages is None else self.advantages[keep])
+
+
+@dataclass
+class LearnerBatch:
+    """Padded tensors for the learner. B samples, T = longest prompt + completion, L = longest completion.
+
+    Each row is prompt + completion + right padding, so a causal model needs no attention mask for the real
+    tokens. Completion token j of row b sits at input position completion_start[b] + j and is predicted
+    from the logits at the position before it.
+    """
+
+    input_ids: torch.Tensor  # (B, T)
+    completion_start: torch.Tensor  # (B,) index in input_ids of the first completion token
+    completion_mask: torch.Tensor  # (B, L) 1.0 for real completion tokens (0 for padding or masked truncations)
+    completion_ids: torch.Tensor  # (B, L)
+    rollout_logprobs: torch.Tensor  # (B, L)
+    advantages: torch.Tensor  # (B,)
+
+    @classmethod
+    def from_rollouts(cls, batch: RolloutBatch, pad_id: int, mask_truncated: bool) -> "LearnerBatch":
+        samples = batch.samples
+        n = len(samples)
+        seq_len = max(len(s.prompt_ids) + len(s.completion_ids) for s in samples)
+        comp_len = max(max(len(s.completion_ids) for s in samples), 1)
+        input_ids = torch.full((n, seq_len), pad_id, dtype=torch.long)
+        completion_ids = torch.full((n, comp_len), pad_id, dtype=torch.long)
+        completion_mask = torch.zeros(n, comp_len)
+        rollout_logprobs = torch.zeros(n, comp_len)
+        for row, sample in enumerate(samples):
+            tokens = sample.prompt_ids + sample.completion_ids
+            input_ids[row, :len(tokens)] = torch.tensor(tokens)
+            length = len(sample.completion_ids)
+            completion_ids[row, :length] = torch.tensor(sample.completion_ids, dtype=torch.long)
+            rollout_logprobs[row, :length] = torch.tensor(sample.rollout_logprobs)
+            if not (mask_truncated and sample.truncated):
+                completion_mask[row, :length] = 1.0
+        return cls(input_ids=input_ids,
+                   completion_start=torch.tensor([len(s.prompt_ids) for s in samples]),
+                   completion_mask=completion_mask, completion_ids=completion_ids,
+                   rollout_logprobs=rollout_logprobs, advantages=batch.advantages.float())
+
+    def chunks(self, n_chunks: int) -> list["LearnerBatch"]:
+        """Split along the batch axis into n_chunks (for mini-batches)."""
+        fields = ("input_ids", "completion_start", "completion_mask", "completion_ids", "rollout_logprobs",
+                  "advantages")
+        parts = [getattr(self, name).tensor_split(n_chunks) for name in fields]
+        return [LearnerBatch(**dict(zip(fields, values))) for values in zip(*parts) if len(values[0])]
+
+
+def completion_logits(logits: torch.Tensor, completion_start: torch.Tensor, length: int) -> torch.Tensor:
+    """The logits that predict each completion token: (B, T, V) -> (B, L, V).
+
+    Row b's completion token j is predicted at position completion_start[b] + j - 1 (positions past the
+    sequence are clamped; their tokens are masked out).
+    """
+    positions = completion_start[:, None] - 1 + torch.arange(length)[None, :]
+    positions = positions.clamp(max=logits.size(1) - 1).to(logits.device)
+    return logits.gather(1, positions[..., None].expand(-1, -1, logits.size(-1)))

@@ -1,0 +1,64 @@
+"""RolloutWorker: a Ray actor that owns one vLLM engine, samples completions with their logprobs and takes
+new weights in place after every learner step. One per GPU on a cluster, one on a laptop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu
+from rl.batch import Sample
+from rl.weight_sync import EXTENSION
+
+
+class RolloutWorker:
+    """Serves the policy with vLLM (wrap with `ray.remote`, see `rollout_worker_actor`)."""
+
+    def __init__(self, checkpoint: str, max_model_len: int, seed: int = 0, kv_cache_gib: float = 1.0):
+        import os
+
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+        self.engine = make_engine(checkpoint, max_model_len=max_model_len, seed=seed,
+                                  worker_extension_cls=EXTENSION)
+        self.weights_version = 0
+
+    def ready(self) -> bool:
+        return True
+
+    def generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None) -> list[Sample]:
+        """n completions for each prompt, prompt after prompt (sample i belongs to prompt i // n)."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, logprobs=0,
+                                seed=seed, stop=stop)
+        results = self.engine.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        samples = []
+        for prompt, result in zip(prompts, results):
+            for output in sorted(result.outputs, key=lambda o: o.index):
+                tokens = list(output.token_ids)
+                samples.append(Sample(prompt_ids=list(prompt), completion_ids=tokens,
+                                      rollout_logprobs=[step[t].logprob for step, t in zip(output.logprobs, tokens)],
+                                      truncated=output.finish_reason == "length"))
+        return samples
+
+    def load_weights(self, blob: bytes, version: int) -> float:
+        """Take checkpoint-layout weights (safetensors bytes) in place; returns the seconds it took."""
+        started = time.perf_counter()
+        self.engine.collective_rpc("reasonrl_load_weights", args=(blob,))
+        self.weights_version = version
+        return time.perf_counter() - started
+
+
+def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None = None) -> Any:
+    """The RolloutWorker class as a Ray actor class, with vLLM's CPU environment.
+
+    No automatic restart: a restarted engine would come back with the initial weights, so the trainer
+    replaces a dead worker itself and sends it the current weights (rl/trainer.py).
+    """
+    import ray
+
+    env = dict(CPU_ENV_DEFAULTS) if on_cpu() else {}
+    env["OMP_NUM_THREADS"] = str(max(int(num_cpus), 1))
+    return ray.remote(num_cpus=num_cpus, resources=resources or {}, max_restarts=0,
+                      runtime_env={"env_vars": env})(RolloutWorker)

@@ -1,0 +1,70 @@
+"""Supervised warm start: fine-tune the policy on reference solutions (prompt tokens are not trained on),
+so that GRPO starts from a policy whose reward is not zero."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rl.batch import LearnerBatch, RolloutBatch, Sample, completion_logits
+
+
+def sft_batch(problems, tokenizer, build_prompt) -> LearnerBatch:
+    """Prompt + reference solution + eos per problem, as a LearnerBatch (advantages unused)."""
+    samples = []
+    for problem in problems:
+        target = tokenizer(problem.solution, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        samples.append(Sample(build_prompt(problem, tokenizer), target, [0.0] * len(target), truncated=False))
+    return LearnerBatch.from_rollouts(RolloutBatch(samples, group_size=1, advantages=torch.zeros(len(samples))),
+                                      pad_id=tokenizer.pad_token_id, mask_truncated=False)
+
+
+def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, build_prompt, *, steps: int,
+                        batch_size: int, lr: float, seed: int = 0, log=print) -> list[float]:
+    """Train policy in place on the problems' reference solutions; returns the loss of each step."""
+    rng = random.Random(seed)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / max(steps // 10, 1)) * max(0.1, 1 - s / max(steps, 1)))
+    losses, started = [], time.perf_counter()
+    policy.train()
+    for step in range(steps):
+        batch = sft_batch(rng.sample(problems, min(batch_size, len(problems))), tokenizer, build_prompt)
+        output = policy(batch.input_ids)
+        logits = completion_logits(output.logits, batch.completion_start, batch.completion_ids.size(1))
+        loss = F.cross_entropy(logits.flatten(0, 1), batch.completion_ids.flatten(), reduction="none")
+        loss = (loss * batch.completion_mask.flatten()).sum() / batch.completion_mask.sum()
+        optimizer.zero_grad(set_to_none=True)
+        (loss + getattr(output, "balance_loss", 0.0)).backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if hasattr(policy, "update_balance_bias"):
+            policy.update_balance_bias(1e-3)
+        losses.append(loss.item())
+        if log and (step % 50 == 0 or step == steps - 1):
+            log(f"sft step {step + 1}/{steps}: loss {loss.item():.3f} ({time.perf_counter() - started:.0f}s)")
+    policy.eval()
+    return losses
+
+
+def sft_from_checkpoint(checkpoint: str | Path, out: str | Path, problems: list, *, steps: int, batch_size: int,
+                        lr: float, seed: int = 0, threads: int = 2, log=print) -> Path:
+    """Load a checkpoint, fine-tune it on the problems' solutions, save it to out."""
+    from model import load_tokenizer
+    from model.checkpoint import save_pretrained
+    from rl.data import build_prompt
+    from rl.learner import load_policy
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    policy = load_policy(checkpoint)
+    tokenizer = load_tokenizer(checkpoint)
+    supervised_finetune(policy, problems, tokenizer, build_prompt, steps=steps, batch_size=batch_size, lr=lr,
+                        seed=seed, log=log)
+    save_pretrained(policy, out, tokenizer_dir=checkpoint)
+    return Path(out)

@@ -1,0 +1,298 @@
+"""The GRPO driver (single controller): prompts -> rollout workers -> rewards -> advantages -> learner ->
+weights back to the rollout workers, with evaluation, checkpoints and logging around it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from rl import algos
+from rl.batch import LearnerBatch, RolloutBatch
+
+CHECKPOINTS = "checkpoints"
+TRAINER_STATE = "trainer_state.json"
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str):
+    started = time.perf_counter()
+    yield
+    timings[f"time/{name}_s"] = time.perf_counter() - started
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint folder (written atomically: incomplete ones are hidden '.tmp-*')."""
+    folders = sorted((output_dir / CHECKPOINTS).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    return folders[-1] if folders else None
+
+
+class GRPOTrainer:
+    """Runs a GRPO job described by a Config (rl/config.py) on a Ray cluster (in-process by default)."""
+
+    def __init__(self, config, log=print):
+        self.config = config
+        self.log = log
+        self.output_dir = Path(config.trainer.output_dir)
+        self.step = 0
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        import ray
+
+        from model import load_tokenizer
+        from rl.config import save_config
+        from rl.data import PromptCursor
+        from rl.learner import learner_actor
+        from rl.logger import MetricsLogger
+        from rl.rewarding import reward_worker_actor
+
+        config = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.output_dir / "config.yaml")
+        self.train_problems, self.eval_problems = load_problems(config.data)
+        self.policy_path = self.prepare_policy()
+        self.tokenizer = load_tokenizer(self.policy_path)
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        if not ray.is_initialized():
+            ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
+                     include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}})
+        self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
+        self.learner = learner_actor(resources=config.ray.learner_resources).remote(
+            str(self.policy_path), config.algorithm, config.trainer.steps, config.trainer.seed, os.cpu_count() or 1)
+        self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights)
+        ray.get([w.ready.remote() for w in self.workers] + [self.learner.ready.remote(), self.rewarder.ready.remote()])
+        self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
+        self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
+                                     config.logging.wandb_project, config.to_dict())
+        checkpoint = latest_checkpoint(self.output_dir) if config.trainer.resume else None
+        if checkpoint is not None:
+            self.restore(checkpoint)
+
+    def prepare_policy(self) -> Path:
+        """The checkpoint GRPO starts from: the configured one, built from a preset, then SFT-warmed if asked."""
+        from rl.cli import model_init
+        from rl.sft import sft_from_checkpoint
+
+        config = self.config
+        path = config.model.path
+        if path.startswith("preset:"):
+            init = self.output_dir / "init"
+            if not (init / "config.json").exists():
+                model_init(path.split(":", 1)[1], init, seed=config.model.seed)
+            path = init
+        if config.sft.steps > 0:
+            sft_dir = self.output_dir / "sft"
+            if not (sft_dir / "config.json").exists():  # a resumed run keeps its warm start
+                started = time.perf_counter()
+                tmp = self.output_dir / ".tmp-sft"
+                shutil.rmtree(tmp, ignore_errors=True)
+                sft_from_checkpoint(path, tmp, self.train_problems, steps=config.sft.steps,
+                                    batch_size=config.sft.batch_size, lr=config.sft.lr, seed=config.trainer.seed,
+                                    threads=os.cpu_count() or 1, log=self.log)
+                tmp.rename(sft_dir)
+                self.log(f"SFT warm start: {time.perf_counter() - started:.0f}s")
+            path = sft_dir
+        return Path(path)
+
+    def new_rollout_worker(self, index: int):
+        from rl.rollout import rollout_worker_actor
+
+        config = self.config
+        max_len = config.data.max_prompt_tokens + config.rollout.max_new_tokens
+        return rollout_worker_actor(resources=config.ray.rollout_resources).remote(
+            str(self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib)
+
+    # ------------------------------------------------------------------ one GRPO step
+    def generate(self, prompts: list[list[int]], **sampling) -> list:
+        """Spread prompts over the rollout workers; a worker that died is replaced, given the current
+        weights, and the request is sent again (once)."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        shards = [prompts[i::len(self.workers)] for i in range(len(self.workers))]
+        for attempt in range(2):
+            calls = [w.generate.remote(s, **sampling) for w, s in zip(self.workers, shards)]
+            try:
+                results = ray.get(calls)
+                break
+            except RayActorError:
+                if attempt:
+                    raise
+                self.replace_dead_workers()
+        # undo the round-robin sharding: prompt i was shard i % W, position i // W
+        n = sampling.get("n", 1)
+        ordered = []
+        for i in range(len(prompts)):
+            shard = results[i % len(self.workers)]
+            ordered += shard[(i // len(self.workers)) * n:(i // len(self.workers) + 1) * n]
+        return ordered
+
+    def replace_dead_workers(self) -> None:
+        import ray
+
+        for index, worker in enumerate(self.workers):
+            try:
+                ray.get(worker.ready.remote(), timeout=60)
+            except Exception:
+                self.log(f"rollout worker {index} died: starting a new one with the current weights")
+                self.workers[index] = self.new_rollout_worker(index)
+                blob = self.learner.weights_blob.remote()
+                ray.get(self.workers[index].load_weights.remote(blob, self.step))
+
+    def train_step(self) -> dict:
+        import ray
+
+        config, timings = self.config, {}
+        group = config.rollout.group_size
+        problems = self.cursor.next_batch(config.rollout.prompts_per_step)
+        from rl.data import build_prompt
+
+        prompts = [build_prompt(p, self.tokenizer) for p in problems]
+        with timed(timings, "generate"):
+            samples = self.generate(prompts, n=group, max_tokens=config.rollout.max_new_tokens,
+                                    temperature=config.rollout.temperature, top_p=config.rollout.top_p,
+                                    seed=config.trainer.seed * 100_003 + self.step)
+        batch = RolloutBatch(samples=samples, group_size=group,
+                             columns={"answer": [p.answer for p in problems for _ in range(group)],
+                                      "solution": [p.solution for p in problems for _ in range(group)]},
+                             completions=[self.tokenizer.decode(s.completion_ids, skip_special_tokens=False)
+                                          for s in samples])
+        with timed(timings, "reward"):
+            scored = ray.get(self.rewarder.score.remote(batch.completions, batch.columns))
+        batch.rewards = torch.tensor(scored["total"])
+        batch.reward_components = scored["components"]
+        batch.advantages = algos.compute_grpo_advantages(batch.rewards, group, scale_by_std=config.algorithm.scale_rewards)
+        keep = torch.ones(len(batch), dtype=torch.bool)
+        if config.algorithm.drop_zero_variance_groups:
+            keep = ~algos.zero_variance_groups(batch.rewards, group)
+        metrics = self.rollout_metrics(batch, scored, keep)
+        if keep.any():
+            learner_batch = LearnerBatch.from_rollouts(batch.select(keep), pad_id=self.tokenizer.pad_token_id,
+                                                       mask_truncated=config.algorithm.mask_truncated_completions)
+            with timed(timings, "learn"):
+                metrics |= ray.get(self.learner.train_step.remote(learner_batch))
+            with timed(timings, "weight_sync"):
+                blob = self.learner.weights_blob.remote()
+                ray.get([w.load_weights.remote(blob, self.step + 1) for w in self.workers])
+        generated = sum(len(s.completion_ids) for s in samples)
+        metrics["throughput/rollout_tokens_per_s"] = generated / max(timings["time/generate_s"], 1e-9)
+        return metrics | timings
+
+    def rollout_metrics(self, batch: RolloutBatch, scored: dict, keep: torch.Tensor) -> dict:
+        lengths = torch.tensor([len(s.completion_ids) for s in batch.samples], dtype=torch.float)
+        metrics = {"reward/mean": batch.rewards.mean().item(), "reward/std": batch.rewards.std().item(),
+                   "completion/length_mean": lengths.mean().item(), "completion/length_max": lengths.max().item(),
+                   "completion/truncated_frac": sum(s.truncated for s in batch.samples) / len(batch),
+                   "groups/kept_frac": keep.float().mean().item(), "time/reward_fn_s": scored["seconds"]}
+        for name, values in scored["components"].items():
+            numbers = torch.tensor([v for v in values if v is not None] or [0.0])
+            metrics[f"reward/{name}/mean"] = numbers.mean().item()
+            metrics[f"reward/{name}/std"] = numbers.std().item() if len(numbers) > 1 else 0.0
+        if "math_accuracy" in scored["components"]:
+            metrics["accuracy"] = metrics["reward/math_accuracy/mean"]
+        for name, reason in scored["errors"].items():
+            metrics[f"reward/{name}/error"] = reason
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation, checkpoints
+    def evaluate(self) -> dict:
+        import ray
+
+        from rl.evaluate import evaluate
+
+        config = self.config
+        worker = self.workers[0]
+
+        def generate(prompts, **sampling):
+            return ray.get(worker.generate.remote(prompts, **sampling))
+
+        result = evaluate(generate, self.eval_problems, self.tokenizer, k=config.rollout.eval_samples,
+                          max_tokens=config.rollout.max_new_tokens, temperature=config.rollout.eval_temperature,
+                          seed=config.trainer.seed)
+        return {f"eval/{k}": v for k, v in result["scores"].items()}
+
+    def save_checkpoint(self) -> Path:
+        """learner state + trainer state into checkpoints/step_N, made visible by an atomic rename."""
+        import ray
+
+        root = self.output_dir / CHECKPOINTS
+        final, tmp = root / f"step_{self.step}", root / f".tmp-step_{self.step}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ray.get(self.learner.save.remote(str(tmp)))
+        state = {"step": self.step, "cursor": self.cursor.state_dict(), "history": self.history}
+        (tmp / TRAINER_STATE).write_text(json.dumps(state))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return final
+
+    def restore(self, checkpoint: Path) -> None:
+        import ray
+
+        ray.get(self.learner.load.remote(str(checkpoint)))
+        state = json.loads((checkpoint / TRAINER_STATE).read_text())
+        self.step, self.history = state["step"], state["history"]
+        self.cursor.load_state_dict(state["cursor"])
+        blob = self.learner.weights_blob.remote()
+        ray.get([w.load_weights.remote(blob, self.step) for w in self.workers])
+        self.log(f"resumed from {checkpoint} at step {self.step}")
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        from rich.progress import Progress
+
+        from rl.logger import plot_run
+
+        config = self.config
+        self.setup()
+        if self.step == 0 and config.trainer.eval_every:
+            self.record(self.evaluate())
+        with Progress(disable=not config.logging.progress) as progress:
+            task = progress.add_task("GRPO", total=config.trainer.steps, completed=self.step)
+            while self.step < config.trainer.steps:
+                metrics = self.train_step()
+                self.step += 1
+                if config.trainer.eval_every and (self.step % config.trainer.eval_every == 0
+                                                  or self.step == config.trainer.steps):
+                    metrics |= self.evaluate()
+                self.record(metrics)
+                progress.update(task, completed=self.step,
+                                description=f"GRPO reward {metrics['reward/mean']:.2f}")
+                if config.trainer.save_every and (self.step % config.trainer.save_every == 0
+                                                  or self.step == config.trainer.steps):
+                    self.save_checkpoint()
+        self.metrics.close()
+        plot = plot_run(self.output_dir / "metrics.jsonl", self.output_dir / "reward_accuracy.png")
+        evals = [h for h in self.history if "eval/pass@1" in h]
+        return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step,
+                "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None}
+
+    def record(self, metrics: dict) -> None:
+        self.history.append({"step": self.step, **metrics})
+        self.metrics.log(self.step, metrics)
+
+    def shutdown(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def load_problems(data_config) -> tuple[list, list]:
+    """Training and held-out problems for a DataConfig."""
+    from rl import data
+
+    if data_config.train == "synthetic":
+        return data.split_synthetic(data_config.num_train, data_config.num_eval, data_config.seed, data_config.levels)
+    loaders = {"gsm8k": lambda split: data.load_gsm8k(split), "math": lambda split: data.load_math500()}
+    train = loaders[data_config.train]("train")
+    evaluation = loaders[data_config.eval]("test")[:data_config.num_eval]
+    return train[:data_config.num_train] if data_config.num_train else train, evaluation

@@ -1,0 +1,84 @@
+from types import SimpleNamespace
+
+import torch
+
+from model import load_pretrained
+from rl.batch import LearnerBatch, RolloutBatch, Sample
+from rl.learner import Learner, lr_lambda
+
+
+def algorithm(**overrides):
+    values = dict(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1, mini_batches=1,
+                  max_grad_norm=1.0, lr=1e-3, lr_schedule="constant", warmup_steps=0, weight_decay=0.0,
+                  balance_bias_speed=0.001)
+    return SimpleNamespace(**(values | overrides))
+
+
+def rollout_batch(policy, prompts, completions, advantages):
+    """Samples whose rollout logprobs are the policy's own (as a perfect rollout engine would give)."""
+    samples = []
+    for prompt, completion in zip(prompts, completions):
+        with torch.no_grad():
+            logits = policy(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1]
+        logprobs = logits.log_softmax(-1).gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
+        samples.append(Sample(prompt, completion, logprobs, truncated=False))
+    return RolloutBatch(samples, group_size=len(samples), advantages=torch.tensor(advantages))
+
+
+def test_learner_logprobs_line_up_with_each_completion(tiny_checkpoint):
+    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    prompts = [[0, 3, 10, 11, 4], [0, 3, 12, 4]]
+    completions = [[20, 21, 22], [30, 31, 32, 33, 34]]
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, prompts, completions, [1.0, -1.0]), pad_id=2,
+                                       mask_truncated=True)
+    logprobs = learner.logprobs(batch)
+    torch.testing.assert_close(logprobs * batch.completion_mask, batch.rollout_logprobs, atol=1e-5, rtol=0)
+    assert batch.completion_mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+
+
+def test_train_step_moves_probability_toward_positive_advantages(tiny_checkpoint):
+    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=5)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    prompts = [[0, 3, 10, 11, 4]] * 2
+    completions = [[20, 21, 22], [30, 31, 32]]
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, prompts, completions, [1.0, -1.0]), 2, True)
+    before = learner.logprobs(batch).sum(-1)
+    for _ in range(3):
+        metrics = learner.train_step(batch)
+    after = learner.logprobs(batch).sum(-1)
+    assert after[0] > before[0] and after[1] < before[1]
+    assert metrics["mismatch/logprob_abs_diff_max"] > 0  # the policy moved away from the rollout's weights
+    assert {"loss", "grad_norm", "entropy", "actor/clip_frac", "moe/max_load_ratio", "lr"} <= metrics.keys()
+
+
+def test_first_step_sees_no_mismatch_and_truncated_completions_are_masked(tiny_checkpoint):
+    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    rollouts = rollout_batch(policy, [[0, 3, 10, 4]] * 2, [[5, 6], [7, 8]], [1.0, -1.0])
+    rollouts.samples[1].truncated = True
+    batch = LearnerBatch.from_rollouts(rollouts, 2, mask_truncated=True)
+    assert batch.completion_mask[1].sum() == 0
+    metrics = learner.train_step(batch)
+    assert metrics["mismatch/logprob_abs_diff_max"] < 1e-5
+
+
+def test_save_load_restores_policy_optimizer_and_version(tiny_checkpoint, tmp_path):
+    learner = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, [[0, 3, 10, 4]] * 2, [[5, 6], [7, 8]], [1.0, -1.0]),
+                                       2, True)
+    learner.train_step(batch)
+    learner.save(str(tmp_path))
+    expected = learner.train_step(batch)
+    restored = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4)
+    restored.load(str(tmp_path))
+    assert restored.version == 1
+    again = restored.train_step(batch)
+    assert abs(again["loss"] - expected["loss"]) < 1e-6 and abs(again["grad_norm"] - expected["grad_norm"]) < 1e-5
+
+
+def test_learning_rate_schedules():
+    assert [round(lr_lambda("linear", 2, 10)(s), 3) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    assert lr_lambda("cosine", 0, 10)(5) == 0.5 + 0.5 * __import__("math").cos(__import__("math").pi * 0.5)
+    assert lr_lambda("constant", 0, 10)(9) == 1.0
