@@ -8,9 +8,15 @@ Every reward has TRL's signature ``fn(completions, **columns) -> list[float | No
 
 from rewards.math_answer import Verdict, grade_answer
 from rewards.math_reward import MathAccuracy, grade_batch, math_accuracy
+from rewards.steps import Claim, MathSteps, check_steps, math_steps, step_summary
 from rewards.pool import GradingPool, TaskResult, get_default_pool, shutdown_default_pool
 
 __all__ = [
+    "Claim",
+    "MathSteps",
+    "check_steps",
+    "math_steps",
+    "step_summary",
     "GradingPool",
     "MathAccuracy",
     "TaskResult",

@@ -67,7 +67,8 @@ class Verdict:
 # a^{b^c}, a^b^c, a**b**c: a tower of exponents; 10^{10^{10}} alone has 10^10 digits.
 _TOWER_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\w+\s*\^|\*\*\s*\(?\s*\w+\s*\)?\s*\*\*")
 _BIG_EXP_RE = re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*(\d{5,})")
-_BIG_FACT_RE = re.compile(r"(\d{4,})\s*!|!\s*!|\\?factorial\s*\(\s*\d{4,}")
+# n! with n >= 1000, or the factorial of an expression ((10^{10})!), or n!!.
+_BIG_FACT_RE = re.compile(r"(\d{4,})\s*!|[)}]\s*!|!\s*!|\\?factorial\s*[({]")
 
 
 def _explosive(s: str) -> str | None:
