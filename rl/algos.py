@@ -295,7 +295,8 @@ def _clip_metrics(ratio: Tensor, advantages: Tensor, mask: Tensor, epsilon_low: 
     # The clip fractions count only tokens whose gradient clipping actually removed (TRL's definition).
     low = ((ratio < 1 - epsilon_low) & (advantages < 0)).float()
     high = ((ratio > 1 + epsilon_high) & (advantages > 0)).float()
-    return {"actor/clip_frac_low": _token_or_seq_mean(low, mask), "actor/clip_frac_high": _token_or_seq_mean(high, mask),
+    return {"actor/clip_frac_low": _token_or_seq_mean(low, mask),
+            "actor/clip_frac_high": _token_or_seq_mean(high, mask),
             "actor/clip_frac": _token_or_seq_mean(torch.maximum(low, high), mask)}
 
 

@@ -1,0 +1,321 @@
+"""Problems: seeded synthetic arithmetic, the GSM8K / MATH-500 / AIME evaluation sets, prompts, and a resumable cursor.
+
+Real datasets load through the `datasets` library from the hub when it answers quickly, otherwise (and always with
+`HF_HUB_OFFLINE=1`) from the bundled JSON Lines copies in data/ (see data/SOURCES.md). Synthetic problems are the
+embedded default's curriculum: templated, small-vocabulary word problems whose reference solutions use exactly the
+format the SFT warm start teaches and the rewards parse:
+
+    <think>
+    7 + 5 = 12
+    </think>
+    The answer is \\boxed{12}.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR = Path(os.environ.get("REASONRL_DATA_DIR", Path(__file__).resolve().parents[1] / "data"))
+HUB_TIMEOUT_S = 3.0  # a reachable hub answers a TCP connect in well under a second
+
+
+@dataclass
+class Problem:
+    """One problem with its gold answer.
+
+    Attributes:
+        id: unique within its source, e.g. "gsm8k-test-17", "syn-2-00041", "2024-I-1".
+        question: the text shown to the policy.
+        answer: the gold final answer as a string ("12", "\\frac{1}{2}").
+        solution: a reference solution (for synthetic problems, the exact SFT target), or None.
+        source: "synthetic", "gsm8k", "math500", "aime2024", "aime2025".
+        level: difficulty (synthetic: number of operations; MATH: 1-5), or None.
+    """
+
+    id: str
+    question: str
+    answer: str
+    solution: str | None
+    source: str
+    level: int | None
+
+
+# ------------------------------------------------------------------------------------------------ synthetic
+
+NAMES = [("Tom", "he", "him"), ("Anna", "she", "her"), ("Ben", "he", "him"), ("Lily", "she", "her"),
+         ("Sam", "he", "him"), ("Mia", "she", "her"), ("Max", "he", "him"), ("Emma", "she", "her")]
+OBJECTS = ["apples", "books", "coins", "stickers", "pencils", "cards", "marbles", "cookies"]
+# One sentence per operation; {p} is the subject pronoun, {o} the object pronoun, {f} a friend, {n} the operand.
+ADD = ["{P} buys {n} more.", "{P} finds {n} more.", "{F} gives {o} {n} more."]
+SUB = ["{P} gives {n} to {f}.", "{P} loses {n}.", "{P} sells {n}."]
+MUL = ["Then {p} has {n} times as many.", "After that {p} has {n} times as many."]
+QUESTIONS = ["How many {obj} does {name} have now?", "How many {obj} does {p} have now?"]
+# Per level: operand bound for + and -, largest multiplier, and a cap that keeps running totals small.
+LIMITS = {1: (20, 9, 100), 2: (50, 4, 200), 3: (50, 3, 300)}
+
+
+def _operation(rng: random.Random, total: int, level: int) -> tuple[str, int]:
+    """Pick an operation that keeps the running total a non-negative integer no larger than the level's cap."""
+    bound, max_mul, cap = LIMITS[min(level, 3)]
+    choices = [op for op, ok in (("+", total < cap), ("-", total > 0), ("*", 1 <= total and total * 2 <= cap)) if ok]
+    op = rng.choice(choices)
+    if op == "+":
+        return op, rng.randint(1, min(bound - 1, cap - total))
+    if op == "-":
+        return op, rng.randint(1, min(total, bound - 1))
+    return op, rng.randint(2, min(max_mul, cap // total))
+
+
+def _apply(total: int, op: str, n: int) -> int:
+    return total + n if op == "+" else total - n if op == "-" else total * n
+
+
+def synthetic_problem(rng: random.Random, level: int, index: int = 0) -> Problem:
+    """One word problem of `level` operations, its gold answer, and a one-line-per-operation reference solution.
+
+    Two openings: "Tom has 7 apples." followed by `level` operation sentences, or (when the level allows a
+    product) "Tom buys 3 bags of apples. Each bag has 4 apples." which is itself the first operation.
+    """
+    if level < 1:
+        raise ValueError(f"synthetic levels start at 1, got {level}")
+    bound, max_mul, cap = LIMITS[min(level, 3)]
+    name, pronoun, obj_pronoun = rng.choice(NAMES)
+    friend = rng.choice([n for n, _, _ in NAMES if n != name])
+    obj = rng.choice(OBJECTS)
+    fill = dict(p=pronoun, P=pronoun.capitalize(), o=obj_pronoun, f=friend, F=friend)
+    sentences, lines = [], []
+    if rng.random() < 0.3:
+        bags = rng.randint(2, max_mul)
+        per_bag = rng.randint(2, min(bound - 1, 12, cap // bags))
+        sentences.append(f"{name} buys {bags} bags of {obj}. Each bag has {per_bag} {obj}.")
+        total = bags * per_bag
+        lines.append(f"{bags} * {per_bag} = {total}")
+    else:
+        total = rng.randint(1, bound - 1)
+        sentences.append(f"{name} has {total} {obj}.")
+    while len(lines) < level:
+        op, n = _operation(rng, total, level)
+        template = rng.choice(ADD if op == "+" else SUB if op == "-" else MUL)
+        sentences.append(template.format(n=n, **fill))
+        result = _apply(total, op, n)
+        lines.append(f"{total} {op} {n} = {result}")
+        total = result
+    sentences.append(rng.choice(QUESTIONS).format(obj=obj, name=name, p=pronoun))
+    solution = "<think>\n" + "\n".join(lines) + "\n</think>\nThe answer is \\boxed{" + str(total) + "}."
+    return Problem(id=f"syn-{level}-{index:05d}", question=" ".join(sentences), answer=str(total),
+                   solution=solution, source="synthetic", level=level)
+
+
+def synthetic_problems(n: int, seed: int, levels: Sequence[int] = (1, 2, 3)) -> list[Problem]:
+    """`n` distinct synthetic problems, levels taken round-robin from `levels`; the same list for the same seed.
+
+    Raises:
+        ValueError: for an empty `levels`, a level < 1, or an `n` the templates cannot fill with distinct questions.
+    """
+    if not levels:
+        raise ValueError("levels must not be empty")
+    rng = random.Random(seed)
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(problems) < n:
+        attempts += 1
+        if attempts > 20 * n + 1000:
+            raise ValueError(f"could not draw {n} distinct synthetic problems for levels {list(levels)}")
+        level = levels[len(problems) % len(levels)]
+        problem = synthetic_problem(rng, level, index=len(problems))
+        if problem.question not in seen:
+            seen.add(problem.question)
+            problems.append(problem)
+    return problems
+
+
+def split_synthetic(n_train: int, n_eval: int, seed: int, levels: Sequence[int] = (1, 2, 3),
+                    ) -> tuple[list[Problem], list[Problem]]:
+    """Training and held-out problems with disjoint question texts (drawn from one de-duplicated stream).
+
+    Evaluation problems come first in the stream, so the held-out set stays the same when `n_train` changes.
+    """
+    problems = synthetic_problems(n_eval + n_train, seed, levels)
+    held_out, train = problems[:n_eval], problems[n_eval:]
+    for i, problem in enumerate(held_out):
+        problem.id = f"syn-eval-{problem.level}-{i:05d}"
+    for i, problem in enumerate(train):
+        problem.id = f"syn-train-{problem.level}-{i:05d}"
+    return train, held_out
+
+
+# ------------------------------------------------------------------------------------------------ real datasets
+
+
+def hub_offline() -> bool:
+    """True when the hub must not be tried: HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set, or no answer within
+    HUB_TIMEOUT_S (checked once per process, so an unreachable hub costs at most one short timeout)."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    return not _hub_reachable()
+
+
+@lru_cache(maxsize=1)
+def _hub_reachable() -> bool:
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=HUB_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _load_rows(hub: tuple[str, str | None, str] | None, local: str) -> list[dict[str, Any]]:
+    """Rows from the hub dataset (name, config, split) if reachable, else from data/<local> (JSON Lines)."""
+    import datasets
+
+    if hub is not None and not hub_offline():
+        name, config, split = hub
+        try:
+            return list(datasets.load_dataset(name, config, split=split))
+        except Exception as error:  # noqa: BLE001 - any hub failure means "use the bundled copy"
+            logger.warning("hub dataset %s unavailable (%s); using bundled %s", name, error, local)
+    path = DATA_DIR / local
+    if not path.exists():
+        raise FileNotFoundError(f"bundled dataset {path} is missing (set REASONRL_DATA_DIR to the data/ folder)")
+    return list(datasets.load_dataset("json", data_files=str(path), split="train"))
+
+
+def gsm8k_answer(answer_text: str) -> str:
+    """GSM8K's gold answer: the text after '#### ', without thousands separators ("1,000" -> "1000")."""
+    return answer_text.split("####")[-1].strip().replace(",", "")
+
+
+def load_gsm8k(split: str = "train") -> list[Problem]:
+    """GSM8K (openai/gsm8k, config main): 7473 train / 1319 test problems."""
+    if split not in ("train", "test"):
+        raise ValueError(f"GSM8K split must be 'train' or 'test', got {split!r}")
+    rows = _load_rows(("openai/gsm8k", "main", split), f"gsm8k_{split}.jsonl")
+    return [Problem(id=f"gsm8k-{split}-{i}", question=row["question"], answer=gsm8k_answer(row["answer"]),
+                    solution=row["answer"], source="gsm8k", level=None) for i, row in enumerate(rows)]
+
+
+def _math_level(value: Any) -> int | None:
+    if isinstance(value, int):
+        return value
+    digits = "".join(ch for ch in str(value or "") if ch.isdigit())  # the hub copy may say "Level 3"
+    return int(digits) if digits else None
+
+
+def load_math500() -> list[Problem]:
+    """MATH-500 (HuggingFaceH4/MATH-500): 500 competition problems, levels 1-5, LaTeX answers."""
+    rows = _load_rows(("HuggingFaceH4/MATH-500", None, "test"), "math500_test.jsonl")
+    return [Problem(id=row.get("unique_id") or f"math500-{i}", question=row["problem"], answer=str(row["answer"]),
+                    solution=row.get("solution"), source="math500", level=_math_level(row.get("level")))
+            for i, row in enumerate(rows)]
+
+
+AIME_HUB = {2024: ("HuggingFaceH4/aime_2024", None, "train"), 2025: ("math-ai/aime25", None, "test")}
+
+
+def load_aime(year: int = 2024) -> list[Problem]:
+    """AIME of `year` (2024: HuggingFaceH4/aime_2024, 2025: math-ai/aime25): 30 problems, integer answers."""
+    if year not in AIME_HUB:
+        raise ValueError(f"AIME year must be one of {sorted(AIME_HUB)}, got {year}")
+    rows = _load_rows(AIME_HUB[year], f"aime{year % 100}.jsonl")
+    return [Problem(id=str(row.get("id") or f"aime{year}-{i}"), question=row["problem"],
+                    answer=str(int(row["answer"])) if str(row["answer"]).strip().isdigit() else str(row["answer"]),
+                    solution=row.get("solution"), source=f"aime{year}", level=None) for i, row in enumerate(rows)]
+
+
+LOADERS: dict[str, Callable[[str], list[Problem]]] = {
+    "gsm8k": load_gsm8k,
+    "math": lambda split: load_math500(),
+}
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+
+
+def build_prompt(problem: Problem, tokenizer: Any, system_prompt: str | None = None) -> list[int]:
+    """Chat-templated prompt token ids, ending with the assistant turn's opening (add_generation_prompt).
+
+    Args:
+        problem: the problem whose question becomes the user message.
+        tokenizer: a Hugging Face tokenizer with a chat template (the project's: `model.load_tokenizer()`).
+        system_prompt: optional system message (e.g. Qwen2.5-Math's "Please reason step by step, and put your
+            final answer within \\boxed{}.").
+    """
+    messages = [{"role": "user", "content": problem.question}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    # transformers 5 returns a BatchEncoding unless return_dict=False.
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return list(ids)
+
+
+def to_hf_dataset(problems: Sequence[Problem]) -> Any:
+    """A `datasets.Dataset` with columns id, prompt (conversational, as TRL expects), question, answer, solution,
+    level, source: ready for `trl.GRPOTrainer(train_dataset=...)` with reward functions reading `answer`."""
+    import datasets
+
+    rows = [{"prompt": [{"role": "user", "content": p.question}], **asdict(p)} for p in problems]
+    return datasets.Dataset.from_list(rows)
+
+
+# ------------------------------------------------------------------------------------------------ cursor
+
+
+class PromptCursor:
+    """Endless, seeded, epoch-shuffling iteration over problems, resumable exactly.
+
+    Epoch e visits every problem once in the order of `random.Random(seed * 1_000_003 + e)`; a batch that runs past
+    the end of an epoch continues into the next. `state_dict()` after k batches, loaded into a fresh cursor over
+    the same problems, yields exactly the batches k+1, k+2, ... of the original run.
+    """
+
+    def __init__(self, problems: Sequence[Problem], seed: int = 0, shuffle: bool = True):
+        if not problems:
+            raise ValueError("PromptCursor needs at least one problem")
+        self.problems = list(problems)
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self.position = 0
+        self._order = self._epoch_order(0)
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.problems)))
+        if self.shuffle:
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def next_batch(self, n: int) -> list[Problem]:
+        """The next `n` problems (crossing into a new, reshuffled epoch when needed)."""
+        batch = []
+        while len(batch) < n:
+            if self.position == len(self._order):
+                self.epoch, self.position = self.epoch + 1, 0
+                self._order = self._epoch_order(self.epoch)
+            batch.append(self.problems[self._order[self.position]])
+            self.position += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int | bool]:
+        """JSON-serialisable position: seed, shuffle, epoch, position and the number of problems."""
+        return {"seed": self.seed, "shuffle": self.shuffle, "epoch": self.epoch, "position": self.position,
+                "num_problems": len(self.problems)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at `state`; ValueError if it was taken over a different number of problems."""
+        if state["num_problems"] != len(self.problems):
+            raise ValueError(f"cursor state is for {state['num_problems']} problems, this cursor has "
+                             f"{len(self.problems)}")
+        self.seed, self.shuffle = int(state["seed"]), bool(state["shuffle"])
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._epoch_order(self.epoch)

@@ -1,0 +1,189 @@
+"""rl.data: synthetic problems, bundled dataset loaders (offline), prompts, the HF dataset view, the cursor."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from rl import data
+from rl.data import (PromptCursor, Problem, build_prompt, load_aime, load_gsm8k, load_math500, split_synthetic,
+                     synthetic_problems, to_hf_dataset)
+
+LINE = re.compile(r"^(\d+) ([+\-*]) (\d+) = (\d+)$")
+SOLUTION = re.compile(r"^<think>\n((?:\d+ [+\-*] \d+ = \d+\n)+)</think>\nThe answer is \\boxed\{(\d+)\}\.$")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Tests never touch the network: loaders must take the bundled copies."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+# ------------------------------------------------------------------------------------------------ synthetic
+
+
+def test_synthetic_is_deterministic_and_seed_dependent():
+    first = synthetic_problems(50, seed=7, levels=[1, 2, 3])
+    assert first == synthetic_problems(50, seed=7, levels=[1, 2, 3])
+    assert [p.question for p in first] != [p.question for p in synthetic_problems(50, seed=8, levels=[1, 2, 3])]
+    assert len({p.question for p in first}) == 50 and len({p.id for p in first}) == 50
+
+
+@pytest.mark.parametrize("levels", [[1], [2], [3], [1, 2, 3]])
+def test_solutions_have_one_correct_line_per_operation(levels):
+    problems = synthetic_problems(300, seed=1, levels=levels)
+    assert {p.level for p in problems} == set(levels)
+    for problem in problems:
+        match = SOLUTION.match(problem.solution)
+        assert match, problem.solution
+        lines = match.group(1).strip().split("\n")
+        assert len(lines) == problem.level
+        previous = None
+        for line in lines:
+            a, op, b, c = LINE.match(line).groups()
+            assert eval(f"{a} {op} {b}") == int(c)  # noqa: S307 - digits and one operator, checked by LINE
+            assert previous is None or int(a) == previous  # each step works on the running total
+            previous = int(c)
+        assert match.group(2) == problem.answer == str(previous)
+        assert int(problem.answer) >= 0
+        assert problem.source == "synthetic"
+
+
+def test_synthetic_numbers_stay_small_per_level():
+    for level, bound in ((1, 20), (2, 50), (3, 50)):
+        for problem in synthetic_problems(200, seed=2, levels=[level]):
+            numbers = [int(x) for x in re.findall(r"\d+", problem.question)]
+            assert max(numbers) < bound, problem.question
+            totals = [int(line.split(" = ")[1]) for line in problem.solution.split("\n")[1:-2]]
+            assert max(totals) <= data.LIMITS[level][2], problem.solution
+
+
+def test_synthetic_language_is_templated_and_small():
+    problems = synthetic_problems(500, seed=3, levels=[1, 2, 3])
+    words = {w for p in problems for w in re.findall(r"[A-Za-z]+", p.question)}
+    assert len(words) < 80, sorted(words)
+    assert all(p.question.endswith("now?") for p in problems)
+    # Several templates per level: every operator and both openings occur.
+    text = " ".join(p.solution for p in problems)
+    assert all(f" {op} " in text for op in "+-*")
+    assert any("bags of" in p.question for p in problems) and any(" has " in p.question for p in problems)
+
+
+def test_split_synthetic_is_disjoint_and_stable():
+    train, held_out = split_synthetic(400, 100, seed=0, levels=[1, 2, 3])
+    assert len(train) == 400 and len(held_out) == 100
+    assert not {p.question for p in train} & {p.question for p in held_out}
+    assert {p.level for p in held_out} == {1, 2, 3}
+    # The held-out set does not move when the training set grows.
+    _, again = split_synthetic(1000, 100, seed=0, levels=[1, 2, 3])
+    assert [p.question for p in again] == [p.question for p in held_out]
+
+
+def test_synthetic_rejects_bad_levels():
+    with pytest.raises(ValueError):
+        synthetic_problems(3, seed=0, levels=[])
+    with pytest.raises(ValueError):
+        synthetic_problems(3, seed=0, levels=[0])
+
+
+# ------------------------------------------------------------------------------------------------ real datasets
+
+
+def test_offline_loaders_return_the_bundled_sets():
+    gsm_test = load_gsm8k("test")
+    assert len(gsm_test) == 1319
+    assert gsm_test[0].answer == "18" and gsm_test[0].source == "gsm8k" and "####" in gsm_test[0].solution
+    assert len(load_math500()) == 500
+    math = load_math500()
+    assert {p.level for p in math} == {1, 2, 3, 4, 5}
+    assert math[0].answer == r"\left( 3, \frac{\pi}{2} \right)"
+    for year in (2024, 2025):
+        aime = load_aime(year)
+        assert len(aime) == 30 and all(p.answer.isdigit() and 0 <= int(p.answer) <= 999 for p in aime)
+        assert len({p.id for p in aime}) == 30
+    assert load_aime(2024)[0].answer == "204"
+
+
+def test_gsm8k_answer_strips_thousands_separators():
+    assert data.gsm8k_answer("so 1,000 + 234 = <<1000+234=1234>>1,234\n#### 1,234") == "1234"
+    assert all("," not in p.answer and p.answer.lstrip("-").replace(".", "").isdigit()
+               for p in load_gsm8k("train"))
+
+
+def test_loaders_reject_unknown_splits():
+    with pytest.raises(ValueError):
+        load_gsm8k("validation")
+    with pytest.raises(ValueError):
+        load_aime(2023)
+
+
+def test_hub_is_not_tried_offline(monkeypatch):
+    def fail(*_, **__):
+        raise AssertionError("the hub was probed while HF_HUB_OFFLINE=1")
+
+    monkeypatch.setattr(data, "_hub_reachable", fail)
+    assert data.hub_offline()
+    assert len(load_aime(2025)) == 30
+
+
+# ------------------------------------------------------------------------------------------------ prompts, HF view
+
+
+def test_build_prompt_uses_the_chat_template():
+    from model import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    problem = synthetic_problems(1, seed=0, levels=[1])[0]
+    ids = build_prompt(problem, tokenizer)
+    assert isinstance(ids, list) and all(isinstance(i, int) for i in ids)
+    text = tokenizer.decode(ids)
+    assert text.startswith(tokenizer.bos_token) and problem.question in text
+    assert text.endswith("<｜Assistant｜>")
+    with_system = tokenizer.decode(build_prompt(problem, tokenizer, system_prompt="Reason step by step."))
+    assert "Reason step by step." in with_system and len(with_system) > len(text)
+
+
+def test_to_hf_dataset_columns():
+    problems = synthetic_problems(6, seed=0, levels=[1, 2]) + load_aime(2024)[:2]
+    dataset = to_hf_dataset(problems)
+    assert {"prompt", "question", "answer", "solution", "level", "source", "id"} <= set(dataset.column_names)
+    assert len(dataset) == 8
+    assert dataset[0]["prompt"] == [{"role": "user", "content": problems[0].question}]
+    assert dataset[7]["level"] is None and dataset[0]["level"] == 1
+
+
+# ------------------------------------------------------------------------------------------------ cursor
+
+
+def test_cursor_covers_each_epoch_and_reshuffles():
+    problems = synthetic_problems(10, seed=0, levels=[1])
+    cursor = PromptCursor(problems, seed=3)
+    epoch0 = cursor.next_batch(10)
+    epoch1 = cursor.next_batch(10)
+    assert sorted(p.id for p in epoch0) == sorted(p.id for p in problems) == sorted(p.id for p in epoch1)
+    assert [p.id for p in epoch0] != [p.id for p in epoch1]
+    assert cursor.epoch == 1
+    unshuffled = PromptCursor(problems, shuffle=False).next_batch(12)
+    assert [p.id for p in unshuffled] == [p.id for p in problems] + [p.id for p in problems[:2]]
+
+
+def test_cursor_resumes_exactly():
+    problems = synthetic_problems(7, seed=0, levels=[1, 2])
+    original = PromptCursor(problems, seed=11)
+    for _ in range(3):
+        original.next_batch(3)  # 9 problems: one batch crossed an epoch boundary
+    state = json.loads(json.dumps(original.state_dict()))  # what a checkpoint stores
+    resumed = PromptCursor(problems, seed=0)
+    resumed.load_state_dict(state)
+    for _ in range(5):
+        assert resumed.next_batch(4) == original.next_batch(4)
+    with pytest.raises(ValueError, match="7 problems"):
+        PromptCursor(problems[:5]).load_state_dict(state)
+
+
+def test_problem_is_a_plain_dataclass():
+    problem = Problem("x", "q", "1", None, "synthetic", None)
+    assert problem.solution is None and problem.level is None
