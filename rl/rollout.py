@@ -17,7 +17,7 @@ class RolloutWorker:
     def __init__(self, checkpoint: str, max_model_len: int, seed: int = 0, kv_cache_gib: float = 1.0):
         import os
 
-        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))  # vLLM takes whole GiB
         self.engine = make_engine(checkpoint, max_model_len=max_model_len, seed=seed,
                                   worker_extension_cls=EXTENSION)
         self.weights_version = 0

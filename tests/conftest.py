@@ -56,3 +56,15 @@ def vllm_engine(tiny_checkpoint):
     engine = make_engine(tiny_checkpoint, max_model_len=512, max_num_seqs=64)
     yield engine
     del engine
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory):
+    """One in-process Ray instance for the test run (start-up costs 5-8 s)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _temp_dir=str(tmp_path_factory.mktemp("ray")),
+             runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}})
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,41 @@
+"""A real RolloutWorker: a Ray actor serving the tiny policy with vLLM, updated in place."""
+
+import torch
+
+from model import load_pretrained, to_hf_state_dict
+from rl.rollout import rollout_worker_actor
+from rl.weight_sync import serialize_weights
+
+
+def max_logprob_diff(policy, samples):
+    worst = 0.0
+    for sample in samples:
+        tokens = torch.tensor([sample.prompt_ids + sample.completion_ids])
+        with torch.no_grad():
+            logits = policy(tokens).logits[0, len(sample.prompt_ids) - 1:-1]
+        ours = logits.log_softmax(-1).gather(1, torch.tensor(sample.completion_ids)[:, None])[:, 0]
+        worst = max(worst, (ours - torch.tensor(sample.rollout_logprobs)).abs().max().item())
+    return worst
+
+
+def test_rollout_worker_samples_and_takes_new_weights_in_place(ray_session, tiny_checkpoint):
+    ray = ray_session
+    worker = rollout_worker_actor(num_cpus=1).remote(str(tiny_checkpoint), 256, 0, 1)
+    prompts = [[0, 3, *range(100, 120), 4], [0, 3, 300, 301, 4]]
+    samples = ray.get(worker.generate.remote(prompts, n=3, max_tokens=24, temperature=1.0, seed=1))
+    assert len(samples) == 6 and [s.prompt_ids for s in samples[:3]] == [prompts[0]] * 3
+    assert all(len(s.completion_ids) == len(s.rollout_logprobs) > 0 for s in samples)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    assert max_logprob_diff(policy, samples) <= 1e-4
+
+    torch.manual_seed(0)  # a learner step, simulated: every weight moves, routing biases too
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+        for layer in policy.layers[1:]:
+            layer.mlp.gate.e_score_correction_bias.normal_(std=0.1)
+    seconds = ray.get(worker.load_weights.remote(serialize_weights(to_hf_state_dict(policy)), 1))
+    assert seconds < 30
+    updated = ray.get(worker.generate.remote(prompts, n=3, max_tokens=24, temperature=1.0, seed=1))
+    assert max_logprob_diff(policy, updated) <= 1e-4
+    ray.kill(worker)
