@@ -1,0 +1,434 @@
+"""Run configuration: one dataclass per section, loaded from YAML and overridable from the command line.
+
+    config = load_config("experiments/tiny_arith.yaml", ["algorithm.beta=0.01", "reward.functions=[math_accuracy]"])
+
+Every field has a default and a `help` (the single source for docs and the CLI); values are checked against the
+type hints (Optional, list[int], dict[str, float] included) and the section's `__post_init__` rules, and any unknown
+or ill-typed field raises `ConfigError` naming it. The defaults are the embedded default: the tiny policy learning
+synthetic arithmetic on a CPU (experiments/tiny_arith.yaml spells it out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from model.config import ConfigError as _ModelConfigError
+
+
+class ConfigError(_ModelConfigError):
+    """An unknown section or field, a value of the wrong type, or a value outside its allowed range.
+
+    A ValueError (through model.config.ConfigError, so the CLI reports both kinds the same way).
+    """
+
+
+def _field(default: Any, help: str) -> Any:  # noqa: A002 - `help` is the metadata key TRL and HfArgumentParser use
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {message}")
+
+
+def _choice(value: Any, name: str, choices: Sequence[Any]) -> None:
+    _require(value in choices, name, f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+class _Section:
+    """Type checking shared by every section: runs before the section's own `validate`."""
+
+    section: typing.ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            name = f"{self.section}.{f.name}"
+            setattr(self, f.name, _coerce(getattr(self, f.name), hints[f.name], name))
+        self.validate()
+
+    def validate(self) -> None:
+        """Range and consistency checks of the section (ConfigError naming the field)."""
+
+
+@dataclass
+class ModelConfig(_Section):
+    section: typing.ClassVar[str] = "model"
+    path: str = _field("preset:tiny", "Policy checkpoint: a local folder or hub name in the Hugging Face causal-LM "
+                       "layout, or 'preset:NAME' to initialise one of model/'s presets (tiny, small).")
+    dtype: str = _field("float32", "Learner weights and compute dtype: float32 (CPU, parity checks) or bfloat16.")
+    seed: int = _field(0, "Initialisation seed for 'preset:' policies.")
+
+    def validate(self) -> None:
+        _require(bool(self.path), "model.path", "must not be empty")
+        _choice(self.dtype, "model.dtype", ("float32", "bfloat16"))
+
+
+DATASETS = ("synthetic", "gsm8k", "math")
+
+
+@dataclass
+class DataConfig(_Section):
+    section: typing.ClassVar[str] = "data"
+    train: str = _field("synthetic", "Training problems: synthetic (seeded arithmetic), gsm8k (train split) or math.")
+    eval: str = _field("synthetic", "Held-out problems: synthetic (disjoint from training), gsm8k (test split) or "
+                       "math (MATH-500).")
+    levels: list[int] = _field([1, 2, 3], "Synthetic difficulty levels (number of arithmetic operations).")
+    num_train: int = _field(2000, "Training problems to use (synthetic: to generate); 0 = the whole dataset.")
+    num_eval: int = _field(200, "Evaluation problems to use; 0 = the whole evaluation set.")
+    seed: int = _field(0, "Seed of the synthetic generator and of the prompt order.")
+    max_prompt_tokens: int = _field(256, "Longest prompt (in tokens) the rollout engine must accept.")
+    system_prompt: str | None = _field(None, "System message put before every question (rl.data.build_prompt), "
+                                       "e.g. Qwen2.5-Math's 'Please reason step by step, and put your final answer "
+                                       "within \\boxed{}.'; None = the question alone (the tiny policy's format).")
+
+    def validate(self) -> None:
+        _choice(self.train, "data.train", DATASETS)
+        _choice(self.eval, "data.eval", DATASETS)
+        _require(bool(self.levels) and all(level >= 1 for level in self.levels), "data.levels",
+                 f"must be a non-empty list of levels >= 1, got {self.levels}")
+        _require(self.num_train >= 0, "data.num_train", "must be >= 0")
+        _require(self.num_eval >= 0, "data.num_eval", "must be >= 0")
+        _require(self.max_prompt_tokens > 0, "data.max_prompt_tokens", "must be > 0")
+        _require(self.train != "synthetic" or self.num_train > 0, "data.num_train",
+                 "must be > 0 for synthetic training data (there is no 'whole' synthetic set)")
+
+
+@dataclass
+class RolloutConfig(_Section):
+    section: typing.ClassVar[str] = "rollout"
+    num_workers: int = _field(1, "Rollout workers (Ray actors), each with its own vLLM engine.")
+    group_size: int = _field(8, "Completions sampled per prompt (G); advantages are normalised within a group.")
+    prompts_per_step: int = _field(16, "Prompts per GRPO step; the batch holds prompts_per_step * group_size "
+                                   "completions.")
+    max_new_tokens: int = _field(128, "Longest completion; longer ones are truncated (see "
+                                 "algorithm.mask_truncated_completions).")
+    temperature: float = _field(1.0, "Sampling temperature of training rollouts (the learner's logprobs use it too).")
+    top_p: float = _field(1.0, "Nucleus sampling threshold of training rollouts; 1.0 = off.")
+    kv_cache_gib: float = _field(1.0, "vLLM KV-cache size per worker, GiB (CPU: VLLM_CPU_KVCACHE_SPACE).")
+    enforce_eager: bool = _field(True, "Run vLLM without CUDA graphs / torch.compile (faster start-up, needed on CPU).")
+    eval_samples: int = _field(4, "Samples per evaluation problem (k): pass@1 is averaged over them, maj@k and "
+                               "pass@k are computed from them.")
+    eval_temperature: float = _field(1.0, "Sampling temperature during evaluation; 0 = greedy (then use "
+                                     "eval_samples=1).")
+
+    def validate(self) -> None:
+        for name in ("num_workers", "prompts_per_step", "max_new_tokens", "eval_samples"):
+            _require(getattr(self, name) >= 1, f"rollout.{name}", "must be >= 1")
+        _require(self.group_size >= 2, "rollout.group_size", "must be >= 2 (group-relative advantages)")
+        _require(self.temperature > 0, "rollout.temperature", "must be > 0")
+        _require(0 < self.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
+        _require(self.kv_cache_gib > 0, "rollout.kv_cache_gib", "must be > 0")
+        _require(self.eval_temperature >= 0, "rollout.eval_temperature", "must be >= 0")
+
+
+@dataclass
+class RewardConfig(_Section):
+    section: typing.ClassVar[str] = "reward"
+    functions: list[str] = _field(["math_accuracy", "format"], "Reward functions by registry name (rewards/); "
+                                  "the reward of a completion is their weighted sum.")
+    weights: list[float] = _field([], "One weight per reward function; empty = all 1.0.")
+    num_workers: int = _field(2, "Processes in the reward pool (each call runs under a hard timeout).")
+    timeout_s: float = _field(5.0, "Hard wall-clock limit per reward call, seconds; a timeout scores 0.")
+
+    def validate(self) -> None:
+        _require(bool(self.functions), "reward.functions", "must name at least one reward function")
+        _require(not self.weights or len(self.weights) == len(self.functions), "reward.weights",
+                 f"has {len(self.weights)} entries for {len(self.functions)} reward functions (or leave it empty)")
+        _require(self.num_workers >= 1, "reward.num_workers", "must be >= 1")
+        _require(self.timeout_s > 0, "reward.timeout_s", "must be > 0")
+
+
+@dataclass
+class AlgorithmConfig(_Section):
+    section: typing.ClassVar[str] = "algorithm"
+    loss_type: str = _field("dapo", "Policy loss (rl/algos.py registry, TRL's names): grpo (per-sequence token "
+                            "mean), dr_grpo (sum / (B * max_new_tokens)), dapo (token mean over the global batch), "
+                            "bnpo (token mean over the local batch), cispo, sapo, luspo, vespo.")
+    scale_rewards: bool = _field(True, "Divide group-centred rewards by the group std (GRPO); False = Dr. GRPO.")
+    drop_zero_variance_groups: bool = _field(True, "Drop groups whose completions all got the same reward (DAPO "
+                                             "dynamic sampling): they carry no gradient.")
+    epsilon_low: float = _field(0.2, "Lower clip of the importance ratio: r >= 1 - epsilon_low.")
+    epsilon_high: float = _field(0.28, "Upper clip: r <= 1 + epsilon_high (DAPO's clip-higher uses 0.28); for "
+                                 "cispo the cap on r itself (e.g. 5.0).")
+    delta: float | None = _field(None, "Two-sided clipping (INTELLECT-2): cap r at delta when the advantage is "
+                                 "negative; None = off. Should exceed 1 + epsilon_high.")
+    importance_sampling_level: str = _field("token", "Importance ratio per token, or per sequence (GSPO: the "
+                                            "geometric mean of the token ratios).")
+    num_iterations: int = _field(1, "Optimisation passes over each batch (mu); > 1 makes the ratio differ from 1.")
+    mini_batches: int = _field(1, "Optimizer steps per batch per iteration (the batch is split into this many).")
+    beta: float = _field(0.0, "Weight of the k3 KL to the reference policy; 0 = no reference model is loaded "
+                         "(DeepSeek-R1 used 0.001).")
+    kl_bias_correction: bool = _field(True, "Weight the per-token KL by the importance ratio (unbiased KL gradient, "
+                                      "DeepSeek-V3.2; TRL's use_bias_correction_kl).")
+    mask_truncated_completions: bool = _field(True, "Leave completions cut at max_new_tokens out of the loss (DAPO).")
+    max_grad_norm: float = _field(1.0, "Gradient clipping by global norm.")
+    lr: float = _field(1e-5, "Learning rate (AdamW). 1e-6 to 3e-6 suits 1.5B-7B models (TRL's and verl's GRPO "
+                       "default is 1e-6); the 4M-parameter tiny policy needs about 1e-4 (see "
+                       "experiments/tiny_arith.yaml).")
+    lr_schedule: str = _field("constant", "Learning-rate schedule after warm-up: constant, linear or cosine (to 0).")
+    warmup_steps: int = _field(0, "Linear warm-up, in optimizer steps.")
+    weight_decay: float = _field(0.0, "AdamW weight decay.")
+    balance_bias_speed: float = _field(0.001, "MoE auxiliary-loss-free balancing: routing-bias update speed after "
+                                       "each optimizer step (DeepSeek-V3's gamma); 0 = off.")
+
+    def validate(self) -> None:
+        from rl.algos import loss_names
+
+        _choice(self.loss_type, "algorithm.loss_type", loss_names())
+        _require(0 <= self.epsilon_low < 1, "algorithm.epsilon_low", "must be in [0, 1)")
+        _require(self.epsilon_high >= 0, "algorithm.epsilon_high", "must be >= 0")
+        _require(self.delta is None or self.delta > 1, "algorithm.delta", "must be > 1 (or null)")
+        _choice(self.importance_sampling_level, "algorithm.importance_sampling_level", ("token", "sequence"))
+        _require(self.num_iterations >= 1, "algorithm.num_iterations", "must be >= 1")
+        _require(self.mini_batches >= 1, "algorithm.mini_batches", "must be >= 1")
+        _require(self.beta >= 0, "algorithm.beta", "must be >= 0")
+        _require(self.max_grad_norm > 0, "algorithm.max_grad_norm", "must be > 0")
+        _require(self.lr > 0, "algorithm.lr", "must be > 0")
+        _choice(self.lr_schedule, "algorithm.lr_schedule", ("constant", "linear", "cosine"))
+        _require(self.warmup_steps >= 0, "algorithm.warmup_steps", "must be >= 0")
+        _require(self.weight_decay >= 0, "algorithm.weight_decay", "must be >= 0")
+        _require(self.balance_bias_speed >= 0, "algorithm.balance_bias_speed", "must be >= 0")
+
+
+@dataclass
+class SFTConfig(_Section):
+    section: typing.ClassVar[str] = "sft"
+    steps: int = _field(0, "Supervised warm-start steps on the training problems' reference solutions; 0 = skip.")
+    lr: float = _field(1e-3, "Warm-start learning rate (AdamW).")
+    batch_size: int = _field(32, "Problems per warm-start step.")
+    max_tokens: int = _field(256, "Longest prompt + solution in the warm start (longer ones are cut).")
+
+    def validate(self) -> None:
+        _require(self.steps >= 0, "sft.steps", "must be >= 0")
+        _require(self.lr > 0, "sft.lr", "must be > 0")
+        _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
+        _require(self.max_tokens >= 1, "sft.max_tokens", "must be >= 1")
+
+
+@dataclass
+class TrainerConfig(_Section):
+    section: typing.ClassVar[str] = "trainer"
+    steps: int = _field(100, "GRPO steps (one rollout batch each).")
+    output_dir: str = _field("runs/grpo", "Run folder: config.yaml, metrics, checkpoints, plots.")
+    save_every: int = _field(50, "Checkpoint every this many steps (and at the end); 0 = only at the end.")
+    eval_every: int = _field(25, "Evaluate every this many steps (and before the first and after the last); 0 = "
+                             "never.")
+    seed: int = _field(0, "Seed of sampling and of the learner.")
+    resume: bool = _field(False, "Continue from the latest checkpoint in output_dir, if there is one.")
+
+    def validate(self) -> None:
+        _require(self.steps >= 0, "trainer.steps", "must be >= 0")
+        _require(bool(self.output_dir), "trainer.output_dir", "must not be empty")
+        _require(self.save_every >= 0, "trainer.save_every", "must be >= 0")
+        _require(self.eval_every >= 0, "trainer.eval_every", "must be >= 0")
+
+
+@dataclass
+class LoggingConfig(_Section):
+    section: typing.ClassVar[str] = "logging"
+    jsonl: bool = _field(True, "Write metrics.jsonl in the run folder.")
+    tensorboard: bool = _field(True, "Write TensorBoard event files in the run folder.")
+    wandb_project: str | None = _field(None, "Weights & Biases project to log to; None = off.")
+    progress: bool = _field(True, "Show a progress bar.")
+
+
+@dataclass
+class RayConfig(_Section):
+    section: typing.ClassVar[str] = "ray"
+    address: str | None = _field(None, "Ray cluster to join ('auto', 'ray://host:10001'); None = start one "
+                                 "in-process.")
+    num_cpus: int | None = _field(None, "CPUs of the in-process Ray instance; None = all. Ignored with address.")
+    rollout_resources: dict[str, float] = _field({}, "Custom Ray resources each rollout worker requests, to pin it "
+                                                 "to nodes (e.g. {rollout_node: 1}).")
+    learner_resources: dict[str, float] = _field({}, "Custom Ray resources the learner requests.")
+
+    def validate(self) -> None:
+        _require(self.num_cpus is None or self.num_cpus >= 1, "ray.num_cpus", "must be >= 1 (or null)")
+        for name in ("rollout_resources", "learner_resources"):
+            _require(all(v >= 0 for v in getattr(self, name).values()), f"ray.{name}", "amounts must be >= 0")
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "model": ModelConfig, "data": DataConfig, "rollout": RolloutConfig, "reward": RewardConfig,
+    "algorithm": AlgorithmConfig, "sft": SFTConfig, "trainer": TrainerConfig, "logging": LoggingConfig,
+    "ray": RayConfig,
+}
+
+
+@dataclass
+class Config:
+    """A whole run. Sections: model, data, rollout, reward, algorithm, sft, trainer, logging, ray."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            _require(isinstance(getattr(self, name), cls), name, f"must be a {cls.__name__}")
+        batch = self.rollout.prompts_per_step * self.rollout.group_size
+        _require(self.algorithm.mini_batches <= batch, "algorithm.mini_batches",
+                 f"{self.algorithm.mini_batches} mini-batches cannot split a batch of {batch} completions")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> Config:
+        """Build from nested mappings {section: {field: value}}; missing fields keep their defaults."""
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"a config must be a mapping of sections, got {type(raw).__name__}")
+        sections = {}
+        for name, values in raw.items():
+            section_cls = SECTIONS.get(name)
+            if section_cls is None:
+                raise ConfigError(f"unknown section {name!r}{_suggest(name, SECTIONS)}; sections: "
+                                  f"{', '.join(SECTIONS)}")
+            values = values or {}
+            if not isinstance(values, dict):
+                raise ConfigError(f"{name}: must be a mapping of fields, got {values!r}")
+            known = {f.name for f in dataclasses.fields(section_cls)}  # type: ignore[arg-type]
+            for key in values:
+                if key not in known:
+                    raise ConfigError(f"unknown field {name}.{key}{_suggest(key, known)}; fields of {name}: "
+                                      f"{', '.join(sorted(known))}")
+            sections[name] = section_cls(**values)
+        return cls(**sections)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict (YAML/JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+
+def _suggest(name: str, options: Any) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# ------------------------------------------------------------------------------------------------ type checking
+
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """`value` as `annotation` (int -> float and '1e-5' -> float allowed, nothing else), else ConfigError."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, name)
+            except ConfigError:
+                pass
+        raise _type_error(value, annotation, name)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(value, annotation, name)
+        return [_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(value, annotation, name)
+        return {_coerce(k, args[0], f"{name} key"): _coerce(v, args[1], f"{name}[{k!r}]") for k, v in value.items()}
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT.match(value.strip()):  # PyYAML reads 1e-5 (no dot) as a string
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise ConfigError(f"{name}: unsupported annotation {annotation!r}")
+    raise _type_error(value, annotation, name)
+
+
+def _type_error(value: Any, annotation: Any, name: str) -> ConfigError:
+    return ConfigError(f"{name}: expected {_type_name(annotation)}, got {value!r} ({type(value).__name__})")
+
+
+# ------------------------------------------------------------------------------------------------ load / save
+
+
+def parse_override(override: str) -> tuple[str, str, Any]:
+    """'section.field=value' -> (section, field, value parsed as a YAML scalar or flow list/mapping)."""
+    key, sep, text = override.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not section or not name or "." in name:
+        raise ConfigError(f"override {override!r} must look like section.field=value")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{key}: cannot parse {text!r} as a YAML value ({error})") from None
+    return section, name, value
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """The config of a YAML file (None: the defaults) with `section.field=value` overrides applied in order.
+
+    Raises:
+        ConfigError: for an unreadable file, an unknown section or field, a value of the wrong type or range.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"cannot read config {path}: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: a config must be a mapping of sections")
+    for override in overrides:
+        section, name, value = parse_override(override)
+        if section in raw and not isinstance(raw[section], dict):
+            raise ConfigError(f"{section}: must be a mapping of fields")
+        raw.setdefault(section, {})
+        raw[section] = {**(raw[section] or {}), name: value}
+    return Config.from_dict(raw)
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write `config` as YAML (loadable by `load_config`), e.g. into the run folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# reasonrl run configuration (load with rl.config.load_config)\n"
+                    + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None))
+    return path
+
+
+def describe() -> str:
+    """Every field with its type, default and help, one per line (for `--help` and the docs)."""
+    lines = []
+    for name, section in SECTIONS.items():
+        hints = typing.get_type_hints(section)
+        for f in dataclasses.fields(section):  # type: ignore[arg-type]
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            lines.append(f"{name}.{f.name} ({_type_name(hints[f.name])}, default {default!r}): {f.metadata['help']}")
+    return "\n".join(lines)
