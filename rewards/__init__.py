@@ -6,12 +6,22 @@ Every reward has TRL's signature ``fn(completions, **columns) -> list[float | No
 :class:`rewards.pool.GradingPool` worker processes under hard time and memory limits.
 """
 
+from rewards.code import CodeExecution, code_execution, extract_program, run_tests
 from rewards.math_answer import Verdict, grade_answer
 from rewards.math_reward import MathAccuracy, grade_batch, math_accuracy
+from rewards.sandbox import RunResult, SandboxLimits, isolation, run_sandboxed
 from rewards.steps import Claim, MathSteps, check_steps, math_steps, step_summary
 from rewards.pool import GradingPool, TaskResult, get_default_pool, shutdown_default_pool
 
 __all__ = [
+    "CodeExecution",
+    "code_execution",
+    "extract_program",
+    "run_tests",
+    "RunResult",
+    "SandboxLimits",
+    "isolation",
+    "run_sandboxed",
     "Claim",
     "MathSteps",
     "check_steps",
