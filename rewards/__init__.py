@@ -7,6 +7,8 @@ Every reward has TRL's signature ``fn(completions, **columns) -> list[float | No
 """
 
 from rewards.code import CodeExecution, code_execution, extract_program, run_tests
+from rewards.combine import WeightedReward
+from rewards.format import FormatReward, LengthPenalty, format_reward, length_penalty
 from rewards.math_answer import Verdict, grade_answer
 from rewards.math_reward import MathAccuracy, grade_batch, math_accuracy
 from rewards.sandbox import RunResult, SandboxLimits, isolation, run_sandboxed
@@ -14,6 +16,11 @@ from rewards.steps import Claim, MathSteps, check_steps, math_steps, step_summar
 from rewards.pool import GradingPool, TaskResult, get_default_pool, shutdown_default_pool
 
 __all__ = [
+    "FormatReward",
+    "LengthPenalty",
+    "WeightedReward",
+    "format_reward",
+    "length_penalty",
     "CodeExecution",
     "code_execution",
     "extract_program",

@@ -1,0 +1,53 @@
+"""Format reward, overlong penalty and the weighted combiner."""
+
+import pickle
+
+import pytest
+
+from rewards import FormatReward, LengthPenalty, WeightedReward, format_reward, length_penalty, math_accuracy
+
+
+@pytest.mark.parametrize(
+    ("text", "score"),
+    [
+        ("<think>2+2=4</think> So \\boxed{4}.", 1.0),
+        ("<think>sum</think>\n#### 4", 1.0),
+        ("<think>sum</think><answer>4</answer>", 1.0),
+        ("<think>sum</think> four", 0.0),  # no final answer
+        ("<think></think> \\boxed{4}", 0.0),  # empty reasoning
+        ("\\boxed{4}", 0.0),  # no think block
+        ("<think>a</think><think>b</think>\\boxed{4}", 0.0),
+        ("<think>a</think>", 0.0),
+    ],
+)
+def test_format_reward(text, score):
+    assert format_reward([text]) == [score]
+
+
+def test_format_configurable_and_chat():
+    reward = FormatReward(think_tags=("<reasoning>", "</reasoning>"), prompt_opens_think=True)
+    assert reward([[{"role": "assistant", "content": "work</reasoning>\\boxed{1}"}]]) == [1.0]
+    logged = {}
+    format_reward(["x"], log_extra=logged.__setitem__)
+    assert logged["format_reason"] == ["missing or misplaced think block"]
+
+
+def test_length_penalty():
+    pen = LengthPenalty(max_len=100, cache=20)
+    assert pen(["a"] * 3, completion_ids=[[0] * 50, [0] * 90, [0] * 120]) == [0.0, -0.5, -1.0]
+    assert length_penalty(["short"]) == [0.0]
+    with pytest.raises(ValueError):
+        LengthPenalty(max_len=10, cache=10)
+
+
+def test_weighted_combination_reports_components():
+    def broken(completions, **kwargs):
+        raise RuntimeError("third-party bug")
+
+    combo = WeightedReward({"acc": (math_accuracy, 1.0), "fmt": (format_reward, 0.5), "bad": (broken, 1.0)})
+    logged = {}
+    scores = combo(["<think>x</think> \\boxed{4}", "\\boxed{5}"], answer=["4", None], log_extra=logged.__setitem__)
+    assert scores == [1.5, 0.0]
+    assert logged["reward/acc"] == [1.0, None] and logged["reward/fmt"] == [1.0, 0.0]
+    assert "RuntimeError" in combo.last_errors["bad"]
+    assert pickle.loads(pickle.dumps(WeightedReward({"fmt": (format_reward, 1.0)})))(["x"]) == [0.0]
