@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -245,13 +245,18 @@ class LossSpec:
     fn: PerTokenLossFn
     agg: str
     applies_is_ratio: bool = True
+    options: frozenset[str] = frozenset()
 
 
 _LOSSES: dict[str, LossSpec] = {}
 
 
-def register_loss(name: str, agg: str, applies_is_ratio: bool = True) -> Callable[[PerTokenLossFn], PerTokenLossFn]:
+def register_loss(name: str, agg: str, applies_is_ratio: bool = True, options: Sequence[str] = (),
+                  ) -> Callable[[PerTokenLossFn], PerTokenLossFn]:
     """Register a per-token policy term under `name`, aggregated with `agg` (see `agg_loss`).
+
+    `options` names extra keyword hyper-parameters the term reads (beyond the built-in `LOSS_OPTIONS`), so that
+    `policy_loss` accepts them; `applies_is_ratio=False` if the term folds the rollout IS weights in itself.
 
     Raises:
         ValueError: if `agg` is unknown or `name` is already taken by another function.
@@ -262,7 +267,7 @@ def register_loss(name: str, agg: str, applies_is_ratio: bool = True) -> Callabl
     def decorator(fn: PerTokenLossFn) -> PerTokenLossFn:
         if name in _LOSSES and _LOSSES[name].fn is not fn:
             raise ValueError(f"loss {name!r} is already registered")
-        _LOSSES[name] = LossSpec(fn, agg, applies_is_ratio)
+        _LOSSES[name] = LossSpec(fn, agg, applies_is_ratio, frozenset(options))
         return fn
 
     return decorator
@@ -366,6 +371,9 @@ def vespo(terms: LossTerms, *, vespo_k_pos: float = 2.0, vespo_lambda_pos: float
 
 # ------------------------------------------------------------------------------------------------ the policy loss
 
+LOSS_OPTIONS = {"delta", "sapo_temperature_pos", "sapo_temperature_neg", "vespo_k_pos", "vespo_lambda_pos",
+                "vespo_k_neg", "vespo_lambda_neg"}
+
 
 def policy_loss(
     logprobs: Tensor,
@@ -414,6 +422,9 @@ def policy_loss(
         "actor/kl" when beta > 0.
     """
     spec = get_loss_spec(loss_type)
+    unknown = set(hparams) - LOSS_OPTIONS - spec.options
+    if unknown:  # the loss terms accept **_, so a misspelt option would otherwise be silently ignored
+        raise TypeError(f"unknown policy_loss option(s) {sorted(unknown)}; valid: {sorted(LOSS_OPTIONS)}")
     if importance_sampling_level not in ("token", "sequence"):
         raise ValueError(f"importance_sampling_level must be 'token' or 'sequence', got {importance_sampling_level!r}")
     mask = mask.to(logprobs.dtype)

@@ -244,14 +244,21 @@ def test_registry_names_and_errors():
         policy_loss(logprobs, old, advantages, mask, loss_type="grpo", beta=0.1)
 
 
+def test_misspelt_options_are_rejected():
+    logprobs, old, _, advantages, mask = _batch()
+    with pytest.raises(TypeError, match="epsilon"):
+        policy_loss(logprobs, old, advantages, mask, loss_type="grpo", epsilon=0.3)
+
+
 def test_register_custom_loss():
-    @register_loss("test_reinforce", agg="token-mean")
-    def reinforce(terms, **_):
-        return -terms.advantages * terms.logprobs, {}
+    @register_loss("test_reinforce", agg="token-mean", options=["scale"])
+    def reinforce(terms, *, scale=1.0, **_):
+        return -scale * terms.advantages * terms.logprobs, {}
 
     try:
         logprobs, old, _, advantages, mask = _batch()
-        loss, _ = policy_loss(logprobs, old, advantages, mask, loss_type="test_reinforce")
-        assert loss.item() == pytest.approx(agg_loss(-advantages[:, None] * logprobs, mask, "token-mean").item())
+        loss, _ = policy_loss(logprobs, old, advantages, mask, loss_type="test_reinforce", scale=2.0)
+        expected = agg_loss(-2.0 * advantages[:, None] * logprobs, mask, "token-mean")
+        assert loss.item() == pytest.approx(expected.item())
     finally:
         algos._LOSSES.pop("test_reinforce")
