@@ -1,0 +1,172 @@
+"""Benchmark the math grader against published verdicts, beside math-verify alone.
+
+Writes experiments/results/grader.json (agreement per file, throughput, command, date,
+machine) and experiments/results/grader_disagreements.jsonl (every row where our verdict
+differs from the reference, with math-verify's verdict and our reason, to read by hand:
+a publisher's label is sometimes wrong).
+
+    python experiments/bench_grader.py            # everything (about 3 minutes on 2 cores)
+    python experiments/bench_grader.py --quick    # 300 rows per file, fewer sandbox runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FILES = [
+    "equiv_cases.jsonl",
+    "labeled_outputs_gsm8k_openai_gpt3.jsonl",
+    "labeled_outputs_qwen25math_math_cot100.jsonl",
+    "labeled_outputs_skythought_math500.jsonl",
+]
+
+
+def math_verify_alone(gold: str, pred: str) -> bool:
+    """math-verify 0.9.0 used alone, as its README shows: verify(parse(gold), parse(pred)).
+
+    A bare gold is wrapped in ``$...$`` (without it math-verify's LaTeX extractor misses
+    most MATH golds; this is also how the ``math_verify_0_9_0`` field of the data was
+    computed). Runs in a pool worker's main thread, so math-verify's own timeouts work.
+    """
+    from math_verify import parse, verify
+
+    gold_text = gold if ("$" in gold or "\\boxed" in gold) else f"${gold}$"
+    try:
+        return bool(verify(parse(gold_text), parse(pred)))
+    except Exception:  # noqa: BLE001 - math-verify's own failure is a "not equal"
+        return False
+
+
+def _rows(name: str, limit: int | None) -> list[dict]:
+    with open(ROOT / "data" / "grading" / name) as f:
+        rows = [json.loads(line) for line in f]
+    return rows[:limit] if limit else rows
+
+
+def _machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {mem:.0f} GiB, no GPU ({platform.machine()}, Python {platform.python_version()})"
+
+
+def bench_agreement(pool, limit: int | None) -> tuple[dict, list[dict], dict]:
+    import bench_grader as self_module  # pool tasks must be importable by module name
+    from rewards.math_answer import grade_answer
+
+    per_file, disagreements, totals = {}, [], {"rows": 0, "ours": 0, "mv": 0, "ours_s": 0.0}
+    for name in FILES:
+        rows = _rows(name, limit)
+        golds = [r["gold"] for r in rows]
+        preds = [r.get("pred", r.get("output")) for r in rows]
+        labels = [bool(r.get("expected", r.get("label"))) for r in rows]
+        start = time.monotonic()
+        ours = pool.map(grade_answer, list(zip(preds, golds)), timeout=5.0, memory_mb=1024)
+        ours_s = time.monotonic() - start
+        mv = pool.map(self_module.math_verify_alone, list(zip(golds, preds)), timeout=15.0, memory_mb=1024)
+        ours_v = [bool(r.ok and r.value.correct) for r in ours]
+        mv_v = [bool(r.ok and r.value) for r in mv]
+        agree_ours = sum(o == lab for o, lab in zip(ours_v, labels))
+        agree_mv = sum(m == lab for m, lab in zip(mv_v, labels))
+        per_file[name] = {
+            "rows": len(rows),
+            "agreement_ours": round(agree_ours / len(rows), 4),
+            "agreement_math_verify": round(agree_mv / len(rows), 4),
+            "ours_minus_math_verify_rows": agree_ours - agree_mv,
+            "ours_timeouts": sum(r.reason == "timeout" for r in ours),
+            "math_verify_timeouts_or_kills": sum(not r.ok for r in mv),
+            "ours_gradings_per_s": round(len(rows) / ours_s, 1),
+        }
+        for row, pred, o, m, lab, res in zip(rows, preds, ours_v, mv_v, labels, ours):
+            if o != lab:
+                verdict = res.value if res.ok else None
+                disagreements.append({
+                    "file": name, "id": row.get("id") or f"{row.get('problem_id')}/{row.get('model', '')}/{row.get('sample', '')}",
+                    "reference": lab, "ours": o, "math_verify": m, "gold": row["gold"],
+                    "extracted": verdict.extracted if verdict else None,
+                    "reason": verdict.reason if verdict else res.reason,
+                    "flags": row.get("flags"), "publisher_pred": row.get("publisher_pred"),
+                    "pred_tail": pred[-300:] if isinstance(pred, str) else None,
+                })
+        totals["rows"] += len(rows)
+        totals["ours"] += agree_ours
+        totals["mv"] += agree_mv
+        totals["ours_s"] += ours_s
+        print(f"{name:48s} rows {len(rows):5d}  ours {agree_ours / len(rows):.4f}  "
+              f"math-verify {agree_mv / len(rows):.4f}  ({len(rows) / ours_s:.0f} gradings/s)")
+    overall = {
+        "rows": totals["rows"],
+        "agreement_ours": round(totals["ours"] / totals["rows"], 4),
+        "agreement_math_verify": round(totals["mv"] / totals["rows"], 4),
+        "ours_gradings_per_s": round(totals["rows"] / totals["ours_s"], 1),
+    }
+    return per_file, disagreements, overall
+
+
+def bench_sandbox(pool, runs: int) -> dict:
+    from rewards.code import CodeExecution
+
+    program = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
+    tests = [{"inputs": ["2 3\n"], "outputs": ["5\n"]}] * runs
+    reward = CodeExecution()
+    reward([program] * 4, tests=tests[:4])  # warm-up
+    start = time.monotonic()
+    scores = reward([program] * runs, tests=tests)
+    seconds = time.monotonic() - start
+    assert all(s == 1.0 for s in scores), scores
+    return {"runs": runs, "seconds": round(seconds, 2), "runs_per_s": round(runs / seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="300 rows per file, 40 sandbox runs")
+    parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "grader.json"))
+    args = parser.parse_args()
+
+    from rewards.pool import get_default_pool
+    from rewards.sandbox import isolation
+
+    pool = get_default_pool()
+    pool.map(abs, [(-1,)] * pool.num_workers * 2)  # warm: workers started, imports done
+    per_file, disagreements, overall = bench_agreement(pool, 300 if args.quick else None)
+    sandbox = bench_sandbox(pool, 40 if args.quick else 200)
+    print(f"overall: ours {overall['agreement_ours']:.4f}  math-verify {overall['agreement_math_verify']:.4f}  "
+          f"{overall['ours_gradings_per_s']:.0f} gradings/s;  sandbox {sandbox['runs_per_s']:.1f} runs/s")
+    results = {
+        "benchmark": "grader",
+        "command": "python experiments/bench_grader.py" + (" --quick" if args.quick else ""),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "workers": pool.num_workers,
+        "sandbox_isolation": isolation(),
+        "math_verify": "0.9.0, verify(parse(gold wrapped in $..$ when bare), parse(pred)), default configs",
+        "agreement_per_file": per_file,
+        "agreement_overall": overall,
+        "sandbox_throughput": sandbox,
+        "targets": {
+            "at_least_math_verify_on_every_file": all(f["ours_minus_math_verify_rows"] >= 0 for f in per_file.values()),
+            "higher_overall": overall["agreement_ours"] > overall["agreement_math_verify"],
+            "gradings_per_s_ge_200": overall["ours_gradings_per_s"] >= 200,
+            "sandbox_runs_per_s_ge_20": sandbox["runs_per_s"] >= 20,
+        },
+        "disagreements_file": "experiments/results/grader_disagreements.jsonl",
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    with open(out.parent / "grader_disagreements.jsonl", "w") as f:
+        for row in disagreements:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"wrote {out} and {len(disagreements)} disagreements")
+
+
+if __name__ == "__main__":
+    main()
