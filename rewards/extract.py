@@ -128,7 +128,11 @@ def _strip_phrase_tail(answer: str) -> str:
     m = _INLINE_MATH_RE.search(answer)
     if m and m.start() < 3:  # "The answer is $\frac{1}{2}$." -> the math span
         return next(g for g in m.groups() if g is not None)
-    answer = re.split(r"(?<=[^\d\s])\.\s|\.$|\s+(?:because|since|so|which)\s", answer, maxsplit=1)[0]
+    answer = re.split(r"\.(?=\s|$)|\s+(?:because|since|so|which)\s", answer, maxsplit=1)[0].strip()
+    if not _looks_like_bare_answer(answer):  # prose ("Jane started 3 hours ago"): its only number
+        numbers = _NUMBER_RE.findall(answer)
+        if len(numbers) == 1:
+            return numbers[0]
     return answer
 
 
