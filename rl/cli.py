@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +25,54 @@ def model_init(preset_name: str, out: Path, seed: int = 0) -> Path:
     return out
 
 
+def train(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *, resume: bool = False,
+          ray_address: str | None = None, log=print) -> dict:
+    """Run a GRPO job from a YAML config (plus `section.field=value` overrides); returns the run's summary."""
+    from rl.config import load_config
+    from rl.trainer import GRPOTrainer
+
+    overrides = list(overrides)
+    if resume:
+        overrides.append("trainer.resume=true")
+    if ray_address:
+        overrides.append(f"ray.address={ray_address}")
+    trainer = GRPOTrainer(load_config(config, overrides), log=log)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.shutdown()
+
+
+def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1, 2, 3), num_problems: int = 4000,
+        steps: int = 300, batch_size: int = 32, lr: float = 1e-3, seed: int = 0) -> Path:
+    """Supervised warm start of a checkpoint on synthetic reference solutions."""
+    from rl.data import split_synthetic
+    from rl.sft import sft_from_checkpoint
+
+    train_problems, _ = split_synthetic(num_problems, 0, seed, levels)
+    return sft_from_checkpoint(checkpoint, out, train_problems, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, dataset: str = "synthetic", *, k: int = 4, limit: int = 0,
+                        max_tokens: int = 256, temperature: float = 1.0, seed: int = 0) -> dict:
+    """pass@1 / maj@k / pass@k of a checkpoint (served by vLLM) on synthetic, gsm8k, math500, aime24 or aime25."""
+    from model import load_tokenizer
+    from rl import data
+    from rl.evaluate import evaluate
+    from rl.rollout import RolloutWorker
+
+    loaders = {"synthetic": lambda: data.split_synthetic(0, 200, seed)[1], "gsm8k": lambda: data.load_gsm8k("test"),
+               "math500": data.load_math500, "aime24": lambda: data.load_aime(2024),
+               "aime25": lambda: data.load_aime(2025)}
+    if dataset not in loaders:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(loaders)}")
+    problems = loaders[dataset]()
+    problems = problems[:limit] if limit else problems
+    worker = RolloutWorker(str(checkpoint), max_model_len=2048, seed=seed)
+    return evaluate(worker.generate, problems, load_tokenizer(checkpoint), k=k, max_tokens=max_tokens,
+                    temperature=temperature, seed=seed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonrl", description="GRPO training and search for reasoning policies.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -34,6 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--preset", default="tiny", help="model size preset (tiny, small)")
     init.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     init.add_argument("--seed", type=int, default=0, help="initialisation seed")
+
+    train_parser = commands.add_parser("train", help="run a GRPO job from a YAML config")
+    train_parser.add_argument("config", nargs="?", help="YAML config (experiments/*.yaml); default: built-in defaults")
+    train_parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
+    train_parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    train_parser.add_argument("--ray-address", help="join an existing Ray cluster instead of starting one")
+
+    sft_parser = commands.add_parser("sft", help="supervised warm start on synthetic reference solutions")
+    sft_parser.add_argument("--checkpoint", required=True)
+    sft_parser.add_argument("--out", required=True)
+    sft_parser.add_argument("--steps", type=int, default=300)
+    sft_parser.add_argument("--lr", type=float, default=1e-3)
+
+    eval_parser = commands.add_parser("eval", help="score a checkpoint: pass@1, maj@k, pass@k")
+    eval_parser.add_argument("--checkpoint", required=True)
+    eval_parser.add_argument("--dataset", default="synthetic", help="synthetic, gsm8k, math500, aime24, aime25")
+    eval_parser.add_argument("-k", type=int, default=4, help="samples per problem")
+    eval_parser.add_argument("--limit", type=int, default=0, help="first N problems only")
+    eval_parser.add_argument("--max-tokens", type=int, default=256)
+    eval_parser.add_argument("--temperature", type=float, default=1.0)
 
     demo = commands.add_parser("demo", help="the main job on the embedded default (tiny policy, CPU)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="folder for the run's files")
@@ -47,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "model" and args.model_command == "init":
             model_init(args.preset, args.out, args.seed)
+        elif args.command == "train":
+            summary = train(args.config, args.overrides, resume=args.resume, ray_address=args.ray_address)
+            print(json.dumps(summary, indent=2, default=str))
+        elif args.command == "sft":
+            sft(args.checkpoint, args.out, steps=args.steps, lr=args.lr)
+        elif args.command == "eval":
+            result = evaluate_checkpoint(args.checkpoint, args.dataset, k=args.k, limit=args.limit,
+                                         max_tokens=args.max_tokens, temperature=args.temperature)
+            print(json.dumps(result["scores"], indent=2))
         elif args.command == "demo":
             from rl.demo import demo
 

@@ -25,14 +25,14 @@ def score_samples(correct: list[list[bool]], answers: list[list[str | None]]) ->
 
 
 def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *, k: int, max_tokens: int,
-             temperature: float = 1.0, seed: int = 0) -> dict:
+             temperature: float = 1.0, seed: int = 0, system_prompt: str | None = None) -> dict:
     """Generate k completions per problem with `generate` (a RolloutWorker's method or a remote call wrapper),
     grade them, and return the scores plus the per-problem records."""
     from rewards import grade_batch
     from rl.data import build_prompt
 
     started = time.perf_counter()
-    prompts = [build_prompt(problem, tokenizer) for problem in problems]
+    prompts = [build_prompt(problem, tokenizer, system_prompt) for problem in problems]
     samples = generate(prompts, n=k, max_tokens=max_tokens, temperature=temperature, seed=seed)
     texts = [tokenizer.decode(s.completion_ids, skip_special_tokens=True) for s in samples]
     golds = [problem.answer for problem in problems for _ in range(k)]

@@ -67,8 +67,17 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
 class Learner:
     """The policy, its optimizer and scheduler, and the reference policy when beta > 0."""
 
-    def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, seed: int = 0, threads: int = 1):
+    def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int,
+                 seed: int = 0, threads: int = 1):
+        """
+        Args:
+            algorithm: an AlgorithmConfig (rl/config.py).
+            total_steps: GRPO steps of the run (the learning-rate schedule spans them).
+            max_completion_length: the rollout's max_new_tokens (dr_grpo's constant normaliser).
+            threads: torch threads (the learner works while the rollout workers wait, so it may use all cores).
+        """
         torch.set_num_threads(threads)
+        self.max_completion_length = max_completion_length
         torch.manual_seed(seed)
         self.algorithm = algorithm
         self.policy = load_policy(checkpoint)
@@ -116,6 +125,8 @@ class Learner:
         if self.reference is not None:
             with torch.no_grad():
                 reference = self._completion_logprobs(self.reference, batch)[0]
+        # dapo-style losses normalise by the tokens of the whole batch, split evenly over the mini-batches
+        tokens_per_mini_batch = mask.sum() / algorithm.mini_batches
         sums: dict[str, list[float]] = {}
         self.policy.train()
         chunk_index = torch.arange(len(batch.advantages)).tensor_split(algorithm.mini_batches)
@@ -128,7 +139,10 @@ class Learner:
                     logprobs, old_logprobs[index], chunk.advantages, chunk.completion_mask,
                     loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low, epsilon_high=algorithm.epsilon_high, beta=algorithm.beta,
                     ref_logprobs=None if reference is None else reference[index],
-                    max_completion_length=chunk.completion_ids.size(1))
+                    max_completion_length=self.max_completion_length, num_items_in_batch=tokens_per_mini_batch,
+                    importance_sampling_level=algorithm.importance_sampling_level,
+                    kl_bias_correction=algorithm.kl_bias_correction,
+                    **({"delta": algorithm.delta} if algorithm.delta is not None else {}))
                 total = loss + getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
                 self.optimizer.zero_grad(set_to_none=True)
                 total.backward()

@@ -66,7 +66,8 @@ class GRPOTrainer:
                      runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}})
         self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
         self.learner = learner_actor(resources=config.ray.learner_resources).remote(
-            str(self.policy_path), config.algorithm, config.trainer.steps, config.trainer.seed, os.cpu_count() or 1)
+            str(self.policy_path), config.algorithm, config.trainer.steps, config.rollout.max_new_tokens,
+            config.trainer.seed, os.cpu_count() or 1)
         self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights)
         ray.get([w.ready.remote() for w in self.workers] + [self.learner.ready.remote(), self.rewarder.ready.remote()])
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
@@ -96,7 +97,8 @@ class GRPOTrainer:
                 shutil.rmtree(tmp, ignore_errors=True)
                 sft_from_checkpoint(path, tmp, self.train_problems, steps=config.sft.steps,
                                     batch_size=config.sft.batch_size, lr=config.sft.lr, seed=config.trainer.seed,
-                                    threads=os.cpu_count() or 1, log=self.log)
+                                    threads=os.cpu_count() or 1, system_prompt=config.data.system_prompt,
+                                    log=self.log)
                 tmp.rename(sft_dir)
                 self.log(f"SFT warm start: {time.perf_counter() - started:.0f}s")
             path = sft_dir
@@ -155,7 +157,7 @@ class GRPOTrainer:
         problems = self.cursor.next_batch(config.rollout.prompts_per_step)
         from rl.data import build_prompt
 
-        prompts = [build_prompt(p, self.tokenizer) for p in problems]
+        prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in problems]
         with timed(timings, "generate"):
             samples = self.generate(prompts, n=group, max_tokens=config.rollout.max_new_tokens,
                                     temperature=config.rollout.temperature, top_p=config.rollout.top_p,
@@ -216,7 +218,7 @@ class GRPOTrainer:
 
         result = evaluate(generate, self.eval_problems, self.tokenizer, k=config.rollout.eval_samples,
                           max_tokens=config.rollout.max_new_tokens, temperature=config.rollout.eval_temperature,
-                          seed=config.trainer.seed)
+                          seed=config.trainer.seed, system_prompt=config.data.system_prompt)
         return {f"eval/{k}": v for k, v in result["scores"].items()}
 
     def save_checkpoint(self) -> Path:

@@ -10,7 +10,7 @@ from rl.learner import Learner, lr_lambda
 def algorithm(**overrides):
     values = dict(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1, mini_batches=1,
                   max_grad_norm=1.0, lr=1e-3, lr_schedule="constant", warmup_steps=0, weight_decay=0.0,
-                  balance_bias_speed=0.001)
+                  balance_bias_speed=0.001, importance_sampling_level="token", kl_bias_correction=True, delta=None)
     return SimpleNamespace(**(values | overrides))
 
 
@@ -26,7 +26,7 @@ def rollout_batch(policy, prompts, completions, advantages):
 
 
 def test_learner_logprobs_line_up_with_each_completion(tiny_checkpoint):
-    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1)
+    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     prompts = [[0, 3, 10, 11, 4], [0, 3, 12, 4]]
     completions = [[20, 21, 22], [30, 31, 32, 33, 34]]
@@ -38,7 +38,7 @@ def test_learner_logprobs_line_up_with_each_completion(tiny_checkpoint):
 
 
 def test_train_step_moves_probability_toward_positive_advantages(tiny_checkpoint):
-    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=5)
+    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=5, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     prompts = [[0, 3, 10, 11, 4]] * 2
     completions = [[20, 21, 22], [30, 31, 32]]
@@ -53,7 +53,7 @@ def test_train_step_moves_probability_toward_positive_advantages(tiny_checkpoint
 
 
 def test_first_step_sees_no_mismatch_and_truncated_completions_are_masked(tiny_checkpoint):
-    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1)
+    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     rollouts = rollout_batch(policy, [[0, 3, 10, 4]] * 2, [[5, 6], [7, 8]], [1.0, -1.0])
     rollouts.samples[1].truncated = True
@@ -64,14 +64,14 @@ def test_first_step_sees_no_mismatch_and_truncated_completions_are_masked(tiny_c
 
 
 def test_save_load_restores_policy_optimizer_and_version(tiny_checkpoint, tmp_path):
-    learner = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4)
+    learner = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = LearnerBatch.from_rollouts(rollout_batch(policy, [[0, 3, 10, 4]] * 2, [[5, 6], [7, 8]], [1.0, -1.0]),
                                        2, True)
     learner.train_step(batch)
     learner.save(str(tmp_path))
     expected = learner.train_step(batch)
-    restored = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4)
+    restored = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4, max_completion_length=8)
     restored.load(str(tmp_path))
     assert restored.version == 1
     again = restored.train_step(batch)
