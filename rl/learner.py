@@ -93,6 +93,12 @@ class Learner:
     def ready(self) -> bool:
         return True
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     # ------------------------------------------------------------------ forward passes
     def _completion_logprobs(self, model: torch.nn.Module, batch: LearnerBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Logprobs (B, L) of the completion tokens and the logits (B, L, V) that gave them."""

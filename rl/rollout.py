@@ -25,6 +25,12 @@ class RolloutWorker:
     def ready(self) -> bool:
         return True
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None) -> list[Sample]:
         """n completions for each prompt, prompt after prompt (sample i belongs to prompt i // n)."""

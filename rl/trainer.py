@@ -3,6 +3,7 @@ weights back to the rollout workers, with evaluation, checkpoints and logging ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -41,6 +42,7 @@ class GRPOTrainer:
         self.output_dir = Path(config.trainer.output_dir)
         self.step = 0
         self.history: list[dict] = []
+        self.timings: dict[str, float] = {}  # seconds per stage of this process's run (the demo reports them)
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -57,10 +59,13 @@ class GRPOTrainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, self.output_dir / "config.yaml")
         self.train_problems, self.eval_problems = load_problems(config.data)
-        self.policy_path = self.prepare_policy()
+        with timed(self.timings, "sft"):
+            self.policy_path = self.prepare_policy()
         self.tokenizer = load_tokenizer(self.policy_path)
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        if not ray.is_initialized():
+        started = time.perf_counter()
+        self.owns_ray = not ray.is_initialized()
+        if self.owns_ray:
             ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
                      include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}})
@@ -70,6 +75,7 @@ class GRPOTrainer:
             config.trainer.seed, os.cpu_count() or 1)
         self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights)
         ray.get([w.ready.remote() for w in self.workers] + [self.learner.ready.remote(), self.rewarder.ready.remote()])
+        self.timings["time/startup_s"] = time.perf_counter() - started
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
         self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
                                      config.logging.wandb_project, config.to_dict())
@@ -154,8 +160,9 @@ class GRPOTrainer:
 
         config, timings = self.config, {}
         group = config.rollout.group_size
-        problems = self.cursor.next_batch(config.rollout.prompts_per_step)
         from rl.data import build_prompt
+
+        problems = self.cursor.next_batch(config.rollout.prompts_per_step)
 
         prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in problems]
         with timed(timings, "generate"):
@@ -176,6 +183,7 @@ class GRPOTrainer:
         if config.algorithm.drop_zero_variance_groups:
             keep = ~algos.zero_variance_groups(batch.rewards, group)
         metrics = self.rollout_metrics(batch, scored, keep)
+        metrics["batch/problem_ids_sha1"] = hashlib.sha1(" ".join(p.id for p in problems).encode()).hexdigest()[:12]
         if keep.any():
             learner_batch = LearnerBatch.from_rollouts(batch.select(keep), pad_id=self.tokenizer.pad_token_id,
                                                        mask_truncated=config.algorithm.mask_truncated_completions)
@@ -219,6 +227,7 @@ class GRPOTrainer:
         result = evaluate(generate, self.eval_problems, self.tokenizer, k=config.rollout.eval_samples,
                           max_tokens=config.rollout.max_new_tokens, temperature=config.rollout.eval_temperature,
                           seed=config.trainer.seed, system_prompt=config.data.system_prompt)
+        self.timings["time/evaluation_s"] = self.timings.get("time/evaluation_s", 0.0) + result["scores"]["seconds"]
         return {f"eval/{k}": v for k, v in result["scores"].items()}
 
     def save_checkpoint(self) -> Path:
@@ -257,6 +266,7 @@ class GRPOTrainer:
         self.setup()
         if self.step == 0 and config.trainer.eval_every:
             self.record(self.evaluate())
+        loop_started, self.loop_eval_s = time.perf_counter(), 0.0
         with Progress(disable=not config.logging.progress) as progress:
             task = progress.add_task("GRPO", total=config.trainer.steps, completed=self.step)
             while self.step < config.trainer.steps:
@@ -265,6 +275,7 @@ class GRPOTrainer:
                 if config.trainer.eval_every and (self.step % config.trainer.eval_every == 0
                                                   or self.step == config.trainer.steps):
                     metrics |= self.evaluate()
+                    self.loop_eval_s += metrics["eval/seconds"]
                 self.record(metrics)
                 progress.update(task, completed=self.step,
                                 description=f"GRPO reward {metrics['reward/mean']:.2f}")
@@ -272,9 +283,10 @@ class GRPOTrainer:
                                                   or self.step == config.trainer.steps):
                     self.save_checkpoint()
         self.metrics.close()
+        self.timings["time/grpo_s"] = time.perf_counter() - loop_started - self.loop_eval_s
         plot = plot_run(self.output_dir / "metrics.jsonl", self.output_dir / "reward_accuracy.png")
         evals = [h for h in self.history if "eval/pass@1" in h]
-        return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step,
+        return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step, "timings": self.timings,
                 "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None}
 
     def record(self, metrics: dict) -> None:
@@ -282,10 +294,23 @@ class GRPOTrainer:
         self.metrics.log(self.step, metrics)
 
     def shutdown(self) -> None:
+        """Stop the actors; shut Ray down only if this trainer started it."""
         import ray
 
-        if ray.is_initialized():
+        if not ray.is_initialized():
+            return
+        for actor in [*getattr(self, "workers", []), getattr(self, "learner", None), getattr(self, "rewarder", None)]:
+            if actor is not None:
+                ray.kill(actor)
+        if getattr(self, "owns_ray", False):
             ray.shutdown()
+
+    def placement(self) -> dict[str, list[str]]:
+        """The Ray node id of each actor (to check where a cluster put them)."""
+        import ray
+
+        return {"rollout": ray.get([w.node_id.remote() for w in self.workers]),
+                "learner": [ray.get(self.learner.node_id.remote())]}
 
 
 def load_problems(data_config) -> tuple[list, list]:

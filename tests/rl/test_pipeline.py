@@ -1,0 +1,155 @@
+"""The GRPO job for real: Ray actors, vLLM rollouts, the rewards pool, checkpoints, resume and faults."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rl.config import load_config
+from rl.rewarding import RewardWorker
+from rl.trainer import GRPOTrainer
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = ["sft.steps=8", "data.levels=[1]", "data.num_train=200", "data.num_eval=6", "rollout.prompts_per_step=4",
+         "rollout.group_size=4", "rollout.max_new_tokens=32", "rollout.eval_samples=2", "trainer.eval_every=2",
+         "trainer.save_every=1", "logging.progress=false", "logging.tensorboard=false", "reward.num_workers=1"]
+
+
+def small_config(output_dir, *extra):
+    return load_config(REPO / "experiments" / "tiny_arith.yaml",
+                       [*SMALL, f"trainer.output_dir={output_dir}", *extra])
+
+
+def records(output_dir):
+    return [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_grpo_job_runs_end_to_end_and_resumes_with_the_same_next_batch(ray_session, tmp_path):
+    straight = GRPOTrainer(small_config(tmp_path / "a", "trainer.steps=3"), log=lambda *_: None)
+    try:
+        summary = straight.fit()
+    finally:
+        straight.shutdown()
+    logged = records(tmp_path / "a")
+    steps = [r for r in logged if "reward/mean" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    for key in ("reward/mean", "reward/math_accuracy/mean", "reward/format/mean", "accuracy", "completion/length_mean",
+                "actor/clip_frac", "entropy", "grad_norm", "mismatch/logprob_abs_diff_max",
+                "throughput/rollout_tokens_per_s", "throughput/learner_tokens_per_s", "time/generate_s",
+                "time/reward_s", "time/learn_s", "time/weight_sync_s"):
+        assert all(key in r for r in steps if r["groups/kept_frac"] > 0), key
+    # learner and vLLM agree on the sampled tokens' logprobs (fp32): about 1e-6 here
+    assert all(r["mismatch/logprob_abs_diff_max"] < 1e-3 for r in steps if "mismatch/logprob_abs_diff_max" in r)
+    assert [r["step"] for r in logged if "eval/pass@1" in r] == [0, 2, 3]
+    assert Path(summary["plot"]).stat().st_size > 0
+    assert (tmp_path / "a" / "checkpoints" / "step_3" / "model.safetensors").exists()
+
+    # the same job stopped after step 2 and resumed: step 3 draws the same prompts as the straight run
+    first = GRPOTrainer(small_config(tmp_path / "b", "trainer.steps=2"), log=lambda *_: None)
+    try:
+        first.fit()
+    finally:
+        first.shutdown()
+    messages = []
+    resumed = GRPOTrainer(small_config(tmp_path / "b", "trainer.steps=3", "trainer.resume=true"), log=messages.append)
+    try:
+        resumed.fit()
+    finally:
+        resumed.shutdown()
+    assert any("resumed from" in m and "step_2" in m for m in messages)
+    step3 = [r for r in records(tmp_path / "b") if r["step"] == 3 and "reward/mean" in r]
+    assert step3[0]["batch/problem_ids_sha1"] == steps[2]["batch/problem_ids_sha1"]
+
+
+def test_a_killed_rollout_worker_is_replaced_and_the_run_goes_on(ray_session, tmp_path):
+    trainer = GRPOTrainer(small_config(tmp_path, "trainer.steps=2", "trainer.eval_every=0"), log=lambda *_: None)
+    messages = []
+    trainer.log = messages.append
+    try:
+        trainer.setup()
+        trainer.train_step()
+        trainer.step = 1
+        ray_session.kill(trainer.workers[0])
+        metrics = trainer.train_step()
+        assert any("rollout worker 0 died" in m for m in messages)
+        assert metrics["reward/mean"] >= 0 and metrics["completion/length_mean"] > 0
+        # the replacement serves the learner's current weights, not the initial ones
+        if "mismatch/logprob_abs_diff_max" in metrics:
+            assert metrics["mismatch/logprob_abs_diff_max"] < 1e-3
+    finally:
+        trainer.shutdown()
+
+
+def test_a_reward_function_that_raises_scores_zero_with_the_reason():
+    worker = RewardWorker(["math_accuracy", "json:loads"], [1.0, 1.0])  # json.loads(list, answer=...) raises
+    scored = worker.score(["<think>\n2 + 2 = 4\n</think>\nThe answer is \\boxed{4}.", "no answer"],
+                          {"answer": ["4", "4"]})
+    assert scored["components"]["math_accuracy"] == [1.0, 0.0]
+    assert scored["components"]["json:loads"] == [0.0, 0.0]
+    assert "TypeError" in scored["errors"]["json:loads"]
+    assert scored["total"] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="unknown reward function 'nope'"):
+        RewardWorker(["nope"])
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_whole_job_then_resume_loses_only_the_steps_since_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "rl.cli", "train", str(REPO / "experiments" / "tiny_arith.yaml"), *SMALL,
+               "trainer.steps=6", "trainer.save_every=2", "trainer.eval_every=0", f"trainer.output_dir={out}"]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    job = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while not (out / "checkpoints" / "step_2").exists() and time.time() < deadline and job.poll() is None:
+        time.sleep(1)
+    assert (out / "checkpoints" / "step_2").exists(), "the job did not reach its first checkpoint"
+    os.killpg(job.pid, signal.SIGKILL)  # the driver and everything it started (Ray, vLLM, reward workers)
+    job.wait()
+    done = subprocess.run([*command, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in done.stdout + done.stderr
+    steps = sorted({r["step"] for r in records(out) if "reward/mean" in r})
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert (out / "checkpoints" / "step_6").exists()
+
+
+@pytest.mark.slow
+def test_two_node_ray_cluster_rollout_and_learner_on_different_nodes(tmp_path):
+    """A real two-node Ray cluster on this machine; the job joins it through ray_address (--ray-address)."""
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        os.environ["RAY_TMPDIR"] = {str(tmp_path / "ray")!r}
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        from ray.cluster_utils import Cluster
+        cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False,
+                                                                "resources": {{"learner_node": 1}}}})
+        cluster.add_node(num_cpus=1, resources={{"rollout_node": 1}})
+        cluster.wait_for_nodes()
+        from rl.config import load_config
+        from rl.trainer import GRPOTrainer
+        overrides = {SMALL!r} + ["trainer.steps=2", "trainer.eval_every=0", "trainer.output_dir={tmp_path / 'run'}",
+                                 "ray.address=" + cluster.address,
+                                 "ray.rollout_resources={{rollout_node: 1}}", "ray.learner_resources={{learner_node: 1}}"]
+        trainer = GRPOTrainer(load_config({str(REPO / "experiments" / "tiny_arith.yaml")!r}, overrides))
+        summary = trainer.fit()
+        placement = trainer.placement()
+        trainer.shutdown()
+        import ray
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        ray.shutdown()
+        cluster.shutdown()
+        print("RESULT", json.dumps({{"placement": placement, "nodes": nodes, "steps": summary["steps"]}}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT", 1)[1])
+    assert result["steps"] == 2 and len(set(result["nodes"])) == 2
+    assert result["placement"]["rollout"][0] != result["placement"]["learner"][0]
