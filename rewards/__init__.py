@@ -13,7 +13,7 @@ from rewards.math_answer import Verdict, grade_answer
 from rewards.math_reward import MathAccuracy, grade_batch, math_accuracy
 from rewards.sandbox import RunResult, SandboxLimits, isolation, run_sandboxed
 from rewards.steps import Claim, MathSteps, check_steps, math_steps, step_summary
-from rewards.pool import GradingPool, TaskResult, get_default_pool, shutdown_default_pool
+from rewards.pool import GradingPool, TaskResult, configure_default_pool, get_default_pool, shutdown_default_pool
 
 __all__ = [
     "FormatReward",
@@ -35,6 +35,7 @@ __all__ = [
     "math_steps",
     "step_summary",
     "GradingPool",
+    "configure_default_pool",
     "MathAccuracy",
     "TaskResult",
     "Verdict",

@@ -365,6 +365,16 @@ def get_default_pool() -> GradingPool:
         return _default_pool
 
 
+def configure_default_pool(num_workers: int | None = None, timeout: float = 10.0) -> GradingPool:
+    """Replace the process-wide pool with one of num_workers workers (e.g. a trainer's reward actor)."""
+    global _default_pool
+    with _default_lock:
+        if _default_pool is not None and _default_pool._pid == os.getpid():
+            _default_pool.shutdown()
+        _default_pool = GradingPool(num_workers=num_workers, timeout=timeout)
+        return _default_pool
+
+
 def shutdown_default_pool() -> None:
     """Stop the default pool (registered with atexit)."""
     global _default_pool

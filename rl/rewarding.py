@@ -14,42 +14,46 @@ from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
-# config name -> attribute of the rewards package
-REWARD_FUNCTIONS = {
-    "math_accuracy": "math_accuracy",
-    "format": "format_reward",
-    "math_steps": "math_steps",
-    "code_execution": "code_execution",
-    "length_penalty": "length_penalty",
-}
+def _registry(timeout_s: float) -> dict[str, Callable[[], Callable[..., list[float | None]]]]:
+    """config name -> a factory of the reward function, with the configured per-sample time limit."""
+    import rewards
+
+    return {
+        "math_accuracy": lambda: rewards.MathAccuracy(timeout=timeout_s),
+        "format": lambda: rewards.format_reward,
+        "math_steps": lambda: rewards.MathSteps(timeout=timeout_s),
+        "code_execution": lambda: rewards.CodeExecution(sample_timeout=max(timeout_s, 10.0)),
+        "length_penalty": lambda: rewards.length_penalty,
+    }
 
 
-def resolve_reward(name: str) -> Callable[..., list[float | None]]:
+def resolve_reward(name: str, timeout_s: float = 5.0) -> Callable[..., list[float | None]]:
     """The reward function registered under name (or 'module:function' for a user's own)."""
     import importlib
 
     if ":" in name:
         module, _, attribute = name.partition(":")
         return getattr(importlib.import_module(module), attribute)
-    if name not in REWARD_FUNCTIONS:
-        raise ValueError(f"unknown reward function {name!r}; choose from {sorted(REWARD_FUNCTIONS)} "
+    registry = _registry(timeout_s)
+    if name not in registry:
+        raise ValueError(f"unknown reward function {name!r}; choose from {sorted(registry)} "
                          "or give 'module:function'")
-    import rewards
-
-    function = getattr(rewards, REWARD_FUNCTIONS[name], None)
-    if function is None:
-        raise ValueError(f"reward function {name!r} is not available in this version of the rewards package")
-    return function
+    return registry[name]()
 
 
 class RewardWorker:
     """Scores completions with a weighted sum of reward functions."""
 
-    def __init__(self, functions: list[str], weights: list[float] | None = None):
+    def __init__(self, functions: list[str], weights: list[float] | None = None, num_workers: int | None = None,
+                 timeout_s: float = 5.0):
         if weights and len(weights) != len(functions):
             raise ValueError(f"{len(weights)} reward weights for {len(functions)} reward functions")
+        if num_workers:
+            import rewards
+
+            rewards.configure_default_pool(num_workers, timeout=timeout_s)
         self.names = list(functions)
-        self.functions = [resolve_reward(name) for name in functions]
+        self.functions = [resolve_reward(name, timeout_s) for name in functions]
         self.weights = list(weights) if weights else [1.0] * len(functions)
 
     def ready(self) -> bool:

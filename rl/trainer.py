@@ -73,7 +73,8 @@ class GRPOTrainer:
         self.learner = learner_actor(resources=config.ray.learner_resources).remote(
             str(self.policy_path), config.algorithm, config.trainer.steps, config.rollout.max_new_tokens,
             config.trainer.seed, os.cpu_count() or 1)
-        self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights)
+        self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights,
+                                                     config.reward.num_workers, config.reward.timeout_s)
         ray.get([w.ready.remote() for w in self.workers] + [self.learner.ready.remote(), self.rewarder.ready.remote()])
         self.timings["time/startup_s"] = time.perf_counter() - started
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
