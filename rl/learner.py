@@ -118,15 +118,10 @@ class Learner:
         started = time.perf_counter()
         algorithm = self.algorithm
         mask = batch.completion_mask
-        old_logprobs = self.logprobs(batch)
-        diff = (old_logprobs - batch.rollout_logprobs).abs() * mask
-        n_tokens = mask.sum().clamp(min=1)
-        metrics: dict[str, float] = {
-            "mismatch/logprob_abs_diff_mean": (diff.sum() / n_tokens).item(),
-            "mismatch/logprob_abs_diff_max": diff.max().item(),
-            # KL(rollout || learner) estimated on the sampled tokens (k3)
-            "mismatch/kl": (algos.k3_kl(old_logprobs, batch.rollout_logprobs) * mask).sum().item() / n_tokens.item(),
-        }
+        # Fully on-policy (one pass, one mini-batch): the old logprobs are the training forward's own, detached,
+        # as in TRL; otherwise they are computed once before the first update.
+        on_policy = algorithm.num_iterations == 1 and algorithm.mini_batches == 1
+        old_logprobs = None if on_policy else self.logprobs(batch)
         reference = None
         if self.reference is not None:
             with torch.no_grad():
@@ -141,9 +136,12 @@ class Learner:
                 output = self.policy(chunk.input_ids)
                 logits = completion_logits(output.logits, chunk.completion_start, chunk.completion_ids.size(1))
                 logprobs = algos.selective_log_softmax(logits, chunk.completion_ids)
+                if old_logprobs is None:
+                    old_logprobs = logprobs.detach()
                 loss, loss_metrics = algos.policy_loss(
                     logprobs, old_logprobs[index], chunk.advantages, chunk.completion_mask,
-                    loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low, epsilon_high=algorithm.epsilon_high, beta=algorithm.beta,
+                    loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low,
+                    epsilon_high=algorithm.epsilon_high, beta=algorithm.beta,
                     ref_logprobs=None if reference is None else reference[index],
                     max_completion_length=self.max_completion_length, num_items_in_batch=tokens_per_mini_batch,
                     importance_sampling_level=algorithm.importance_sampling_level,
@@ -164,12 +162,23 @@ class Learner:
                 for key, value in step_metrics.items():
                     sums.setdefault(key, []).append(value)
         self.version += 1
-        metrics |= {key: sum(values) / len(values) for key, values in sums.items()}
         elapsed = time.perf_counter() - started
-        metrics |= {"lr": self.scheduler.get_last_lr()[0], "time/learn_s": elapsed,
-                    "throughput/learner_tokens_per_s":
-                        batch.input_ids.numel() * (1 + algorithm.num_iterations) / max(elapsed, 1e-9)}
-        return metrics
+        forwards = algorithm.num_iterations + (0 if on_policy else 1) + (self.reference is not None)
+        return (self._mismatch_metrics(old_logprobs, batch)
+                | {key: sum(values) / len(values) for key, values in sums.items()}
+                | {"lr": self.scheduler.get_last_lr()[0], "time/learn_s": elapsed,
+                   "throughput/learner_tokens_per_s": batch.input_ids.numel() * forwards / max(elapsed, 1e-9)})
+
+    @staticmethod
+    def _mismatch_metrics(learner_logprobs: torch.Tensor, batch: LearnerBatch) -> dict[str, float]:
+        """How far the learner's logprobs of the sampled tokens are from the rollout engine's, before the update."""
+        mask = batch.completion_mask
+        diff = (learner_logprobs - batch.rollout_logprobs).abs() * mask
+        n_tokens = mask.sum().clamp(min=1).item()
+        return {"mismatch/logprob_abs_diff_mean": diff.sum().item() / n_tokens,
+                "mismatch/logprob_abs_diff_max": diff.max().item(),
+                # KL(rollout || learner) on the sampled tokens (k3 estimator)
+                "mismatch/kl": (algos.k3_kl(learner_logprobs, batch.rollout_logprobs) * mask).sum().item() / n_tokens}
 
     # ------------------------------------------------------------------ weights and state
     def weights_blob(self) -> bytes:
