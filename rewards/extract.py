@@ -29,8 +29,11 @@ _PHRASE_RE = re.compile(
 )
 _A_COLON_RE = re.compile(r"(?:^|\n)\s*A:\s*([^\n]+)")
 _NUMBER_RE = re.compile(r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![A-Za-z\d])")
-# Chat-template tokens that models leak after their answer ("<|im_start|>user").
-_CHAT_TOKEN_RE = re.compile(r"<\|[A-Za-z_]+\|>\w*")
+# Chat-template tokens that models leak after their answer ("<|im_start|>user"), DeepSeek's full-width ones
+# ("<｜end▁of▁sentence｜>") and the reasoning tags, whose content stays.
+_CHAT_TOKEN_RE = re.compile(r"<\|[A-Za-z_]+\|>\w*|<｜[^｜<>]{1,40}｜>|</?think>")
+# An equation whose right-hand side is missing ("5 * 6 =", "7 + 5 = }."): the answer was never written.
+_UNFINISHED_EQUATION_RE = re.compile(r"=\s*[\s.,;:}{)$]*$")
 _FINAL_RE = re.compile(r"final answer is", re.IGNORECASE)
 _INLINE_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
@@ -180,8 +183,9 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     if a_colon:
         return a_colon[-1].strip(), "A:"
     stripped = re.sub(r"^\s*(?:answer|réponse|solution)\s*:?", "", text.strip(), flags=re.I).strip()
-    if stripped and _looks_like_bare_answer(stripped):
-        return stripped, "bare"
+    final_line = stripped.splitlines()[-1].strip() if stripped else ""  # the last line is the answer, if any
+    if final_line and _looks_like_bare_answer(final_line) and not _UNFINISHED_EQUATION_RE.search(final_line):
+        return final_line, "bare"
     # The last math span, when the text ends with it ("... is $\\frac{1}{2}$.").
     spans = list(_INLINE_MATH_RE.finditer(text[-300:]))
     if spans and len(text[-300:][spans[-1].end() :].strip(" .\n")) == 0:

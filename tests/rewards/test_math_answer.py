@@ -125,3 +125,22 @@ def test_verdict_reports_parsed_forms():
     verdict = grade_answer("so \\boxed{\\frac{2}{4}}", "0.5")
     assert verdict.correct and verdict.extracted == "\\frac{2}{4}"
     assert verdict.to_dict()["pred_parsed"] == "1/2"
+
+
+# Found by GRPO on the tiny policy: it learned to stop after "a op b =" and was paid for it, because the
+# whole unfinished text was taken as a bare answer and "5 * 6" evaluated to the gold 30.
+@pytest.mark.parametrize("text", [
+    "<think>\n5 * 6 = }.<｜end▁of▁sentence｜>",
+    "So 5 * 6 = ",
+    "5 * 6 =",
+    "<think>\n5 * 6 = \n</think>",
+])
+def test_an_unfinished_equation_is_not_an_answer(text):
+    verdict = grade_answer(text, "30")
+    assert not verdict.correct, verdict
+
+
+def test_deepseek_special_tokens_and_think_tags_do_not_hide_the_answer():
+    text = "<think>\n5 * 6 = 30\n</think>\nThe answer is \\boxed{30}.<｜end▁of▁sentence｜>"
+    assert grade_answer(text, "30").correct
+    assert grade_answer("<think>\n7 + 5 = 12\n</think>\n12<｜end▁of▁sentence｜>", "12").correct
