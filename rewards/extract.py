@@ -160,7 +160,7 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     >>> extract_answer("48/2 = 24\\n#### 24")
     ('24', '####')
     """
-    text = _CHAT_TOKEN_RE.sub(" ", text)
+    raw, text = text, _CHAT_TOKEN_RE.sub(" ", text)
     boxes = _boxes(text)
     final_phrase = list(_FINAL_RE.finditer(text))
     if boxes and not (final_phrase and final_phrase[-1].start() > boxes[-1][1]):
@@ -182,10 +182,12 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     a_colon = _A_COLON_RE.findall(text)
     if a_colon:
         return a_colon[-1].strip(), "A:"
-    stripped = re.sub(r"^\s*(?:answer|réponse|solution)\s*:?", "", text.strip(), flags=re.I).strip()
-    final_line = stripped.splitlines()[-1].strip() if stripped else ""  # the last line is the answer, if any
-    if final_line and _looks_like_bare_answer(final_line) and not _UNFINISHED_EQUATION_RE.search(final_line):
-        return final_line, "bare"
+    # A bare answer is the whole text, or what follows the reasoning when the completion closed it.
+    after_reasoning = raw.rpartition("</think>")[2]
+    bare = _CHAT_TOKEN_RE.sub(" ", after_reasoning) if after_reasoning.strip() and "</think>" in raw else text
+    stripped = re.sub(r"^\s*(?:answer|réponse|solution)\s*:?", "", bare.strip(), flags=re.I).strip()
+    if stripped and _looks_like_bare_answer(stripped) and not _UNFINISHED_EQUATION_RE.search(stripped):
+        return stripped, "bare"
     # The last math span, when the text ends with it ("... is $\\frac{1}{2}$.").
     spans = list(_INLINE_MATH_RE.finditer(text[-300:]))
     if spans and len(text[-300:][spans[-1].end() :].strip(" .\n")) == 0:
