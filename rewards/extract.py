@@ -28,13 +28,23 @@ _PHRASE_RE = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*(.+)", re.IGNORECASE
 )
 _A_COLON_RE = re.compile(r"(?:^|\n)\s*A:\s*([^\n]+)")
-_NUMBER_RE = re.compile(r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![A-Za-z\d])")
+# A number is never cut short ("1,000.99m²" is 1000.99, not 1,000); a letter may follow it only when it
+# starts a short unit ("12m²", "5kg"), so that "2x" is no number.
+_UNIT_AFTER_NUMBER = r"(?:mm|cm|km|m|kg|mg|g|ml|l|s|h|min|ft|lbs?|mi)(?![A-Za-z])"
+_NUMBER_RE = re.compile(
+    r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?"
+    rf"(?![./]?\d)(?:(?={_UNIT_AFTER_NUMBER})|(?![A-Za-z]))"
+)
 # Chat-template tokens that models leak after their answer ("<|im_start|>user"), DeepSeek's full-width ones
 # ("<｜end▁of▁sentence｜>") and the reasoning tags, whose content stays.
 _CHAT_TOKEN_RE = re.compile(r"<\|[A-Za-z_]+\|>\w*|<｜[^｜<>]{1,40}｜>|</?think>")
 # An equation whose right-hand side is missing ("5 * 6 =", "7 + 5 = }."): the answer was never written.
 _UNFINISHED_EQUATION_RE = re.compile(r"=\s*[\s.,;:}{)$]*$")
 _FINAL_RE = re.compile(r"final answer is", re.IGNORECASE)
+# What may follow the last math span that is the answer: nothing, or "is the solution." / "is our answer."
+_CLOSING_REMARK_RE = re.compile(
+    r"[\s.]*(?:(?:is|are)\s+(?:the|our|my)?\s*(?:final\s+)?(?:answer|solution|result)s?[\s.!]*)?", re.IGNORECASE
+)
 _INLINE_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 
 
@@ -101,7 +111,13 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
 
 
 # What may sit between boxes that together give one answer: "\boxed{1} and \boxed{2}".
-_BOX_JOINER_RE = re.compile(r"^(?:\s|,|;|\$|\\[()\[\]]|\\q?quad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|[a-z]_?\{?\d?\}?\s*=)*$")
+# One word may precede the connector ("\boxed{1} papers and \boxed{2} bins"), and a \text may name the
+# part ("\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}"); prose ("no no no", "thus but") may not.
+_BOX_JOINER_RE = re.compile(
+    r"^\s*(?:[A-Za-z]+\s+(?=and\b|or\b|,))?"
+    r"(?:\s|,|;|\$|\\[()\[\]]|\\q?quad|\\text\{\s*(?:for\s+part\s*\(?[a-z0-9]\)?\s*)?(?:and|or)?\s*\}|\band\b|\bor\b"
+    r"|[a-z]_?\{?\d?\}?\s*=)*$"
+)
 
 
 def find_last_boxed(text: str, join: bool = True) -> str | None:
@@ -137,6 +153,22 @@ def _strip_phrase_tail(answer: str) -> str:
         if len(numbers) == 1:
             return numbers[0]
     return answer
+
+
+# A number in prose, with a decimal comma ("2,74 $") or a thousands separator; CJK text around it is prose too.
+_PROSE_NUMBER_RE = re.compile(r"(?<![A-Za-z\d.,])-?\d+(?:[.,]\d+)*(?:/\d+)?(?![\d])")
+# Words that are mathematics written without a backslash ("2 sin x"), not prose.
+_MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "lim", "max", "min", "gcd", "lcm", "mod",
+               "det", "sqrt", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "and", "or", "pi", "inf"}
+
+
+def _prose_number(text: str) -> str | None:
+    """The only number of a short text that is prose around it ("Soucis : 2,74 $ a..", "比例为13/28"), else None."""
+    words = re.findall(r"[^\W\d_]{3,}", re.sub(r"\\[A-Za-z]+", " ", text))
+    if not any(w.lower() not in _MATH_WORDS for w in words):
+        return None
+    numbers = _PROSE_NUMBER_RE.findall(text)
+    return numbers[0] if len(numbers) == 1 else None
 
 
 def _looks_like_bare_answer(text: str) -> bool:
@@ -187,10 +219,10 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     bare = _CHAT_TOKEN_RE.sub(" ", after_reasoning) if after_reasoning.strip() and "</think>" in raw else text
     stripped = re.sub(r"^\s*(?:answer|réponse|solution)\s*:?", "", bare.strip(), flags=re.I).strip()
     if stripped and _looks_like_bare_answer(stripped) and not _UNFINISHED_EQUATION_RE.search(stripped):
-        return stripped, "bare"
+        return _prose_number(stripped) or stripped, "bare"
     # The last math span, when the text ends with it ("... is $\\frac{1}{2}$.").
     spans = list(_INLINE_MATH_RE.finditer(text[-300:]))
-    if spans and len(text[-300:][spans[-1].end() :].strip(" .\n")) == 0:
+    if spans and _CLOSING_REMARK_RE.fullmatch(text[-300:][spans[-1].end() :]):
         span = next(g for g in spans[-1].groups() if g is not None).strip()
         if span:
             return span, "last_math"
@@ -215,7 +247,8 @@ _TRAILING_UNIT_RE = re.compile(rf"^(-?[\d.,/]+)\s*(?:{_UNIT_WORDS}(?:\^?\{{?[23]
 # "12 grade", "5 apples each": a number followed by words only (two letters or more,
 # so that "5 x" stays an expression).
 _TRAILING_WORDS_RE = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s+(?:[A-Za-z]{2,}[A-Za-z'.-]*\s*)+$")
-_THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^-?\d{1,3}(?: \d{3})+$")
+# A first group with a leading zero is no thousands group: "0,111" is a decimal comma.
+_THOUSANDS_RE = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$|^-?[1-9]\d{0,2}(?: \d{3})+$")
 
 
 def normalize_answer(answer: str) -> str:

@@ -29,7 +29,7 @@ import threading
 from dataclasses import dataclass, asdict
 from fractions import Fraction
 
-from rewards.extract import MAX_ANSWER_CHARS, _boxes, extract_answer, normalize_answer
+from rewards.extract import MAX_ANSWER_CHARS, extract_answer, find_last_boxed, normalize_answer
 
 __all__ = ["Verdict", "grade_answer", "parse_number"]
 
@@ -155,6 +155,28 @@ def _decimal_comma(s: str) -> str | None:
     return f"{m.group(1)}.{m.group(2)}"
 
 
+# Tuples, intervals and matrices of plain numbers are compared number by number with the rule for plain
+# numbers ("(0.6, 2.6667]" is "(\frac{3}{5}, \frac{8}{3}]", as 2.6667 alone is 8/3), when both sides have the
+# same shape; anything else (sets in another order, symbols) is left to math-verify.
+_ELEMENT_RE = re.compile(r"-?\\frac\{\s*-?\d+\s*\}\{\s*-?\d+\s*\}|-?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?")
+_SHAPE_RE = re.compile(r"(?:\s|[(),\[\];&#]|\\\\|\\[{}]|\\(?:begin|end)\{[pbv]?matrix\})*")
+_WRAPPED_MATRIX_RE = re.compile(r"\(\s*(\\begin\{([pbv]?matrix)\}.*\\end\{\2\})\s*\)", re.S)
+
+
+def _elementwise_equal(gold_n: str, pred_n: str) -> bool:
+    """True when both are the same structure of plain numbers and every pair is equal as numbers."""
+    shapes, elements = [], []
+    for s in (gold_n, pred_n):
+        m = _WRAPPED_MATRIX_RE.fullmatch(s.strip())
+        s = m.group(1) if m else s
+        shapes.append(re.sub(r"\s+", "", _ELEMENT_RE.sub("#", s)))
+        elements.append(_ELEMENT_RE.findall(s))
+    if shapes[0] != shapes[1] or not _SHAPE_RE.fullmatch(shapes[0]) or len(elements[0]) < 2:
+        return False
+    pairs = [(parse_number(g), parse_number(p), p) for g, p in zip(*elements)]
+    return all(g is not None and p is not None and _numbers_equal(g, p, text) for g, p, text in pairs)
+
+
 _EQ_LHS_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=(?!=)\s*(.+)$", re.S)
 
 
@@ -199,9 +221,9 @@ def _mv_verify(gold: str, pred: str) -> tuple[bool | None, str, str]:
 def _gold_answer(gold: str) -> str:
     """A gold that is a full solution (boxed or ####) is reduced to its answer."""
     if "\\boxed" in gold or "\\fbox" in gold:
-        # Several boxes in a gold are several parts of one answer (math-verify's "all").
-        contents = [content for _, _, content in _boxes(gold)]
-        return ", ".join(contents) if contents else gold
+        # Read as a prediction is: the final run of boxes joined by connectors ("\boxed{1} and \boxed{2}" is
+        # "1, 2"; in "\boxed{1} no no no \boxed{2}" the answer is 2), as math-verify's and lighteval's tests expect.
+        return find_last_boxed(gold) or gold
     if "####" in gold or len(gold) > 200:  # a worked solution, not an answer
         return extract_answer(gold)[0] or gold
     return gold
@@ -275,6 +297,9 @@ def _grade(pred_text: object, gold: object) -> Verdict:
         return verdict
     if gold_num is not None and re.fullmatch(r"[A-Za-z\s]+", pred_n):
         verdict.reason = "numeric-gold-word-answer"
+        return verdict
+    if _elementwise_equal(gold_n, pred_n):
+        verdict.correct, verdict.reason = True, "numeric-equal-elementwise"
         return verdict
     equal, gold_s, pred_s = _mv_verify(gold_n, pred_n)
     if equal is None:  # normalisation may have removed what math-verify needs: try raw

@@ -144,3 +144,56 @@ def test_deepseek_special_tokens_and_think_tags_do_not_hide_the_answer():
     text = "<think>\n5 * 6 = 30\n</think>\nThe answer is \\boxed{30}.<｜end▁of▁sentence｜>"
     assert grade_answer(text, "30").correct
     assert grade_answer("<think>\n7 + 5 = 12\n</think>\n12<｜end▁of▁sentence｜>", "12").correct
+
+
+# equiv_cases rows (data/grading/equiv_cases.jsonl) that the grader used to miss.
+@pytest.mark.parametrize(
+    ("text", "answer", "how"),
+    [
+        ("so the number is 10 which is 1,000.99m²", "1,000.99", "last_number"),  # never cut a number short
+        ("we get 2x at last", None, "none"),  # "2x" is no number
+        ("Soucis : 2,74 $ a..", "2,74", "bare"),  # prose around one number: the number
+        ("计划的比例为13/28", "13/28", "bare"),
+        ("2 \\sin x", "2 \\sin x", "bare"),  # math words are not prose
+        ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5", "last_math"),
+        ("Thus $x <= 2$ is our answer.", "x <= 2", "last_math"),
+        ("$$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$$", "(3, 3), (1, 1)", "boxed"),
+        ("\\boxed{1} papers and \\boxed{2} bins", "1, 2", "boxed"),
+        ("\\boxed{1} no no no no no \\boxed{2}", "2", "boxed"),
+    ],
+)
+def test_extract_answer_equiv_cases(text, answer, how):
+    assert extract_answer(text) == (answer, how)
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "correct"),
+    [
+        ("so the number is 10 which is 1,000.99m²", "1000.99", True),
+        ("0.111", "0,111", True),  # a leading zero group is a decimal comma, not thousands
+        ("\\boxed{0,111}", "111", False),
+        ("Soucis : 2,74 $ a..", "2.74", True),
+        ("计划的比例为13/28", "13/28", True),
+        ("Therefore $x \\geq 5$ is the solution.", "$x >= 5$", True),
+        ("Therefore $x \\gt 5$ is the solution.", "$x > 5$", True),
+        ("Therefore $x \\geq 5$ is the solution.", "$x > 5$", False),
+        ("Therefore $x > 5$ is the solution.", "5", False),  # an inequality is not its bound
+        ("$$\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}$$", "(3, 3), (1, 1)", True),
+        # a gold's boxes are read as a prediction's: the final run joined by connectors
+        ("\\boxed{1,2}", "\\boxed{1} no no no no no \\boxed{2}", False),
+        ("\\boxed{2,3}", "\\boxed{1} and and and or thus but \\boxed{2} and \\boxed{3}", True),
+        ("\\boxed{1,2,3}", "\\boxed{1} and and and or thus but \\boxed{2} and \\boxed{3}", False),
+        ("\\boxed{1,2}", "\\boxed{1} papers and \\boxed{2} bins", True),
+        ("\\boxed{-2,1}", "\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).", True),
+        # tuples, intervals, matrices of numbers: the plain-number rule, element by element
+        ("$(0.6,2.6667]$", "$(\\frac{3}{5},\\frac{8}{3}]$", True),
+        ("$(0.6,2.7]$", "$(\\frac{3}{5},\\frac{8}{3}]$", False),
+        ("$(0.6,2.6667)$", "$(\\frac{3}{5},\\frac{8}{3}]$", False),
+        ("$\\begin{pmatrix}0.33\\\\0.2 \\end{pmatrix}$", "$(\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5} \\end{pmatrix})$", True),
+        ("$\\begin{pmatrix}0.3\\\\0.2 \\end{pmatrix}$", "$(\\begin{pmatrix}\\frac{1}{3}\\\\ \\frac{1}{5} \\end{pmatrix})$", False),
+        ("\\boxed{(2, 1)}", "(1, 2)", False),
+    ],
+)
+def test_equiv_cases_verdicts(pred, gold, correct):
+    verdict = grade_answer(pred, gold)
+    assert verdict.correct is correct, verdict
