@@ -18,6 +18,13 @@ CONFIG = REPO / "experiments" / "tiny_arith.yaml"
 RESULT = REPO / "experiments" / "results" / "demo.json"
 
 
+def _git_commit() -> str | None:
+    import subprocess
+
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return done.stdout.strip() or None
+
+
 def demo(out: Path, overrides: list[str] | None = None, result_path: Path | None = RESULT) -> dict:
     from rich.console import Console
     from rich.table import Table
@@ -45,7 +52,7 @@ def demo(out: Path, overrides: list[str] | None = None, result_path: Path | None
     result = {
         "job": "tiny policy -> SFT -> GRPO (synthetic arithmetic, vLLM-CPU rollouts under Ray) -> evaluation",
         "command": "make demo", "config": str(CONFIG.relative_to(REPO)), "overrides": overrides or [],
-        "date": datetime.date.today().isoformat(),
+        "date": datetime.date.today().isoformat(), "code_commit": _git_commit(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
         "eval_before_grpo": {k.removeprefix("eval/"): v for k, v in before.items() if k.startswith("eval/")},
         "eval_after_grpo": {k.removeprefix("eval/"): v for k, v in after.items() if k.startswith("eval/")},
