@@ -226,8 +226,7 @@ class GradingPool:
         memory_mb: float | None = -1,
     ) -> list[TaskResult]:
         """Run ``fn(*args)`` for each args tuple, in parallel; results in input order."""
-        futures = [self.submit(fn, *args, timeout=timeout, memory_mb=memory_mb) for args in arglist]
-        return [f.result() for f in futures]
+        return [f.result() for f in self._submit_all(fn, arglist, timeout, memory_mb)]
 
     async def amap(
         self,
@@ -237,8 +236,12 @@ class GradingPool:
         memory_mb: float | None = -1,
     ) -> list[TaskResult]:
         """:meth:`map` for asyncio code: awaits without blocking the event loop."""
-        futures = [self.submit(fn, *args, timeout=timeout, memory_mb=memory_mb) for args in arglist]
+        futures = self._submit_all(fn, arglist, timeout, memory_mb)
         return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
+
+    def _submit_all(self, fn: Callable, arglist: Iterable[Sequence[Any]], timeout: float | None,
+                    memory_mb: float | None) -> list:
+        return [self.submit(fn, *args, timeout=timeout, memory_mb=memory_mb) for args in arglist]
 
     def worker_pids(self) -> list[int]:
         """PIDs of the current workers (for tests and monitoring)."""

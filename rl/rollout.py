@@ -14,11 +14,12 @@ from rl.weight_sync import EXTENSION
 class RolloutWorker:
     """Serves the policy with vLLM (wrap with `ray.remote`, see `rollout_worker_actor`)."""
 
-    def __init__(self, checkpoint: str, max_model_len: int, seed: int = 0, kv_cache_gib: float = 1.0):
+    def __init__(self, checkpoint: str, max_model_len: int, seed: int = 0, kv_cache_gib: float = 1.0,
+                 enforce_eager: bool = True):
         import os
 
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))  # vLLM takes whole GiB
-        self.engine = make_engine(checkpoint, max_model_len=max_model_len, seed=seed,
+        self.engine = make_engine(checkpoint, max_model_len=max_model_len, seed=seed, enforce_eager=enforce_eager,
                                   worker_extension_cls=EXTENSION)
         self.weights_version = 0
 

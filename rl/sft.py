@@ -14,19 +14,24 @@ from rl.batch import LearnerBatch, RolloutBatch, Sample, completion_logits
 from rl.data import build_prompt
 
 
-def sft_batch(problems, tokenizer, system_prompt: str | None = None) -> LearnerBatch:
-    """Prompt + reference solution + eos per problem, as a LearnerBatch (advantages unused)."""
+def sft_batch(problems, tokenizer, system_prompt: str | None = None, max_tokens: int | None = None) -> LearnerBatch:
+    """Prompt + reference solution + eos per problem, as a LearnerBatch (advantages unused); the solution is cut
+    so that prompt + solution fit in max_tokens."""
     samples = []
     for problem in problems:
         target = tokenizer(problem.solution, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         prompt = build_prompt(problem, tokenizer, system_prompt)
-        samples.append(Sample(prompt, target, [0.0] * len(target), truncated=False))
+        if max_tokens is not None:
+            target = target[:max(max_tokens - len(prompt), 0)]
+        if target:
+            samples.append(Sample(prompt, target, [0.0] * len(target), truncated=False))
     return LearnerBatch.from_rollouts(RolloutBatch(samples, group_size=1, advantages=torch.zeros(len(samples))),
                                       pad_id=tokenizer.pad_token_id, mask_truncated=False)
 
 
 def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, steps: int, batch_size: int,
-                        lr: float, seed: int = 0, system_prompt: str | None = None, log=print) -> list[float]:
+                        lr: float, seed: int = 0, system_prompt: str | None = None, max_tokens: int | None = None,
+                        log=print) -> list[float]:
     """Train policy in place on the problems' reference solutions; returns the loss of each step."""
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
@@ -35,7 +40,7 @@ def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, s
     losses, started = [], time.perf_counter()
     policy.train()
     for step in range(steps):
-        batch = sft_batch(rng.sample(problems, min(batch_size, len(problems))), tokenizer, system_prompt)
+        batch = sft_batch(rng.sample(problems, min(batch_size, len(problems))), tokenizer, system_prompt, max_tokens)
         output = policy(batch.input_ids)
         logits = completion_logits(output.logits, batch.completion_start, batch.completion_ids.size(1))
         loss = F.cross_entropy(logits.flatten(0, 1), batch.completion_ids.flatten(), reduction="none")
@@ -56,7 +61,7 @@ def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, s
 
 def sft_from_checkpoint(checkpoint: str | Path, out: str | Path, problems: list, *, steps: int, batch_size: int,
                         lr: float, seed: int = 0, threads: int = 2, system_prompt: str | None = None,
-                        log=print) -> Path:
+                        max_tokens: int | None = None, log=print) -> Path:
     """Load a checkpoint, fine-tune it on the problems' solutions, save it to out."""
     from model import load_tokenizer
     from model.checkpoint import save_pretrained
@@ -67,6 +72,6 @@ def sft_from_checkpoint(checkpoint: str | Path, out: str | Path, problems: list,
     policy = load_policy(checkpoint)
     tokenizer = load_tokenizer(checkpoint)
     supervised_finetune(policy, problems, tokenizer, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                        system_prompt=system_prompt, log=log)
+                        system_prompt=system_prompt, max_tokens=max_tokens, log=log)
     save_pretrained(policy, out, tokenizer_dir=checkpoint)
     return Path(out)

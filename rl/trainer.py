@@ -105,7 +105,7 @@ class GRPOTrainer:
                 sft_from_checkpoint(path, tmp, self.train_problems, steps=config.sft.steps,
                                     batch_size=config.sft.batch_size, lr=config.sft.lr, seed=config.trainer.seed,
                                     threads=os.cpu_count() or 1, system_prompt=config.data.system_prompt,
-                                    log=self.log)
+                                    max_tokens=config.sft.max_tokens, log=self.log)
                 tmp.rename(sft_dir)
                 self.log(f"SFT warm start: {time.perf_counter() - started:.0f}s")
             path = sft_dir
@@ -117,7 +117,8 @@ class GRPOTrainer:
         config = self.config
         max_len = config.data.max_prompt_tokens + config.rollout.max_new_tokens
         return rollout_worker_actor(resources=config.ray.rollout_resources).remote(
-            str(self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib)
+            str(self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib,
+            config.rollout.enforce_eager)
 
     # ------------------------------------------------------------------ one GRPO step
     def generate(self, prompts: list[list[int]], **sampling) -> list:

@@ -37,7 +37,7 @@ def test_experiment_files_load(name):
 def test_experiment_file_contents():
     tiny = load_config(EXPERIMENTS / "tiny_arith.yaml")
     assert tiny.model.path == "preset:tiny" and tiny.data.train == "synthetic" and tiny.sft.steps > 0
-    assert tiny.algorithm.lr == pytest.approx(1e-4) and tiny.reward.weights == [1.0, 0.2]
+    assert tiny.algorithm.lr == pytest.approx(5e-5) and tiny.reward.weights == [1.0, 0.2]
     gsm = load_config(EXPERIMENTS / "gsm8k_grpo.yaml")
     assert gsm.model.path == "Qwen/Qwen2.5-Math-1.5B" and gsm.model.dtype == "bfloat16"
     assert gsm.data.train == "gsm8k" and gsm.rollout.group_size == 16
