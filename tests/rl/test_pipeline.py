@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -123,9 +125,10 @@ def test_kill_9_of_the_whole_job_then_resume_loses_only_the_steps_since_the_last
 @pytest.mark.slow
 def test_two_node_ray_cluster_rollout_and_learner_on_different_nodes(tmp_path):
     """A real two-node Ray cluster on this machine; the job joins it through ray_address (--ray-address)."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay under 107 bytes
     script = textwrap.dedent(f"""
         import json, os, sys
-        os.environ["RAY_TMPDIR"] = {str(tmp_path / "ray")!r}
+        os.environ["RAY_TMPDIR"] = {ray_tmp!r}
         os.environ["RAY_AUTH_MODE"] = "disabled"
         from ray.cluster_utils import Cluster
         cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False,
@@ -140,15 +143,17 @@ def test_two_node_ray_cluster_rollout_and_learner_on_different_nodes(tmp_path):
         trainer = GRPOTrainer(load_config({str(REPO / "experiments" / "tiny_arith.yaml")!r}, overrides))
         summary = trainer.fit()
         placement = trainer.placement()
-        trainer.shutdown()
         import ray
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-        ray.shutdown()
+        trainer.shutdown()  # it joined the cluster itself, so it disconnects too
         cluster.shutdown()
         print("RESULT", json.dumps({{"placement": placement, "nodes": nodes, "steps": summary["steps"]}}))
     """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=900,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.split("RESULT", 1)[1])
     assert result["steps"] == 2 and len(set(result["nodes"])) == 2
