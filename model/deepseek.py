@@ -306,11 +306,8 @@ class Block(nn.Module):
     def forward(self, x, rope, mask, cache=None, start=0) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns the new residual stream and this block's balance loss term (0 for a dense block)."""
         x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, start)
-        ffn = self.mlp(self.post_attention_layernorm(x))
-        if isinstance(ffn, tuple):
-            ffn, balance = ffn
-        else:
-            balance = x.new_zeros(())
+        h = self.post_attention_layernorm(x)
+        ffn, balance = self.mlp(h) if isinstance(self.mlp, MoE) else (self.mlp(h), x.new_zeros(()))
         return x + ffn, balance
 
 
