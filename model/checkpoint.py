@@ -93,6 +93,19 @@ def from_hf_state_dict(model: Transformer, weights: dict[str, torch.Tensor], sou
     model.load_state_dict(ours, strict=True)
 
 
+def standalone_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU tensors ready for safetensors: a tensor whose storage another one already
+    uses (a tied or MTP embedding) becomes a separate copy."""
+    tensors, seen = {}, set()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu().contiguous()
+        if tensor.data_ptr() in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        tensors[name] = tensor
+    return tensors
+
+
 def save_pretrained(model: Transformer, folder: str | Path, tokenizer_dir: str | Path | None = TOKENIZER_DIR) -> Path:
     """Write the model (and the tokenizer files from tokenizer_dir) as a HF checkpoint folder."""
     folder = Path(folder)
@@ -101,14 +114,7 @@ def save_pretrained(model: Transformer, folder: str | Path, tokenizer_dir: str |
     generation = {"bos_token_id": model.args.bos_token_id, "eos_token_id": model.args.eos_token_id,
                   "pad_token_id": model.args.pad_token_id}
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-    weights = {k: v.detach().contiguous().cpu() for k, v in to_hf_state_dict(model).items()}
-    # Tensors sharing storage (a tied or MTP embedding) must be separate copies for safetensors.
-    seen: set[int] = set()
-    for key, tensor in weights.items():
-        if tensor.data_ptr() in seen:
-            weights[key] = tensor.clone()
-        seen.add(weights[key].data_ptr())
-    save_file(weights, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(standalone_tensors(to_hf_state_dict(model)), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     if tokenizer_dir is not None:
         for name in TOKENIZER_FILES:
             shutil.copy(Path(tokenizer_dir) / name, folder / name)

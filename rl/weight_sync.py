@@ -14,19 +14,14 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from model.checkpoint import standalone_tensors
+
 EXTENSION = "rl.weight_sync.WeightSyncExtension"
 
 
 def serialize_weights(state_dict: dict[str, torch.Tensor]) -> bytes:
-    """Checkpoint-layout tensors -> safetensors bytes (contiguous CPU copies; shared storage is split)."""
-    tensors, seen = {}, set()
-    for name, tensor in state_dict.items():
-        tensor = tensor.detach().to("cpu").contiguous()
-        if tensor.data_ptr() in seen:
-            tensor = tensor.clone()
-        seen.add(tensor.data_ptr())
-        tensors[name] = tensor
-    return save_safetensors(tensors)
+    """Checkpoint-layout tensors -> safetensors bytes."""
+    return save_safetensors(standalone_tensors(state_dict))
 
 
 class WeightSyncExtension:
