@@ -100,17 +100,17 @@ class Learner:
         return ray.get_runtime_context().get_node_id()
 
     # ------------------------------------------------------------------ forward passes
-    def _completion_logprobs(self, model: torch.nn.Module, batch: LearnerBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logprobs (B, L) of the completion tokens and the logits (B, L, V) that gave them."""
+    def _completion_logprobs(self, model: torch.nn.Module, batch: LearnerBatch) -> torch.Tensor:
+        """Logprobs (B, L) of the completion tokens under model."""
         logits = completion_logits(model(batch.input_ids).logits, batch.completion_start,
                                    batch.completion_ids.size(1))
-        return algos.selective_log_softmax(logits, batch.completion_ids), logits
+        return algos.selective_log_softmax(logits, batch.completion_ids)
 
     @torch.no_grad()
     def logprobs(self, batch: LearnerBatch) -> torch.Tensor:
         """The current policy's logprobs (B, L) of the batch's completions (eval mode: no load counting)."""
         self.policy.eval()
-        return self._completion_logprobs(self.policy, batch)[0]
+        return self._completion_logprobs(self.policy, batch)
 
     # ------------------------------------------------------------------ the update
     def train_step(self, batch: LearnerBatch) -> dict[str, float]:
@@ -125,7 +125,7 @@ class Learner:
         reference = None
         if self.reference is not None:
             with torch.no_grad():
-                reference = self._completion_logprobs(self.reference, batch)[0]
+                reference = self._completion_logprobs(self.reference, batch)
         # dapo-style losses normalise by the tokens of the whole batch, split evenly over the mini-batches
         tokens_per_mini_batch = mask.sum() / algorithm.mini_batches
         sums: dict[str, list[float]] = {}
