@@ -8,10 +8,11 @@ What is really in force (checked on this project's machines: root, util-linux
   (no route anywhere, not even to the host's 127.0.0.1 listeners); its own PID space
   (the program is PID 1, sees no host process, cannot signal one); its own mounts,
   SysV IPC and hostname.
-- **filesystem**: inside the mount namespace, empty tmpfs are mounted over ``/work``,
-  ``/root``, ``/home``, ``/tmp``, ``/var/tmp``, ``/run``, ``/sys``, ``/mnt``, ``/opt``,
-  ``/srv``, ``/media`` and other top-level data folders (the repository, home folders,
-  other users' temp files are invisible); the interpreter's prefix is bind-mounted
+- **filesystem**: inside the mount namespace, an empty tmpfs is mounted over every
+  top-level folder except the system ones (``/usr``, ``/etc``, ``/dev``, ``/proc`` and
+  the ``/bin``-style links), over ``/var/tmp``, and over the repository, the home folder
+  and the temp folder wherever they are (the repository, home folders, other users'
+  temp files are invisible, whatever the machine's layout); the interpreter's prefix is bind-mounted
   read-only; the working directory is a fresh private temp directory (bind-mounted at
   ``/mnt/box``), deleted afterwards.
 - **identity**: the program runs as an unprivileged uid/gid (60000+, no supplementary
@@ -55,8 +56,9 @@ __all__ = ["RunResult", "SandboxLimits", "isolation", "run_sandboxed"]
 
 logger = logging.getLogger(__name__)
 
-_HIDDEN_DIRS = ("/work", "/root", "/home", "/tmp", "/var/tmp", "/run", "/sys", "/opt", "/srv",
-                "/media", "/old_root", "/farm", "/data", "/scratch")
+# Top-level folders the sandboxed interpreter may read (world-readable files only).
+_SYSTEM_DIRS = frozenset({"usr", "etc", "dev", "proc", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "var", "mnt"})
+_REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SETUP = r"""
 set -e
 mount -t tmpfs -o size=16m,mode=755 tmpfs /mnt
@@ -65,7 +67,10 @@ mount --bind "$1" /mnt/box
 mount --bind "$2" /mnt/py
 mount -o remount,bind,ro /mnt/py
 shift 2
-for d in $HIDE; do [ -d "$d" ] && mount -t tmpfs -o size=16m,mode=755 tmpfs "$d"; done
+IFS='
+'
+for d in $HIDE; do mount -t tmpfs -o size=16m,mode=755 tmpfs "$d"; done
+unset IFS
 cd /mnt/box
 exec env -i PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"
 """
@@ -115,6 +120,20 @@ class RunResult:
     wall_s: float = 0.0
 
 
+def _hidden_dirs() -> list[str]:
+    """Folders covered by an empty tmpfs inside the sandbox.
+
+    Every top-level folder but the system ones (so a repository or a data disk mounted at
+    an unexpected place is hidden too), plus the repository, the home folder and the temp
+    folder in case they live under a system folder (``/usr/src/app``, ``/var/tmp``).
+    """
+    top = [os.path.join("/", name) for name in sorted(os.listdir("/")) if name not in _SYSTEM_DIRS]
+    extra = [os.path.realpath(d) for d in (_REPOSITORY, os.path.expanduser("~"), tempfile.gettempdir(), "/var/tmp")]
+    dirs = [d for d in dict.fromkeys(top + extra) if os.path.isdir(d) and not os.path.islink(d)]
+    # A folder inside another hidden one is covered already (and gone once that is mounted).
+    return [d for d in dirs if not any(d.startswith(other + "/") for other in dirs)]
+
+
 def _python_prefix() -> str:
     """The real interpreter's installation prefix (the venv's python is a symlink)."""
     return os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
@@ -128,7 +147,7 @@ def isolation() -> str:
         box = tempfile.mkdtemp(prefix="rr-probe-")
         try:
             os.chmod(box, 0o777)
-            probe = "import os,socket;print(os.getuid(),len(socket.if_nameindex()),os.path.exists('/work/main'))"
+            probe = f"import os,socket;print(os.getuid(),len(socket.if_nameindex()),os.path.exists({_REPOSITORY!r}))"
             result = _run_namespaced(probe, "", SandboxLimits(wall_s=10), box)
             if result.returncode == 0 and result.stdout.split()[1:] == ["1", "False"]:
                 mode = "namespaces (net, pid, mount, ipc, uts) + unprivileged uid + rlimits"
@@ -181,7 +200,7 @@ def _run_namespaced(code: str, stdin: str, limits: SandboxLimits, box: str) -> R
            "--", "/bin/sh", "-c", _SETUP, "setup", box, _python_prefix(),
            *_prlimit(limits), "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
            "--", python, "-I", "-B", "main.py"]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HIDE": " ".join(_HIDDEN_DIRS)}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HIDE": "\n".join(_hidden_dirs())}
     return _communicate(cmd, stdin, limits, env, cwd=box)
 
 

@@ -1,6 +1,7 @@
 """Hostile programs against the real sandbox: each is contained, scores 0, leaves the host unchanged."""
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -34,6 +35,20 @@ def test_cannot_read_repository_home_or_tmp(path):
     result = _run(f"import os; p={path!r}; print(os.path.isfile(p) and open(p).read()[:20] or os.listdir(p) if os.path.exists(p) else 'ABSENT')")
     assert "[project]" not in result.stdout
     assert result.stdout.strip() in ("ABSENT", "[]", "False", ""), result.stdout
+
+
+@needs_ns
+def test_data_in_an_unexpected_top_level_folder_is_hidden():
+    # CI clones the repository under /check/...: no fixed list of folders may be assumed.
+    folder = f"/rr-sandbox-test-{os.getpid()}"
+    os.makedirs(folder)
+    try:
+        with open(os.path.join(folder, "secret.txt"), "w") as f:
+            f.write("hunter2")
+        result = _run(f"import os; print(os.listdir({folder!r}) if os.path.exists({folder!r}) else 'ABSENT')")
+        assert result.stdout.strip() in ("ABSENT", "[]"), result.stdout
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_cannot_read_secrets_from_environment(monkeypatch):
