@@ -4,6 +4,11 @@ Every reward has TRL's signature ``fn(completions, **columns) -> list[float | No
 (completions as strings or chat message lists; dataset columns such as ``answer`` or
 ``tests`` as keyword arguments), never raises, and runs its risky work in
 :class:`rewards.pool.GradingPool` worker processes under hard time and memory limits.
+
+A reward that can say why a sample scored what it did also has
+``explain(completions, **columns) -> (scores, reasons)``: the scores ``__call__`` returns
+and one human-readable reason per sample, from the same single pass (``math_accuracy``,
+``format_reward``); the trainer logs these reasons beside sampled completions.
 """
 
 from rewards.code import CodeExecution, code_execution, extract_program, run_tests

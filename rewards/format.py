@@ -65,10 +65,15 @@ class FormatReward:
 
     def __call__(self, completions: Sequence[Any], log_extra=None, **kwargs: Any) -> list[float]:
         """Score completions (TRL signature)."""
-        checks = [self.check(completion_text(c)) for c in completions]
+        scores, reasons = self.explain(completions)
         if log_extra is not None:
-            log_extra("format_reason", [reason for _, reason in checks])
-        return [1.0 if ok else 0.0 for ok, _ in checks]
+            log_extra("format_reason", reasons)
+        return scores
+
+    def explain(self, completions: Sequence[Any], **kwargs: Any) -> tuple[list[float], list[str]]:
+        """The scores ``__call__`` gives and why (``"ok"`` or what is missing), one reason per sample."""
+        checks = [self.check(completion_text(c)) for c in completions]
+        return [1.0 if ok else 0.0 for ok, _ in checks], [reason for _, reason in checks]
 
 
 class LengthPenalty:

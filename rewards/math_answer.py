@@ -61,6 +61,17 @@ class Verdict:
         """The verdict as a plain dict (for JSON logs)."""
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line for a human reading samples: the reason, what was extracted and how it compared.
+
+        >>> Verdict(True, "0.50", "1/2", "1/2", "numeric-equal").summary()
+        "numeric-equal: extracted '0.50' (parsed '1/2'), gold '1/2'"
+        """
+        if self.extracted is None:
+            return self.reason
+        parsed = f" (parsed {self.pred_parsed!r})" if self.pred_parsed not in (None, self.extracted) else ""
+        return f"{self.reason}: extracted {self.extracted!r}{parsed}, gold {self.gold_parsed!r}"
+
 
 # --- guards against expressions that explode -------------------------------------------
 

@@ -111,7 +111,20 @@ class MathAccuracy:
             log_extra("gold_parsed", [v.gold_parsed if v else None for v in verdicts])
             log_extra("answer_parsed", [v.pred_parsed if v else None for v in verdicts])
             log_extra("math_reason", [v.reason if v else "no gold" for v in verdicts])
-        return [None if v is None else float(v.correct) for v in verdicts]
+        return _scores(verdicts)
+
+    def explain(self, completions: Sequence[Any], **kwargs: Any) -> tuple[list[float | None], list[str]]:
+        """The scores ``__call__`` gives and, from the same grading, why: one line per sample.
+
+        Each reason is :meth:`Verdict.summary`, e.g. ``"numeric-not-equal: extracted '6', gold '30'"``,
+        ``"no-answer"``, ``"timeout"``; ``"no gold"`` where the score is None.
+
+        Example:
+            >>> MathAccuracy().explain(["so \\\\boxed{4}"], answer=["4"])
+            ([1.0], ["string-equal (boxed): extracted '4', gold '4'"])
+        """
+        verdicts = self.details(completions, **kwargs)
+        return _scores(verdicts), [v.summary() if v else "no gold" for v in verdicts]
 
     def _golds(self, n: int, kwargs: dict) -> list[object] | str:
         """The gold column's values, or an error reason string when it is misaligned."""
@@ -123,6 +136,10 @@ class MathAccuracy:
                     return f"error: column {column!r} has {len(values)} values for {n} completions"
                 return values
         return [None] * n
+
+
+def _scores(verdicts: Sequence[Verdict | None]) -> list[float | None]:
+    return [None if v is None else float(v.correct) for v in verdicts]
 
 
 math_accuracy = MathAccuracy()

@@ -55,25 +55,23 @@ def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1
 
 def evaluate_checkpoint(checkpoint: str | Path, dataset: str = "synthetic", *, k: int = 4, limit: int = 0,
                         max_tokens: int = 256, temperature: float = 1.0, seed: int = 0) -> dict:
-    """pass@1 / maj@k / pass@k of a checkpoint (served by vLLM) on synthetic, gsm8k, math500, aime24 or aime25."""
+    """pass@1 / maj@k / pass@k of a checkpoint (served by vLLM) on the test split of a dataset of rl.data's table:
+    synthetic (the held-out problems, seeded by `seed`), gsm8k, math500 (or math), aime2024 (aime24), aime2025
+    (aime25). `limit` keeps the first N problems (0 = all; synthetic: the standard 200)."""
     from model import load_tokenizer
-    from rl import data
+    from rl.data import load_split
     from rl.evaluate import evaluate
     from rl.rollout import RolloutWorker
 
-    loaders = {"synthetic": lambda: data.split_synthetic(0, 200, seed)[1], "gsm8k": lambda: data.load_gsm8k("test"),
-               "math500": data.load_math500, "aime24": lambda: data.load_aime(2024),
-               "aime25": lambda: data.load_aime(2025)}
-    if dataset not in loaders:
-        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(loaders)}")
-    problems = loaders[dataset]()
-    problems = problems[:limit] if limit else problems
+    problems = load_split(dataset, "test", num_eval=limit, seed=seed)
     worker = RolloutWorker(str(checkpoint), max_model_len=2048, seed=seed)
     return evaluate(worker.generate, problems, load_tokenizer(checkpoint), k=k, max_tokens=max_tokens,
                     temperature=temperature, seed=seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rl.data import DATASET_NAMES
+
     parser = argparse.ArgumentParser(prog="reasonrl", description="GRPO training and search for reasoning policies.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -98,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     eval_parser = commands.add_parser("eval", help="score a checkpoint: pass@1, maj@k, pass@k")
     eval_parser.add_argument("--checkpoint", required=True)
-    eval_parser.add_argument("--dataset", default="synthetic", help="synthetic, gsm8k, math500, aime24, aime25")
+    eval_parser.add_argument("--dataset", default="synthetic", choices=DATASET_NAMES,
+                             help="test set to score on (math = math500, aime24 = aime2024, aime25 = aime2025)")
     eval_parser.add_argument("-k", type=int, default=4, help="samples per problem")
     eval_parser.add_argument("--limit", type=int, default=0, help="first N problems only")
     eval_parser.add_argument("--max-tokens", type=int, default=256)

@@ -1,21 +1,28 @@
-"""Metrics of a run: JSON lines, TensorBoard, Weights & Biases when configured, and the final plot."""
+"""Metrics of a run: JSON lines, TensorBoard, Weights & Biases when configured, and the final plot; and a few
+sampled completions per step with their rewards and the reward functions' reasons (samples.jsonl), because a reward
+hack shows in the text long before it shows in the numbers."""
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+SAMPLES_FILE = "samples.jsonl"
 
 
 class MetricsLogger:
-    """Writes one record per step to metrics.jsonl and TensorBoard (and wandb if a project is set)."""
+    """Writes one record per step to metrics.jsonl and TensorBoard (and wandb if a project is set), and sampled
+    completions (`log_samples`) to samples.jsonl and TensorBoard's text tab."""
 
     def __init__(self, folder: Path, jsonl: bool = True, tensorboard: bool = True, wandb_project: str | None = None,
                  config: dict | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.jsonl = (self.folder / "metrics.jsonl").open("a") if jsonl else None
+        self.samples = None  # samples.jsonl, opened by the first log_samples
         self.tensorboard = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -39,13 +46,89 @@ class MetricsLogger:
         if self.wandb:
             self.wandb.log(numbers, step=step)
 
+    def log_samples(self, step: int, records: Sequence[dict[str, Any]]) -> None:
+        """Append `records` (from `sample_records`) to samples.jsonl, one JSON object a line, and show them in
+        TensorBoard's text tab under "samples". A step logged twice (after a resume) appears twice in the file."""
+        if not records:
+            return
+        if self.samples is None:
+            self.samples = (self.folder / SAMPLES_FILE).open("a")
+        for record in records:
+            self.samples.write(json.dumps(record) + "\n")
+        self.samples.flush()
+        if self.tensorboard:
+            self.tensorboard.add_text("samples", "\n\n---\n\n".join(map(sample_markdown, records)), step)
+            self.tensorboard.flush()
+
     def close(self) -> None:
         if self.jsonl:
             self.jsonl.close()
+        if self.samples:
+            self.samples.close()
         if self.tensorboard:
             self.tensorboard.close()
         if self.wandb:
             self.wandb.finish()
+
+
+def sample_records(step: int, problems: Sequence[Any], completions: Sequence[str], scored: dict[str, Any],
+                   k: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """Up to `k` completions of one GRPO step, chosen to be read: the best and the worst of each of ceil(k / 2)
+    groups drawn at random (seeded by `seed` and `step`, so a rerun picks the same ones), in batch order. Random
+    groups, not the extreme ones: a hack that every sample of a group has found shows as well as a mixed group.
+
+    Args:
+        step: the step number the records are filed under.
+        problems: the step's problems, one per group (rl.data.Problem: id, question, answer).
+        completions: the decoded completions, `len(problems) * group_size` of them, group by group.
+        scored: `RewardWorker.score`'s result for these completions: "total", "components" and (optional)
+            "reasons", each with one value per completion.
+        k: how many records to return (fewer when the batch has fewer than k / 2 groups); 0 = none.
+        seed: the run's seed.
+
+    Returns:
+        JSON-serialisable dicts: step, problem_id, question, answer (gold), group and sample (indices in the batch),
+        pick ("best" or "worst" of its group), completion, reward (the weighted total), group_rewards (the totals of
+        its whole group), components ({function: score or None}) and reasons ({function: reason or None}).
+
+    Raises:
+        ValueError: when the completions do not split into one equal group per problem, or the scores do not match.
+    """
+    if not problems or len(completions) % len(problems):
+        raise ValueError(f"{len(completions)} completions do not split into groups for {len(problems)} problems")
+    if len(scored["total"]) != len(completions):
+        raise ValueError(f"{len(scored['total'])} rewards for {len(completions)} completions")
+    group_size = len(completions) // len(problems)
+    per_group = ("best", "worst")[:group_size]  # a group of one has no separate worst
+    rng = random.Random(seed * 1_000_003 + step)
+    groups = sorted(rng.sample(range(len(problems)), min(-(-k // len(per_group)), len(problems))))
+    picks = [(g, pick) for g in groups for pick in per_group][:k]
+    return [_sample_record(step, problems[g], g, group_size, pick, completions, scored) for g, pick in picks]
+
+
+def _sample_record(step: int, problem: Any, group: int, group_size: int, pick: str, completions: Sequence[str],
+                   scored: dict[str, Any]) -> dict[str, Any]:
+    """The record of the best or worst completion of `group`. Ties go by batch order (worst: the first of the
+    lowest, best: the last of the highest), so a group of equal rewards still shows two different completions."""
+    indices = range(group * group_size, (group + 1) * group_size)
+    totals = scored["total"]
+    by_reward = sorted(indices, key=lambda i: totals[i])  # stable
+    sample = by_reward[-1] if pick == "best" else by_reward[0]
+    reasons = scored.get("reasons", {})
+    return {"step": step, "problem_id": problem.id, "question": problem.question, "answer": problem.answer,
+            "group": group, "sample": sample, "pick": pick, "completion": completions[sample],
+            "reward": totals[sample], "group_rewards": [totals[i] for i in indices],
+            "components": {name: values[sample] for name, values in scored["components"].items()},
+            "reasons": {name: reasons.get(name, [None] * len(totals))[sample] for name in scored["components"]}}
+
+
+def sample_markdown(record: dict[str, Any]) -> str:
+    """One sample record as Markdown (TensorBoard's text tab renders it)."""
+    parts = [f"{name} = {score}" + (f" ({record['reasons'][name]})" if record["reasons"].get(name) else "")
+             for name, score in record["components"].items()]
+    return (f"**{record['pick']}** of group {record['group']} ({record['problem_id']}): reward {record['reward']:g}, "
+            f"group {record['group_rewards']}  \n{'; '.join(parts)}\n\n"
+            f"> {record['question']}\n\ngold: `{record['answer']}`\n\n````\n{record['completion']}\n````")
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -61,24 +61,47 @@ class RewardWorker:
 
     def score(self, completions: list[str], columns: dict[str, list[Any]]) -> dict[str, Any]:
         """Returns {"total": [N floats], "components": {name: [N floats or None]}, "errors": {name: reason},
-        "seconds": float}. None (not applicable) counts as 0 in the total."""
+        "reasons": {name: [N str or None]}, "seconds": float}. None (not applicable) counts as 0 in the total.
+
+        "reasons" says per sample why each function scored it so, for functions with an `explain` method (see
+        `scores_and_reasons`); the others give None per sample, and a function that failed gives its error.
+        """
         started = time.perf_counter()
-        components, errors = {}, {}
+        components, errors, reasons = {}, {}, {}
         for name, function in zip(self.names, self.functions):
             try:
-                scores = list(function(completions, **columns))
-                if len(scores) != len(completions):
-                    raise ValueError(f"returned {len(scores)} scores for {len(completions)} completions")
+                scores, reasons[name] = scores_and_reasons(function, completions, columns)
             except Exception as error:  # a user's reward function may fail: score 0, keep training
                 logger.warning("reward %s failed: %r", name, error)
                 errors[name] = f"{type(error).__name__}: {error}"
-                scores = [0.0] * len(completions)
+                scores, reasons[name] = [0.0] * len(completions), [f"failed: {errors[name]}"] * len(completions)
             components[name] = [None if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
                                 for s in scores]
         total = [sum(w * (components[n][i] or 0.0) for n, w in zip(self.names, self.weights))
                  for i in range(len(completions))]
-        return {"total": total, "components": components, "errors": errors,
+        return {"total": total, "components": components, "errors": errors, "reasons": reasons,
                 "seconds": time.perf_counter() - started}
+
+
+def scores_and_reasons(function: Callable[..., Any], completions: list[str], columns: dict[str, list[Any]],
+                       ) -> tuple[list[Any], list[str | None]]:
+    """One call of a reward function: its scores and, when it has `explain(completions, **columns) ->
+    (scores, reasons)`, its reason per sample (None per sample when it has not).
+
+    Raises:
+        ValueError: when the function returns a number of scores or reasons other than one per completion.
+    """
+    explain = getattr(function, "explain", None)
+    if callable(explain):
+        scores, reasons = explain(completions, **columns)
+        reasons = [None if reason is None else str(reason) for reason in reasons]
+    else:
+        scores, reasons = function(completions, **columns), [None] * len(completions)
+    scores = list(scores)
+    if len(scores) != len(completions) or len(reasons) != len(completions):
+        raise ValueError(f"returned {len(scores)} scores and {len(reasons)} reasons for {len(completions)} "
+                         "completions")
+    return scores, reasons
 
 
 def reward_worker_actor(num_cpus: float = 0) -> Any:

@@ -51,3 +51,10 @@ def test_weighted_combination_reports_components():
     assert logged["reward/acc"] == [1.0, None] and logged["reward/fmt"] == [1.0, 0.0]
     assert "RuntimeError" in combo.last_errors["bad"]
     assert pickle.loads(pickle.dumps(WeightedReward({"fmt": (format_reward, 1.0)})))(["x"]) == [0.0]
+
+
+def test_format_explain_says_what_is_missing():
+    texts = ["<think>2+2=4</think> So \\boxed{4}.", "<think>sum</think> four", "\\boxed{4}"]
+    scores, reasons = format_reward.explain(texts, answer=["4"] * 3)
+    assert scores == format_reward(texts) == [1.0, 0.0, 0.0]
+    assert reasons == ["ok", "no final answer (boxed, #### or answer tags)", "missing or misplaced think block"]

@@ -93,3 +93,26 @@ def test_property_latex_soup_never_raises(soup):
     verdict = grade_batch(["\\boxed{" + soup + "}"], [soup or "0"])[0]
     assert isinstance(verdict.correct, bool) and (verdict.correct or verdict.reason)
     assert time.monotonic() - start < LIMIT + 3
+
+
+def test_explain_gives_the_scores_of_a_call_and_a_readable_reason_each():
+    completions = ["<think>\n5 * 6 = 30\n</think>\nThe answer is \\boxed{30}.",
+                   "<think>\n5 * 6 = }.",  # the old reward hack: a truncated line, no final answer
+                   "I have no idea at all",
+                   "\\boxed{\\frac{1}{2}}",
+                   "\\boxed{7}"]
+    answers = ["30", "30", "30", "0.5", None]
+    scores, reasons = math_accuracy.explain(completions, answer=answers, prompts=["p"] * 5)
+    assert scores == math_accuracy(completions, answer=answers) == [1.0, 0.0, 0.0, 1.0, None]
+    assert reasons[0] == "string-equal (boxed): extracted '30', gold '30'"
+    assert reasons[1] == "numeric-not-equal: extracted '6', gold '30'"  # shows what the grader read
+    assert reasons[2] == "no-answer"
+    assert reasons[3] == "numeric-equal: extracted '\\\\frac{1}{2}' (parsed '1/2'), gold '1/2'"
+    assert reasons[4] == "no gold"
+
+
+def test_explain_reports_limits_and_misaligned_columns():
+    scores, reasons = MathAccuracy(timeout=0.0).explain(["\\boxed{x^2+2x+1}"], answer=["(x+1)^2"])
+    assert scores == [0.0] and reasons == ["timeout"]
+    scores, reasons = math_accuracy.explain(["\\boxed{1}", "\\boxed{2}"], answer=["1"])
+    assert scores == [0.0, 0.0] and all("has 1 values for 2 completions" in r for r in reasons)

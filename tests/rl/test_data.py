@@ -187,3 +187,94 @@ def test_cursor_resumes_exactly():
 def test_problem_is_a_plain_dataclass():
     problem = Problem("x", "q", "1", None, "synthetic", None)
     assert problem.solution is None and problem.level is None
+
+
+# ------------------------------------------------------------------------------------------------ the dataset table
+
+
+def data_config(**fields):
+    """A DataConfig's fields (defaults from rl.config, unvalidated so every registry name can be tried)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from rl.config import DataConfig
+
+    return SimpleNamespace(**{**dataclasses.asdict(DataConfig()), **fields})
+
+
+def test_synthetic_train_and_eval_are_the_disjoint_split():
+    train, held_out = data.load_problems(data_config(train="synthetic", eval="synthetic", num_train=300, num_eval=40))
+    assert (train, held_out) == split_synthetic(300, 40, seed=0, levels=[1, 2, 3])  # what runs so far trained on
+    assert len(train) == 300 and len(held_out) == 40
+    assert not {p.question for p in train} & {p.question for p in held_out}
+
+
+def test_synthetic_eval_of_0_is_the_standard_held_out_set():
+    _, held_out = data.load_problems(data_config(train="synthetic", eval="synthetic", num_train=10, num_eval=0))
+    assert len(held_out) == data.SYNTHETIC_EVAL_SIZE == 200
+
+
+@pytest.mark.parametrize("name, source, size", [("gsm8k", "gsm8k", 1319), ("math", "math500", 500),
+                                                ("math500", "math500", 500), ("aime2024", "aime2024", 30),
+                                                ("aime25", "aime2025", 30)])
+def test_synthetic_train_with_any_eval_set(name, source, size):
+    config = data_config(train="synthetic", eval=name, num_train=50, num_eval=0)
+    train, evaluation = data.load_problems(config)
+    assert len(evaluation) == size and {p.source for p in evaluation} == {source}
+    # The synthetic training problems do not depend on the evaluation set chosen.
+    same_train, _ = data.load_problems(data_config(train="synthetic", eval="synthetic", num_train=50, num_eval=0))
+    assert train == same_train and {p.source for p in train} == {"synthetic"}
+    limited = data.load_problems(data_config(train="synthetic", eval=name, num_train=50, num_eval=7))[1]
+    assert limited == evaluation[:7]
+
+
+def test_gsm8k_train_with_synthetic_eval():
+    train, held_out = data.load_problems(data_config(train="gsm8k", eval="synthetic", num_train=100, num_eval=30))
+    assert len(train) == 100 and all(p.id.startswith("gsm8k-train-") for p in train)
+    # The same held-out problems as a synthetic run with this num_eval, never one of its training problems.
+    synthetic_train, synthetic_held_out = split_synthetic(500, 30, seed=0, levels=[1, 2, 3])
+    assert held_out == synthetic_held_out
+    assert not {p.question for p in held_out} & {p.question for p in synthetic_train}
+
+
+def test_gsm8k_train_and_test_limits():
+    train, test = data.load_problems(data_config(train="gsm8k", eval="gsm8k", num_train=0, num_eval=0))
+    assert len(train) == 7473 and len(test) == 1319
+    assert all(p.id.startswith("gsm8k-train-") for p in train) and all(p.id.startswith("gsm8k-test-") for p in test)
+    train, test = data.load_problems(data_config(train="gsm8k", eval="gsm8k", num_train=20, num_eval=5))
+    assert [p.id for p in train] == [f"gsm8k-train-{i}" for i in range(20)] and len(test) == 5
+
+
+@pytest.mark.parametrize("name, title", [("math", "MATH-500"), ("math500", "MATH-500"), ("aime24", "AIME 2024"),
+                                         ("aime2025", "AIME 2025")])
+def test_training_on_a_test_set_is_refused(name, title):
+    with pytest.raises(ValueError, match=rf"data\.train: '{name}' is {title}, a test set") as raised:
+        data.load_problems(data_config(train=name, eval="synthetic"))
+    assert "Train on one of 'synthetic', 'gsm8k'" in str(raised.value)
+
+
+@pytest.mark.parametrize("field_name", ["train", "eval"])
+def test_unknown_dataset_names_the_field_and_the_choices(field_name):
+    with pytest.raises(ValueError, match=rf"data\.{field_name}: must be one of 'synthetic', 'gsm8k', .*got 'mnist'"):
+        data.load_problems(data_config(**{field_name: "mnist"}))
+
+
+def test_synthetic_training_needs_a_size():
+    with pytest.raises(ValueError, match="num_train > 0"):
+        data.load_problems(data_config(train="synthetic", num_train=0))
+
+
+def test_table_names_and_splits():
+    assert data.DATASET_NAMES == ("synthetic", "gsm8k", "math500", "math", "aime2024", "aime24", "aime2025", "aime25")
+    assert data.TRAIN_DATASETS == ("synthetic", "gsm8k")
+    assert all(data.split_error(name, "test") is None for name in data.DATASET_NAMES)
+    assert data.data_source("math", "test").name == "math500"
+    with pytest.raises(ValueError, match="split must be"):
+        data.split_error("gsm8k", "validation")
+
+
+def test_load_split_is_what_evaluation_reads():
+    assert data.load_split("aime24", "test") == load_aime(2024)
+    assert data.load_split("math", "test", num_eval=3) == load_math500()[:3]
+    # Synthetic: a shorter held-out set is the start of the standard one (the stream puts evaluation first).
+    assert data.load_split("synthetic", "test", num_eval=5, seed=3) == split_synthetic(0, 200, 3)[1][:5]

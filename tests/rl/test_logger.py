@@ -1,0 +1,123 @@
+"""rl.logger: sampled completions with their rewards and reasons (samples.jsonl, TensorBoard text)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rl.data import synthetic_problems
+from rl.logger import MetricsLogger, sample_markdown, sample_records
+from rl.rewarding import RewardWorker
+
+GROUP = 4
+
+
+def right(problem) -> str:
+    return problem.solution
+
+
+def wrong(problem) -> str:
+    return "<think>\n5 * 6 = }."  # the shape of the old reward hack: truncated mid-line, no final answer
+
+
+@pytest.fixture(scope="module")
+def step_batch():
+    """Six groups of four completions scored by the real reward stage: group g has g % 5 right answers."""
+    problems = synthetic_problems(6, seed=0, levels=[1, 2])
+    completions = [right(p) if i < g % 5 else wrong(p) for g, p in enumerate(problems) for i in range(GROUP)]
+    columns = {"answer": [p.answer for p in problems for _ in range(GROUP)]}
+    scored = RewardWorker(["math_accuracy", "format", "length_penalty"], [1.0, 0.2, 1.0]).score(completions, columns)
+    return problems, completions, scored
+
+
+def test_records_are_the_best_and_worst_of_random_groups(step_batch):
+    problems, completions, scored = step_batch
+    records = sample_records(7, problems, completions, scored, k=4, seed=1)
+    assert len(records) == 4 and [r["pick"] for r in records] == ["best", "worst", "best", "worst"]
+    assert records[0]["group"] == records[1]["group"] < records[2]["group"] == records[3]["group"]
+    for record in records:
+        group = record["group"]
+        assert record["problem_id"] == problems[group].id and record["answer"] == problems[group].answer
+        assert group * GROUP <= record["sample"] < (group + 1) * GROUP
+        assert record["completion"] == completions[record["sample"]] and record["step"] == 7
+        assert record["group_rewards"] == scored["total"][group * GROUP:(group + 1) * GROUP]
+        choose = max if record["pick"] == "best" else min
+        assert record["reward"] == choose(record["group_rewards"])
+        assert set(record["components"]) == set(record["reasons"]) == {"math_accuracy", "format", "length_penalty"}
+        assert record["reasons"]["length_penalty"] is None
+    assert json.loads(json.dumps(records)) == records
+
+
+def test_the_reasons_show_why_a_sample_scored(step_batch):
+    problems, completions, scored = step_batch
+    records = [r for step in range(20) for r in sample_records(step, problems, completions, scored, k=2)]
+    wrong_ones = [r for r in records if r["completion"] == wrong(None)]
+    right_ones = [r for r in records if r["completion"] != wrong(None)]
+    assert wrong_ones and right_ones
+    for record in wrong_ones:
+        assert record["reasons"]["math_accuracy"].startswith("numeric-not-equal: extracted '6'")
+        assert record["reasons"]["format"] == "missing or misplaced think block" and record["reward"] == 0.0
+    for record in right_ones:
+        assert record["reasons"]["math_accuracy"].endswith(f"extracted '{record['answer']}', gold '{record['answer']}'")
+        assert record["reasons"]["format"] == "ok" and record["reward"] == pytest.approx(1.2)
+
+
+def test_choice_is_deterministic_and_moves_with_the_step(step_batch):
+    problems, completions, scored = step_batch
+    pick = lambda step, seed=0: [r["sample"] for r in sample_records(step, problems, completions, scored, 2, seed)]
+    assert pick(3) == pick(3) and pick(3, seed=5) == pick(3, seed=5)
+    assert len({tuple(pick(step)) for step in range(30)}) == 6  # every group gets read over the steps
+
+
+def test_a_group_of_equal_rewards_shows_two_different_completions(step_batch):
+    problems, completions, scored = step_batch
+    records = [r for step in range(30) for r in sample_records(step, problems, completions, scored, k=2)]
+    uniform = [r for r in records if r["group"] == 0]  # group 0: every completion wrong
+    assert uniform and {r["sample"] for r in uniform} == {0, 3}
+
+
+def test_sizes_and_mismatches(step_batch):
+    problems, completions, scored = step_batch
+    assert sample_records(0, problems, completions, scored, k=0) == []
+    assert len(sample_records(0, problems, completions, scored, k=3)) == 3
+    assert len(sample_records(0, problems, completions, scored, k=100)) == 12  # every group's best and worst
+    assert [r["pick"] for r in sample_records(0, problems[:4], completions[:4], scored | {
+        "total": scored["total"][:4], "components": {}}, k=4)] == ["best"] * 4  # groups of one
+    with pytest.raises(ValueError, match="do not split into groups"):
+        sample_records(0, problems[:5], completions, scored)
+    with pytest.raises(ValueError, match="rewards for"):
+        sample_records(0, problems, completions[:-6], scored)
+    without_reasons = {k: v for k, v in scored.items() if k != "reasons"}
+    assert sample_records(0, problems, completions, without_reasons, k=1)[0]["reasons"]["format"] is None
+
+
+@pytest.mark.parametrize("tensorboard", [False, True])
+def test_log_samples_writes_samples_jsonl_and_tensorboard_text(tmp_path, step_batch, tensorboard):
+    problems, completions, scored = step_batch
+    logger = MetricsLogger(tmp_path, jsonl=True, tensorboard=tensorboard)
+    logger.log_samples(1, [])
+    assert not (tmp_path / "samples.jsonl").exists()  # nothing to log, no file
+    first, second = (sample_records(step, problems, completions, scored, k=2) for step in (1, 2))
+    logger.log_samples(1, first)
+    logger.log_samples(2, second)
+    logger.close()
+    lines = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == first + second
+    if tensorboard:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0})
+        events.Reload()
+        texts = events.Tensors("samples/text_summary")
+        assert [t.step for t in texts] == [1, 2]
+        shown = texts[0].tensor_proto.string_val[0].decode()
+        assert first[0]["question"] in shown and "math_accuracy = " in shown
+
+
+def test_markdown_names_the_pick_scores_and_reasons(step_batch):
+    problems, completions, scored = step_batch
+    record = sample_records(0, problems, completions, scored, k=1)[0]
+    text = sample_markdown(record)
+    assert text.startswith(f"**best** of group {record['group']} ({record['problem_id']})")
+    assert f"({record['reasons']['math_accuracy']})" in text and record["completion"] in text

@@ -1,0 +1,27 @@
+"""rl.rewarding: the reward stage's per-sample reasons, with the real reward functions and grading pool."""
+
+from rl.rewarding import RewardWorker
+
+COMPLETIONS = ["<think>\n2 + 2 = 4\n</think>\nThe answer is \\boxed{4}.", "<think>\n2 + 2 = }.", "no answer"]
+COLUMNS = {"answer": ["4", "4", "4"], "solution": [None, None, None]}
+
+
+def test_score_returns_reasons_of_the_functions_that_explain_themselves():
+    worker = RewardWorker(["math_accuracy", "format", "length_penalty"], [1.0, 0.5, 1.0])
+    scored = worker.score(COMPLETIONS, COLUMNS)
+    assert set(scored) == {"total", "components", "errors", "reasons", "seconds"}
+    assert scored["components"]["math_accuracy"] == [1.0, 0.0, 0.0]
+    assert scored["total"] == [1.5, 0.0, 0.0] and scored["errors"] == {}
+    assert scored["reasons"]["math_accuracy"] == ["string-equal (boxed): extracted '4', gold '4'",
+                                                  "numeric-not-equal: extracted '2', gold '4'", "no-answer"]
+    assert scored["reasons"]["format"] == ["ok", "missing or misplaced think block",
+                                           "missing or misplaced think block"]
+    assert scored["reasons"]["length_penalty"] == [None, None, None]  # no explain method: no reasons
+
+
+def test_a_failing_function_gives_its_error_as_every_sample_s_reason():
+    worker = RewardWorker(["json:loads", "format"])  # json.loads(list, answer=...) raises TypeError
+    scored = worker.score(COMPLETIONS, COLUMNS)
+    assert scored["components"]["json:loads"] == [0.0, 0.0, 0.0]
+    assert all(r.startswith("failed: TypeError") for r in scored["reasons"]["json:loads"])
+    assert scored["reasons"]["format"][0] == "ok"
