@@ -39,11 +39,17 @@ def _checkpoint_name(name: str, n_layers: int) -> str:
     return "model." + name
 
 
-def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    """The model's weights in checkpoint layout (what save_pretrained writes and vLLM's loader takes)."""
+def to_hf_state_dict(model: Transformer, state_dict: dict[str, torch.Tensor] | None = None
+                     ) -> dict[str, torch.Tensor]:
+    """The model's weights in checkpoint layout (what save_pretrained writes and vLLM's loader takes).
+
+    state_dict: the weights to convert when they are not the module's own, e.g. the full tensors gathered
+    from a sharded (FSDP) copy of the model; default model.state_dict().
+    """
     n_layers = model.args.num_hidden_layers
+    state_dict = model.state_dict() if state_dict is None else state_dict
     out: dict[str, torch.Tensor] = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in state_dict.items():
         if name == "lm_head.weight" and model.args.tie_word_embeddings:
             continue
         prefix, _, leaf = name.rpartition(".")
@@ -58,7 +64,7 @@ def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
         else:
             out[_checkpoint_name(name, n_layers)] = tensor
     for k in range(model.args.num_nextn_predict_layers):  # each MTP layer carries the embedding, as in V3
-        out[f"model.layers.{n_layers + k}.embed_tokens.weight"] = model.embed_tokens.weight
+        out[f"model.layers.{n_layers + k}.embed_tokens.weight"] = state_dict["embed_tokens.weight"]
     return out
 
 
@@ -106,15 +112,19 @@ def standalone_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return tensors
 
 
-def save_pretrained(model: Transformer, folder: str | Path, tokenizer_dir: str | Path | None = TOKENIZER_DIR) -> Path:
-    """Write the model (and the tokenizer files from tokenizer_dir) as a HF checkpoint folder."""
+def save_pretrained(model: Transformer, folder: str | Path, tokenizer_dir: str | Path | None = TOKENIZER_DIR,
+                    state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the model (and the tokenizer files from tokenizer_dir) as a HF checkpoint folder.
+
+    state_dict: full weights to write instead of the module's own (see to_hf_state_dict).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.args.save(folder / "config.json")
     generation = {"bos_token_id": model.args.bos_token_id, "eos_token_id": model.args.eos_token_id,
                   "pad_token_id": model.args.pad_token_id}
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
-    save_file(standalone_tensors(to_hf_state_dict(model)), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(standalone_tensors(to_hf_state_dict(model, state_dict)), str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
     if tokenizer_dir is not None:
         for name in TOKENIZER_FILES:
             shutil.copy(Path(tokenizer_dir) / name, folder / name)

@@ -208,6 +208,32 @@ def agg_loss(
     raise ValueError(f"unknown aggregation mode {mode!r}; valid: {', '.join(AGG_MODES)}")
 
 
+def shard_loss_weight(mode: str, local_rows: float, local_tokens: float, global_rows: float,
+                      global_tokens: float) -> float:
+    """The factor that turns one data-parallel shard's `agg_loss` into its share of the global batch's loss.
+
+    With W learners each holding part of a mini-batch, the sum over shards of `weight * agg_loss(shard)`
+    equals `agg_loss` of the whole mini-batch on one learner, for every mode: sequence means are re-weighted
+    by the shard's share of the rows, a local token mean by its share of the tokens; "token-sum-global" is
+    already global through `num_items_in_batch`. (Data-parallel wrappers average gradients over W, so a
+    learner back-propagates `W * weight * loss`.)
+
+    Args:
+        mode: the aggregation mode (`LossSpec.agg`).
+        local_rows: rows of the shard's mini-batch (its padding rows included: they sit in its denominator).
+        local_tokens: completion tokens counted by the shard's mask.
+        global_rows: real rows of the mini-batch over all shards (padding rows excluded).
+        global_tokens: completion tokens of the mini-batch over all shards.
+    """
+    if mode == "token-sum-global":
+        return 1.0
+    if mode == "token-mean":
+        return local_tokens / max(global_tokens, 1.0)
+    if mode in ("seq-mean-token-mean", "seq-mean-token-sum", "token-sum-norm"):
+        return local_rows / max(global_rows, 1.0)
+    raise ValueError(f"unknown aggregation mode {mode!r}; valid: {', '.join(AGG_MODES)}")
+
+
 # ------------------------------------------------------------------------------------------------ loss registry
 
 

@@ -64,6 +64,10 @@ class LearnerBatch:
     completion_ids: torch.Tensor  # (B, L)
     rollout_logprobs: torch.Tensor  # (B, L)
     advantages: torch.Tensor  # (B,)
+    is_sample: torch.Tensor  # (B,) bool: False for a padding row that evens out data-parallel shards
+
+    FIELDS = ("input_ids", "completion_start", "completion_mask", "completion_ids", "rollout_logprobs", "advantages",
+              "is_sample")
 
     @classmethod
     def from_rollouts(cls, batch: RolloutBatch, pad_id: int, mask_truncated: bool) -> "LearnerBatch":
@@ -86,14 +90,47 @@ class LearnerBatch:
         return cls(input_ids=input_ids,
                    completion_start=torch.tensor([len(s.prompt_ids) for s in samples]),
                    completion_mask=completion_mask, completion_ids=completion_ids,
-                   rollout_logprobs=rollout_logprobs, advantages=batch.advantages.float())
+                   rollout_logprobs=rollout_logprobs, advantages=batch.advantages.float(),
+                   is_sample=torch.ones(n, dtype=torch.bool))
+
+    def __len__(self) -> int:
+        return self.input_ids.size(0)
 
     def chunks(self, n_chunks: int) -> list["LearnerBatch"]:
-        """Split along the batch axis into n_chunks (for mini-batches)."""
-        fields = ("input_ids", "completion_start", "completion_mask", "completion_ids", "rollout_logprobs",
-                  "advantages")
-        parts = [getattr(self, name).tensor_split(n_chunks) for name in fields]
-        return [LearnerBatch(**dict(zip(fields, values))) for values in zip(*parts) if len(values[0])]
+        """Split along the batch axis into n_chunks (for mini-batches); empty chunks are left out."""
+        parts = [getattr(self, name).tensor_split(n_chunks) for name in self.FIELDS]
+        return [LearnerBatch(**dict(zip(self.FIELDS, values))) for values in zip(*parts) if len(values[0])]
+
+    def padding_row(self) -> "LearnerBatch":
+        """One row that takes part in the forward and backward passes but counts for nothing (no completion
+        token in the mask, advantage 0, is_sample False)."""
+        fields = {name: getattr(self, name)[:1].clone() for name in self.FIELDS}
+        fields["completion_mask"].zero_()
+        fields["advantages"].zero_()
+        fields["is_sample"].zero_()
+        return LearnerBatch(**fields)
+
+    def to(self, device: torch.device | str) -> "LearnerBatch":
+        return LearnerBatch(**{name: getattr(self, name).to(device) for name in self.FIELDS})
+
+    def shard(self, n_shards: int, mini_batches: int) -> list[list["LearnerBatch"]]:
+        """The batch cut for n_shards data-parallel learners: shard r's mini-batch i is the r-th part of the
+        i-th of `mini_batches` chunks, so mini-batch i over all shards is exactly the one a single learner
+        takes. A part that would be empty gets one padding row (every learner must run each step's
+        collectives).
+
+        Returns:
+            shards[r][i]: learner r's mini-batch i.
+        """
+        if len(self) < mini_batches:
+            raise ValueError(f"{len(self)} samples cannot fill {mini_batches} mini-batches")
+        shards: list[list[LearnerBatch]] = [[] for _ in range(n_shards)]
+        for chunk in self.chunks(mini_batches):
+            parts = [getattr(chunk, name).tensor_split(n_shards) for name in self.FIELDS]
+            for rank, values in enumerate(zip(*parts)):
+                part = LearnerBatch(**dict(zip(self.FIELDS, values)))
+                shards[rank].append(part if len(part) else chunk.padding_row())
+        return shards
 
 
 def completion_logits(logits: torch.Tensor, completion_start: torch.Tensor, length: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import yaml
 
 from model.config import ConfigError as _ModelConfigError
+from rl.data import DATASET_NAMES, split_error
 
 
 class ConfigError(_ModelConfigError):
@@ -75,15 +76,16 @@ class ModelConfig(_Section):
         _choice(self.dtype, "model.dtype", ("float32", "bfloat16"))
 
 
-DATASETS = ("synthetic", "gsm8k", "math")
+DATASETS = DATASET_NAMES
 
 
 @dataclass
 class DataConfig(_Section):
     section: typing.ClassVar[str] = "data"
-    train: str = _field("synthetic", "Training problems: synthetic (seeded arithmetic), gsm8k (train split) or math.")
-    eval: str = _field("synthetic", "Held-out problems: synthetic (disjoint from training), gsm8k (test split) or "
-                       "math (MATH-500).")
+    train: str = _field("synthetic", "Training problems: synthetic (seeded arithmetic) or gsm8k (its train split); "
+                        "the test sets math500/math and aime2024/aime2025 are refused.")
+    eval: str = _field("synthetic", "Held-out problems (a test split): synthetic (disjoint from training), gsm8k, "
+                       "math500 (alias math), aime2024 (aime24), aime2025 (aime25).")
     levels: list[int] = _field([1, 2, 3], "Synthetic difficulty levels (number of arithmetic operations).")
     num_train: int = _field(2000, "Training problems to use (synthetic: to generate); 0 = the whole dataset.")
     num_eval: int = _field(200, "Evaluation problems to use; 0 = the whole evaluation set.")
@@ -94,8 +96,9 @@ class DataConfig(_Section):
                                        "within \\boxed{}.'; None = the question alone (the tiny policy's format).")
 
     def validate(self) -> None:
-        _choice(self.train, "data.train", DATASETS)
-        _choice(self.eval, "data.eval", DATASETS)
+        for name, split in (("train", "train"), ("eval", "test")):  # unknown names, and training on a test set
+            error = split_error(getattr(self, name), split)
+            _require(error is None, f"data.{name}", error or "")
         _require(bool(self.levels) and all(level >= 1 for level in self.levels), "data.levels",
                  f"must be a non-empty list of levels >= 1, got {self.levels}")
         _require(self.num_train >= 0, "data.num_train", "must be >= 0")
@@ -227,9 +230,18 @@ class TrainerConfig(_Section):
                              "never.")
     seed: int = _field(0, "Seed of sampling and of the learner.")
     resume: bool = _field(False, "Continue from the latest checkpoint in output_dir, if there is one.")
+    num_learners: int = _field(1, "Learner processes training the policy together (FSDP2: each holds a shard of the "
+                               "weights and optimizer state and takes a share of every mini-batch); one per GPU.")
+    learner_device: str = _field("auto", "Where the learners compute: cpu, cuda, or auto (cuda when the Ray cluster "
+                                 "has a GPU for every learner).")
+    precision: str = _field("fp32", "Learner arithmetic: fp32, or bf16 (autocast forward/backward with fp32 master "
+                            "weights, optimizer state and loss).")
 
     def validate(self) -> None:
         _require(self.steps >= 0, "trainer.steps", "must be >= 0")
+        _require(self.num_learners >= 1, "trainer.num_learners", "must be >= 1")
+        _choice(self.learner_device, "trainer.learner_device", ("auto", "cpu", "cuda"))
+        _choice(self.precision, "trainer.precision", ("fp32", "bf16"))
         _require(bool(self.output_dir), "trainer.output_dir", "must not be empty")
         _require(self.save_every >= 0, "trainer.save_every", "must be >= 0")
         _require(self.eval_every >= 0, "trainer.eval_every", "must be >= 0")
@@ -242,6 +254,12 @@ class LoggingConfig(_Section):
     tensorboard: bool = _field(True, "Write TensorBoard event files in the run folder.")
     wandb_project: str | None = _field(None, "Weights & Biases project to log to; None = off.")
     progress: bool = _field(True, "Show a progress bar.")
+    samples_per_step: int = _field(4, "Completions written each step to samples.jsonl (and TensorBoard's text tab) "
+                                   "with their rewards and the reward functions' reasons: the best and the worst "
+                                   "of samples_per_step / 2 randomly drawn groups; 0 = off.")
+
+    def validate(self) -> None:
+        _require(self.samples_per_step >= 0, "logging.samples_per_step", "must be >= 0")
 
 
 @dataclass

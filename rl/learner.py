@@ -1,13 +1,13 @@
 """Learner: holds the policy being trained, computes its logprobs of rollouts and applies GRPO updates.
 
-Runs as a Ray actor (see `learner_actor`); on GPUs several learners would shard one policy with FSDP
-(not built yet: one learner process today). Policies are our DeepSeek-V3 Transformer for checkpoints of
-that architecture and transformers' own class for any other Hugging Face causal LM.
+A Learner is one process (a Ray actor in the pipeline); a LearnerGroup is the N learners that train one
+policy together with FSDP2 (one per GPU; on CPUs over gloo, which the tests use). Policies are our
+DeepSeek-V3 Transformer for checkpoints of that architecture and transformers' own class for any other
+Hugging Face causal LM.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -39,15 +39,17 @@ def load_policy(checkpoint: str | Path, dtype: torch.dtype = torch.float32) -> t
     return load_pretrained(checkpoint, dtype=dtype)
 
 
-def checkpoint_state_dict(policy: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The policy's weights in checkpoint layout (what vLLM's loader and save_pretrained expect)."""
+def checkpoint_state_dict(policy: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None
+                          ) -> dict[str, torch.Tensor]:
+    """The policy's weights (or the given full state_dict of it) in checkpoint layout (what vLLM's loader
+    and save_pretrained expect)."""
     from model import Transformer, to_hf_state_dict
 
     if isinstance(policy, Transformer):
-        return to_hf_state_dict(policy)
+        return to_hf_state_dict(policy, state_dict)
     from transformers.core_model_loading import revert_weight_conversion  # transformers 5 fuses MoE experts
 
-    return revert_weight_conversion(policy, policy.state_dict())
+    return revert_weight_conversion(policy, policy.state_dict() if state_dict is None else state_dict)
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
@@ -64,31 +66,91 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
     return factor
 
 
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when a GPU is visible, else cpu; a cuda request without a GPU is a clear error."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"learner device {device!r} asked for, but this process sees no GPU "
+                           "(on Ray, the learner actor must request num_gpus)")
+    return torch.device(device)
+
+
 class Learner:
-    """The policy, its optimizer and scheduler, and the reference policy when beta > 0."""
+    """The policy, its optimizer and scheduler, and the reference policy when beta > 0.
+
+    One learner is one process. Several (world_size > 1) train one policy together: each holds a shard of
+    every parameter and of the optimizer state (FSDP2, `fully_shard` per transformer block), takes its part
+    of each mini-batch (LearnerBatch.shard) and the gradients are reduced across them (NCCL on GPUs, gloo on
+    CPUs). The loss of each part is weighted so that W learners take exactly the step one learner would take
+    on the whole batch (algos.shard_loss_weight).
+    """
 
     def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int,
-                 seed: int = 0, threads: int = 1):
+                 seed: int = 0, threads: int = 1, temperature: float = 1.0, device: str = "cpu",
+                 precision: str = "fp32", rank: int = 0, world_size: int = 1,
+                 store_address: tuple[str, int] | None = None):
         """
         Args:
             algorithm: an AlgorithmConfig (rl/config.py).
             total_steps: GRPO steps of the run (the learning-rate schedule spans them).
             max_completion_length: the rollout's max_new_tokens (dr_grpo's constant normaliser).
             threads: torch threads (the learner works while the rollout workers wait, so it may use all cores).
+            temperature: the rollout sampling temperature; logprobs are those of logits / temperature.
+            device: "cpu", "cuda" or "auto".
+            precision: "fp32", or "bf16" (bf16 autocast of the forward and backward; fp32 master weights,
+                optimizer state and loss).
+            rank, world_size: this learner's place among the learners training one policy.
+            store_address: (host, port) of the torch.distributed TCPStore the learners meet at (world_size > 1).
         """
         torch.set_num_threads(threads)
-        self.max_completion_length = max_completion_length
         torch.manual_seed(seed)
         self.algorithm = algorithm
-        self.policy = load_policy(checkpoint)
-        self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False) if algorithm.beta > 0 else None
+        self.max_completion_length = max_completion_length
+        self.temperature = temperature
+        self.device = resolve_device(device)
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        self.rank, self.world_size = rank, world_size
+        if world_size > 1:
+            self._join_process_group(store_address)
+        self.policy = self._prepare(load_policy(checkpoint))
+        self.reference = None
+        if algorithm.beta > 0:
+            self.reference = self._prepare(load_policy(checkpoint)).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=algorithm.lr,
                                            weight_decay=algorithm.weight_decay)
         updates = total_steps * algorithm.num_iterations * algorithm.mini_batches
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(algorithm.lr_schedule, algorithm.warmup_steps, updates))
-        algos.get_loss_fn(algorithm.loss_type)  # an unknown loss_type fails here, before any rollout
+        self.loss_spec = algos.get_loss_spec(algorithm.loss_type)  # an unknown loss_type fails here, before any rollout
         self.version = 0  # optimizer steps taken; rollout workers report which version sampled a batch
+
+    def _join_process_group(self, store_address: tuple[str, int] | None) -> None:
+        import torch.distributed as dist
+
+        if store_address is None:
+            raise ValueError("world_size > 1 needs the store_address the learners meet at")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device.index or 0)
+        store = dist.TCPStore(store_address[0], store_address[1], is_master=False)
+        dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo", store=store, rank=self.rank,
+                                world_size=self.world_size)
+
+    def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Onto the device; with several learners, sharded: one FSDP unit per transformer block, then the rest."""
+        model = model.to(self.device)
+        if self.world_size == 1:
+            return model
+        from torch.distributed.fsdp import fully_shard
+
+        blocks = getattr(model, "layers", None) or getattr(getattr(model, "model", None), "layers", [])
+        for block in blocks:
+            fully_shard(block)
+        return fully_shard(model)
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
 
     def ready(self) -> bool:
         return True
@@ -100,126 +162,303 @@ class Learner:
         return ray.get_runtime_context().get_node_id()
 
     # ------------------------------------------------------------------ forward passes
-    def _completion_logprobs(self, model: torch.nn.Module, batch: LearnerBatch) -> torch.Tensor:
-        """Logprobs (B, L) of the completion tokens under model."""
-        logits = completion_logits(model(batch.input_ids).logits, batch.completion_start,
-                                   batch.completion_ids.size(1))
-        return algos.selective_log_softmax(logits, batch.completion_ids)
+    def _completion_logprobs(self, model: torch.nn.Module, batch: LearnerBatch
+                             ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Logprobs (B, L) of the completion tokens under model (at the sampling temperature), the (B, L, V)
+        logits they came from, and the model's whole output."""
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            output = model(batch.input_ids)
+        logits = completion_logits(output.logits, batch.completion_start, batch.completion_ids.size(1))
+        return algos.selective_log_softmax(logits, batch.completion_ids, self.temperature), logits, output
 
     @torch.no_grad()
     def logprobs(self, batch: LearnerBatch) -> torch.Tensor:
         """The current policy's logprobs (B, L) of the batch's completions (eval mode: no load counting)."""
         self.policy.eval()
-        return self._completion_logprobs(self.policy, batch)
+        return self._completion_logprobs(self.policy, batch.to(self.device))[0]
 
     # ------------------------------------------------------------------ the update
-    def train_step(self, batch: LearnerBatch) -> dict[str, float]:
-        """num_iterations passes over the batch in mini_batches, one optimizer step per mini-batch."""
+    def train_step(self, batch: LearnerBatch | list[LearnerBatch]) -> dict[str, float]:
+        """num_iterations passes over the batch, one optimizer step per mini-batch.
+
+        batch: the whole batch (a single learner splits it into algorithm.mini_batches), or this learner's
+        mini-batches as LearnerBatch.shard cut them (every learner of a group gets the same count).
+        """
         started = time.perf_counter()
         algorithm = self.algorithm
-        mask = batch.completion_mask
+        mini_batches = batch.chunks(algorithm.mini_batches) if isinstance(batch, LearnerBatch) else list(batch)
+        mini_batches = [chunk.to(self.device) for chunk in mini_batches]
         # Fully on-policy (one pass, one mini-batch): the old logprobs are the training forward's own, detached,
         # as in TRL; otherwise they are computed once before the first update.
-        on_policy = algorithm.num_iterations == 1 and algorithm.mini_batches == 1
-        old_logprobs = None if on_policy else self.logprobs(batch)
-        reference = None
+        on_policy = algorithm.num_iterations == 1 and len(mini_batches) == 1
+        old_logprobs = [None if on_policy else self.logprobs(chunk) for chunk in mini_batches]
+        references = [None] * len(mini_batches)
         if self.reference is not None:
             with torch.no_grad():
-                reference = self._completion_logprobs(self.reference, batch)
-        # dapo-style losses normalise by the tokens of the whole batch, split evenly over the mini-batches
-        tokens_per_mini_batch = mask.sum() / algorithm.mini_batches
+                references = [self._completion_logprobs(self.reference, chunk)[0] for chunk in mini_batches]
+        weights, num_items = self._shard_weights(mini_batches)
         sums: dict[str, list[float]] = {}
         self.policy.train()
-        chunk_index = torch.arange(len(batch.advantages)).tensor_split(algorithm.mini_batches)
         for _ in range(algorithm.num_iterations):
-            for chunk, index in zip(batch.chunks(algorithm.mini_batches), chunk_index):
-                output = self.policy(chunk.input_ids)
-                logits = completion_logits(output.logits, chunk.completion_start, chunk.completion_ids.size(1))
-                logprobs = algos.selective_log_softmax(logits, chunk.completion_ids)
-                if old_logprobs is None:
-                    old_logprobs = logprobs.detach()
+            for i, chunk in enumerate(mini_batches):
+                logprobs, logits, output = self._completion_logprobs(self.policy, chunk)
+                if old_logprobs[i] is None:
+                    old_logprobs[i] = logprobs.detach()
                 loss, loss_metrics = algos.policy_loss(
-                    logprobs, old_logprobs[index], chunk.advantages, chunk.completion_mask,
+                    logprobs, old_logprobs[i], chunk.advantages, chunk.completion_mask,
                     loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low,
-                    epsilon_high=algorithm.epsilon_high, beta=algorithm.beta,
-                    ref_logprobs=None if reference is None else reference[index],
-                    max_completion_length=self.max_completion_length, num_items_in_batch=tokens_per_mini_batch,
+                    epsilon_high=algorithm.epsilon_high, beta=algorithm.beta, ref_logprobs=references[i],
+                    max_completion_length=self.max_completion_length, num_items_in_batch=num_items,
                     importance_sampling_level=algorithm.importance_sampling_level,
                     kl_bias_correction=algorithm.kl_bias_correction,
                     **({"delta": algorithm.delta} if algorithm.delta is not None else {}))
                 total = loss + getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
                 self.optimizer.zero_grad(set_to_none=True)
-                total.backward()
+                (total * weights[i] * self.world_size).backward()  # FSDP averages gradients over the learners
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), algorithm.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
                 with torch.no_grad():
-                    entropy = algos.masked_mean(algos.entropy_from_logits(logits), chunk.completion_mask)
-                step_metrics = {"loss": loss.item(), "grad_norm": grad_norm.item(), "entropy": entropy.item()}
+                    entropy = algos.masked_mean(algos.entropy_from_logits(logits.float() / self.temperature),
+                                                chunk.completion_mask)
+                step_metrics = {"loss": loss.item(), "grad_norm": _full(grad_norm).item(), "entropy": entropy.item()}
                 step_metrics |= {k: float(v) for k, v in loss_metrics.items()}
+                for key in ("loss", "actor/pg_loss"):  # the batch's loss once averaged over the learners
+                    step_metrics[key] *= weights[i] * self.world_size
                 if hasattr(self.policy, "update_balance_bias") and algorithm.balance_bias_speed > 0:
+                    self._all_reduce_expert_load()
                     step_metrics |= self.policy.update_balance_bias(algorithm.balance_bias_speed)
                 for key, value in step_metrics.items():
                     sums.setdefault(key, []).append(value)
         self.version += 1
         elapsed = time.perf_counter() - started
         forwards = algorithm.num_iterations + (0 if on_policy else 1) + (self.reference is not None)
-        return (self._mismatch_metrics(old_logprobs, batch)
-                | {key: sum(values) / len(values) for key, values in sums.items()}
-                | {"lr": self.scheduler.get_last_lr()[0], "time/learn_s": elapsed,
-                   "throughput/learner_tokens_per_s": batch.input_ids.numel() * forwards / max(elapsed, 1e-9)})
+        tokens = sum(chunk.input_ids.numel() for chunk in mini_batches)
+        metrics = (self._mismatch_metrics(torch.cat([lp.flatten() for lp in old_logprobs]), mini_batches)
+                   | {key: sum(values) / len(values) for key, values in sums.items()}
+                   | {"throughput/learner_tokens_per_s": tokens * forwards / max(elapsed, 1e-9)})
+        metrics = self._mean_over_learners(metrics)
+        metrics["throughput/learner_tokens_per_s"] *= self.world_size  # all learners together
+        return metrics | {"lr": self.scheduler.get_last_lr()[0], "time/learn_s": elapsed}
+
+    def _shard_weights(self, mini_batches: list[LearnerBatch]) -> tuple[list[float], float]:
+        """Each mini-batch's loss weight (algos.shard_loss_weight; 1.0 for a single learner) and the
+        token-sum-global normaliser: the whole batch's completion tokens over all learners / mini-batches."""
+        local = torch.tensor([[chunk.is_sample.sum().item(), chunk.completion_mask.sum().item()]
+                              for chunk in mini_batches], dtype=torch.float64)
+        summed = self._all_reduce_sum(local)
+        weights = [algos.shard_loss_weight(self.loss_spec.agg, len(chunk), local[i, 1].item(),
+                                           summed[i, 0].item(), summed[i, 1].item())
+                   for i, chunk in enumerate(mini_batches)]
+        return weights, summed[:, 1].sum().item() / len(mini_batches)
+
+    def _all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.distributed:
+            return tensor
+        import torch.distributed as dist
+
+        reduced = tensor.to(self.device, copy=True)  # all_reduce works in place
+        dist.all_reduce(reduced)
+        return reduced.cpu()
+
+    def _mean_over_learners(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Each metric averaged over the learners (maxima: the maximum)."""
+        if not self.distributed:
+            return metrics
+        keys = sorted(metrics)
+        maxima = [k for k in keys if k.endswith("_max")]
+        means = [k for k in keys if k not in maxima]
+        summed = self._all_reduce_sum(torch.tensor([metrics[k] for k in means], dtype=torch.float64))
+        result = {k: v / self.world_size for k, v in zip(means, summed.tolist())}
+        if maxima:
+            import torch.distributed as dist
+
+            values = torch.tensor([metrics[k] for k in maxima], dtype=torch.float64, device=self.device)
+            dist.all_reduce(values, op=dist.ReduceOp.MAX)
+            result |= dict(zip(maxima, values.tolist()))
+        return result
+
+    def _all_reduce_expert_load(self) -> None:
+        """Every learner counts the expert load of its own tokens; the bias update needs the load of all of
+        them (and then stays identical on every learner)."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        for name, buffer in self.policy.named_buffers():
+            if name.endswith("expert_load"):
+                dist.all_reduce(buffer)
 
     @staticmethod
-    def _mismatch_metrics(learner_logprobs: torch.Tensor, batch: LearnerBatch) -> dict[str, float]:
-        """How far the learner's logprobs of the sampled tokens are from the rollout engine's, before the update."""
-        mask = batch.completion_mask
-        diff = (learner_logprobs - batch.rollout_logprobs).abs() * mask
+    def _mismatch_metrics(learner_logprobs: torch.Tensor, mini_batches: list[LearnerBatch]) -> dict[str, float]:
+        """How far the learner's logprobs of the sampled tokens are from the rollout engine's, before the update.
+
+        learner_logprobs: the mini-batches' (B_i, L_i) logprobs, flattened and concatenated in order.
+        """
+        rollout = torch.cat([chunk.rollout_logprobs.flatten() for chunk in mini_batches])
+        mask = torch.cat([chunk.completion_mask.flatten() for chunk in mini_batches])
+        learner_logprobs = learner_logprobs.float()
+        diff = (learner_logprobs - rollout).abs() * mask
         n_tokens = mask.sum().clamp(min=1).item()
         return {"mismatch/logprob_abs_diff_mean": diff.sum().item() / n_tokens,
                 "mismatch/logprob_abs_diff_max": diff.max().item(),
                 # KL(rollout || learner) on the sampled tokens (k3 estimator)
-                "mismatch/kl": (algos.k3_kl(learner_logprobs, batch.rollout_logprobs) * mask).sum().item() / n_tokens}
+                "mismatch/kl": (algos.k3_kl(learner_logprobs, rollout) * mask).sum().item() / n_tokens}
 
     # ------------------------------------------------------------------ weights and state
-    def weights_blob(self) -> bytes:
-        """Checkpoint-layout weights serialised for the rollout workers."""
+    def _full_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """The model's whole weights on the CPU (gathered from every learner: all must call; only rank 0
+        gets them, the others an empty dict)."""
+        if not self.distributed:
+            return {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def weights_blob(self) -> bytes | None:
+        """Checkpoint-layout weights serialised for the rollout workers (rank 0; None on the others)."""
         from rl.weight_sync import serialize_weights
 
-        return serialize_weights(checkpoint_state_dict(self.policy))
+        state_dict = self._full_state_dict(self.policy)
+        if self.rank != 0:
+            return None
+        return serialize_weights(checkpoint_state_dict(self.policy, state_dict))
 
     def save(self, folder: str) -> None:
-        """The policy in HF format plus optimizer, scheduler, RNG state and version (into folder)."""
+        """The policy in HF format plus optimizer, scheduler, RNG state and version (into folder; rank 0 writes,
+        every learner must call)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
         from model import Transformer, save_pretrained
 
         folder = Path(folder)
+        weights = self._full_state_dict(self.policy)
+        optimizer = get_optimizer_state_dict(self.policy, self.optimizer,
+                                             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        reference = None if self.reference is None else self._full_state_dict(self.reference)
+        if self.rank != 0:
+            return
         if isinstance(self.policy, Transformer):
-            save_pretrained(self.policy, folder)
+            save_pretrained(self.policy, folder, state_dict=weights)
         else:
-            self.policy.save_pretrained(folder)
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            self.policy.save_pretrained(folder, state_dict=weights)
+        state = {"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
                  "version": self.version, "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                 "numpy_rng": np.random.get_state()}
-        if self.reference is not None:
-            state["reference"] = self.reference.state_dict()
+                 "numpy_rng": np.random.get_state(), "reference": reference}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         torch.save(state, folder / LEARNER_STATE)
 
     def load(self, folder: str) -> None:
-        """Restore what save() wrote (the policy weights come from the same folder)."""
+        """Restore what save() wrote (the policy weights come from the same folder; every learner reads it)."""
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
         folder = Path(folder)
-        self.policy.load_state_dict(load_policy(folder).state_dict())
+        full = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.policy, load_policy(folder).state_dict(), options=full)
         state = torch.load(folder / LEARNER_STATE, weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
+        set_optimizer_state_dict(self.policy, self.optimizer, state["optimizer"], options=full)
         self.scheduler.load_state_dict(state["scheduler"])
         self.version = state["version"]
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         np.random.set_state(state["numpy_rng"])
-        if self.reference is not None and "reference" in state:
-            self.reference.load_state_dict(state["reference"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        if self.reference is not None and state.get("reference") is not None:
+            set_model_state_dict(self.reference, state["reference"], options=full)
 
 
-def learner_actor(num_cpus: float = 1, resources: dict[str, float] | None = None) -> Any:
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """A DTensor (sharded learners' grad norm) as a plain tensor."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+
+
+def learner_actor(num_cpus: float = 1, num_gpus: float = 0, resources: dict[str, float] | None = None) -> Any:
     """The Learner class as a Ray actor class."""
     import ray
 
-    return ray.remote(num_cpus=num_cpus, resources=resources or {})(Learner)
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or {})(Learner)
+
+
+class LearnerGroup:
+    """The learner actors that train one policy, driven as one: every call goes to all of them (the
+    collectives inside need every learner), each learner gets its shard of the batch, and what one learner
+    answers for all (metrics, weights) comes from rank 0.
+
+    The learners meet at a torch.distributed TCPStore that this driver-side object hosts (so no learner
+    has to be asked for an address first); a checkpoint folder must be reachable by every learner.
+    """
+
+    def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int, *,
+                 num_learners: int = 1, device: str = "cpu", precision: str = "fp32", temperature: float = 1.0,
+                 seed: int = 0, threads: int = 1, resources: dict[str, float] | None = None):
+        """
+        Args:
+            device: "cpu" or "cuda" (each learner actor then asks Ray for one GPU).
+            threads: torch threads of each learner.
+            Others: as Learner.
+        """
+        self.store, store_address = None, None
+        if num_learners > 1:
+            import ray
+            from torch.distributed import TCPStore
+
+            host = ray.util.get_node_ip_address()
+            self.store = TCPStore(host, 0, is_master=True, wait_for_workers=False)
+            store_address = (host, self.store.port)
+        # CPU learners share the cores one learner would have (Ray's CPU count is what placement reads).
+        on_gpu = device == "cuda"
+        actor_class = learner_actor(num_cpus=1 if on_gpu else 1 / num_learners, num_gpus=1 if on_gpu else 0,
+                                    resources=resources)
+        self.actors = [actor_class.remote(checkpoint, algorithm, total_steps, max_completion_length, seed=seed,
+                                          threads=threads, temperature=temperature, device=device,
+                                          precision=precision, rank=rank, world_size=num_learners,
+                                          store_address=store_address)
+                       for rank in range(num_learners)]
+        self.mini_batches = algorithm.mini_batches
+        self._pending: list = []  # calls of ranks > 0 whose answers nobody reads (see weights_blob)
+
+    def _call_all(self, method: str, *args) -> list:
+        import ray
+
+        calls = [getattr(actor, method).remote(*args) for actor in self.actors]
+        results = ray.get(self._pending + calls)[len(self._pending):]
+        self._pending = []
+        return results
+
+    def ready(self) -> bool:
+        return all(self._call_all("ready"))
+
+    def train_step(self, batch: LearnerBatch) -> dict[str, float]:
+        """One GRPO update on the batch; the metrics are averaged over the learners."""
+        import ray
+
+        shards = batch.shard(len(self.actors), self.mini_batches)
+        calls = [actor.train_step.remote(shard) for actor, shard in zip(self.actors, shards)]
+        results = ray.get(self._pending + calls)[len(self._pending):]
+        self._pending = []
+        return results[0]
+
+    def weights_blob(self) -> Any:
+        """An ObjectRef to rank 0's serialised weights (to hand to the rollout workers without a copy through
+        this driver). The other ranks' calls are collected at the next group call."""
+        calls = [actor.weights_blob.remote() for actor in self.actors]
+        self._pending += calls[1:]
+        return calls[0]
+
+    def save(self, folder: str) -> None:
+        self._call_all("save", folder)
+
+    def load(self, folder: str) -> None:
+        self._call_all("load", folder)
+
+    def node_ids(self) -> list[str]:
+        return self._call_all("node_id")
+
+    def kill(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)

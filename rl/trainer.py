@@ -15,6 +15,7 @@ import torch
 
 from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
+from rl.data import load_problems
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
@@ -51,7 +52,7 @@ class GRPOTrainer:
         from model import load_tokenizer
         from rl.config import save_config
         from rl.data import PromptCursor
-        from rl.learner import learner_actor
+        from rl.learner import LearnerGroup
         from rl.logger import MetricsLogger
         from rl.rewarding import reward_worker_actor
 
@@ -70,12 +71,16 @@ class GRPOTrainer:
                      include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}})
         self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
-        self.learner = learner_actor(resources=config.ray.learner_resources).remote(
+        num_learners = config.trainer.num_learners
+        self.learners = LearnerGroup(
             str(self.policy_path), config.algorithm, config.trainer.steps, config.rollout.max_new_tokens,
-            config.trainer.seed, os.cpu_count() or 1)
+            num_learners=num_learners, device=self.learner_device(), precision=config.trainer.precision,
+            temperature=config.rollout.temperature, seed=config.trainer.seed,
+            threads=max(1, (os.cpu_count() or 1) // num_learners), resources=config.ray.learner_resources)
         self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights,
                                                      config.reward.num_workers, config.reward.timeout_s)
-        ray.get([w.ready.remote() for w in self.workers] + [self.learner.ready.remote(), self.rewarder.ready.remote()])
+        ray.get([w.ready.remote() for w in self.workers] + [self.rewarder.ready.remote()])
+        self.learners.ready()
         self.timings["time/startup_s"] = time.perf_counter() - started
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
         self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
@@ -83,6 +88,19 @@ class GRPOTrainer:
         checkpoint = latest_checkpoint(self.output_dir) if config.trainer.resume else None
         if checkpoint is not None:
             self.restore(checkpoint)
+
+    def learner_device(self) -> str:
+        """trainer.learner_device with "auto" resolved: cuda when the cluster has a GPU for every learner."""
+        import ray
+
+        device, wanted = self.config.trainer.learner_device, self.config.trainer.num_learners
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if device == "auto":
+            return "cuda" if gpus >= wanted else "cpu"
+        if device == "cuda" and gpus < wanted:
+            raise RuntimeError(f"trainer.learner_device=cuda with {wanted} learner(s), but the Ray cluster has "
+                               f"{gpus:g} GPU(s)")
+        return device
 
     def prepare_policy(self) -> Path:
         """The checkpoint GRPO starts from: the configured one, built from a preset, then SFT-warmed if asked."""
@@ -154,7 +172,7 @@ class GRPOTrainer:
             except Exception:
                 self.log(f"rollout worker {index} died: starting a new one with the current weights")
                 self.workers[index] = self.new_rollout_worker(index)
-                blob = self.learner.weights_blob.remote()
+                blob = self.learners.weights_blob()
                 ray.get(self.workers[index].load_weights.remote(blob, self.step))
 
     def train_step(self) -> dict:
@@ -178,6 +196,12 @@ class GRPOTrainer:
                                           for s in samples])
         with timed(timings, "reward"):
             scored = ray.get(self.rewarder.score.remote(batch.completions, batch.columns))
+        if config.logging.samples_per_step:
+            from rl.logger import sample_records
+
+            records = sample_records(self.step + 1, problems, batch.completions, scored,
+                                     k=config.logging.samples_per_step, seed=config.trainer.seed)
+            self.metrics.log_samples(self.step + 1, records)
         batch.rewards = torch.tensor(scored["total"])
         batch.reward_components = scored["components"]
         batch.advantages = algos.compute_grpo_advantages(batch.rewards, group, scale_by_std=config.algorithm.scale_rewards)
@@ -190,9 +214,9 @@ class GRPOTrainer:
             learner_batch = LearnerBatch.from_rollouts(batch.select(keep), pad_id=self.tokenizer.pad_token_id,
                                                        mask_truncated=config.algorithm.mask_truncated_completions)
             with timed(timings, "learn"):
-                metrics |= ray.get(self.learner.train_step.remote(learner_batch))
+                metrics |= self.learners.train_step(learner_batch)
             with timed(timings, "weight_sync"):
-                blob = self.learner.weights_blob.remote()
+                blob = self.learners.weights_blob()
                 ray.get([w.load_weights.remote(blob, self.step + 1) for w in self.workers])
         generated = sum(len(s.completion_ids) for s in samples)
         metrics["throughput/rollout_tokens_per_s"] = generated / max(timings["time/generate_s"], 1e-9)
@@ -240,7 +264,7 @@ class GRPOTrainer:
         final, tmp = root / f"step_{self.step}", root / f".tmp-step_{self.step}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        ray.get(self.learner.save.remote(str(tmp)))
+        self.learners.save(str(tmp))
         state = {"step": self.step, "cursor": self.cursor.state_dict(), "history": self.history}
         (tmp / TRAINER_STATE).write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
@@ -250,11 +274,11 @@ class GRPOTrainer:
     def restore(self, checkpoint: Path) -> None:
         import ray
 
-        ray.get(self.learner.load.remote(str(checkpoint)))
+        self.learners.load(str(checkpoint))
         state = json.loads((checkpoint / TRAINER_STATE).read_text())
         self.step, self.history = state["step"], state["history"]
         self.cursor.load_state_dict(state["cursor"])
-        blob = self.learner.weights_blob.remote()
+        blob = self.learners.weights_blob()
         ray.get([w.load_weights.remote(blob, self.step) for w in self.workers])
         self.log(f"resumed from {checkpoint} at step {self.step}")
 
@@ -301,9 +325,11 @@ class GRPOTrainer:
 
         if not ray.is_initialized():
             return
-        for actor in [*getattr(self, "workers", []), getattr(self, "learner", None), getattr(self, "rewarder", None)]:
+        for actor in [*getattr(self, "workers", []), getattr(self, "rewarder", None)]:
             if actor is not None:
                 ray.kill(actor)
+        if getattr(self, "learners", None) is not None:
+            self.learners.kill()
         if getattr(self, "owns_ray", False):
             ray.shutdown()
 
@@ -312,16 +338,5 @@ class GRPOTrainer:
         import ray
 
         return {"rollout": ray.get([w.node_id.remote() for w in self.workers]),
-                "learner": [ray.get(self.learner.node_id.remote())]}
+                "learner": self.learners.node_ids()}
 
-
-def load_problems(data_config) -> tuple[list, list]:
-    """Training and held-out problems for a DataConfig."""
-    from rl import data
-
-    if data_config.train == "synthetic":
-        return data.split_synthetic(data_config.num_train, data_config.num_eval, data_config.seed, data_config.levels)
-    loaders = {"gsm8k": lambda split: data.load_gsm8k(split), "math": lambda split: data.load_math500()}
-    train = loaders[data_config.train]("train")
-    evaluation = loaders[data_config.eval]("test")[:data_config.num_eval]
-    return train[:data_config.num_train] if data_config.num_train else train, evaluation

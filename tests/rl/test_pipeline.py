@@ -51,6 +51,8 @@ def test_grpo_job_runs_end_to_end_and_resumes_with_the_same_next_batch(ray_sessi
     assert [r["step"] for r in logged if "eval/pass@1" in r] == [0, 2, 3]
     assert Path(summary["plot"]).stat().st_size > 0
     assert (tmp_path / "a" / "checkpoints" / "step_3" / "model.safetensors").exists()
+    samples = [json.loads(line) for line in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    assert {r["step"] for r in samples} == {1, 2, 3} and all("completion" in r for r in samples)
 
     # the same job stopped after step 2 and resumed: step 3 draws the same prompts as the straight run
     first = GRPOTrainer(small_config(tmp_path / "b", "trainer.steps=2"), log=lambda *_: None)
@@ -67,6 +69,25 @@ def test_grpo_job_runs_end_to_end_and_resumes_with_the_same_next_batch(ray_sessi
     assert any("resumed from" in m and "step_2" in m for m in messages)
     step3 = [r for r in records(tmp_path / "b") if r["step"] == 3 and "reward/mean" in r]
     assert step3[0]["batch/problem_ids_sha1"] == steps[2]["batch/problem_ids_sha1"]
+
+
+def test_two_learners_train_one_policy_in_the_grpo_job(ray_session, tmp_path):
+    """FSDP over two CPU learner actors inside the real job: the rollout workers get the gathered weights (the
+    learner/vLLM logprob mismatch stays at float noise after each sync) and the checkpoint is complete."""
+    trainer = GRPOTrainer(small_config(tmp_path, "trainer.steps=2", "trainer.eval_every=0", "trainer.num_learners=2",
+                                       "algorithm.mini_batches=2", "sft.steps=40"),  # warm enough for reward variance
+                          log=lambda *_: None)
+    try:
+        trainer.fit()
+        assert len(set(trainer.learners.node_ids())) == 1 and len(trainer.learners.actors) == 2
+    finally:
+        trainer.shutdown()
+    steps = [r for r in records(tmp_path) if "reward/mean" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    learned = [r for r in steps if "grad_norm" in r]
+    assert learned, "no group had reward variance: nothing was learned"
+    assert all(r["mismatch/logprob_abs_diff_max"] < 1e-3 for r in learned)
+    assert (tmp_path / "checkpoints" / "step_2" / "model.safetensors").exists()
 
 
 def test_a_killed_rollout_worker_is_replaced_and_the_run_goes_on(ray_session, tmp_path):
