@@ -19,8 +19,10 @@ class RolloutWorker:
         import os
 
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))  # vLLM takes whole GiB
+        # Logprobs of the distribution that sampled (after temperature and top-p), which the learner compares
+        # its own (logits / temperature) against; vLLM's default reports the raw, temperature-1 ones.
         self.engine = make_engine(checkpoint, max_model_len=max_model_len, seed=seed, enforce_eager=enforce_eager,
-                                  worker_extension_cls=EXTENSION)
+                                  worker_extension_cls=EXTENSION, logprobs_mode="processed_logprobs")
         self.weights_version = 0
 
     def ready(self) -> bool:

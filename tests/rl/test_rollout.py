@@ -7,13 +7,13 @@ from rl.rollout import rollout_worker_actor
 from rl.weight_sync import serialize_weights
 
 
-def max_logprob_diff(policy, samples):
+def max_logprob_diff(policy, samples, temperature=1.0):
     worst = 0.0
     for sample in samples:
         tokens = torch.tensor([sample.prompt_ids + sample.completion_ids])
         with torch.no_grad():
             logits = policy(tokens).logits[0, len(sample.prompt_ids) - 1:-1]
-        ours = logits.log_softmax(-1).gather(1, torch.tensor(sample.completion_ids)[:, None])[:, 0]
+        ours = (logits / temperature).log_softmax(-1).gather(1, torch.tensor(sample.completion_ids)[:, None])[:, 0]
         worst = max(worst, (ours - torch.tensor(sample.rollout_logprobs)).abs().max().item())
     return worst
 
@@ -38,4 +38,7 @@ def test_rollout_worker_samples_and_takes_new_weights_in_place(ray_session, tiny
     assert seconds < 30
     updated = ray.get(worker.generate.remote(prompts, n=3, max_tokens=24, temperature=1.0, seed=1))
     assert max_logprob_diff(policy, updated) <= 1e-4
+    # below temperature 1 the engine reports the logprobs of the distribution it sampled from, as the learner's
+    hot = ray.get(worker.generate.remote(prompts, n=2, max_tokens=16, temperature=0.7, seed=2))
+    assert max_logprob_diff(policy, hot, temperature=0.7) <= 1e-4 < max_logprob_diff(policy, hot)
     ray.kill(worker)
