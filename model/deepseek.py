@@ -222,22 +222,40 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Sum over each token's K experts of gate value x expert(x), for x (N, D), weights/indices (N, K).
 
-        Token-expert pairs are sorted by expert so each expert runs one matmul over a contiguous slice
-        (a loop over experts, none over tokens).
+        Token-expert pairs are sorted by expert, so each expert's tokens form one contiguous slice: on GPUs
+        all experts then run as two grouped matmuls; elsewhere one matmul per expert (a loop over experts,
+        none over tokens).
         """
         top_k = indices.size(1)
         flat_experts = indices.flatten()
         order = flat_experts.argsort(stable=True)
-        counts = torch.bincount(flat_experts, minlength=self.down_proj.size(0)).tolist()
+        counts = torch.bincount(flat_experts, minlength=self.down_proj.size(0))
         token_of_pair = order // top_k
         inputs = x.index_select(0, token_of_pair)  # (N*K, D), grouped by expert
+        outputs = self._grouped(inputs, counts) if use_grouped_mm(x) else self._looped(inputs, counts)
+        outputs = outputs * weights.flatten()[order].unsqueeze(-1)
+        return torch.zeros_like(x).index_add_(0, token_of_pair, outputs.to(x.dtype))
+
+    def _looped(self, inputs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         outputs = []
-        for expert, chunk in enumerate(inputs.split(counts)):
+        for expert, chunk in enumerate(inputs.split(counts.tolist())):
             if chunk.numel():
                 gate, up = F.linear(chunk, self.gate_up_proj[expert]).chunk(2, dim=-1)
                 outputs.append(F.linear(F.silu(gate) * up, self.down_proj[expert]))
-        outputs = torch.cat(outputs) * weights.flatten()[order].unsqueeze(-1)
-        return torch.zeros_like(x).index_add_(0, token_of_pair, outputs)
+        return torch.cat(outputs)
+
+    def _grouped(self, inputs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        offsets = counts.cumsum(0).to(torch.int32)  # end of each expert's slice; no host sync
+        # grouped_mm is not autocast-aware: cast as autocast would for a matmul
+        dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else inputs.dtype
+        gate_up = F.grouped_mm(inputs.to(dtype), self.gate_up_proj.to(dtype).transpose(1, 2), offs=offsets)
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.grouped_mm(F.silu(gate) * up, self.down_proj.to(dtype).transpose(1, 2), offs=offsets)
+
+
+def use_grouped_mm(x: torch.Tensor) -> bool:
+    """Grouped matmuls for the experts: on CUDA GPUs from Ampere on, where torch has them."""
+    return x.is_cuda and hasattr(F, "grouped_mm") and torch.cuda.get_device_capability(x.device) >= (8, 0)
 
 
 class MoE(nn.Module):
@@ -430,7 +448,7 @@ class Transformer(nn.Module):
         causal = torch.ones(seqlen, start + seqlen, dtype=torch.bool, device=device).tril(start)
         mask = causal & attention_mask[:, None, :]  # (B, S, T)
         # A padding query sees no real key; let it see itself so softmax stays finite (its output is ignored).
-        mask[:, torch.arange(seqlen), torch.arange(start, start + seqlen)] = True
+        mask[:, torch.arange(seqlen, device=device), torch.arange(start, start + seqlen, device=device)] = True
         return positions, mask.unsqueeze(1)
 
     def _mtp_forward(self, hidden, input_ids, rope, mask) -> list[tuple[torch.Tensor, torch.Tensor]]:

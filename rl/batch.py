@@ -139,6 +139,6 @@ def completion_logits(logits: torch.Tensor, completion_start: torch.Tensor, leng
     Row b's completion token j is predicted at position completion_start[b] + j - 1 (positions past the
     sequence are clamped; their tokens are masked out).
     """
-    positions = completion_start[:, None] - 1 + torch.arange(length)[None, :]
+    positions = completion_start[:, None] - 1 + torch.arange(length, device=completion_start.device)[None, :]
     positions = positions.clamp(max=logits.size(1) - 1).to(logits.device)
     return logits.gather(1, positions[..., None].expand(-1, -1, logits.size(-1)))

@@ -23,20 +23,31 @@ from rl.batch import LearnerBatch, completion_logits
 LEARNER_STATE = "learner_state.pt"
 
 
-def load_policy(checkpoint: str | Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """Our Transformer for a DeepseekV3ForCausalLM folder, transformers' AutoModelForCausalLM otherwise."""
+def load_policy(checkpoint: str | Path, dtype: torch.dtype = torch.float32,
+                implementation: str = "auto") -> torch.nn.Module:
+    """The policy of a checkpoint folder.
+
+    implementation: "auto" = our Transformer for a DeepseekV3ForCausalLM folder and transformers'
+    AutoModelForCausalLM for any other; "transformers" = transformers' class for every folder (to compare).
+    """
     from model import ModelArgs, load_pretrained
     from model.config import ConfigError
 
-    try:
-        ModelArgs.load(Path(checkpoint) / "config.json")
-    except ConfigError as error:
-        if "not DeepseekV3ForCausalLM" not in str(error):
-            raise
-        from transformers import AutoModelForCausalLM
+    if implementation not in ("auto", "transformers"):
+        raise ValueError(f"implementation must be 'auto' or 'transformers', got {implementation!r}")
+    ours = implementation == "auto"
+    if ours:
+        try:
+            ModelArgs.load(Path(checkpoint) / "config.json")
+        except ConfigError as error:
+            if "not DeepseekV3ForCausalLM" not in str(error):
+                raise
+            ours = False
+    if ours:
+        return load_pretrained(checkpoint, dtype=dtype)
+    from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=dtype)
-    return load_pretrained(checkpoint, dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=dtype)
 
 
 def checkpoint_state_dict(policy: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None
@@ -89,7 +100,7 @@ class Learner:
     def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int,
                  seed: int = 0, threads: int = 1, temperature: float = 1.0, device: str = "cpu",
                  precision: str = "fp32", rank: int = 0, world_size: int = 1,
-                 store_address: tuple[str, int] | None = None):
+                 store_address: tuple[str, int] | None = None, implementation: str = "auto"):
         """
         Args:
             algorithm: an AlgorithmConfig (rl/config.py).
@@ -102,6 +113,7 @@ class Learner:
                 optimizer state and loss).
             rank, world_size: this learner's place among the learners training one policy.
             store_address: (host, port) of the torch.distributed TCPStore the learners meet at (world_size > 1).
+            implementation: which model class runs the policy (see load_policy).
         """
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
@@ -111,12 +123,14 @@ class Learner:
         self.device = resolve_device(device)
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
         self.rank, self.world_size = rank, world_size
+        self.implementation = implementation
         if world_size > 1:
             self._join_process_group(store_address)
-        self.policy = self._prepare(load_policy(checkpoint))
+        self.policy = self._prepare(load_policy(checkpoint, implementation=implementation))
         self.reference = None
         if algorithm.beta > 0:
-            self.reference = self._prepare(load_policy(checkpoint)).eval().requires_grad_(False)
+            self.reference = self._prepare(load_policy(checkpoint, implementation=implementation)
+                                           ).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=algorithm.lr,
                                            weight_decay=algorithm.weight_decay)
         updates = total_steps * algorithm.num_iterations * algorithm.mini_batches
@@ -356,7 +370,8 @@ class Learner:
 
         folder = Path(folder)
         full = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(self.policy, load_policy(folder).state_dict(), options=full)
+        set_model_state_dict(self.policy, load_policy(folder, implementation=self.implementation).state_dict(),
+                             options=full)
         state = torch.load(folder / LEARNER_STATE, weights_only=False)
         set_optimizer_state_dict(self.policy, self.optimizer, state["optimizer"], options=full)
         self.scheduler.load_state_dict(state["scheduler"])

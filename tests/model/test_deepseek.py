@@ -176,3 +176,32 @@ def test_parameter_count_of_the_tiny_preset():
     model = tiny_model()
     assert 4e6 < model.num_parameters() < 6e6
     assert model.num_parameters(active=True) < model.num_parameters()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
+@pytest.mark.parametrize("autocast, tolerance", [(False, 1e-4), (True, 3e-2)])
+def test_grouped_matmul_experts_on_gpu_equal_the_per_expert_loop(monkeypatch, autocast, tolerance):
+    import model.deepseek as deepseek
+
+    torch.manual_seed(0)
+    experts = deepseek.Experts(8, 64, 32).cuda()
+    for weight in experts.parameters():
+        torch.nn.init.normal_(weight, std=0.1)
+    x = torch.randn(50, 64, device="cuda")
+    indices = torch.rand(50, 7, device="cuda").topk(2).indices  # expert 7 gets no token
+    gate_weights = torch.rand(50, 2, device="cuda")
+
+    def run():
+        inputs = x.clone().requires_grad_()
+        experts.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            out = experts(inputs, gate_weights, indices)
+        (out.float() ** 2).sum().backward()
+        return [out.float(), inputs.grad, experts.gate_up_proj.grad, experts.down_proj.grad]
+
+    assert deepseek.use_grouped_mm(x)
+    grouped = run()
+    monkeypatch.setattr(deepseek, "use_grouped_mm", lambda _: False)
+    looped = run()
+    for a, b in zip(grouped, looped):
+        torch.testing.assert_close(a, b, atol=tolerance, rtol=tolerance)
