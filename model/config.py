@@ -178,7 +178,7 @@ class ModelArgs:
 PRESETS: dict[str, ModelArgs] = {
     # About 5M parameters; kv_lora_rank + qk_rope_head_dim = 576 as vLLM's CPU MLA backend needs.
     "tiny": ModelArgs(),
-    # About 0.5B parameters (about 150M active per token), for GPUs.
+    # 864M parameters (203M active per token), for GPUs.
     "small": ModelArgs(
         vocab_size=32768, hidden_size=1024, num_hidden_layers=16, num_attention_heads=16,
         q_lora_rank=512, kv_lora_rank=512, qk_nope_head_dim=64, qk_rope_head_dim=64, v_head_dim=64,

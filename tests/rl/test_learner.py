@@ -139,7 +139,7 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
     for name, tensor in reference.items():
         torch.testing.assert_close(weights[name], tensor, atol=atol, rtol=1e-4, msg=name)
     assert metrics["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
-    assert metrics["loss"] == pytest.approx(expected["loss"], abs=1e-6)
+    assert metrics["loss"] == pytest.approx(expected["loss"], abs=1e-6 if config.mini_batches == 1 else 1e-4)
     initial = to_hf_state_dict(policy)
     assert max((weights[name] - initial[name]).abs().max().item() for name in initial) > 1e-4  # a real step
 
