@@ -115,7 +115,8 @@ def run_ours(conn, args: dict) -> None:
                      "algorithm.drop_zero_variance_groups=false", "algorithm.mask_truncated_completions=false",
                      f"trainer.steps={steps}", "trainer.eval_every=0", "trainer.save_every=0",
                      f"trainer.output_dir={args['out']}", "logging.jsonl=false", "logging.tensorboard=false",
-                     "logging.progress=false", f"ray.num_cpus={args['ray_cpus']}"]
+                     "logging.progress=false", f"ray.num_cpus={args['ray_cpus']}",
+                     f"rollout.threads={args['rollout_threads']}"]
         config = load_config(CONFIG, overrides)
         trainer = GRPOTrainer(config, log=lambda *a: print(*a, flush=True))
         started = time.perf_counter()
@@ -336,6 +337,9 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--modes", default="trl,trl_vllm_colocate", help="TRL modes: trl, trl_vllm_colocate")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the TRL process and our driver")
+    parser.add_argument("--rollout-threads", type=int, default=0,
+                        help="CPU threads of our vLLM rollout worker (rollout.threads; 0 = all cores: generation and "
+                             "learning take turns)")
     parser.add_argument("--sft-steps", type=int, default=0, help="SFT-warm the checkpoint first (0 = fresh init)")
     parser.add_argument("--step-timeout", type=float, default=240.0)
     parser.add_argument("--out", type=Path, default=RESULT)
@@ -363,6 +367,7 @@ def main() -> int:
 
     common = {"checkpoint": str(checkpoint), "group_size": args.group_size, "prompts": args.prompts_per_step,
               "max_new_tokens": args.max_new_tokens, "rounds": rounds, "threads": args.threads,
+              "rollout_threads": args.rollout_threads,
               "num_train": data["num_train"], "levels": data["levels"], "seed": data["seed"],
               "max_prompt_tokens": data["max_prompt_tokens"], "ray_cpus": 2}
     systems = ["ours"] + [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -459,7 +464,7 @@ def main() -> int:
                   "max_new_tokens": args.max_new_tokens, "rewards": "math_accuracy + 0.2 * format",
                   "loss": "dapo, beta 0, 1 iteration, 1 optimizer step per GRPO step, fp32",
                   "threads": f"TRL process torch {args.threads}; ours: driver {args.threads}, learner actor "
-                             "os.cpu_count(), vLLM rollout actor OMP 1 (rl/rollout.py num_cpus=1)",
+                             f"os.cpu_count(), vLLM rollout actor rollout.threads={args.rollout_threads} (0 = all cores)",
                   "warmup_steps_excluded": 1, "measured_steps": args.steps, "statistic": "median"},
         "load_average_1_5_15min": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         "startup_s": setup,

@@ -68,12 +68,10 @@ class ModelConfig(_Section):
     section: typing.ClassVar[str] = "model"
     path: str = _field("preset:tiny", "Policy checkpoint: a local folder or hub name in the Hugging Face causal-LM "
                        "layout, or 'preset:NAME' to initialise one of model/'s presets (tiny, small).")
-    dtype: str = _field("float32", "Learner weights and compute dtype: float32 (CPU, parity checks) or bfloat16.")
     seed: int = _field(0, "Initialisation seed for 'preset:' policies.")
 
     def validate(self) -> None:
         _require(bool(self.path), "model.path", "must not be empty")
-        _choice(self.dtype, "model.dtype", ("float32", "bfloat16"))
 
 
 DATASETS = DATASET_NAMES
@@ -121,6 +119,9 @@ class RolloutConfig(_Section):
     top_p: float = _field(1.0, "Nucleus sampling threshold of training rollouts; 1.0 = off.")
     kv_cache_gib: float = _field(1.0, "vLLM KV-cache size per worker, GiB (CPU: VLLM_CPU_KVCACHE_SPACE).")
     enforce_eager: bool = _field(True, "Run vLLM without CUDA graphs / torch.compile (faster start-up, needed on CPU).")
+    threads: int = _field(1, "CPU threads of each rollout worker's engine (OMP_NUM_THREADS). Generation and learning "
+                          "take turns, so on a one-machine CPU run the engine may use every core; 0 = all cores of "
+                          "the driver's machine. Ray's placement still counts each worker as 1 CPU.")
     eval_samples: int = _field(4, "Samples per evaluation problem (k): pass@1 is averaged over them, maj@k and "
                                "pass@k are computed from them.")
     eval_temperature: float = _field(1.0, "Sampling temperature during evaluation; 0 = greedy (then use "
@@ -133,6 +134,7 @@ class RolloutConfig(_Section):
         _require(self.temperature > 0, "rollout.temperature", "must be > 0")
         _require(0 < self.top_p <= 1, "rollout.top_p", "must be in (0, 1]")
         _require(self.kv_cache_gib > 0, "rollout.kv_cache_gib", "must be > 0")
+        _require(self.threads >= 0, "rollout.threads", "must be >= 0 (0 = all cores)")
         _require(self.eval_temperature >= 0, "rollout.eval_temperature", "must be >= 0")
 
 

@@ -3,6 +3,7 @@ new weights in place after every learner step. One per GPU on a cluster, one on 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -16,8 +17,6 @@ class RolloutWorker:
 
     def __init__(self, checkpoint: str, max_model_len: int, seed: int = 0, kv_cache_gib: float = 1.0,
                  enforce_eager: bool = True):
-        import os
-
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))  # vLLM takes whole GiB
         # Logprobs of the distribution that sampled (after temperature and top-p), which the learner compares
         # its own (logits / temperature) against; vLLM's default reports the raw, temperature-1 ones.
@@ -59,8 +58,13 @@ class RolloutWorker:
         return time.perf_counter() - started
 
 
-def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None = None) -> Any:
+def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None = None, threads: int = 1,
+                         num_gpus: float = 0) -> Any:
     """The RolloutWorker class as a Ray actor class, with vLLM's CPU environment.
+
+    threads: the engine's CPU threads (OMP_NUM_THREADS); 0 = as many as this (the driver's) machine has
+    cores. Without it Ray sets OMP_NUM_THREADS to num_cpus.
+    num_gpus: GPUs the worker asks Ray for (1 on a GPU cluster: vLLM then serves on it).
 
     No automatic restart: a restarted engine would come back with the initial weights, so the trainer
     replaces a dead worker itself and sends it the current weights (rl/trainer.py).
@@ -68,6 +72,6 @@ def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None
     import ray
 
     env = dict(CPU_ENV_DEFAULTS) if on_cpu() else {}
-    env["OMP_NUM_THREADS"] = str(max(int(num_cpus), 1))
-    return ray.remote(num_cpus=num_cpus, resources=resources or {}, max_restarts=0,
+    env["OMP_NUM_THREADS"] = str(threads or os.cpu_count() or 1)
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or {}, max_restarts=0,
                       runtime_env={"env_vars": env})(RolloutWorker)

@@ -130,11 +130,15 @@ class GRPOTrainer:
         return Path(path)
 
     def new_rollout_worker(self, index: int):
+        import ray
+
         from rl.rollout import rollout_worker_actor
 
         config = self.config
         max_len = config.data.max_prompt_tokens + config.rollout.max_new_tokens
-        return rollout_worker_actor(resources=config.ray.rollout_resources).remote(
+        on_gpus = ray.cluster_resources().get("GPU", 0) > 0  # one GPU per worker (no colocation with learners yet)
+        return rollout_worker_actor(resources=config.ray.rollout_resources, threads=config.rollout.threads,
+                                    num_gpus=1 if on_gpus else 0).remote(
             str(self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib,
             config.rollout.enforce_eager)
 

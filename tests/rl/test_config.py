@@ -39,7 +39,7 @@ def test_experiment_file_contents():
     assert tiny.model.path == "preset:tiny" and tiny.data.train == "synthetic" and tiny.sft.steps > 0
     assert tiny.algorithm.lr == pytest.approx(5e-5) and tiny.reward.weights == [1.0, 0.2]
     gsm = load_config(EXPERIMENTS / "gsm8k_grpo.yaml")
-    assert gsm.model.path == "Qwen/Qwen2.5-Math-1.5B" and gsm.model.dtype == "bfloat16"
+    assert gsm.model.path == "Qwen/Qwen2.5-Math-1.5B" and gsm.trainer.precision == "bf16"
     assert gsm.data.train == "gsm8k" and gsm.rollout.group_size == 16
     assert gsm.data.system_prompt.endswith("within \\boxed{}.")
 
@@ -75,7 +75,7 @@ def test_overrides_parse_yaml_values():
     ("ray.learner_resources=[gpu]", r"ray\.learner_resources: expected dict\[str, float\]"),
     ("ray.learner_resources={gpu: lots}", r"ray\.learner_resources\['gpu'\]: expected float"),
     ("reward.functions=math_accuracy", r"reward\.functions: expected list\[str\]"),
-    ("model.dtype=float16", r"model\.dtype: must be one of 'float32', 'bfloat16'"),
+    ("trainer.precision=float16", r"trainer\.precision: must be one of 'fp32', 'bf16'"),
     ("algorithm.loss_type=ppo", r"algorithm\.loss_type: must be one of .*'dapo'"),
     ("reward.weights=[1.0]", r"reward\.weights: has 1 entries for 2 reward functions"),
     ("rollout.group_size=1", r"rollout\.group_size: must be >= 2"),
