@@ -59,6 +59,12 @@ class MetricsLogger:
         if self.tensorboard:
             self.tensorboard.add_text("samples", "\n\n---\n\n".join(map(sample_markdown, records)), step)
             self.tensorboard.flush()
+        if self.wandb:
+            import wandb
+
+            columns = ["problem_id", "answer", "reward", "completion"]
+            rows = [[str(record.get(column, "")) for column in columns] for record in records]
+            self.wandb.log({"samples": wandb.Table(columns=columns, data=rows)}, step=step)
 
     def close(self) -> None:
         if self.jsonl:
