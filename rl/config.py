@@ -80,8 +80,9 @@ DATASETS = DATASET_NAMES
 @dataclass
 class DataConfig(_Section):
     section: typing.ClassVar[str] = "data"
-    train: str = _field("synthetic", "Training problems: synthetic (seeded arithmetic) or gsm8k (its train split); "
-                        "the test sets math500/math and aime2024/aime2025 are refused.")
+    train: str = _field("synthetic", "Training problems: synthetic (seeded arithmetic), gsm8k (its train split) or "
+                        "math_train (MATH's 7500, from the hub only); the test sets math500/math and "
+                        "aime2024/aime2025 are refused.")
     eval: str = _field("synthetic", "Held-out problems (a test split): synthetic (disjoint from training), gsm8k, "
                        "math500 (alias math), aime2024 (aime24), aime2025 (aime25).")
     levels: list[int] = _field([1, 2, 3], "Synthetic difficulty levels (number of arithmetic operations).")

@@ -178,8 +178,9 @@ def _hub_reachable() -> bool:
         return False
 
 
-def _load_rows(hub: tuple[str, str | None, str] | None, local: str) -> list[dict[str, Any]]:
-    """Rows from the hub dataset (name, config, split) if reachable, else from data/<local> (JSON Lines)."""
+def _load_rows(hub: tuple[str, str | None, str] | None, local: str | None) -> list[dict[str, Any]]:
+    """Rows from the hub dataset (name, config, split) if reachable, else from data/<local> (JSON Lines); a
+    dataset with no bundled copy (local None) needs the hub."""
     import datasets
 
     if hub is not None and not hub_offline():
@@ -187,7 +188,13 @@ def _load_rows(hub: tuple[str, str | None, str] | None, local: str) -> list[dict
         try:
             return list(datasets.load_dataset(name, config, split=split))
         except Exception as error:  # noqa: BLE001 - any hub failure means "use the bundled copy"
+            if local is None:
+                raise FileNotFoundError(f"hub dataset {name} ({split}) could not be loaded and no copy is bundled "
+                                        f"in data/: {error}") from error
             logger.warning("hub dataset %s unavailable (%s); using bundled %s", name, error, local)
+    if local is None:
+        raise FileNotFoundError(f"hub dataset {hub[0] if hub else '?'} is not bundled in data/ and the hub is "
+                                "unreachable or switched off (HF_HUB_OFFLINE): it needs a machine with the hub")
     path = DATA_DIR / local
     if not path.exists():
         raise FileNotFoundError(f"bundled dataset {path} is missing (set REASONRL_DATA_DIR to the data/ folder)")
@@ -221,6 +228,21 @@ def load_math500() -> list[Problem]:
     return [Problem(id=row.get("unique_id") or f"math500-{i}", question=row["problem"], answer=str(row["answer"]),
                     solution=row.get("solution"), source="math500", level=_math_level(row.get("level")))
             for i, row in enumerate(rows)]
+
+
+MATH_TRAIN_HUB = ("DigitalLearningGmbH/MATH-lighteval", "default", "train")
+
+
+def load_math_train() -> list[Problem]:
+    """MATH's 7500 training problems (disjoint from its test set, hence from MATH-500), from the hub only: no copy
+    is bundled. MATH gives no separate answer: the gold answer is the last \\boxed{} of the reference solution."""
+    from rewards.extract import find_last_boxed
+
+    rows = _load_rows(MATH_TRAIN_HUB, None)
+    problems = [Problem(id=f"math-train-{i}", question=row["problem"], answer=find_last_boxed(row["solution"]) or "",
+                        solution=row["solution"], source="math", level=_math_level(row.get("level")))
+                for i, row in enumerate(rows)]
+    return [problem for problem in problems if problem.answer]
 
 
 AIME_HUB = {2024: ("HuggingFaceH4/aime_2024", None, "train"), 2025: ("math-ai/aime25", None, "test")}
@@ -267,6 +289,7 @@ class DataSource:
 DATA_SOURCES: dict[str, DataSource] = {source.name: source for source in (
     DataSource("synthetic", "synthetic arithmetic", ("train", "test"), None),
     DataSource("gsm8k", "GSM8K", ("train", "test"), load_gsm8k),
+    DataSource("math_train", "MATH train (hub only)", ("train",), lambda split: load_math_train()),
     DataSource("math500", "MATH-500", ("test",), lambda split: load_math500(), aliases=("math",)),
     DataSource("aime2024", "AIME 2024", ("test",), lambda split: load_aime(2024), aliases=("aime24",)),
     DataSource("aime2025", "AIME 2025", ("test",), lambda split: load_aime(2025), aliases=("aime25",)),
@@ -276,6 +299,7 @@ ALIASES = {alias: source.name for source in DATA_SOURCES.values() for alias in s
 DATASET_NAMES: tuple[str, ...] = tuple(name for source in DATA_SOURCES.values()
                                       for name in (source.name, *source.aliases))
 TRAIN_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.items() if source.has("train"))
+TEST_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.items() if source.has("test"))
 
 
 def split_error(name: str, split: str) -> str | None:
@@ -289,9 +313,12 @@ def split_error(name: str, split: str) -> str | None:
     source = DATA_SOURCES.get(ALIASES.get(name, name))
     if source is None:
         return f"must be one of {', '.join(map(repr, DATASET_NAMES))}, got {name!r}"
-    if not source.has(split):
-        return (f"{name!r} is {source.title}, a test set (no training split is bundled in data/): training on it "
-                f"would train on the evaluation problems. Train on one of {', '.join(map(repr, TRAIN_DATASETS))}")
+    if split == "train" and not source.has("train"):
+        return (f"{name!r} is {source.title}, a test set: training on it would train on the evaluation problems. "
+                f"Train on one of {', '.join(map(repr, TRAIN_DATASETS))}")
+    if split == "test" and not source.has("test"):
+        return (f"{name!r} is {source.title}, a training set with no held-out split. Evaluate on one of "
+                f"{', '.join(map(repr, TEST_DATASETS))}")
     return None
 
 

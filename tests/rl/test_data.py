@@ -120,6 +120,12 @@ def test_loaders_reject_unknown_splits():
         load_aime(2023)
 
 
+def test_math_train_needs_the_hub_and_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="DigitalLearningGmbH/MATH-lighteval is not bundled in data/"):
+        data.load_split("math_train", "train")
+
+
 def test_hub_is_not_tried_offline(monkeypatch):
     def fail(*_, **__):
         raise AssertionError("the hub was probed while HF_HUB_OFFLINE=1")
@@ -265,9 +271,11 @@ def test_synthetic_training_needs_a_size():
 
 
 def test_table_names_and_splits():
-    assert data.DATASET_NAMES == ("synthetic", "gsm8k", "math500", "math", "aime2024", "aime24", "aime2025", "aime25")
-    assert data.TRAIN_DATASETS == ("synthetic", "gsm8k")
-    assert all(data.split_error(name, "test") is None for name in data.DATASET_NAMES)
+    assert data.DATASET_NAMES == ("synthetic", "gsm8k", "math_train", "math500", "math", "aime2024", "aime24",
+                                  "aime2025", "aime25")
+    assert data.TRAIN_DATASETS == ("synthetic", "gsm8k", "math_train")
+    assert all(data.split_error(name, "test") is None for name in data.DATASET_NAMES if name != "math_train")
+    assert "a training set with no held-out split" in data.split_error("math_train", "test")
     assert data.data_source("math", "test").name == "math500"
     with pytest.raises(ValueError, match="split must be"):
         data.split_error("gsm8k", "validation")
