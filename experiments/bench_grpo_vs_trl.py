@@ -23,8 +23,10 @@ What "the same" means here:
   * rewards math_accuracy + 0.2 * format; loss dapo, eps 0.2/0.28, beta 0, group-scaled advantages, no
     zero-variance filtering or truncation masking (TRL has neither by default), AdamW lr 1e-4 constant, clip 1.0,
     temperature 1, top_p 1, fp32.
-Known difference kept as is: TRL without vLLM samples from the policy it trains, so it skips the old-logprob
-forward pass; ours always makes one (vLLM's logprobs are not the learner's). TRL with vLLM makes it too.
+Both take the old logprobs from the training forward when fully on-policy (one iteration, one mini-batch), so
+neither makes an extra forward pass: TRL's vLLM importance-sampling correction (on by default, one more forward)
+is turned off, as ours has none. TRL's vLLM colocate mode needs a fix of its weight sync to run on this policy at
+all (TRL_SYNC_FIX below, recorded in the results).
 
 Rollout tokens/s = generated completion tokens / time spent generating (ours: `time/generate_s`, the Ray call to
 the vLLM worker; TRL: its `_generate_single_turn`). Writes experiments/results/grpo_vs_trl.json.
@@ -187,7 +189,7 @@ def run_trl(conn, args: dict) -> None:
             reward_weights=REWARD_WEIGHTS, learning_rate=1e-4, lr_scheduler_type="constant", warmup_steps=0,
             weight_decay=0.0, max_grad_norm=1.0, max_steps=args["rounds"], logging_steps=1, save_strategy="no",
             shuffle_dataset=False, dataloader_num_workers=0, disable_tqdm=True,
-            use_vllm=mode == "trl_vllm_colocate", vllm_mode="colocate",
+            use_vllm=mode == "trl_vllm_colocate", vllm_mode="colocate", vllm_importance_sampling_correction=False,
             vllm_max_model_length=args["max_prompt_tokens"] + args["max_new_tokens"],
         )
         started = time.perf_counter()
@@ -197,6 +199,8 @@ def run_trl(conn, args: dict) -> None:
             trainer = GRPOTrainer(model=model, reward_funcs=[rewards.math_accuracy, rewards.format_reward],
                                   args=config, train_dataset=to_hf_dataset(problems),
                                   processing_class=load_tokenizer(args["checkpoint"]))
+        if mode == "trl_vllm_colocate":
+            fix_trl_weight_sync(trainer)
         setup_s = time.perf_counter() - started
     except BaseException as error:  # noqa: BLE001
         traceback.print_exc()
@@ -257,6 +261,28 @@ def run_trl(conn, args: dict) -> None:
     except BaseException as error:  # noqa: BLE001
         traceback.print_exc()
         conn.send({"error": error_text(error)})
+
+
+TRL_SYNC_FIX = ("TRL 1.16's colocate weight sync loads transformers-5's in-memory tensors one by one through vLLM's "
+                "model.load_weights: the fused expert names are rejected ('Parameter' object has no attribute "
+                "'weight_loader') and MLA's absorbed weights cannot be reloaded that way; the benchmark loads the "
+                "checkpoint-layout tensors with vLLM's in-place reload and re-packs the CPU fused-MoE weights, "
+                "exactly as our own weight sync does (rl.weight_sync.reload_in_place), so that the mode runs")
+
+
+def fix_trl_weight_sync(trainer) -> None:
+    """Make TRL's vLLM colocate mode load the DeepSeek-V3 policy's weights correctly (see TRL_SYNC_FIX)."""
+    from rl.learner import checkpoint_state_dict
+    from rl.weight_sync import reload_in_place
+
+    generation = trainer.vllm_generation
+
+    def sync_weights():
+        runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        reload_in_place(runner, checkpoint_state_dict(generation.model))
+        generation.llm.reset_prefix_cache()
+
+    generation.sync_weights = sync_weights
 
 
 def run_sft(checkpoint: str, out: str, steps: int, threads: int, num_train: int, levels: list[int], seed: int):
@@ -459,7 +485,7 @@ def main() -> int:
                    "shared with other work, run under nice -n 10",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
                      "vllm": vllm.__version__, "python": platform.python_version()},
-        "setup": {"policy": policy_note, "group_size": args.group_size, "prompts_per_step": args.prompts_per_step,
+        "setup": {"trl_vllm_colocate_fix": TRL_SYNC_FIX, "policy": policy_note, "group_size": args.group_size, "prompts_per_step": args.prompts_per_step,
                   "completions_per_step": args.group_size * args.prompts_per_step,
                   "max_new_tokens": args.max_new_tokens, "rewards": "math_accuracy + 0.2 * format",
                   "loss": "dapo, beta 0, 1 iteration, 1 optimizer step per GRPO step, fp32",

@@ -30,10 +30,16 @@ class WeightSyncExtension:
     def reasonrl_load_weights(self, blob: bytes) -> int:
         """Load serialised checkpoint-layout weights in place; returns the number of tensors received."""
         weights = load_safetensors(blob)
-        self.model_runner.reload_weights(weights_iterator=iter(weights.items()), is_checkpoint_format=True)
-        for layer in self.model_runner.get_model().modules():
-            kernel = getattr(getattr(layer, "quant_method", None), "moe_kernel", None)
-            experts = getattr(kernel, "fused_experts", None)
-            if experts is not None and hasattr(experts, "isa"):  # the CPU fused-MoE kernels
-                experts.process_weights_after_loading(layer)
+        reload_in_place(self.model_runner, weights)
         return len(weights)
+
+
+def reload_in_place(model_runner, weights: dict[str, torch.Tensor]) -> None:
+    """Load checkpoint-layout weights into a vLLM worker's model in place: vLLM's own reload (which redoes the
+    post-load steps such as MLA's weight absorption), then the re-pack of the CPU fused-MoE weights it skips."""
+    model_runner.reload_weights(weights_iterator=iter(weights.items()), is_checkpoint_format=True)
+    for layer in model_runner.get_model().modules():
+        kernel = getattr(getattr(layer, "quant_method", None), "moe_kernel", None)
+        experts = getattr(kernel, "fused_experts", None)
+        if experts is not None and hasattr(experts, "isa"):  # the CPU fused-MoE kernels
+            experts.process_weights_after_loading(layer)
