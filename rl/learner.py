@@ -112,7 +112,9 @@ class Learner:
             precision: "fp32", or "bf16" (bf16 autocast of the forward and backward; fp32 master weights,
                 optimizer state and loss).
             rank, world_size: this learner's place among the learners training one policy.
-            store_address: (host, port) of the torch.distributed TCPStore the learners meet at (world_size > 1).
+            store_address: (host, port) of the torch.distributed TCPStore the learners meet at; needed when
+                world_size > 1. Given with world_size 1, the learner is an FSDP group of one (the code path of
+                a multi-GPU group, testable on one device).
             implementation: which model class runs the policy (see load_policy).
         """
         torch.set_num_threads(threads)
@@ -124,7 +126,10 @@ class Learner:
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
         self.rank, self.world_size = rank, world_size
         self.implementation = implementation
-        if world_size > 1:
+        if world_size > 1 and store_address is None:
+            raise ValueError("world_size > 1 needs the store_address the learners meet at")
+        self.distributed = store_address is not None  # in a process group, the policy sharded with FSDP2
+        if self.distributed:
             self._join_process_group(store_address)
         self.policy = self._prepare(load_policy(checkpoint, implementation=implementation))
         self.reference = None
@@ -139,11 +144,9 @@ class Learner:
         self.loss_spec = algos.get_loss_spec(algorithm.loss_type)  # an unknown loss_type fails here, before any rollout
         self.version = 0  # optimizer steps taken; rollout workers report which version sampled a batch
 
-    def _join_process_group(self, store_address: tuple[str, int] | None) -> None:
+    def _join_process_group(self, store_address: tuple[str, int]) -> None:
         import torch.distributed as dist
 
-        if store_address is None:
-            raise ValueError("world_size > 1 needs the store_address the learners meet at")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device.index or 0)
         store = dist.TCPStore(store_address[0], store_address[1], is_master=False)
@@ -153,18 +156,17 @@ class Learner:
     def _prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """Onto the device; with several learners, sharded: one FSDP unit per transformer block, then the rest."""
         model = model.to(self.device)
-        if self.world_size == 1:
+        if not self.distributed:
             return model
+        from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
 
+        # An explicit mesh: fully_shard's default one is on the GPU whenever one is visible, CPU learners too.
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
         blocks = getattr(model, "layers", None) or getattr(getattr(model, "model", None), "layers", [])
         for block in blocks:
-            fully_shard(block)
-        return fully_shard(model)
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+            fully_shard(block, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
 
     def ready(self) -> bool:
         return True

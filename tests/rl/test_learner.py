@@ -226,3 +226,36 @@ def test_gpu_bf16_checkpoint_resumes_exactly(tiny_checkpoint, tmp_path):
     again = restored.train_step(batch)
     assert again["loss"] == pytest.approx(expected["loss"], abs=1e-5)
     assert again["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
+
+
+@pytest.mark.parametrize("device, precision", [("cpu", "fp32"), pytest.param("cuda", "fp32", marks=needs_gpu),
+                                               pytest.param("cuda", "bf16", marks=needs_gpu)])
+def test_an_fsdp_group_of_one_takes_the_plain_learners_step_and_checkpoints(tiny_checkpoint, tmp_path, device,
+                                                                           precision):
+    """The sharded code path (process group, FSDP2, DTensor clipping, gathered state dicts; NCCL on a GPU) in one
+    process, against the plain learner: the multi-GPU group's path, checkable on one device."""
+    from torch.distributed import TCPStore, destroy_process_group
+
+    policy = load_pretrained(tiny_checkpoint).eval()
+    batch = batch_of(policy)
+    make = lambda **kw: Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4,  # noqa: E731
+                                max_completion_length=32, device=device, precision=precision, **kw)
+    plain = make()
+    expected = plain.train_step(batch)
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    try:
+        sharded = make(store_address=("127.0.0.1", store.port))
+        metrics = sharded.train_step(batch)
+        reference = _hf_weights(plain)
+        for name, tensor in _hf_weights(sharded).items():
+            torch.testing.assert_close(tensor, reference[name], atol=2e-6, rtol=1e-4, msg=name)
+        assert metrics["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
+        sharded.save(str(tmp_path))
+        next_step = sharded.train_step(batch)
+    finally:
+        destroy_process_group()
+    restored = make()
+    restored.load(str(tmp_path))
+    again = restored.train_step(batch)
+    assert again["loss"] == pytest.approx(next_step["loss"], abs=1e-5)
+    assert again["grad_norm"] == pytest.approx(next_step["grad_norm"], rel=1e-4)
