@@ -147,6 +147,9 @@ class Learner:
     def _join_process_group(self, store_address: tuple[str, int]) -> None:
         import torch.distributed as dist
 
+        if dist.is_initialized():
+            raise RuntimeError("this process already has a torch.distributed process group (an in-process vLLM "
+                               "engine makes one): a sharded learner needs a process of its own, e.g. its Ray actor")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device.index or 0)
         store = dist.TCPStore(store_address[0], store_address[1], is_master=False)

@@ -228,34 +228,64 @@ def test_gpu_bf16_checkpoint_resumes_exactly(tiny_checkpoint, tmp_path):
     assert again["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
 
 
+# Runs in a fresh process: the sharded learner needs the default torch.distributed process group, and the test
+# process may hold one already (vLLM initialises it when it runs in-process, as the vLLM tests do).
+FSDP_OF_ONE = """
+import json, sys
+import torch
+from safetensors.torch import save_file
+from torch.distributed import TCPStore, destroy_process_group
+from types import SimpleNamespace
+from rl.learner import Learner, checkpoint_state_dict
+
+checkpoint, batch_file, out, device, precision, algorithm = sys.argv[1:]
+torch.set_num_threads(1)
+batch = torch.load(batch_file, weights_only=False)
+store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+learner = Learner(checkpoint, SimpleNamespace(**json.loads(algorithm)), total_steps=4, max_completion_length=32,
+                  device=device, precision=precision, store_address=("127.0.0.1", store.port))
+first = learner.train_step(batch)
+save_file(checkpoint_state_dict(learner.policy, learner._full_state_dict(learner.policy)), out + "/weights.safetensors")
+learner.save(out + "/checkpoint")
+second = learner.train_step(batch)
+destroy_process_group()
+print(json.dumps({"first": first, "second": second}))
+"""
+
+
 @pytest.mark.parametrize("device, precision", [("cpu", "fp32"), pytest.param("cuda", "fp32", marks=needs_gpu),
                                                pytest.param("cuda", "bf16", marks=needs_gpu)])
 def test_an_fsdp_group_of_one_takes_the_plain_learners_step_and_checkpoints(tiny_checkpoint, tmp_path, device,
                                                                            precision):
     """The sharded code path (process group, FSDP2, DTensor clipping, gathered state dicts; NCCL on a GPU) in one
     process, against the plain learner: the multi-GPU group's path, checkable on one device."""
-    from torch.distributed import TCPStore, destroy_process_group
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
 
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = batch_of(policy)
-    make = lambda **kw: Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4,  # noqa: E731
-                                max_completion_length=32, device=device, precision=precision, **kw)
+    torch.save(batch, tmp_path / "batch.pt")
+    config = algorithm(beta=0.01)
+    run = subprocess.run([sys.executable, "-c", FSDP_OF_ONE, str(tiny_checkpoint), str(tmp_path / "batch.pt"),
+                          str(tmp_path), device, precision, json.dumps(vars(config))],
+                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
+    assert run.returncode == 0, run.stderr[-3000:]
+    sharded = json.loads(run.stdout.strip().splitlines()[-1])
+
+    make = lambda: Learner(str(tiny_checkpoint), config, total_steps=4, max_completion_length=32,  # noqa: E731
+                           device=device, precision=precision)
     plain = make()
     expected = plain.train_step(batch)
-    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-    try:
-        sharded = make(store_address=("127.0.0.1", store.port))
-        metrics = sharded.train_step(batch)
-        reference = _hf_weights(plain)
-        for name, tensor in _hf_weights(sharded).items():
-            torch.testing.assert_close(tensor, reference[name], atol=2e-6, rtol=1e-4, msg=name)
-        assert metrics["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
-        sharded.save(str(tmp_path))
-        next_step = sharded.train_step(batch)
-    finally:
-        destroy_process_group()
+    reference = _hf_weights(plain)
+    for name, tensor in load_file(str(tmp_path / "weights.safetensors")).items():
+        torch.testing.assert_close(tensor, reference[name], atol=2e-6, rtol=1e-4, msg=name)
+    assert sharded["first"]["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
     restored = make()
-    restored.load(str(tmp_path))
+    restored.load(str(tmp_path / "checkpoint"))
     again = restored.train_step(batch)
-    assert again["loss"] == pytest.approx(next_step["loss"], abs=1e-5)
-    assert again["grad_norm"] == pytest.approx(next_step["grad_norm"], rel=1e-4)
+    assert again["loss"] == pytest.approx(sharded["second"]["loss"], abs=1e-5)
+    assert again["grad_norm"] == pytest.approx(sharded["second"]["grad_norm"], rel=1e-4)
