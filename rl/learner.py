@@ -215,7 +215,7 @@ class Learner:
         if self.reference is not None:
             with torch.no_grad():
                 references = [self._completion_logprobs(self.reference, chunk)[0] for chunk in mini_batches]
-        weights, num_items = self._shard_weights(mini_batches)
+        weights, balance_weights, num_items = self._shard_weights(mini_batches)
         sums: dict[str, list[float]] = {}
         self.policy.train()
         for _ in range(algorithm.num_iterations):
@@ -231,9 +231,10 @@ class Learner:
                     importance_sampling_level=algorithm.importance_sampling_level,
                     kl_bias_correction=algorithm.kl_bias_correction,
                     **({"delta": algorithm.delta} if algorithm.delta is not None else {}))
-                total = loss + getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
+                balance = getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
+                total = loss * weights[i] + balance * balance_weights[i]  # this learner's share of the batch's
                 self.optimizer.zero_grad(set_to_none=True)
-                (total * weights[i] * self.world_size).backward()  # FSDP averages gradients over the learners
+                (total * self.world_size).backward()  # FSDP averages gradients over the learners
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), algorithm.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
@@ -260,16 +261,19 @@ class Learner:
         metrics["throughput/learner_tokens_per_s"] *= self.world_size  # all learners together
         return metrics | {"lr": self.scheduler.get_last_lr()[0], "time/learn_s": elapsed}
 
-    def _shard_weights(self, mini_batches: list[LearnerBatch]) -> tuple[list[float], float]:
-        """Each mini-batch's loss weight (algos.shard_loss_weight; 1.0 for a single learner) and the
+    def _shard_weights(self, mini_batches: list[LearnerBatch]) -> tuple[list[float], list[float], float]:
+        """Per mini-batch, the weight of this learner's policy loss (algos.shard_loss_weight) and of its MoE
+        balance term (a mean over sequences: its share of the rows), both 1.0 for a single learner; and the
         token-sum-global normaliser: the whole batch's completion tokens over all learners / mini-batches."""
         local = torch.tensor([[chunk.is_sample.sum().item(), chunk.completion_mask.sum().item()]
                               for chunk in mini_batches], dtype=torch.float64)
         summed = self._all_reduce_sum(local)
-        weights = [algos.shard_loss_weight(self.loss_spec.agg, len(chunk), local[i, 1].item(),
-                                           summed[i, 0].item(), summed[i, 1].item())
-                   for i, chunk in enumerate(mini_batches)]
-        return weights, summed[:, 1].sum().item() / len(mini_batches)
+        loss_weights = [algos.shard_loss_weight(self.loss_spec.agg, len(chunk), local[i, 1].item(),
+                                                summed[i, 0].item(), summed[i, 1].item())
+                        for i, chunk in enumerate(mini_batches)]
+        balance_weights = [algos.shard_loss_weight("seq-mean-token-mean", len(chunk), 0.0, summed[i, 0].item(), 0.0)
+                           for i, chunk in enumerate(mini_batches)]
+        return loss_weights, balance_weights, summed[:, 1].sum().item() / len(mini_batches)
 
     def _all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if not self.distributed:
