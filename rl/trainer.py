@@ -90,16 +90,19 @@ class GRPOTrainer:
             self.restore(checkpoint)
 
     def learner_device(self) -> str:
-        """trainer.learner_device with "auto" resolved: cuda when the cluster has a GPU for every learner."""
+        """trainer.learner_device with "auto" resolved: cuda when the cluster has a GPU for every learner beside
+        the one each rollout worker takes on a GPU cluster (learners and rollout workers share no GPU yet)."""
         import ray
 
         device, wanted = self.config.trainer.learner_device, self.config.trainer.num_learners
         gpus = ray.cluster_resources().get("GPU", 0)
+        free = gpus - (self.config.rollout.num_workers if gpus > 0 else 0)
         if device == "auto":
-            return "cuda" if gpus >= wanted else "cpu"
-        if device == "cuda" and gpus < wanted:
+            return "cuda" if free >= wanted else "cpu"
+        if device == "cuda" and free < wanted:
             raise RuntimeError(f"trainer.learner_device=cuda with {wanted} learner(s), but the Ray cluster has "
-                               f"{gpus:g} GPU(s)")
+                               f"{gpus:g} GPU(s) and {self.config.rollout.num_workers} of them go to the rollout "
+                               "workers")
         return device
 
     def prepare_policy(self) -> Path:

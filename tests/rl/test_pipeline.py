@@ -179,3 +179,20 @@ def test_two_node_ray_cluster_rollout_and_learner_on_different_nodes(tmp_path):
     result = json.loads(done.stdout.split("RESULT", 1)[1])
     assert result["steps"] == 2 and len(set(result["nodes"])) == 2
     assert result["placement"]["rollout"][0] != result["placement"]["learner"][0]
+
+
+@pytest.mark.parametrize("gpus, learners, setting, expected", [
+    (0, 1, "auto", "cpu"), (3, 1, "auto", "cuda"), (3, 2, "auto", "cpu"), (4, 2, "auto", "cuda"),
+    (4, 2, "cpu", "cpu"), (3, 2, "cuda", "2 of them go to the rollout workers")])
+def test_learner_device_leaves_the_rollout_workers_their_gpus(monkeypatch, tmp_path, gpus, learners, setting,
+                                                              expected):
+    import ray
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": float(gpus)})
+    trainer = GRPOTrainer(small_config(tmp_path, "rollout.num_workers=2", f"trainer.num_learners={learners}",
+                                       f"trainer.learner_device={setting}"))
+    if expected in ("cpu", "cuda"):
+        assert trainer.learner_device() == expected
+    else:
+        with pytest.raises(RuntimeError, match=expected):
+            trainer.learner_device()
