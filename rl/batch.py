@@ -126,10 +126,10 @@ class LearnerBatch:
             raise ValueError(f"{len(self)} samples cannot fill {mini_batches} mini-batches")
         shards: list[list[LearnerBatch]] = [[] for _ in range(n_shards)]
         for chunk in self.chunks(mini_batches):
-            parts = [getattr(chunk, name).tensor_split(n_shards) for name in self.FIELDS]
-            for rank, values in enumerate(zip(*parts)):
-                part = LearnerBatch(**dict(zip(self.FIELDS, values)))
-                shards[rank].append(part if len(part) else chunk.padding_row())
+            parts = chunk.chunks(n_shards)  # tensor_split leaves the empty parts at the end; chunks drops them
+            parts += [chunk.padding_row()] * (n_shards - len(parts))
+            for rank, part in enumerate(parts):
+                shards[rank].append(part)
         return shards
 
 

@@ -267,7 +267,7 @@ class Learner:
         token-sum-global normaliser: the whole batch's completion tokens over all learners / mini-batches."""
         local = torch.tensor([[chunk.is_sample.sum().item(), chunk.completion_mask.sum().item()]
                               for chunk in mini_batches], dtype=torch.float64)
-        summed = self._all_reduce_sum(local)
+        summed = self._all_reduce(local)
         loss_weights = [algos.shard_loss_weight(self.loss_spec.agg, len(chunk), local[i, 1].item(),
                                                 summed[i, 0].item(), summed[i, 1].item())
                         for i, chunk in enumerate(mini_batches)]
@@ -275,13 +275,14 @@ class Learner:
                            for i, chunk in enumerate(mini_batches)]
         return loss_weights, balance_weights, summed[:, 1].sum().item() / len(mini_batches)
 
-    def _all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        """tensor reduced over the learners ("sum" or "max"), as a new CPU tensor (itself for a single learner)."""
         if not self.distributed:
             return tensor
         import torch.distributed as dist
 
         reduced = tensor.to(self.device, copy=True)  # all_reduce works in place
-        dist.all_reduce(reduced)
+        dist.all_reduce(reduced, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
         return reduced.cpu()
 
     def _mean_over_learners(self, metrics: dict[str, float]) -> dict[str, float]:
@@ -291,14 +292,11 @@ class Learner:
         keys = sorted(metrics)
         maxima = [k for k in keys if k.endswith("_max")]
         means = [k for k in keys if k not in maxima]
-        summed = self._all_reduce_sum(torch.tensor([metrics[k] for k in means], dtype=torch.float64))
+        summed = self._all_reduce(torch.tensor([metrics[k] for k in means], dtype=torch.float64))
         result = {k: v / self.world_size for k, v in zip(means, summed.tolist())}
         if maxima:
-            import torch.distributed as dist
-
-            values = torch.tensor([metrics[k] for k in maxima], dtype=torch.float64, device=self.device)
-            dist.all_reduce(values, op=dist.ReduceOp.MAX)
-            result |= dict(zip(maxima, values.tolist()))
+            largest = self._all_reduce(torch.tensor([metrics[k] for k in maxima], dtype=torch.float64), op="max")
+            result |= dict(zip(maxima, largest.tolist()))
         return result
 
     def _all_reduce_expert_load(self) -> None:

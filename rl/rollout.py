@@ -62,8 +62,8 @@ def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None
                          num_gpus: float = 0) -> Any:
     """The RolloutWorker class as a Ray actor class, with vLLM's CPU environment.
 
-    threads: the engine's CPU threads (OMP_NUM_THREADS); 0 = as many as this (the driver's) machine has
-    cores. Without it Ray sets OMP_NUM_THREADS to num_cpus.
+    threads: the engine's CPU threads (OMP_NUM_THREADS, which Ray would otherwise set to num_cpus); 0 = as
+    many as this (the driver's) machine has cores.
     num_gpus: GPUs the worker asks Ray for (1 on a GPU cluster: vLLM then serves on it).
 
     No automatic restart: a restarted engine would come back with the initial weights, so the trainer
