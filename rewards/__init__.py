@@ -2,8 +2,12 @@
 
 Every reward has TRL's signature ``fn(completions, **columns) -> list[float | None]``
 (completions as strings or chat message lists; dataset columns such as ``answer`` or
-``tests`` as keyword arguments), never raises, and runs its risky work in
+``tests`` as keyword arguments) and runs its risky work in
 :class:`rewards.pool.GradingPool` worker processes under hard time and memory limits.
+A problem with one sample (a None completion, an unparseable answer, malformed tests)
+never raises: that sample scores 0.0 (or None, "not applicable") with a reason. A
+malformed call (``completions`` not a list or tuple, e.g. a bare string; a column whose
+length is not the number of completions) raises :class:`RewardCallError` naming the problem.
 
 A reward that can say why a sample scored what it did also has
 ``explain(completions, **columns) -> (scores, reasons)``: the scores ``__call__`` returns
@@ -11,6 +15,7 @@ and one human-readable reason per sample, from the same single pass (``math_accu
 ``format_reward``); the trainer logs these reasons beside sampled completions.
 """
 
+from rewards.calls import RewardCallError
 from rewards.code import CodeExecution, code_execution, extract_program, run_tests
 from rewards.combine import WeightedReward
 from rewards.format import FormatReward, LengthPenalty, format_reward, length_penalty
@@ -21,6 +26,7 @@ from rewards.steps import Claim, MathSteps, check_steps, math_steps, step_summar
 from rewards.pool import GradingPool, TaskResult, configure_default_pool, get_default_pool, shutdown_default_pool
 
 __all__ = [
+    "RewardCallError",
     "FormatReward",
     "LengthPenalty",
     "WeightedReward",

@@ -10,13 +10,18 @@ model may restate or correct itself):
 2. ``#### N`` (GSM8K),
 3. "final answer is X", "the answer is X", "Answer: X", "A: X",
 4. the final non-empty line (its last ``$...$`` span, else its last number).
+
+The last number is extracted from any text (so that logs show what was read), but the grader
+pays it only when the text reads as finished (:func:`reads_finished`): a response cut off
+mid-reasoning ends on whatever number the cut fell after.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["extract_answer", "find_last_boxed", "normalize_answer", "completion_text", "MAX_ANSWER_CHARS"]
+__all__ = ["extract_answer", "find_last_boxed", "normalize_answer", "completion_text", "reads_finished",
+           "MAX_ANSWER_CHARS"]
 
 # An extracted answer longer than this is not an answer a grader should try to parse:
 # it is garbage or a runaway box, and parsing it can only cost time.
@@ -176,6 +181,85 @@ def _looks_like_bare_answer(text: str) -> bool:
     return len(text) <= 120 and not re.search(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", text))
 
 
+# --- does the text read as finished? ---------------------------------------------------
+#
+# The last-number fallback reads any number; on a response cut off mid-reasoning (a token limit) that number is
+# wherever the cut fell, and pays whenever it happens to be the gold. A careful grader takes a last number as the
+# answer only from a response that reads as finished: its last line is a sentence that ends ("... is 9."), a bare
+# answer ("n = 15", "**858**", "$$\tan A = 2$$") or a short statement of a value ("Le coût final est donc de
+# 100 - 30 = 70"); never a line that stops mid-word, mid-expression or mid-list, nor a reasoning block left open.
+
+# Tags that open and close a part of a response: one left open means the response stopped inside it.
+_OPEN_CLOSE_TAGS = (("<think>", "</think>"), ("<|begin_of_thought|>", "<|end_of_thought|>"),
+                    ("<|begin_of_solution|>", "<|end_of_solution|>"))
+# A line that stops inside an expression: after an operator, a relation, an opening bracket, a comma or a colon.
+_ENDS_MID_EXPRESSION_RE = re.compile(
+    r"(?:[=+\-*/×÷^<>≤≥≈(\[{,:;]|\\(?:cdot|times|div|pm|mp|frac|sqrt|left|le|ge|leq|geq|approx|quad))\s*$"
+)
+_LIST_MARKER_RE = re.compile(r"(?:\d{1,2}|[a-z]|[ivx]{1,4})[.)]|\(\w\)|[-*•]")
+# A sentence end (not "..." nor "?": an ellipsis trails off, a question asks), then closing marks.
+_SENTENCE_END_RE = re.compile(r"(?<![.…])[.!。！।۔](?:[\s*_)\]}\"'”’»」』$]|\\[)\]])*$")
+_ANSWER_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\\frac\{-?\d+\}\{\d+\}|-?\\frac\d\d"
+_NUMBER_UNIT = r"(?:\s*(?:\\%|%|\\circ|°|[€$£¥])|\s*[^\W\d_]{1,12}[²³]?)?"
+# A bare answer line: a number, or "name = number" where the name has a letter (so "210 - 166 = 44" is a step).
+_BARE_ANSWER_LINE_RE = re.compile(rf"(?:(?=[^=]*[A-Za-z\\])[^=]{{1,40}}=\s*)?(?:{_ANSWER_NUMBER}){_NUMBER_UNIT}")
+_ENDS_WITH_NUMBER_RE = re.compile(rf"(?:{_ANSWER_NUMBER}){_NUMBER_UNIT}[\s*_)\]}}$€%\\.!。]*$")
+# Words that state a value or a conclusion; a last line without sentence end must have one to read as finished.
+_CONCLUDING_RE = re.compile(
+    r"\b(?:therefore|thus|hence|so|total|totals|final|finally|answer|result|conclusion|altogether|is|are|was|were"
+    r"|equals?|it's|donc|ainsi|réponse|résultat|est|por lo tanto|entonces|respuesta|resultado|es|also|daher"
+    r"|insgesamt|antwort|ergebnis|ist|итак|ответ|следовательно|равно)\b"
+    r"|因此|所以|总共|一共|答案|结果|是|よって|したがって|答え|لذا|إذن|الجواب|هو|इसलिए|उत्तर|है",
+    re.IGNORECASE,
+)
+_OPERATORS = ("+", "-", "*", "/", "×", "÷", "^", "\\cdot", "\\times")
+
+
+def reads_finished(text: str) -> bool:
+    """True when a completion reads as finished, so that its last number may stand as its answer.
+
+    Finished: no reasoning block left open (``<think>`` without ``</think>``), and the last non-empty line
+    (chat tokens removed) does not stop inside an expression (an operator, ``=``, an opening bracket, an
+    unclosed ``<<`` annotation, a comma or colon at its end, or a lone list marker such as ``1.``) and is one of
+
+    - a sentence that ends (``.``, ``!``, ``。``; not ``...`` nor ``?``),
+    - a bare answer: a number, or ``name = number`` (``n = 15``, ``**858**``, ``$$\\tan A = 2$$``),
+    - a short statement of a value: it ends with a number that no operator precedes and has a word that states
+      a value or a conclusion ("so", "therefore", "total", "is", "donc", "因此", ...).
+
+    >>> reads_finished("So 3 + 4 = 7, then 7 *")
+    False
+    >>> reads_finished("So 3 + 4 = 7, and the total is 7.")
+    True
+    """
+    if not isinstance(text, str):
+        return False
+    for open_tag, close_tag in _OPEN_CLOSE_TAGS:
+        if open_tag in text and close_tag not in text[text.rfind(open_tag):]:
+            return False
+    lines = [line.strip() for line in _CHAT_TOKEN_RE.sub(" ", text).splitlines() if line.strip()]
+    if not lines:
+        return False
+    line = lines[-1]
+    if line.count("<<") > line.count(">>") or sum(map(line.count, "([{")) > sum(map(line.count, ")]}")):
+        return False  # an annotation or a bracket left open
+    line = line[-300:]  # how a line ends is in its tail (and the patterns below stay linear on it)
+    if line.count("**") % 2 == 0:
+        line = re.sub(r"(?:\*\*\s*)+$", "", line).rstrip()
+    core = re.sub(r"(?:\$|\\\)|\\\]|\s)+$", "", line)  # without closing math delimiters
+    if _UNFINISHED_EQUATION_RE.search(line) or _ENDS_MID_EXPRESSION_RE.search(core) or _LIST_MARKER_RE.fullmatch(line):
+        return False
+    if _SENTENCE_END_RE.search(line):
+        return True
+    bare = re.sub(r"\*\*|\$+|\\[()\[\]]", "", line).strip().rstrip(".!").strip()
+    if _BARE_ANSWER_LINE_RE.fullmatch(bare):
+        return True
+    if len(lines[-1]) > 200 or not _CONCLUDING_RE.search(line):
+        return False
+    number = _ENDS_WITH_NUMBER_RE.search(line)
+    return bool(number and not line[: number.start()].rstrip().endswith(_OPERATORS))
+
+
 def extract_answer(text: str) -> tuple[str | None, str]:
     """Extract the final answer of a completion.
 
@@ -218,7 +302,8 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     after_reasoning = raw.rpartition("</think>")[2]
     bare = _CHAT_TOKEN_RE.sub(" ", after_reasoning) if after_reasoning.strip() and "</think>" in raw else text
     stripped = re.sub(r"^\s*(?:answer|réponse|solution)\s*:?", "", bare.strip(), flags=re.I).strip()
-    if stripped and _looks_like_bare_answer(stripped) and not _UNFINISHED_EQUATION_RE.search(stripped):
+    if (stripped and _looks_like_bare_answer(stripped) and not _UNFINISHED_EQUATION_RE.search(stripped)
+            and not _ENDS_MID_EXPRESSION_RE.search(stripped)):
         return _prose_number(stripped) or stripped, "bare"
     # The last math span, when the text ends with it ("... is $\\frac{1}{2}$.").
     spans = list(_INLINE_MATH_RE.finditer(text[-300:]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from rewards.calls import check_call
 from rewards.extract import completion_text
 
 __all__ = ["FormatReward", "format_reward", "LengthPenalty", "length_penalty"]
@@ -64,14 +65,15 @@ class FormatReward:
         return True, "ok"
 
     def __call__(self, completions: Sequence[Any], log_extra=None, **kwargs: Any) -> list[float]:
-        """Score completions (TRL signature)."""
-        scores, reasons = self.explain(completions)
+        """Score completions (TRL signature); a malformed call raises :class:`rewards.RewardCallError`."""
+        scores, reasons = self.explain(completions, **kwargs)
         if log_extra is not None:
             log_extra("format_reason", reasons)
         return scores
 
     def explain(self, completions: Sequence[Any], **kwargs: Any) -> tuple[list[float], list[str]]:
         """The scores ``__call__`` gives and why (``"ok"`` or what is missing), one reason per sample."""
+        completions = check_call(self.__name__, completions, kwargs)
         checks = [self.check(completion_text(c)) for c in completions]
         return [1.0 if ok else 0.0 for ok, _ in checks], [reason for _, reason in checks]
 
@@ -106,9 +108,15 @@ class LengthPenalty:
 
     def __call__(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
                  **kwargs: Any) -> list[float]:
-        """Score completions (TRL signature)."""
-        if completion_ids is not None and len(completion_ids) == len(completions):
-            lengths = [len(ids) for ids in completion_ids]
+        """Score completions (TRL signature); a malformed call (``completion_ids`` of another length than
+        ``completions`` included) raises :class:`rewards.RewardCallError`."""
+        completions = check_call(self.__name__, completions, {**kwargs, "completion_ids": completion_ids},
+                                 read=("completion_ids",))
+        if completion_ids is not None:
+            # a sample whose ids are missing (None) is measured in characters, as without ids
+            lengths = [len(ids) if hasattr(ids, "__len__") and not isinstance(ids, str)
+                       else len(completion_text(c) or "") / self.chars_per_token
+                       for ids, c in zip(completion_ids, completions)]
         else:
             lengths = [len(completion_text(c) or "") / self.chars_per_token for c in completions]
         return [self.penalty(n) for n in lengths]

@@ -10,12 +10,18 @@ Decision ladder (first conclusive step wins):
    the gold is extracted too when it is a full solution (``\\boxed`` or ``####``);
 2. normalise both strings; equal strings are equal answers;
 3. both plain numbers (integers, decimals, fractions, ``\\frac``): exact rational
-   comparison, a relative tolerance of 1e-6 when one side is a decimal; AIME style
-   leading zeros (``033``) are the same integer;
+   comparison (``0.3333`` is not 1/3), a relative tolerance of 1e-6 only against a decimal
+   gold (see ``REL_TOL``); a percentage on one side matches as its number or its quantity
+   (``10\\%`` is 10 and 0.1); AIME style leading zeros (``033``) are the same integer;
 4. equations: ``x = 3`` against ``3`` compares the right-hand side;
 5. otherwise math-verify / latex2sympy2_extended parse both sides (sets, tuples,
    intervals, matrices, symbolic expressions) and math-verify decides equality with
    sympy; its few known wrong verdicts are corrected before (see ``_guard``).
+
+An answer found only by the last-number fallback is no answer when the text does not read as
+finished (:func:`rewards.extract.reads_finished`: a response cut off mid-reasoning): the verdict
+is wrong, with nothing extracted (so it casts no vote in maj@k), reason
+``unfinished-text (last number '7' is not an answer)``.
 
 Expressions whose evaluation could explode (power towers, huge factorials, very long
 answers) are refused before sympy sees them: the verdict is then a string comparison
@@ -29,12 +35,18 @@ import threading
 from dataclasses import dataclass, asdict
 from fractions import Fraction
 
-from rewards.extract import MAX_ANSWER_CHARS, extract_answer, find_last_boxed, normalize_answer
+from rewards.extract import MAX_ANSWER_CHARS, extract_answer, find_last_boxed, normalize_answer, reads_finished
 
 __all__ = ["Verdict", "grade_answer", "parse_number"]
 
-# Relative tolerance for decimals: a model that writes 0.333333 for 1/3 is right,
-# 0.33 is not (math-verify rounds to 6 digits; this is the same order).
+# Numbers are compared exactly (as rationals) whenever both sides are exact: integers, fractions and decimals as
+# written ("0.5" is exactly 1/2; "0.3333" is 3333/10000, not 1/3). A rounded decimal for an exact fraction is a
+# wrong answer, however many digits it has. Only a gold written as a decimal may itself be a rounded value
+# (a computed constant, "1.414214"), so only against a decimal gold does a relative tolerance apply: 1e-6 of the
+# larger magnitude. That is below any rounding a problem asks for (a "nearest thousandth" answer differs from
+# its neighbours by far more) and above the last-digit noise of a float printed to 15-17 significant digits
+# ("0.30000000000000004" is 0.3), which is all it is meant to forgive. Irrational golds ("\sqrt{2}", "\pi")
+# are not plain numbers: math-verify compares them with its own numeric precision.
 REL_TOL = Fraction(1, 10**6)
 
 
@@ -136,26 +148,40 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
     return None
 
 
-def _decimals(s: str) -> int:
-    """Digits after the decimal point as written (``"0.33"`` -> 2)."""
-    m = re.search(r"\.(\d+)", s)
-    return len(m.group(1)) if m else 0
+def _numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool]) -> bool:
+    """Exact rational equality; against a decimal gold (possibly rounded) a relative tolerance of ``REL_TOL``.
 
-
-def _numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], pred_text: str) -> bool:
-    """Exact equality; for decimals a 1e-6 relative tolerance, or the gold rounded to
-    the precision the prediction was written with, from two decimals on (``0.33`` for
-    1/3, ``2.6667`` for 8/3: what "round to the nearest hundredth" asks for)."""
+    >>> _numbers_equal(parse_number("\\\\frac{1}{2}"), parse_number("0.5"))
+    True
+    >>> _numbers_equal(parse_number("\\\\frac{1}{3}"), parse_number("0.3333"))
+    False
+    """
     if gold[0] == pred[0]:
         return True
-    if gold[1] or pred[1]:
-        scale = max(abs(gold[0]), abs(pred[0]), Fraction(1))
-        if abs(gold[0] - pred[0]) <= REL_TOL * scale:
-            return True
-    digits = _decimals(pred_text)
-    if pred[1] and not gold[1] and digits >= 2:
-        return round(gold[0], digits) == pred[0]
+    if gold[1]:
+        return abs(gold[0] - pred[0]) <= REL_TOL * max(abs(gold[0]), abs(pred[0]))
     return False
+
+
+# Percentages. "10%" is the quantity 0.1, and GSM8K/MATH write the gold of a "what percent" question as the
+# percentage's number, 10. So a number with a percent sign on one side only matches the other side either as
+# the same number ("10%" and 10: normalisation drops the sign) or as the same quantity ("10%" and 0.1, p% = p/100),
+# in both directions (a gold "10\%" takes 10 and 0.1). With the sign on both sides the numbers must be equal.
+# Both readings are accepted, so "1000%" also matches a gold 10 (as the quantity 10) and "100%" a gold 1.
+_PERCENT_RE = re.compile(r"-?[\d.,\s]*\d\s*(?:%|percent)", re.IGNORECASE)
+
+
+def _is_percent(s: str) -> bool:
+    """True for a plain number with a percent sign or word: ``10\\%``, ``$10\\%$``, ``10 percent``."""
+    t = re.sub(r"\\text\s*\{\s*([^{}]*)\}", r"\1", s).replace("\\%", "%").replace("$", "").replace("**", "")
+    return bool(_PERCENT_RE.fullmatch(t.strip().rstrip(".").strip()))
+
+
+def _percent_as_quantity(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], gold_is_percent: bool):
+    """``(gold, pred)`` with the side that carried the percent sign divided by 100."""
+    if gold_is_percent:
+        return (gold[0] / 100, gold[1]), pred
+    return gold, (pred[0] / 100, pred[1])
 
 
 def _decimal_comma(s: str) -> str | None:
@@ -167,8 +193,9 @@ def _decimal_comma(s: str) -> str | None:
 
 
 # Tuples, intervals and matrices of plain numbers are compared number by number with the rule for plain
-# numbers ("(0.6, 2.6667]" is "(\frac{3}{5}, \frac{8}{3}]", as 2.6667 alone is 8/3), when both sides have the
-# same shape; anything else (sets in another order, symbols) is left to math-verify.
+# numbers ("(0.5, 2.25]" is "(\frac{1}{2}, \frac{9}{4}]"; "(0.6, 2.6667]" is not "(\frac{3}{5}, \frac{8}{3}]",
+# as 2.6667 alone is not 8/3), when both sides have the same shape; anything else (sets in another order, symbols)
+# is left to math-verify, which compares numbers exactly too.
 _ELEMENT_RE = re.compile(r"-?\\frac\{\s*-?\d+\s*\}\{\s*-?\d+\s*\}|-?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?")
 _SHAPE_RE = re.compile(r"(?:\s|[(),\[\];&#]|\\\\|\\[{}]|\\(?:begin|end)\{[pbv]?matrix\})*")
 _WRAPPED_MATRIX_RE = re.compile(r"\(\s*(\\begin\{([pbv]?matrix)\}.*\\end\{\2\})\s*\)", re.S)
@@ -184,8 +211,8 @@ def _elementwise_equal(gold_n: str, pred_n: str) -> bool:
         elements.append(_ELEMENT_RE.findall(s))
     if shapes[0] != shapes[1] or not _SHAPE_RE.fullmatch(shapes[0]) or len(elements[0]) < 2:
         return False
-    pairs = [(parse_number(g), parse_number(p), p) for g, p in zip(*elements)]
-    return all(g is not None and p is not None and _numbers_equal(g, p, text) for g, p, text in pairs)
+    pairs = [(parse_number(g), parse_number(p)) for g, p in zip(*elements)]
+    return all(g is not None and p is not None and _numbers_equal(g, p) for g, p in pairs)
 
 
 _EQ_LHS_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=(?!=)\s*(.+)$", re.S)
@@ -276,6 +303,15 @@ def _grade(pred_text: object, gold: object) -> Verdict:
     extracted, how = extract_answer(pred_text)
     if extracted is None:
         return Verdict(False, reason="no-answer")
+    if how == "last_number" and not reads_finished(pred_text):
+        # A response cut off mid-reasoning states no answer: its last number is wherever the cut fell, so it is
+        # neither paid nor counted as an answer (no vote in maj@k either).
+        return Verdict(False, reason=f"unfinished-text (last number {extracted!r} is not an answer)")
+    return _judge(extracted, how, gold)
+
+
+def _judge(extracted: str, how: str, gold: str) -> Verdict:
+    """Compare an extracted answer (found by rule ``how``) with the gold."""
     gold_ans = _gold_answer(gold.strip())
     gold_n, pred_n = normalize_answer(gold_ans), normalize_answer(extracted)
     verdict = Verdict(False, extracted=extracted, gold_parsed=gold_n, pred_parsed=pred_n)
@@ -299,8 +335,11 @@ def _grade(pred_text: object, gold: object) -> Verdict:
     gold_num, pred_num = parse_number(gold_n), parse_number(pred_n)
     if gold_num is not None and pred_num is not None:
         verdict.gold_parsed, verdict.pred_parsed = str(gold_num[0]), str(pred_num[0])
-        verdict.correct = _numbers_equal(gold_num, pred_num, pred_n)
+        verdict.correct = _numbers_equal(gold_num, pred_num)
         verdict.reason = "numeric-equal" if verdict.correct else "numeric-not-equal"
+        if not verdict.correct and _is_percent(gold_ans) != _is_percent(extracted) and _numbers_equal(
+                *_percent_as_quantity(gold_num, pred_num, gold_is_percent=_is_percent(gold_ans))):
+            verdict.correct, verdict.reason = True, "numeric-equal (percent)"
         return verdict
     danger = _explosive(pred_n) or _explosive(gold_n)
     if danger:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from rewards.calls import RewardCallError, check_call
 from rewards.extract import completion_text
 from rewards.math_answer import Verdict, grade_answer
 from rewards.pool import TaskResult, get_default_pool
@@ -33,9 +34,12 @@ def grade_batch(
     Returns:
         One :class:`Verdict` per pair; a sample over its limit gets
         ``Verdict(False, reason="timeout")`` (or ``"memory"``).
+
+    Raises:
+        RewardCallError: when ``preds`` and ``golds`` differ in length (a malformed call).
     """
     if len(preds) != len(golds):
-        raise ValueError(f"{len(preds)} predictions but {len(golds)} gold answers")
+        raise RewardCallError(f"grade_batch: {len(preds)} predictions but {len(golds)} gold answers")
     pool = get_default_pool()
     results = pool.map(grade_answer, list(zip(preds, golds)), timeout=timeout, memory_mb=memory_mb)
     return [_to_verdict(r) for r in results]
@@ -76,14 +80,22 @@ class MathAccuracy:
         self.gold_columns = tuple(gold_columns)
 
     def details(self, completions: Sequence[Any], **kwargs: Any) -> list[Verdict | None]:
-        """Per-sample verdicts (None where the sample has no gold answer)."""
+        """Per-sample verdicts (None where the sample has no gold answer).
+
+        Raises:
+            RewardCallError: for a malformed call (see :func:`rewards.calls.check_call`).
+        """
+        completions = check_call(self.__name__, completions, kwargs, read=self.gold_columns)
         golds = self._golds(len(completions), kwargs)
-        if isinstance(golds, str):  # a misaligned column: every sample fails, visibly
-            return [Verdict(False, reason=golds) for _ in completions]
         texts = [completion_text(c) for c in completions]
-        todo = [i for i, g in enumerate(golds) if g is not None]
-        verdicts = grade_batch([texts[i] for i in todo], [golds[i] for i in todo], self.timeout, self.memory_mb)
         out: list[Verdict | None] = [None] * len(completions)
+        todo = []
+        for i, (completion, text, gold) in enumerate(zip(completions, texts, golds)):
+            if gold is not None and text is None:  # nothing to grade: the reason names what came instead
+                out[i] = Verdict(False, reason=f"bad-input: {type(completion).__name__}")
+            elif gold is not None:
+                todo.append(i)
+        verdicts = grade_batch([texts[i] for i in todo], [golds[i] for i in todo], self.timeout, self.memory_mb)
         for i, verdict in zip(todo, verdicts):
             out[i] = verdict
         return out
@@ -104,6 +116,10 @@ class MathAccuracy:
 
         Returns:
             1.0 / 0.0 per completion, None where the gold is missing ("not applicable").
+
+        Raises:
+            RewardCallError: for a malformed call: ``completions`` not a list or tuple (a bare string, None),
+                or a column whose length is not the number of completions.
         """
         verdicts = self.details(completions, **kwargs)
         if log_extra is not None:
@@ -126,15 +142,12 @@ class MathAccuracy:
         verdicts = self.details(completions, **kwargs)
         return _scores(verdicts), [v.summary() if v else "no gold" for v in verdicts]
 
-    def _golds(self, n: int, kwargs: dict) -> list[object] | str:
-        """The gold column's values, or an error reason string when it is misaligned."""
+    def _golds(self, n: int, kwargs: dict) -> list[object]:
+        """The first gold column's values (the call is checked: a list of ``n``), else None each."""
         for column in self.gold_columns:
             values = kwargs.get(column)
             if values is not None:
-                values = [values] if isinstance(values, str) else list(values)
-                if len(values) != n:
-                    return f"error: column {column!r} has {len(values)} values for {n} completions"
-                return values
+                return list(values)
         return [None] * n
 
 

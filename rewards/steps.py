@@ -22,6 +22,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
+from rewards.calls import check_call
 from rewards.extract import completion_text
 from rewards.pool import get_default_pool
 
@@ -228,22 +229,27 @@ class MathSteps:
         self.no_claims_score = no_claims_score
 
     def details(self, completions: Sequence[Any], **kwargs: Any) -> list[dict]:
-        """Per-completion summaries (with ``reason`` set when the check failed)."""
-        texts = [completion_text(c) or "" for c in completions]
-        results = get_default_pool().map(_summarise, [(t,) for t in texts], timeout=self.timeout, memory_mb=self.memory_mb)
-        out = []
-        for result in results:
-            if result.ok:
-                out.append({**result.value, "reason": ""})
-            else:
-                out.append({"valid": 0, "invalid": 0, "unverifiable": 0, "score": 0.0, "first_error": None,
-                            "reason": result.reason})
+        """Per-completion summaries (with ``reason`` set when the check failed).
+
+        Raises:
+            RewardCallError: for a malformed call (see :func:`rewards.calls.check_call`).
+        """
+        completions = check_call(self.__name__, completions, kwargs)
+        texts = [completion_text(c) for c in completions]
+        todo = [i for i, text in enumerate(texts) if text is not None]
+        results = get_default_pool().map(_summarise, [(texts[i],) for i in todo], timeout=self.timeout,
+                                         memory_mb=self.memory_mb)
+        failed = {"valid": 0, "invalid": 0, "unverifiable": 0, "score": 0.0, "first_error": None}
+        # a completion with no text scores 0.0 (not "nothing to check"): the reason names what came instead
+        out = [{**failed, "reason": f"bad-input: {type(c).__name__}"} for c in completions]
+        for i, result in zip(todo, results):
+            out[i] = {**result.value, "reason": ""} if result.ok else {**failed, "reason": result.reason}
         return out
 
     def __call__(self, completions: Sequence[Any], log_extra: Callable[[str, list], None] | None = None,
                  **kwargs: Any) -> list[float | None]:
         """Score completions (TRL signature); failures score 0.0 with a reason."""
-        summaries = self.details(completions)
+        summaries = self.details(completions, **kwargs)
         if log_extra is not None:
             log_extra("steps_valid", [s["valid"] for s in summaries])
             log_extra("steps_invalid", [s["invalid"] for s in summaries])

@@ -4,7 +4,8 @@ import pickle
 
 import pytest
 
-from rewards import FormatReward, LengthPenalty, WeightedReward, format_reward, length_penalty, math_accuracy
+from rewards import (FormatReward, LengthPenalty, RewardCallError, WeightedReward, format_reward, length_penalty,
+                     math_accuracy)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +59,38 @@ def test_format_explain_says_what_is_missing():
     scores, reasons = format_reward.explain(texts, answer=["4"] * 3)
     assert scores == format_reward(texts) == [1.0, 0.0, 0.0]
     assert reasons == ["ok", "no final answer (boxed, #### or answer tags)", "missing or misplaced think block"]
+
+
+def test_format_and_length_malformed_calls_raise_and_bad_samples_score_zero():
+    for reward in (format_reward, format_reward.explain, length_penalty):
+        with pytest.raises(RewardCallError, match="completions is a str.*wrap a single completion in a list"):
+            reward("<think>a</think> \\boxed{1}")  # used to be scored character by character
+        with pytest.raises(RewardCallError, match="completions is None"):
+            reward(None)
+    with pytest.raises(RewardCallError, match="^format_reward: 2 completions but 1 value in column 'answer'"):
+        format_reward(["a", "b"], answer=["4"])
+    with pytest.raises(RewardCallError, match="^length_penalty: 2 completions but 1 value in column 'completion_ids'"):
+        LengthPenalty(max_len=100, cache=20)(["a", "b"], completion_ids=[[0] * 90])  # used to fall back to chars
+    assert format_reward.explain([None, 3]) == ([0.0, 0.0], ["no text", "no text"])
+    assert LengthPenalty(max_len=100, cache=20)([None, "a"], completion_ids=[None, [0] * 90]) == [0.0, -0.5]
+
+
+def test_weighted_reward_raises_for_a_malformed_call_but_keeps_a_component_s_bug():
+    combo = WeightedReward({"acc": (math_accuracy, 1.0), "fmt": (format_reward, 0.5)})
+    with pytest.raises(RewardCallError, match="^weighted_reward: completions is a str"):
+        combo("\\boxed{4}", answer=["4"])
+    with pytest.raises(RewardCallError, match="^weighted_reward: 2 completions but 1 value in column 'answer'"):
+        combo(["\\boxed{4}", "\\boxed{5}"], answer=["4"])  # used to score the math component 0 silently
+    with pytest.raises(RewardCallError, match="^math_accuracy: column 'answer' is a str"):
+        combo(["\\boxed{4}"], answer="4")  # a component's own call check is not swallowed as a component bug
+    assert combo([None, "\\boxed{4}"], answer=["4", "4"]) == [0.0, 1.0]
+
+
+def test_weighted_reward_score_keeps_not_applicable_apart_from_zero_and_gives_reasons():
+    from rewards import math_accuracy
+
+    combo = WeightedReward({"acc": (math_accuracy, 1.0)})
+    scored = combo.score(["\\boxed{4}", "\\boxed{4}"], answer=["4", None])
+    assert scored["total"] == [1.0, None] and scored["components"]["acc"] == [1.0, None]
+    assert scored["reasons"]["acc"][0].startswith("string-equal") and scored["reasons"]["acc"][1] == "no gold"
+    assert combo(["\\boxed{4}", "\\boxed{4}"], answer=["4", None]) == [1.0, None]  # TRL reads None as NaN

@@ -3,10 +3,12 @@
 import pickle
 import time
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rewards import MathAccuracy, grade_batch, math_accuracy
+from rewards import MathAccuracy, RewardCallError, grade_batch, math_accuracy
 
 LIMIT = 5.0  # the reward's default per-sample wall limit
 
@@ -37,8 +39,41 @@ def test_details_and_pickling():
     assert verdicts[0].correct and verdicts[0].reason == "numeric-equal"
 
 
-def test_misaligned_column_is_zero_not_exception():
-    assert math_accuracy(["\\boxed{1}", "\\boxed{2}"], answer=["1"]) == [0.0, 0.0]
+def test_misaligned_column_is_a_reward_call_error_naming_both_counts():
+    with pytest.raises(RewardCallError, match=r"^math_accuracy: 2 completions but 1 value in column 'answer'$"):
+        math_accuracy(["\\boxed{1}", "\\boxed{2}"], answer=["1"])
+    with pytest.raises(RewardCallError, match="3 completions but 2 values in column 'answer'"):
+        math_accuracy(["\\boxed{1}"] * 3, answer=["1", "1"])  # used to score 0 silently
+    with pytest.raises(RewardCallError, match="1 completions but 2 values in column 'prompts'"):
+        math_accuracy(["\\boxed{1}"], answer=["1"], prompts=["p", "q"])
+
+
+@pytest.mark.parametrize("completions", [None, "\\boxed{1}", b"\\boxed{1}", 5, {"role": "assistant", "content": "1"}])
+def test_completions_that_are_not_a_list_are_a_reward_call_error(completions):
+    for call in (math_accuracy, math_accuracy.explain, math_accuracy.details):
+        with pytest.raises(RewardCallError, match="^math_accuracy: completions is (None|a [a-z]+), expected a list"):
+            call(completions, answer=["1"])
+
+
+def test_a_bare_string_is_not_read_as_a_list_of_characters():
+    with pytest.raises(RewardCallError, match="completions is a str.*wrap a single completion in a list"):
+        math_accuracy("42", answer=["4", "2"])  # two "completions", '4' and '2', used to score [1.0, 1.0]
+    with pytest.raises(RewardCallError, match="column 'answer' is a str"):
+        math_accuracy(["42", "42"], answer="42")
+    assert issubclass(RewardCallError, ValueError)
+
+
+def test_bad_samples_score_zero_with_a_reason_and_never_raise():
+    scores, reasons = math_accuracy.explain([None, 12, [{"role": "assistant", "content": None}], "\\boxed{1}"],
+                                            answer=["1"] * 4)
+    assert scores == [0.0, 0.0, 0.0, 1.0]
+    assert reasons[:3] == ["bad-input: NoneType", "bad-input: int", "bad-input: list"]
+    assert math_accuracy([], answer=[]) == [] and math_accuracy((), answer=()) == []
+
+
+def test_a_truncated_completion_explains_why_it_is_not_paid():
+    scores, reasons = math_accuracy.explain(["We have 3 apples and 4 more, so 3 + 4 = 7, then 7 *"], answer=["7"])
+    assert scores == [0.0] and reasons == ["unfinished-text (last number '7' is not an answer)"]
 
 
 def test_timeout_is_a_reason():
@@ -105,7 +140,7 @@ def test_explain_gives_the_scores_of_a_call_and_a_readable_reason_each():
     scores, reasons = math_accuracy.explain(completions, answer=answers, prompts=["p"] * 5)
     assert scores == math_accuracy(completions, answer=answers) == [1.0, 0.0, 0.0, 1.0, None]
     assert reasons[0] == "string-equal (boxed): extracted '30', gold '30'"
-    assert reasons[1] == "numeric-not-equal: extracted '6', gold '30'"  # shows what the grader read
+    assert reasons[1] == "unfinished-text (last number '6' is not an answer)"  # shows what the grader read
     assert reasons[2] == "no-answer"
     assert reasons[3] == "numeric-equal: extracted '\\\\frac{1}{2}' (parsed '1/2'), gold '1/2'"
     assert reasons[4] == "no gold"
@@ -114,5 +149,10 @@ def test_explain_gives_the_scores_of_a_call_and_a_readable_reason_each():
 def test_explain_reports_limits_and_misaligned_columns():
     scores, reasons = MathAccuracy(timeout=0.0).explain(["\\boxed{x^2+2x+1}"], answer=["(x+1)^2"])
     assert scores == [0.0] and reasons == ["timeout"]
-    scores, reasons = math_accuracy.explain(["\\boxed{1}", "\\boxed{2}"], answer=["1"])
-    assert scores == [0.0, 0.0] and all("has 1 values for 2 completions" in r for r in reasons)
+    with pytest.raises(RewardCallError, match="2 completions but 1 value in column 'answer'"):
+        math_accuracy.explain(["\\boxed{1}", "\\boxed{2}"], answer=["1"])
+
+
+def test_grade_batch_of_unequal_lengths_is_a_reward_call_error():
+    with pytest.raises(RewardCallError, match="2 predictions but 1 gold answers"):
+        grade_batch(["1", "2"], ["1"])

@@ -1,5 +1,8 @@
 """Step checking with real sympy, and the math_steps process reward through the pool."""
 
+import pytest
+
+from rewards import RewardCallError
 from rewards.steps import MathSteps, check_steps, math_steps, step_summary
 
 
@@ -57,3 +60,15 @@ def test_summary_and_reward():
 def test_reward_never_hangs_on_huge_text():
     scores = MathSteps(timeout=3.0)(["1 + 1 = 2\n" * 50_000, "9" * 100_000 + " = 1"])
     assert all(s is None or 0.0 <= s <= 1.0 for s in scores)
+
+
+def test_malformed_call_raises_and_bad_samples_score_zero():
+    with pytest.raises(RewardCallError, match="^math_steps: completions is a str.*wrap a single completion"):
+        math_steps("1 + 1 = 2")  # used to be checked character by character
+    with pytest.raises(RewardCallError, match="^math_steps: completions is None"):
+        math_steps(None)
+    with pytest.raises(RewardCallError, match="2 completions but 1 value in column 'answer'"):
+        math_steps(["1 + 1 = 2", "2 + 2 = 4"], answer=["2"])
+    logged = {}
+    assert math_steps(["1 + 1 = 2", None, 5], log_extra=logged.__setitem__) == [1.0, 0.0, 0.0]
+    assert logged["steps_reason"] == ["", "bad-input: NoneType", "bad-input: int"]

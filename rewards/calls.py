@@ -1,0 +1,56 @@
+"""Validation of a reward function's call, shared by every reward of the package.
+
+A reward never raises for a bad *sample* (a None completion, a completion of the wrong type, a gold it cannot
+parse: that sample scores 0.0, or None where it does not apply, with a reason). A malformed *call* is another
+matter: a bare string as ``completions`` would be read as a list of characters, a column shorter than the
+completions would leave samples without their data, and either would give scores that look real and are not.
+So the call is checked first and :class:`RewardCallError` names what is wrong. rl's RewardWorker catches any
+exception of a reward function (that batch scores 0 and the reason is logged), so a run never stops on it; a
+person calling the function by hand gets the error instead of a silent wrong score.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+__all__ = ["RewardCallError", "check_call"]
+
+
+class RewardCallError(ValueError):
+    """A reward function was called with malformed arguments (not a per-sample problem)."""
+
+
+def _kind(value: object) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
+
+
+def check_call(name: str, completions: object, columns: Mapping[str, Any], read: Iterable[str] = ()) -> list:
+    """Check a reward call and return the completions as a list.
+
+    Args:
+        name: The reward's name, for the message.
+        completions: What the caller passed as completions: must be a list or tuple (of strings or chat
+            message lists; a wrong element is a per-sample problem, not checked here).
+        columns: The keyword arguments of the call. Every list or tuple among them is a dataset column and
+            must have one value per completion; other values (``log_extra``, ``trainer_state``) are left alone.
+        read: Columns this reward reads: when present and not None they must be a list or tuple.
+
+    Raises:
+        RewardCallError: naming the problem, e.g. ``"math_accuracy: completions is a str, expected a list of
+            completions (wrap a single completion in a list)"`` or ``"math_accuracy: 3 completions but 2
+            values in column 'answer'"``.
+    """
+    if not isinstance(completions, (list, tuple)):
+        hint = " (wrap a single completion in a list)" if isinstance(completions, (str, bytes, dict)) else ""
+        raise RewardCallError(f"{name}: completions is {_kind(completions)}, expected a list of completions{hint}")
+    n = len(completions)
+    for column in read:
+        values = columns.get(column)
+        if values is not None and not isinstance(values, (list, tuple)):
+            raise RewardCallError(f"{name}: column {column!r} is {_kind(values)}, expected a list with one value "
+                                  f"per completion ({n})")
+    for column, values in columns.items():
+        if isinstance(values, (list, tuple)) and len(values) != n:
+            count = f"{len(values)} value{'' if len(values) == 1 else 's'}"
+            raise RewardCallError(f"{name}: {n} completions but {count} in column {column!r}")
+    return list(completions)
