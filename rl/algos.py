@@ -106,15 +106,22 @@ def k3_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------------ advantages
 
 
-def _group_view(rewards: Tensor, group_size: int) -> Tensor:
+def _group_index(rewards: Tensor, group_ids: Tensor) -> tuple[Tensor, int]:
+    """Each sample's group as 0..n_groups-1 (any integer ids accepted), and the number of groups."""
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be 1-D (N,), got shape {tuple(rewards.shape)}")
-    if group_size < 1 or rewards.numel() % group_size:
-        raise ValueError(f"{rewards.numel()} rewards cannot be split into groups of {group_size}")
-    return rewards.view(-1, group_size)
+    if group_ids.shape != rewards.shape:
+        raise ValueError(f"group_ids {tuple(group_ids.shape)} must have the shape of rewards {tuple(rewards.shape)}")
+    unique, index = torch.unique(group_ids, return_inverse=True)
+    return index, unique.numel()
 
 
-def compute_grpo_advantages(rewards: Tensor, group_size: int, scale_by_std: bool = True, eps: float = 1e-4) -> Tensor:
+def _group_sum(values: Tensor, index: Tensor, n_groups: int) -> Tensor:
+    return torch.zeros(n_groups, dtype=values.dtype, device=values.device).index_add_(0, index, values)
+
+
+def compute_grpo_advantages(rewards: Tensor, group_ids: Tensor, scale_by_std: bool = True, eps: float = 1e-4
+                            ) -> Tensor:
     """Group-relative advantages A_i = (r_i - mean_g) / (std_g + eps), or r_i - mean_g (Dr. GRPO).
 
     The std is the unbiased sample std (Bessel's correction, divisor G - 1), as TRL's `nanstd` computes it in
@@ -123,41 +130,45 @@ def compute_grpo_advantages(rewards: Tensor, group_size: int, scale_by_std: bool
     one has std 0 (TRL's convention), so its only sample gets advantage 0.
 
     Args:
-        rewards: (N,) one reward per completion, laid out group after group (N = n_prompts * group_size).
-        group_size: completions per prompt, G.
+        rewards: (N,) one reward per completion.
+        group_ids: (N,) the group (prompt) of each completion, as verl's `index`: any integer ids, in any order,
+            groups of any size.
         scale_by_std: divide by the group std (GRPO); False gives Dr. GRPO's unscaled advantages.
         eps: added to the std, so zero-variance groups give 0 rather than NaN.
 
     Returns:
         (N,) advantages, same dtype as rewards.
     """
-    grouped = _group_view(rewards, group_size)
-    mean = torch.nanmean(grouped, dim=1, keepdim=True)
-    advantages = grouped - mean
+    index, n_groups = _group_index(rewards, group_ids)
+    scored = ~torch.isnan(rewards)
+    count = _group_sum(scored.to(rewards.dtype), index, n_groups)
+    mean = _group_sum(torch.where(scored, rewards, 0.0), index, n_groups) / count.clamp(min=1)
+    advantages = rewards - mean[index]
     if scale_by_std:
-        if group_size > 1:
-            count = (~torch.isnan(grouped)).sum(dim=1, keepdim=True)
-            var = torch.nansum((grouped - mean) ** 2, dim=1, keepdim=True) / (count - 1).clamp(min=1)
-            std = var.sqrt()
-        else:
-            std = torch.zeros_like(mean)
-        advantages = advantages / (std + eps)
-    return torch.nan_to_num(advantages, nan=0.0).view(-1)
+        squares = _group_sum(torch.where(scored, advantages, 0.0) ** 2, index, n_groups)
+        std = (squares / (count - 1).clamp(min=1)).sqrt()  # 0 for a group of one
+        advantages = advantages / (std[index] + eps)
+    return torch.nan_to_num(advantages, nan=0.0)
 
 
-def zero_variance_groups(rewards: Tensor, group_size: int) -> Tensor:
+def zero_variance_groups(rewards: Tensor, group_ids: Tensor) -> Tensor:
     """True for every sample whose group's rewards are all equal (no learning signal; DAPO drops these groups).
 
     Args:
-        rewards: (N,) rewards laid out group after group.
-        group_size: completions per prompt.
+        rewards: (N,) rewards (NaN = not scored, ignored).
+        group_ids: (N,) the group of each sample (see compute_grpo_advantages).
 
     Returns:
         (N,) bool mask.
     """
-    grouped = _group_view(rewards, group_size)
-    flat = torch.isclose(grouped.max(dim=1).values, grouped.min(dim=1).values)
-    return flat.repeat_interleave(group_size)
+    index, n_groups = _group_index(rewards, group_ids)
+    scored = ~torch.isnan(rewards)
+    high = torch.full((n_groups,), -torch.inf, dtype=rewards.dtype).scatter_reduce(
+        0, index, torch.where(scored, rewards, -torch.inf), "amax")
+    low = torch.full((n_groups,), torch.inf, dtype=rewards.dtype).scatter_reduce(
+        0, index, torch.where(scored, rewards, torch.inf), "amin")
+    flat = torch.isclose(high, low) | (high == -torch.inf)  # a group nobody could score teaches nothing either
+    return flat[index]
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
@@ -393,6 +404,23 @@ def vespo(terms: LossTerms, *, vespo_k_pos: float = 2.0, vespo_lambda_pos: float
         phi = torch.exp(lam + k * log_w - lam * torch.exp(log_w)).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
     per_token = -phi * terms.advantages * terms.logprobs
     return per_token, {"actor/vespo_phi": _token_or_seq_mean(phi, terms.mask)}
+
+
+# ------------------------------------------------------------------------------------------------ rollout correction
+
+
+def truncated_importance_weights(old_logprobs: Tensor, rollout_logprobs: Tensor, mask: Tensor, cap: float) -> Tensor:
+    """Truncated importance sampling (TIS, Yao et al. 2025): per-token weights min(pi_old / pi_rollout, cap) that
+    correct the loss for the rollout engine sampling from a slightly different distribution than the learner's
+    (bf16 engine vs fp32 learner, other kernels). Masked tokens get 0.
+
+    Args:
+        old_logprobs: (B, T) the learner's logprobs of the sampled tokens before the update.
+        rollout_logprobs: (B, T) the rollout engine's logprobs of the same tokens.
+        mask: (B, T) 1 for tokens that count.
+        cap: the truncation C (TIS uses 2); larger keeps more of the correction, with more variance.
+    """
+    return torch.exp((old_logprobs - rollout_logprobs).clamp(max=math.log(cap))) * mask
 
 
 # ------------------------------------------------------------------------------------------------ the policy loss

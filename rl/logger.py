@@ -5,6 +5,7 @@ hack shows in the text long before it shows in the numbers."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -77,62 +78,56 @@ class MetricsLogger:
             self.wandb.finish()
 
 
-def sample_records(step: int, problems: Sequence[Any], completions: Sequence[str], scored: dict[str, Any],
-                   k: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0) -> list[dict[str, Any]]:
     """Up to `k` completions of one GRPO step, chosen to be read: the best and the worst of each of ceil(k / 2)
     groups drawn at random (seeded by `seed` and `step`, so a rerun picks the same ones), in batch order. Random
     groups, not the extreme ones: a hack that every sample of a group has found shows as well as a mixed group.
 
     Args:
         step: the step number the records are filed under.
-        problems: the step's problems, one per group (rl.data.Problem: id, question, answer).
-        completions: the decoded completions, `len(problems) * group_size` of them, group by group.
-        scored: `RewardWorker.score`'s result for these completions: "total", "components" and (optional)
-            "reasons", each with one value per completion.
+        batch: the step's rl.batch.RolloutBatch with its rewards added (group ids, columns id/question/answer,
+            completions, rewards, reward_components, reward_reasons).
         k: how many records to return (fewer when the batch has fewer than k / 2 groups); 0 = none.
         seed: the run's seed.
 
     Returns:
         JSON-serialisable dicts: step, problem_id, question, answer (gold), group and sample (indices in the batch),
-        pick ("best" or "worst" of its group), completion, reward (the weighted total), group_rewards (the totals of
-        its whole group), components ({function: score or None}) and reasons ({function: reason or None}).
-
-    Raises:
-        ValueError: when the completions do not split into one equal group per problem, or the scores do not match.
+        pick ("best" or "worst" of its group), completion, reward (the weighted total, None if nothing applied),
+        group_rewards (the totals of its whole group), components ({function: score or None}) and reasons
+        ({function: reason or None}).
     """
-    if not problems or len(completions) % len(problems):
-        raise ValueError(f"{len(completions)} completions do not split into groups for {len(problems)} problems")
-    if len(scored["total"]) != len(completions):
-        raise ValueError(f"{len(scored['total'])} rewards for {len(completions)} completions")
-    group_size = len(completions) // len(problems)
-    per_group = ("best", "worst")[:group_size]  # a group of one has no separate worst
+    if k <= 0 or not len(batch):
+        return []
+    group_ids = sorted(set(batch.group_ids.tolist()))
     rng = random.Random(seed * 1_000_003 + step)
-    groups = sorted(rng.sample(range(len(problems)), min(-(-k // len(per_group)), len(problems))))
-    picks = [(g, pick) for g in groups for pick in per_group][:k]
-    return [_sample_record(step, problems[g], g, group_size, pick, completions, scored) for g, pick in picks]
+    picks_per_group = 2 if len(batch) > len(group_ids) else 1  # a group of one has no separate worst
+    chosen = sorted(rng.sample(group_ids, min(-(-k // picks_per_group), len(group_ids))))
+    picks = [(g, pick) for g in chosen for pick in ("best", "worst")[:picks_per_group]][:k]
+    return [_sample_record(step, batch, g, pick) for g, pick in picks]
 
 
-def _sample_record(step: int, problem: Any, group: int, group_size: int, pick: str, completions: Sequence[str],
-                   scored: dict[str, Any]) -> dict[str, Any]:
+def _sample_record(step: int, batch: Any, group: int, pick: str) -> dict[str, Any]:
     """The record of the best or worst completion of `group`. Ties go by batch order (worst: the first of the
     lowest, best: the last of the highest), so a group of equal rewards still shows two different completions."""
-    indices = range(group * group_size, (group + 1) * group_size)
-    totals = scored["total"]
-    by_reward = sorted(indices, key=lambda i: totals[i])  # stable
+    indices = batch.group(group)
+    totals = [None if math.isnan(r) else r for r in batch.rewards.tolist()]
+    by_reward = sorted(indices, key=lambda i: -math.inf if totals[i] is None else totals[i])  # stable
     sample = by_reward[-1] if pick == "best" else by_reward[0]
-    reasons = scored.get("reasons", {})
-    return {"step": step, "problem_id": problem.id, "question": problem.question, "answer": problem.answer,
-            "group": group, "sample": sample, "pick": pick, "completion": completions[sample],
-            "reward": totals[sample], "group_rewards": [totals[i] for i in indices],
-            "components": {name: values[sample] for name, values in scored["components"].items()},
-            "reasons": {name: reasons.get(name, [None] * len(totals))[sample] for name in scored["components"]}}
+    column = {name: values[sample] for name, values in batch.columns.items()}
+    return {"step": step, "problem_id": column.get("id"), "question": column.get("question"),
+            "answer": column.get("answer"), "group": group, "sample": sample, "pick": pick,
+            "completion": batch.completions[sample], "reward": totals[sample],
+            "group_rewards": [totals[i] for i in indices],
+            "components": {name: values[sample] for name, values in batch.reward_components.items()},
+            "reasons": {name: batch.reward_reasons.get(name, [None] * len(batch))[sample]
+                        for name in batch.reward_components}}
 
 
 def sample_markdown(record: dict[str, Any]) -> str:
     """One sample record as Markdown (TensorBoard's text tab renders it)."""
     parts = [f"{name} = {score}" + (f" ({record['reasons'][name]})" if record["reasons"].get(name) else "")
              for name, score in record["components"].items()]
-    return (f"**{record['pick']}** of group {record['group']} ({record['problem_id']}): reward {record['reward']:g}, "
+    return (f"**{record['pick']}** of group {record['group']} ({record['problem_id']}): reward {record['reward']}, "
             f"group {record['group_rewards']}  \n{'; '.join(parts)}\n\n"
             f"> {record['question']}\n\ngold: `{record['answer']}`\n\n````\n{record['completion']}\n````")
 
@@ -146,25 +141,65 @@ def read_metrics(path: Path) -> list[dict]:
     return [by_step[key] for key in sorted(by_step)]
 
 
-def plot_run(metrics_path: Path, out: Path) -> Path:
-    """PNG of training reward and held-out accuracy over steps."""
+def step_line(record: dict[str, Any], total_steps: int) -> str:
+    """One plain line of a step's record, for logs that are not a terminal: step, reward, accuracy, kept groups,
+    completion length, seconds; and the held-out scores when the step was evaluated."""
+    parts = [f"step {record['step']}/{total_steps}"]
+    if "reward/mean" in record:
+        parts.append(f"reward {record['reward/mean']:.3f}")
+        if "accuracy" in record:
+            parts.append(f"accuracy {record['accuracy']:.3f}")
+        parts.append(f"kept {record['groups/kept_frac']:.2f}")
+        parts.append(f"length {record['completion/length_mean']:.0f}")
+        seconds = sum(record.get(f"time/{stage}_s", 0.0) for stage in ("generate", "reward", "learn", "weight_sync"))
+        parts.append(f"{seconds:.1f}s")
+    if "eval/pass@1" in record:
+        parts.append(f"| held-out pass@1 {record['eval/pass@1']:.3f} ±{record['eval/pass@1_stderr']:.3f} "
+                     f"maj@k {record['eval/maj@k']:.3f} pass@k {record['eval/pass@k']:.3f}")
+    return "  ".join(parts)
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over up to `window` values (the first points average what there is)."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_run(metrics_path: Path, out: Path, title: str = "GRPO run", window: int = 10) -> Path:
+    """PNG of the training reward (each step faint, its moving average over `window` steps) and the held-out pass@1
+    with its standard error, over GRPO steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     records = read_metrics(metrics_path)
-    train = [r for r in records if "reward/mean" in r]
+    train = [r for r in records if "reward/mean" in r and r["reward/mean"] == r["reward/mean"]]  # NaN: nothing scored
     evals = [r for r in records if "eval/pass@1" in r]
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure, axis = plt.subplots(figsize=(8, 4.5))
     if train:
-        axis.plot([r["step"] for r in train], [r["reward/mean"] for r in train], label="training reward (mean)")
+        steps, rewards = [r["step"] for r in train], [r["reward/mean"] for r in train]
+        axis.plot(steps, rewards, color="tab:blue", alpha=0.25, linewidth=0.8, label="training reward (each step)")
+        axis.plot(steps, moving_average(rewards, window), color="tab:blue",
+                  label=f"training reward ({window}-step moving average)")
+        if all("accuracy" in r for r in train):
+            axis.plot(steps, moving_average([r["accuracy"] for r in train], window), color="tab:green",
+                      label=f"training accuracy ({window}-step moving average)")
     if evals:
-        axis.plot([r["step"] for r in evals], [r["eval/pass@1"] for r in evals], "o-", label="held-out pass@1")
+        axis.errorbar([r["step"] for r in evals], [r["eval/pass@1"] for r in evals],
+                      yerr=[r.get("eval/pass@1_stderr", 0.0) for r in evals], fmt="o-", color="tab:orange",
+                      capsize=3, label="held-out pass@1 (± standard error)")
+    axis.set_title(title)
     axis.set_xlabel("GRPO step")
+    axis.set_ylabel("reward / accuracy")
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
-    axis.legend()
+    axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(out, dpi=120)
     plt.close(figure)

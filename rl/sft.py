@@ -25,7 +25,8 @@ def sft_batch(problems, tokenizer, system_prompt: str | None = None, max_tokens:
             target = target[:max(max_tokens - len(prompt), 0)]
         if target:
             samples.append(Sample(prompt, target, [0.0] * len(target), truncated=False))
-    return LearnerBatch.from_rollouts(RolloutBatch(samples, group_size=1, advantages=torch.zeros(len(samples))),
+    rollouts = RolloutBatch(samples, group_ids=torch.arange(len(samples)), advantages=torch.zeros(len(samples)))
+    return LearnerBatch.from_rollouts(rollouts,
                                       pad_id=tokenizer.pad_token_id, mask_truncated=False)
 
 

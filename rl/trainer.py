@@ -3,10 +3,13 @@ weights back to the rollout workers, with evaluation, checkpoints and logging ar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +18,7 @@ import torch
 
 from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
+from rl.config import ConfigError, check_placement
 from rl.data import load_problems
 
 CHECKPOINTS = "checkpoints"
@@ -28,10 +32,38 @@ def timed(timings: dict[str, float], name: str):
     timings[f"time/{name}_s"] = time.perf_counter() - started
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint folder (written atomically: incomplete ones are hidden '.tmp-*')."""
-    folders = sorted((output_dir / CHECKPOINTS).glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    return folders[-1] if folders else None
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "learner_state.pt", TRAINER_STATE)
+RUN_FILES = ("metrics.jsonl", "samples.jsonl", CHECKPOINTS, "init", "sft", "tensorboard", "reward_accuracy.png")
+WARM_START_KEY = "warm_start.json"  # the settings that made a cached init/ or sft/ policy
+
+
+def latest_checkpoint(output_dir: Path, log=print) -> Path | None:
+    """The newest complete checkpoint folder. Checkpoints are written atomically (an interrupted one stays hidden
+    as '.tmp-step_N'), but a folder can still lose files afterwards (a full disk, a hand-made copy): one that lacks
+    any of CHECKPOINT_FILES is passed over, and the choice is logged."""
+    folders = sorted((p for p in (output_dir / CHECKPOINTS).glob("step_*") if p.name[5:].isdigit()),
+                     key=lambda p: int(p.name[5:]))
+    for folder in reversed(folders):
+        missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+        if not missing:
+            return folder
+        log(f"checkpoint {folder} is incomplete (no {', '.join(missing)}): taking the one before it")
+    return None
+
+
+def prepare_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder: a folder that holds a run is continued (resume), replaced (overwrite),
+    or an error that says so. Nothing is deleted without overwrite."""
+    held = [name for name in RUN_FILES if (output_dir / name).exists()]
+    if held and not resume:
+        if not overwrite:
+            raise ConfigError(f"trainer.output_dir: {output_dir} already holds a run ({', '.join(held)}); continue it "
+                              "with --resume (trainer.resume=true), replace it with trainer.overwrite=true, or choose "
+                              "another trainer.output_dir")
+        for name in held:
+            target = output_dir / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+    output_dir.mkdir(parents=True, exist_ok=True)
 
 
 class GRPOTrainer:
@@ -57,7 +89,7 @@ class GRPOTrainer:
         from rl.rewarding import reward_worker_actor
 
         config = self.config
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(self.output_dir, config.trainer.resume, config.trainer.overwrite)
         save_config(config, self.output_dir / "config.yaml")
         self.train_problems, self.eval_problems = load_problems(config.data)
         with timed(self.timings, "sft"):
@@ -70,6 +102,7 @@ class GRPOTrainer:
             ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
                      include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}})
+        check_placement(config, ray.cluster_resources())  # before any actor: Ray would wait forever, silently
         self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
         num_learners = config.trainer.num_learners
         self.learners = LearnerGroup(
@@ -85,7 +118,7 @@ class GRPOTrainer:
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
         self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
                                      config.logging.wandb_project, config.to_dict())
-        checkpoint = latest_checkpoint(self.output_dir) if config.trainer.resume else None
+        checkpoint = latest_checkpoint(self.output_dir, self.log) if config.trainer.resume else None
         if checkpoint is not None:
             self.restore(checkpoint)
 
@@ -106,31 +139,53 @@ class GRPOTrainer:
         return device
 
     def prepare_policy(self) -> Path:
-        """The checkpoint GRPO starts from: the configured one, built from a preset, then SFT-warmed if asked."""
-        from rl.cli import model_init
+        """The checkpoint GRPO starts from: the configured one, built from a preset, then SFT-warmed if asked.
+
+        A policy built here (init/, sft/) is cached in the run folder with the settings that made it, and reused only
+        when the settings are the same (a resumed run keeps its warm start; a changed config builds a new one)."""
+        from model import init_pretrained
         from rl.sft import sft_from_checkpoint
 
         config = self.config
         path = config.model.path
+        if Path(path).exists():
+            from model.checkpoint import check_checkpoint
+
+            check_checkpoint(path)  # a damaged folder is named now, not in a vLLM traceback inside an actor
         if path.startswith("preset:"):
-            init = self.output_dir / "init"
-            if not (init / "config.json").exists():
-                model_init(path.split(":", 1)[1], init, seed=config.model.seed)
-            path = init
+            key = {"preset": path, "seed": config.model.seed}
+            path = self.cached(self.output_dir / "init", key,
+                               lambda out: init_pretrained(config.model.path.split(":", 1)[1], out, config.model.seed))
         if config.sft.steps > 0:
-            sft_dir = self.output_dir / "sft"
-            if not (sft_dir / "config.json").exists():  # a resumed run keeps its warm start
+            key = {"from": str(path), "sft": dataclasses.asdict(config.sft), "data": dataclasses.asdict(config.data),
+                   "seed": config.trainer.seed, "model": dataclasses.asdict(config.model)}
+
+            def warm_start(out: Path) -> None:
                 started = time.perf_counter()
-                tmp = self.output_dir / ".tmp-sft"
-                shutil.rmtree(tmp, ignore_errors=True)
-                sft_from_checkpoint(path, tmp, self.train_problems, steps=config.sft.steps,
+                sft_from_checkpoint(path, out, self.train_problems, steps=config.sft.steps,
                                     batch_size=config.sft.batch_size, lr=config.sft.lr, seed=config.trainer.seed,
                                     threads=os.cpu_count() or 1, system_prompt=config.data.system_prompt,
                                     max_tokens=config.sft.max_tokens, log=self.log)
-                tmp.rename(sft_dir)
                 self.log(f"SFT warm start: {time.perf_counter() - started:.0f}s")
-            path = sft_dir
+
+            path = self.cached(self.output_dir / "sft", key, warm_start)
         return Path(path)
+
+    def cached(self, folder: Path, key: dict, build) -> Path:
+        """folder if it holds a policy made with the settings `key`; otherwise build(out) into a fresh folder,
+        atomically renamed to folder."""
+        stamp = folder / WARM_START_KEY
+        if stamp.is_file() and json.loads(stamp.read_text()) == key:
+            return folder
+        if folder.exists():
+            self.log(f"{folder} was made with other settings: building it again")
+        tmp = folder.with_name(f".tmp-{folder.name}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp)
+        (tmp / WARM_START_KEY).write_text(json.dumps(key))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        return folder
 
     def new_rollout_worker(self, index: int):
         import ray
@@ -143,7 +198,7 @@ class GRPOTrainer:
         return rollout_worker_actor(resources=config.ray.rollout_resources, threads=config.rollout.threads,
                                     num_gpus=1 if on_gpus else 0).remote(
             str(self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib,
-            config.rollout.enforce_eager)
+            config.rollout.enforce_eager, config.rollout.precision, config.rollout.attention_backend)
 
     # ------------------------------------------------------------------ one GRPO step
     def generate(self, prompts: list[list[int]], **sampling) -> list:
@@ -180,41 +235,36 @@ class GRPOTrainer:
                 self.log(f"rollout worker {index} died: starting a new one with the current weights")
                 self.workers[index] = self.new_rollout_worker(index)
                 blob = self.learners.weights_blob()
-                ray.get(self.workers[index].load_weights.remote(blob, self.step))
+                ray.get(self.workers[index].load_weights.remote(blob))
 
     def train_step(self) -> dict:
         import ray
 
-        config, timings = self.config, {}
-        group = config.rollout.group_size
+        from model import decode_completion
         from rl.data import build_prompt
 
+        config, timings = self.config, {}
         problems = self.cursor.next_batch(config.rollout.prompts_per_step)
-
         prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in problems]
         with timed(timings, "generate"):
-            samples = self.generate(prompts, n=group, max_tokens=config.rollout.max_new_tokens,
+            samples = self.generate(prompts, n=config.rollout.group_size, max_tokens=config.rollout.max_new_tokens,
                                     temperature=config.rollout.temperature, top_p=config.rollout.top_p,
                                     seed=config.trainer.seed * 100_003 + self.step)
-        batch = RolloutBatch(samples=samples, group_size=group,
-                             columns={"answer": [p.answer for p in problems for _ in range(group)],
-                                      "solution": [p.solution for p in problems for _ in range(group)]},
-                             completions=[self.tokenizer.decode(s.completion_ids, skip_special_tokens=False)
-                                          for s in samples])
+        batch = RolloutBatch.from_groups(samples, [dataclasses.asdict(p) for p in problems], config.rollout.group_size,
+                                         [decode_completion(self.tokenizer, s.completion_ids) for s in samples])
         with timed(timings, "reward"):
             scored = ray.get(self.rewarder.score.remote(batch.completions, batch.columns))
+        batch.add_rewards(scored)
         if config.logging.samples_per_step:
             from rl.logger import sample_records
 
-            records = sample_records(self.step + 1, problems, batch.completions, scored,
-                                     k=config.logging.samples_per_step, seed=config.trainer.seed)
+            records = sample_records(self.step + 1, batch, k=config.logging.samples_per_step, seed=config.trainer.seed)
             self.metrics.log_samples(self.step + 1, records)
-        batch.rewards = torch.tensor(scored["total"])
-        batch.reward_components = scored["components"]
-        batch.advantages = algos.compute_grpo_advantages(batch.rewards, group, scale_by_std=config.algorithm.scale_rewards)
-        keep = torch.ones(len(batch), dtype=torch.bool)
+        batch.advantages = algos.compute_grpo_advantages(batch.rewards, batch.group_ids,
+                                                         scale_by_std=config.algorithm.scale_rewards)
+        keep = ~batch.rewards.isnan()  # a sample no reward function applies to teaches nothing
         if config.algorithm.drop_zero_variance_groups:
-            keep = ~algos.zero_variance_groups(batch.rewards, group)
+            keep &= ~algos.zero_variance_groups(batch.rewards, batch.group_ids)
         metrics = self.rollout_metrics(batch, scored, keep)
         metrics["batch/problem_ids_sha1"] = hashlib.sha1(" ".join(p.id for p in problems).encode()).hexdigest()[:12]
         if keep.any():
@@ -224,18 +274,20 @@ class GRPOTrainer:
                 metrics |= self.learners.train_step(learner_batch)
             with timed(timings, "weight_sync"):
                 blob = self.learners.weights_blob()
-                ray.get([w.load_weights.remote(blob, self.step + 1) for w in self.workers])
+                ray.get([w.load_weights.remote(blob) for w in self.workers])
         generated = sum(len(s.completion_ids) for s in samples)
         metrics["throughput/rollout_tokens_per_s"] = generated / max(timings["time/generate_s"], 1e-9)
         return metrics | timings
 
     def rollout_metrics(self, batch: RolloutBatch, scored: dict, keep: torch.Tensor) -> dict:
         lengths = torch.tensor([len(s.completion_ids) for s in batch.samples], dtype=torch.float)
-        metrics = {"reward/mean": batch.rewards.mean().item(), "reward/std": batch.rewards.std().item(),
+        scored_rewards = batch.rewards[~batch.rewards.isnan()]
+        metrics = {"reward/mean": scored_rewards.mean().item() if len(scored_rewards) else math.nan,
+                   "reward/std": scored_rewards.std().item() if len(scored_rewards) > 1 else 0.0,
                    "completion/length_mean": lengths.mean().item(), "completion/length_max": lengths.max().item(),
                    "completion/truncated_frac": sum(s.truncated for s in batch.samples) / len(batch),
                    "groups/kept_frac": keep.float().mean().item(), "time/reward_fn_s": scored["seconds"]}
-        for name, values in scored["components"].items():
+        for name, values in batch.reward_components.items():
             numbers = torch.tensor([v for v in values if v is not None] or [0.0])
             metrics[f"reward/{name}/mean"] = numbers.mean().item()
             metrics[f"reward/{name}/std"] = numbers.std().item() if len(numbers) > 1 else 0.0
@@ -286,21 +338,24 @@ class GRPOTrainer:
         self.step, self.history = state["step"], state["history"]
         self.cursor.load_state_dict(state["cursor"])
         blob = self.learners.weights_blob()
-        ray.get([w.load_weights.remote(blob, self.step) for w in self.workers])
+        ray.get([w.load_weights.remote(blob) for w in self.workers])
         self.log(f"resumed from {checkpoint} at step {self.step}")
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
         from rich.progress import Progress
 
-        from rl.logger import plot_run
+        from rl.logger import plot_run, step_line
 
         config = self.config
         self.setup()
         if self.step == 0 and config.trainer.eval_every:
             self.record(self.evaluate())
+            self.log(step_line(self.history[-1], config.trainer.steps))
         loop_started, self.loop_eval_s = time.perf_counter(), 0.0
-        with Progress(disable=not config.logging.progress) as progress:
+        # A progress bar on a terminal; elsewhere (a log file, CI, nohup) one plain line per step.
+        bar = config.logging.progress and sys.stdout.isatty()
+        with Progress(disable=not bar) as progress:
             task = progress.add_task("GRPO", total=config.trainer.steps, completed=self.step)
             while self.step < config.trainer.steps:
                 metrics = self.train_step()
@@ -310,14 +365,17 @@ class GRPOTrainer:
                     metrics |= self.evaluate()
                     self.loop_eval_s += metrics["eval/seconds"]
                 self.record(metrics)
-                progress.update(task, completed=self.step,
-                                description=f"GRPO reward {metrics['reward/mean']:.2f}")
+                if bar:
+                    progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
+                else:
+                    self.log(step_line(self.history[-1], config.trainer.steps))
                 if config.trainer.save_every and (self.step % config.trainer.save_every == 0
                                                   or self.step == config.trainer.steps):
                     self.save_checkpoint()
         self.metrics.close()
         self.timings["time/grpo_s"] = time.perf_counter() - loop_started - self.loop_eval_s
-        plot = plot_run(self.output_dir / "metrics.jsonl", self.output_dir / "reward_accuracy.png")
+        plot = plot_run(self.output_dir / "metrics.jsonl", self.output_dir / "reward_accuracy.png",
+                        title=f"GRPO on {config.data.train} ({self.output_dir.name})")
         evals = [h for h in self.history if "eval/pass@1" in h]
         return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step, "timings": self.timings,
                 "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None}

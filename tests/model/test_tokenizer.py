@@ -33,3 +33,23 @@ def test_build_script_reproduces_the_shipped_files(tmp_path):
     build(2048, tmp_path)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         assert json.loads((tmp_path / name).read_text()) == json.loads((TOKENIZER_DIR / name).read_text()), name
+
+
+def test_decode_completion_keeps_reasoning_tags_and_drops_control_tokens():
+    """Training rewards, evaluation and search all grade this text (rl.trainer, rl.evaluate): a completion cannot
+    earn a reward that evaluation would not give."""
+    from model import decode_completion, load_tokenizer
+
+    tokenizer = load_tokenizer()
+    text = "<think>\n7 + 5 = 12\n</think>\nThe answer is \\boxed{12}."
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert decode_completion(tokenizer, ids + [tokenizer.eos_token_id, tokenizer.pad_token_id]) == text
+    assert decode_completion(tokenizer, [tokenizer.bos_token_id] + ids) == text
+
+
+def test_rl_decodes_completions_one_way_only():
+    from pathlib import Path
+
+    rl = Path(__file__).parents[2] / "rl"
+    offenders = [str(path) for path in rl.glob("*.py") if ".decode(" in path.read_text()]
+    assert not offenders, f"decode completions with model.decode_completion, not tokenizer.decode: {offenders}"

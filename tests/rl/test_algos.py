@@ -15,9 +15,14 @@ from rl.algos import (agg_loss, compute_grpo_advantages, entropy_from_logits, ge
 # ------------------------------------------------------------------------------------------------ advantages
 
 
+def groups(n_groups: int, size: int) -> torch.Tensor:
+    """Group ids laid out group after group: [0]*size + [1]*size + ..."""
+    return torch.arange(n_groups).repeat_interleave(size)
+
+
 def test_advantages_match_hand_computation():
     rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 5.0])
-    advantages = compute_grpo_advantages(rewards, group_size=4)
+    advantages = compute_grpo_advantages(rewards, groups(2, 4))
     # Group 1: mean 0.5, unbiased std sqrt(((0.5^2) * 4) / 3) = sqrt(1/3).
     std1 = math.sqrt(1 / 3)
     expected1 = [(r - 0.5) / (std1 + 1e-4) for r in (1, 0, 0, 1)]
@@ -26,29 +31,45 @@ def test_advantages_match_hand_computation():
     assert advantages.tolist() == pytest.approx(expected1 + expected2, abs=1e-6)
 
 
+def test_advantages_follow_group_ids_not_positions():
+    """Groups are named by id: interleaved samples and groups of different sizes get their own group's statistics."""
+    rewards = torch.tensor([1.0, 2.0, 0.0, 2.0, 5.0, 2.0, 0.0, 1.0, 2.0])
+    ids = torch.tensor([7, 3, 7, 3, 3, 3, 7, 7, 9])
+    advantages = compute_grpo_advantages(rewards, ids)
+    by_position = compute_grpo_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 5.0]), groups(2, 4))
+    assert advantages[[0, 2, 6, 7]].tolist() == pytest.approx(by_position[:4].tolist(), abs=1e-6)
+    assert advantages[[1, 3, 5, 4]].tolist() == pytest.approx(by_position[4:].tolist(), abs=1e-6)
+    assert advantages[8].item() == 0.0  # a group of one
+
+
 def test_advantages_without_std_scaling_are_centred_rewards():
     rewards = torch.tensor([3.0, 1.0, 0.0, 0.0, 0.0, 4.0])
-    advantages = compute_grpo_advantages(rewards, group_size=3, scale_by_std=False)
+    advantages = compute_grpo_advantages(rewards, groups(2, 3), scale_by_std=False)
     assert advantages.tolist() == pytest.approx([5 / 3, -1 / 3, -4 / 3, -4 / 3, -4 / 3, 8 / 3], abs=1e-6)
 
 
 def test_advantages_zero_variance_and_nan_and_singleton_groups():
-    assert compute_grpo_advantages(torch.tensor([1.0, 1.0, 0.0, 0.0]), 2).abs().max() == 0
+    assert compute_grpo_advantages(torch.tensor([1.0, 1.0, 0.0, 0.0]), groups(2, 2)).abs().max() == 0
     # A NaN reward (unscorable completion) is left out of its group's statistics and gets advantage 0.
-    advantages = compute_grpo_advantages(torch.tensor([1.0, float("nan"), 0.0]), 3)
+    advantages = compute_grpo_advantages(torch.tensor([1.0, float("nan"), 0.0]), groups(1, 3))
     std = math.sqrt(0.5)
     assert advantages.tolist() == pytest.approx([0.5 / (std + 1e-4), 0.0, -0.5 / (std + 1e-4)], abs=1e-6)
-    assert compute_grpo_advantages(torch.tensor([3.0, 7.0]), 1).tolist() == [0.0, 0.0]
+    assert compute_grpo_advantages(torch.tensor([3.0, 7.0]), groups(2, 1)).tolist() == [0.0, 0.0]
 
 
-def test_advantages_reject_ragged_groups():
-    with pytest.raises(ValueError, match="groups of 4"):
-        compute_grpo_advantages(torch.zeros(6), 4)
+def test_advantages_reject_mismatched_group_ids():
+    with pytest.raises(ValueError, match="group_ids"):
+        compute_grpo_advantages(torch.zeros(6), groups(1, 4))
 
 
 def test_zero_variance_groups():
     rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.5, 0.5, 0.5])
-    assert zero_variance_groups(rewards, 3).tolist() == [True] * 3 + [False] * 3 + [True] * 3
+    assert zero_variance_groups(rewards, groups(3, 3)).tolist() == [True] * 3 + [False] * 3 + [True] * 3
+    # NaN (not scored) is ignored; a group with nothing scored is dropped too
+    nan = float("nan")
+    mixed = torch.tensor([1.0, nan, 1.0, 0.0, nan, 1.0, nan, nan])
+    assert zero_variance_groups(mixed, torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])).tolist() == \
+        [True] * 3 + [False] * 3 + [True] * 2
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -262,3 +283,10 @@ def test_register_custom_loss():
         assert loss.item() == pytest.approx(expected.item())
     finally:
         algos._LOSSES.pop("test_reinforce")
+
+
+def test_truncated_importance_weights():
+    old = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))
+    rollout = torch.log(torch.tensor([[0.5, 0.05, 0.3]]))
+    weights = algos.truncated_importance_weights(old, rollout, torch.tensor([[1.0, 1.0, 0.0]]), cap=2.0)
+    assert weights[0].tolist() == pytest.approx([1.0, 2.0, 0.0])  # 0.2 / 0.05 = 4 capped at 2; masked token 0

@@ -1,45 +1,148 @@
+"""The command line, as a user meets it: what works, and each mistake a new user made, with the message it gets."""
+
+import time
 from pathlib import Path
 
+import pytest
+
 from model import load_pretrained
-from rl.cli import main
+from rl.cli import build_parser, main
+
+CONFIG = str(Path(__file__).parents[2] / "experiments" / "tiny_arith.yaml")
 
 
-def test_model_init_writes_a_loadable_checkpoint(tmp_path, capsys):
+def test_model_init_writes_a_loadable_checkpoint_and_info_reads_it(tmp_path, capsys):
     assert main(["model", "init", "--preset", "tiny", "--out", str(tmp_path / "p"), "--seed", "3"]) == 0
     assert "4.35M parameters" in capsys.readouterr().out
     policy = load_pretrained(tmp_path / "p")
     assert policy.args.vocab_size == 2048 and (tmp_path / "p" / "tokenizer.json").exists()
+    assert main(["model", "info", str(tmp_path / "p")]) == 0
+    info = capsys.readouterr().out
+    assert "architecture: DeepseekV3ForCausalLM" in info and "vllm_cpu: servable" in info
+    assert f"parameters: {policy.num_parameters()}" in info
 
 
 def test_bad_config_input_is_a_clear_error_not_a_traceback(tmp_path, capsys):
-    assert main(["train", str(Path(__file__).parents[2] / "experiments" / "tiny_arith.yaml"), "algorithm.epsilon_hgh=0.3"]) == 2
+    assert main(["train", CONFIG, "algorithm.epsilon_hgh=0.3"]) == 2
     assert "unknown field algorithm.epsilon_hgh" in capsys.readouterr().err
     assert main(["model", "init", "--preset", "huge", "--out", str(tmp_path / "q")]) == 2
     assert "unknown model preset 'huge'" in capsys.readouterr().err
 
 
-def test_eval_takes_its_problems_from_the_dataset_table(monkeypatch):
-    """`reasonrl eval --dataset` accepts every name of rl.data's table and scores that set's test split."""
-    from types import SimpleNamespace
+@pytest.mark.parametrize("overrides, message", [
+    (["reward.functions=[math_acuracy, format]"], "reward.functions[0]: unknown reward function 'math_acuracy' "
+                                                  "(did you mean 'math_accuracy'?)"),
+    (["reward.functions=[no_such_module:f, format]"], "reward.functions[0]: cannot load reward function"),
+    (["algorithm.lr=.inf"], "algorithm.lr: must be a finite number"),
+    (["algorithm.lr=.nan"], "algorithm.lr: must be a finite number"),
+    (["trainer.steps=123456789012345678901234567890"], "trainer.steps: 123456789012345678901234567890 is too large"),
+    (["rollout.num_workers=2"], "rollout.num_workers=2 rollout workers (1 CPU each) and the learners (1 CPU) need 3 "
+                                "CPUs, but ray.num_cpus gives 2"),
+    (["ray.rollout_resources={rollout_node: 1}"], "ray.rollout_resources: asks for 1 of resource 'rollout_node'"),
+    (["rollout.attention_backend=AMX_MLA"], "rollout.attention_backend: AMX_MLA takes bf16 weights only"),
+])
+def test_train_mistakes_fail_at_once_naming_the_field(overrides, message, tmp_path, capsys):
+    started = time.perf_counter()
+    assert main(["train", CONFIG, f"trainer.output_dir={tmp_path / 'run'}", *overrides]) == 2
+    assert message in capsys.readouterr().err
+    assert time.perf_counter() - started < 20  # before Ray, SFT or any actor starts
+    assert not (tmp_path / "run").exists()  # and nothing was written
 
-    import pytest
+
+def test_a_duplicated_yaml_key_is_an_error(tmp_path, capsys):
+    config = tmp_path / "dup.yaml"
+    config.write_text("trainer:\n  steps: 3\n  steps: 5\n")
+    assert main(["train", str(config)]) == 2
+    assert "key 'steps' is given twice" in capsys.readouterr().err
+
+
+def test_an_output_dir_that_is_a_file_or_holds_a_run_is_refused(tmp_path, capsys):
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert main(["train", CONFIG, f"trainer.output_dir={afile}"]) == 2
+    assert "trainer.output_dir: " in capsys.readouterr().err
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_3").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("{}\n")
+    assert main(["train", CONFIG, f"trainer.output_dir={run}"]) == 2
+    error = capsys.readouterr().err
+    assert "already holds a run (metrics.jsonl, checkpoints)" in error and "--resume" in error
+    assert "trainer.overwrite=true" in error and (run / "metrics.jsonl").exists()  # nothing deleted
+    assert main(["train", CONFIG, f"trainer.output_dir={run}", "--resume", "--overwrite"]) == 2
+    assert "trainer.overwrite: cannot be combined with trainer.resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--checkpoint", "c", "-k", "0"], "argument -k: must be >= 1, got 0"),
+    (["eval", "--checkpoint", "c", "--limit", "-5"], "argument --limit: must be >= 0, got -5"),
+    (["eval", "--checkpoint", "c", "--dataset", "math_train"], "argument --dataset: invalid choice: 'math_train'"),
+    (["eval", "--checkpoint", "c", "--temperature", "-1"], "argument --temperature: must be a finite number >= 0"),
+    (["sft", "--checkpoint", "c", "--out", "o", "--steps", "-5"], "argument --steps: must be >= 1, got -5"),
+    (["sft", "--checkpoint", "c", "--out", "o", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
+    (["demo", "--seeds", "0"], "argument --seeds: must be >= 1"),
+])
+def test_command_line_arguments_out_of_range_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_checkpoint_paths_that_are_files_missing_or_truncated_are_named(tmp_path, capsys):
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    assert main(["eval", "--checkpoint", str(afile)]) == 2
+    assert f"{afile} is a file, not a checkpoint folder" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", str(tmp_path / "nowhere")]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
+    assert main(["sft", "--checkpoint", str(tmp_path / "p"), "--out", str(afile)]) == 2
+    assert f"--out {afile} is a file" in capsys.readouterr().err
+    assert main(["model", "init", "--out", str(afile)]) == 2
+    assert f"{afile} is a file, not a folder" in capsys.readouterr().err
+    weights = tmp_path / "p" / "model.safetensors"
+    with weights.open("r+b") as handle:
+        handle.truncate(weights.stat().st_size // 2)
+    started = time.perf_counter()
+    assert main(["eval", "--checkpoint", str(tmp_path / "p")]) == 2
+    assert f"{weights} is truncated" in capsys.readouterr().err
+    assert time.perf_counter() - started < 10  # found before any engine starts
+
+
+def test_train_help_lists_every_config_field(capsys):
+    from rl.config import describe
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "config fields" in shown
+    for line in describe().splitlines():
+        assert line.split(" (")[0] in shown  # every section.field
+
+
+def test_eval_takes_its_problems_from_the_dataset_table(monkeypatch, tmp_path):
+    """`reasonrl eval --dataset` accepts every test set of rl.data's table and scores that set's test split."""
+    from types import SimpleNamespace
 
     import model
     import rl.evaluate
     import rl.rollout
-    from rl.cli import build_parser, evaluate_checkpoint
-    from rl.data import DATASET_NAMES, load_aime, split_synthetic
+    from rl.cli import evaluate_checkpoint
+    from rl.data import DATA_SOURCES, TEST_DATASETS, load_aime, split_synthetic
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for name in DATASET_NAMES:
-        assert build_parser().parse_args(["eval", "--checkpoint", "c", "--dataset", name]).dataset == name
+    for name in TEST_DATASETS:
+        for alias in (name, *DATA_SOURCES[name].aliases):
+            assert build_parser().parse_args(["eval", "--checkpoint", "c", "--dataset", alias]).dataset == alias
     with pytest.raises(SystemExit):
         build_parser().parse_args(["eval", "--checkpoint", "c", "--dataset", "mnist"])
     # No engine here: the worker and the scoring loop are stand-ins, the problem list is the real one.
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
     monkeypatch.setattr(rl.rollout, "RolloutWorker", lambda *args, **kwargs: SimpleNamespace(generate=None))
     monkeypatch.setattr(model, "load_tokenizer", lambda path: None)
     monkeypatch.setattr(rl.evaluate, "evaluate", lambda generate, problems, tokenizer, **kwargs: problems)
-    assert evaluate_checkpoint("unused", "aime24", limit=3) == load_aime(2024)[:3]
-    assert evaluate_checkpoint("unused", "synthetic", seed=4) == split_synthetic(0, 200, 4)[1]
+    assert evaluate_checkpoint(tmp_path / "p", "aime24", limit=3) == load_aime(2024)[:3]
+    assert evaluate_checkpoint(tmp_path / "p", "synthetic", seed=4) == split_synthetic(0, 200, 4)[1]
     with pytest.raises(ValueError, match="must be one of"):
-        evaluate_checkpoint("unused", "mnist")
+        evaluate_checkpoint(tmp_path / "p", "mnist")
+    with pytest.raises(ValueError, match="a training set with no held-out split"):
+        evaluate_checkpoint(tmp_path / "p", "math_train")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 
+from rl.batch import RolloutBatch, Sample
 from rl.data import synthetic_problems
 from rl.logger import MetricsLogger, sample_markdown, sample_records
 from rl.rewarding import RewardWorker
@@ -28,12 +30,20 @@ def step_batch():
     completions = [right(p) if i < g % 5 else wrong(p) for g, p in enumerate(problems) for i in range(GROUP)]
     columns = {"answer": [p.answer for p in problems for _ in range(GROUP)]}
     scored = RewardWorker(["math_accuracy", "format", "length_penalty"], [1.0, 0.2, 1.0]).score(completions, columns)
-    return problems, completions, scored
+    return problems, completions, scored, scored_batch(problems, completions, scored, GROUP)
+
+
+def scored_batch(problems, completions, scored, group_size):
+    """The step's RolloutBatch as the trainer has it when it logs samples (token ids do not matter here)."""
+    samples = [Sample([], [], [], False) for _ in completions]
+    batch = RolloutBatch.from_groups(samples, [asdict(p) for p in problems], group_size, completions)
+    batch.add_rewards(scored)
+    return batch
 
 
 def test_records_are_the_best_and_worst_of_random_groups(step_batch):
-    problems, completions, scored = step_batch
-    records = sample_records(7, problems, completions, scored, k=4, seed=1)
+    problems, completions, scored, batch = step_batch
+    records = sample_records(7, batch, k=4, seed=1)
     assert len(records) == 4 and [r["pick"] for r in records] == ["best", "worst", "best", "worst"]
     assert records[0]["group"] == records[1]["group"] < records[2]["group"] == records[3]["group"]
     for record in records:
@@ -50,13 +60,13 @@ def test_records_are_the_best_and_worst_of_random_groups(step_batch):
 
 
 def test_the_reasons_show_why_a_sample_scored(step_batch):
-    problems, completions, scored = step_batch
-    records = [r for step in range(20) for r in sample_records(step, problems, completions, scored, k=2)]
+    problems, completions, scored, batch = step_batch
+    records = [r for step in range(20) for r in sample_records(step, batch, k=2)]
     wrong_ones = [r for r in records if r["completion"] == wrong(None)]
     right_ones = [r for r in records if r["completion"] != wrong(None)]
     assert wrong_ones and right_ones
     for record in wrong_ones:
-        assert record["reasons"]["math_accuracy"].startswith("numeric-not-equal: extracted '6'")
+        assert record["reasons"]["math_accuracy"] == "unfinished-text (last number '6' is not an answer)"
         assert record["reasons"]["format"] == "missing or misplaced think block" and record["reward"] == 0.0
     for record in right_ones:
         assert record["reasons"]["math_accuracy"].endswith(f"extracted '{record['answer']}', gold '{record['answer']}'")
@@ -64,41 +74,38 @@ def test_the_reasons_show_why_a_sample_scored(step_batch):
 
 
 def test_choice_is_deterministic_and_moves_with_the_step(step_batch):
-    problems, completions, scored = step_batch
-    pick = lambda step, seed=0: [r["sample"] for r in sample_records(step, problems, completions, scored, 2, seed)]
+    problems, completions, scored, batch = step_batch
+    pick = lambda step, seed=0: [r["sample"] for r in sample_records(step, batch, 2, seed)]
     assert pick(3) == pick(3) and pick(3, seed=5) == pick(3, seed=5)
     assert len({tuple(pick(step)) for step in range(30)}) == 6  # every group gets read over the steps
 
 
 def test_a_group_of_equal_rewards_shows_two_different_completions(step_batch):
-    problems, completions, scored = step_batch
-    records = [r for step in range(30) for r in sample_records(step, problems, completions, scored, k=2)]
+    problems, completions, scored, batch = step_batch
+    records = [r for step in range(30) for r in sample_records(step, batch, k=2)]
     uniform = [r for r in records if r["group"] == 0]  # group 0: every completion wrong
     assert uniform and {r["sample"] for r in uniform} == {0, 3}
 
 
-def test_sizes_and_mismatches(step_batch):
-    problems, completions, scored = step_batch
-    assert sample_records(0, problems, completions, scored, k=0) == []
-    assert len(sample_records(0, problems, completions, scored, k=3)) == 3
-    assert len(sample_records(0, problems, completions, scored, k=100)) == 12  # every group's best and worst
-    assert [r["pick"] for r in sample_records(0, problems[:4], completions[:4], scored | {
-        "total": scored["total"][:4], "components": {}}, k=4)] == ["best"] * 4  # groups of one
-    with pytest.raises(ValueError, match="do not split into groups"):
-        sample_records(0, problems[:5], completions, scored)
-    with pytest.raises(ValueError, match="rewards for"):
-        sample_records(0, problems, completions[:-6], scored)
-    without_reasons = {k: v for k, v in scored.items() if k != "reasons"}
-    assert sample_records(0, problems, completions, without_reasons, k=1)[0]["reasons"]["format"] is None
+def test_sizes_and_groups_of_one(step_batch):
+    problems, completions, scored, batch = step_batch
+    assert sample_records(0, batch, k=0) == []
+    assert len(sample_records(0, batch, k=3)) == 3
+    assert len(sample_records(0, batch, k=100)) == 12  # every group's best and worst
+    singles = scored_batch(problems[:4], completions[:4], {"total": scored["total"][:4], "components": {},
+                                                           "reasons": {}}, group_size=1)
+    assert [r["pick"] for r in sample_records(0, singles, k=4)] == ["best"] * 4
+    with pytest.raises(ValueError, match="samples for 5 prompts"):
+        scored_batch(problems[:5], completions, scored, GROUP)
 
 
 @pytest.mark.parametrize("tensorboard", [False, True])
 def test_log_samples_writes_samples_jsonl_and_tensorboard_text(tmp_path, step_batch, tensorboard):
-    problems, completions, scored = step_batch
+    problems, completions, scored, batch = step_batch
     logger = MetricsLogger(tmp_path, jsonl=True, tensorboard=tensorboard)
     logger.log_samples(1, [])
     assert not (tmp_path / "samples.jsonl").exists()  # nothing to log, no file
-    first, second = (sample_records(step, problems, completions, scored, k=2) for step in (1, 2))
+    first, second = (sample_records(step, batch, k=2) for step in (1, 2))
     logger.log_samples(1, first)
     logger.log_samples(2, second)
     logger.close()
@@ -116,8 +123,8 @@ def test_log_samples_writes_samples_jsonl_and_tensorboard_text(tmp_path, step_ba
 
 
 def test_markdown_names_the_pick_scores_and_reasons(step_batch):
-    problems, completions, scored = step_batch
-    record = sample_records(0, problems, completions, scored, k=1)[0]
+    problems, completions, scored, batch = step_batch
+    record = sample_records(0, batch, k=1)[0]
     text = sample_markdown(record)
     assert text.startswith(f"**best** of group {record['group']} ({record['problem_id']})")
     assert f"({record['reasons']['math_accuracy']})" in text and record["completion"] in text
@@ -143,3 +150,32 @@ def test_weights_and_biases_run_is_written_offline(tmp_path, monkeypatch):
     assert len(tables) == 1
     table = json.loads(tables[0].read_text())
     assert table["columns"] == ["problem_id", "answer", "reward", "completion"] and table["data"][0][0] == "syn-1"
+
+
+def test_step_line_is_one_plain_line_with_the_step_s_figures():
+    from rl.logger import step_line
+
+    record = {"step": 12, "reward/mean": 0.53, "accuracy": 0.41, "groups/kept_frac": 0.5,
+              "completion/length_mean": 23.4,
+              "time/generate_s": 2.0, "time/reward_s": 0.2, "time/learn_s": 1.5, "time/weight_sync_s": 0.3,
+              "eval/pass@1": 0.345, "eval/pass@1_stderr": 0.02, "eval/maj@k": 0.4, "eval/pass@k": 0.6}
+    line = step_line(record, 90)
+    assert "\n" not in line and "\x1b" not in line  # no terminal control codes in a log file
+    assert line == ("step 12/90  reward 0.530  accuracy 0.410  kept 0.50  length 23  4.0s  | held-out pass@1 0.345 "
+                    "±0.020 maj@k 0.400 pass@k 0.600")
+    assert step_line({"step": 0, **{k: v for k, v in record.items() if k.startswith("eval/")}}, 90).startswith(
+        "step 0/90  | held-out pass@1 0.345")
+
+
+def test_plot_has_the_moving_average_and_eval_error_bars(tmp_path):
+    from rl.logger import moving_average, plot_run
+
+    assert moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    logger = MetricsLogger(tmp_path, jsonl=True, tensorboard=False)
+    logger.log(0, {"eval/pass@1": 0.2, "eval/pass@1_stderr": 0.02})
+    for step in range(1, 30):
+        logger.log(step, {"reward/mean": 0.3 + 0.01 * step})
+    logger.log(30, {"reward/mean": float("nan"), "eval/pass@1": 0.4, "eval/pass@1_stderr": 0.03})
+    logger.close()
+    out = plot_run(tmp_path / "metrics.jsonl", tmp_path / "plot.png", title="test run")
+    assert out.stat().st_size > 10_000

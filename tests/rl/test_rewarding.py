@@ -13,7 +13,7 @@ def test_score_returns_reasons_of_the_functions_that_explain_themselves():
     assert scored["components"]["math_accuracy"] == [1.0, 0.0, 0.0]
     assert scored["total"] == [1.5, 0.0, 0.0] and scored["errors"] == {}
     assert scored["reasons"]["math_accuracy"] == ["string-equal (boxed): extracted '4', gold '4'",
-                                                  "numeric-not-equal: extracted '2', gold '4'", "no-answer"]
+                                                  "unfinished-text (last number '2' is not an answer)", "no-answer"]
     assert scored["reasons"]["format"] == ["ok", "missing or misplaced think block",
                                            "missing or misplaced think block"]
     assert scored["reasons"]["length_penalty"] == [None, None, None]  # no explain method: no reasons
@@ -25,3 +25,14 @@ def test_a_failing_function_gives_its_error_as_every_sample_s_reason():
     assert scored["components"]["json:loads"] == [0.0, 0.0, 0.0]
     assert all(r.startswith("failed: TypeError") for r in scored["reasons"]["json:loads"])
     assert scored["reasons"]["format"][0] == "ok"
+
+
+def test_not_applicable_stays_none_and_is_left_out_of_the_total():
+    """None (no gold for a sample) is not 0: the component stays None, the total sums what applies, and a sample
+    no function applies to has total None (the trainer's advantages then leave it out of its group)."""
+    worker = RewardWorker(["math_accuracy", "format"], [1.0, 0.5])
+    scored = worker.score(["\\boxed{4}", "\\boxed{4}"], {"answer": ["4", None]})
+    assert scored["components"]["math_accuracy"] == [1.0, None]
+    assert scored["total"] == [1.0, 0.0]  # format applies to both (and fails both: no think block)
+    alone = RewardWorker(["math_accuracy"]).score(["\\boxed{4}", "\\boxed{4}"], {"answer": ["4", None]})
+    assert alone["total"] == [1.0, None]

@@ -34,7 +34,7 @@ def test_rollout_worker_samples_and_takes_new_weights_in_place(ray_session, tiny
             parameter.add_(torch.randn_like(parameter) * 0.02)
         for layer in policy.layers[1:]:
             layer.mlp.gate.e_score_correction_bias.normal_(std=0.1)
-    seconds = ray.get(worker.load_weights.remote(serialize_weights(to_hf_state_dict(policy)), 1))
+    seconds = ray.get(worker.load_weights.remote(serialize_weights(to_hf_state_dict(policy))))
     assert seconds < 30
     updated = ray.get(worker.generate.remote(prompts, n=3, max_tokens=24, temperature=1.0, seed=1))
     assert max_logprob_diff(policy, updated) <= 1e-4
