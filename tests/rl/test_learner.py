@@ -120,11 +120,14 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
     step is lr * g / (|g| + eps), close to lr * sign(g), so a weight whose gradient is float noise around zero moves
     by anything in [-lr, lr] (measured on an AMX CPU: 2 of 32,768 weights 7.6e-6 apart after one step at lr 1e-3).
     lr = 0 keeps the weights where they are, so with two mini-batches the second gradient is taken at the same
-    weights by both set-ups too. Tolerance: two learners add two partial gradient sums where one learner adds
-    them in one order; fp32 re-association changes a sum by a few ulps of its largest terms (measured here: at
-    most ~1e-7 of the tensor's largest gradient). 1e-5 of each tensor's largest gradient leaves a margin of 100
-    over that noise whatever a CPU's kernels, while a wrong loss weighting (a shard counted twice, a wrong token
-    normaliser) is off by tens of percent.
+    weights by both set-ups too. Tolerances: two learners add two partial gradient sums where one learner adds
+    them in one order, and fp32 re-association moves every element by float noise of the size of the largest
+    terms that flow into it, not of its own size (measured on this machine: elements differ by up to 4.5e-6 of
+    the model's largest gradient, large elements by up to 5e-6 of themselves, and a tensor whose gradients are
+    tiny by up to 1e-4 of its norm). So each element must agree to 5e-5 of the model's largest gradient plus
+    1e-4 of itself, and each tensor to 1e-2 of its norm: margins of 10-100 over that noise whatever a CPU's
+    kernels, while a wrong loss weighting (a shard counted twice, a wrong token normaliser) moves every tensor by
+    tens of percent of its norm.
     """
     from rl.learner import LearnerGroup
 
@@ -144,13 +147,17 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
     finally:
         group.kill()
     assert gradients.keys() == reference.keys()
-    assert sum(t.abs().max().item() > 0 for t in reference.values()) > len(reference) // 2  # a real gradient
-    worst = 0.0
+    scale = max(t.abs().max().item() for t in reference.values())
+    assert scale > 0  # a real gradient
+    worst_element, worst_norm = 0.0, 0.0
     for name, tensor in reference.items():
-        scale = tensor.abs().max().item()
-        torch.testing.assert_close(gradients[name], tensor, atol=1e-5 * scale, rtol=0, msg=name)
-        worst = max(worst, (gradients[name] - tensor).abs().max().item() / max(scale, 1e-30))
-    print(f"largest difference / tensor's largest gradient: {worst:.2e}")
+        difference = gradients[name] - tensor
+        worst_element = max(worst_element, difference.abs().max().item() / scale)
+        worst_norm = max(worst_norm, (difference.norm() / tensor.norm().clamp(min=1e-30)).item())
+        torch.testing.assert_close(gradients[name], tensor, atol=5e-5 * scale, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+        assert difference.norm() <= 1e-2 * tensor.norm(), f"{name}: relative difference {worst_norm:.2e}"
+    print(f"largest element difference / largest gradient {worst_element:.1e}; "
+          f"largest per-tensor relative difference {worst_norm:.1e}")
     assert metrics["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-5)
     assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-5, abs=1e-7)
 
