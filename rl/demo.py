@@ -17,6 +17,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_p
     result_path (None: don't)."""
     from rich.console import Console
 
-    console = Console()
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)  # one record a line in a log
     overrides = list(overrides or [])
     console.print(f"demo: {seeds} seed(s) of {CONFIG.relative_to(REPO)}, runs in {out}/seed_* (replaced)")
     runs = []

@@ -45,12 +45,19 @@ class RolloutWorker:
         return ray.get_runtime_context().get_node_id()
 
     def generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int | None = None, stop: list[str] | None = None) -> list[Sample]:
+                 top_p: float = 1.0, seed: int | list[int] | None = None, stop: list[str] | None = None,
+                 ) -> list[Sample]:
         """n completions for each prompt, prompt after prompt (sample i belongs to prompt i // n)."""
         from vllm import SamplingParams
 
-        params = SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, logprobs=0,
-                                seed=seed if self.per_request_seed else None, stop=stop)
+        # One seed per prompt, derived from `seed` and the prompt's position: one shared seed would draw the same
+        # random numbers for every prompt, so the samples of a batch would be correlated and an evaluation's
+        # pass@1 would move far more between seeds than its standard error says.
+        # A list gives each prompt's seed itself (the trainer's, when it spreads one request over several workers).
+        seeds = seed if isinstance(seed, list) else [prompt_seed(seed, i) for i in range(len(prompts))]
+        params = [SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, logprobs=0,
+                                 seed=prompt_seed_or_none if self.per_request_seed else None, stop=stop)
+                  for prompt_seed_or_none in seeds]
         results = self.engine.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
         samples = []
         for prompt, result in zip(prompts, results):
@@ -66,6 +73,12 @@ class RolloutWorker:
         started = time.perf_counter()
         self.engine.collective_rpc("reasonrl_load_weights", args=(blob,))
         return time.perf_counter() - started
+
+
+def prompt_seed(seed: int | None, index: int) -> int | None:
+    """The sampling seed of the index-th prompt of a request seeded with `seed` (None: unseeded); distinct for
+    every (seed, index) with index < 1,000,003."""
+    return None if seed is None else (seed * 1_000_003 + index) % 2**63
 
 
 def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None = None, threads: int = 1,

@@ -207,9 +207,14 @@ class GRPOTrainer:
         import ray
         from ray.exceptions import RayActorError
 
-        shards = [prompts[i::len(self.workers)] for i in range(len(self.workers))]
+        from rl.rollout import prompt_seed
+
+        n_workers = len(self.workers)
+        seed = sampling.pop("seed", None)
+        seeds = [prompt_seed(seed, i) for i in range(len(prompts))]  # each prompt's own, however it is sharded
+        shards = [(prompts[i::n_workers], seeds[i::n_workers]) for i in range(n_workers)]
         for attempt in range(2):
-            calls = [w.generate.remote(s, **sampling) for w, s in zip(self.workers, shards)]
+            calls = [w.generate.remote(p, seed=s, **sampling) for w, (p, s) in zip(self.workers, shards)]
             try:
                 results = ray.get(calls)
                 break

@@ -42,3 +42,12 @@ def test_rollout_worker_samples_and_takes_new_weights_in_place(ray_session, tiny
     hot = ray.get(worker.generate.remote(prompts, n=2, max_tokens=16, temperature=0.7, seed=2))
     assert max_logprob_diff(policy, hot, temperature=0.7) <= 1e-4 < max_logprob_diff(policy, hot)
     ray.kill(worker)
+
+
+def test_each_prompt_of_a_request_gets_its_own_seed():
+    """One seed shared by every prompt would draw the same random numbers for all of them (correlated samples,
+    an evaluation noisier than its standard error)."""
+    from rl.rollout import prompt_seed
+
+    seeds = {prompt_seed(s, i) for s in range(50) for i in range(300)}
+    assert len(seeds) == 50 * 300 and prompt_seed(None, 3) is None
