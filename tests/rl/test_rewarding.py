@@ -36,3 +36,11 @@ def test_not_applicable_stays_none_and_is_left_out_of_the_total():
     assert scored["total"] == [1.0, 0.0]  # format applies to both (and fails both: no think block)
     alone = RewardWorker(["math_accuracy"]).score(["\\boxed{4}", "\\boxed{4}"], {"answer": ["4", None]})
     assert alone["total"] == [1.0, None]
+
+
+def test_the_names_the_config_accepts_are_the_registry_s():
+    from rl.rewarding import REWARD_NAMES, _registry, reward_name_error
+
+    assert tuple(_registry(1.0)) == REWARD_NAMES
+    assert all(reward_name_error(name) is None for name in REWARD_NAMES)
+    assert reward_name_error("json:loads") is None and "not callable" in reward_name_error("math:pi")
