@@ -27,12 +27,11 @@ def model_info(checkpoint: str | Path) -> dict:
     folder = check_checkpoint(checkpoint)
     config = json.loads((folder / "config.json").read_text())
     info = {"folder": str(folder), "architecture": ", ".join(config.get("architectures") or []) or "?",
-            "parameters": sum(t.numel() for t in load_weights(folder).values()),  # as stored
             "files": sorted(p.name for p in folder.iterdir())}
     try:
         args = ModelArgs.load(folder / "config.json")
-    except ValueError:
-        return info  # another architecture: transformers and vLLM read it, our model class does not
+    except ValueError:  # another architecture: transformers and vLLM read it, our model class does not
+        return info | {"parameters": sum(t.numel() for t in load_weights(folder).values())}  # as stored
     from model import load_pretrained
 
     policy = load_pretrained(folder)
