@@ -68,9 +68,10 @@ def rollout_child(checkpoint: str, precision: str, backend: str, n_prompts: int,
         result = worker.generate(prompts, n=samples, max_tokens=tokens, temperature=1.0, seed=repeat)
         seconds = time.perf_counter() - started
         rates.append(sum(len(s.completion_ids) for s in result) / seconds)
-    Path(out).write_text(json.dumps({
-        "startup_s": startup, "tokens_per_s": rates,
-        "samples": [[s.prompt_ids, s.completion_ids, s.rollout_logprobs, s.truncated] for s in result]}))
+        # written after every repeat: a setting stopped at its time limit still reports what it measured
+        Path(out).write_text(json.dumps({
+            "startup_s": startup, "tokens_per_s": rates,
+            "samples": [[s.prompt_ids, s.completion_ids, s.rollout_logprobs, s.truncated] for s in result]}))
 
 
 def run_rollouts(checkpoint: str, args) -> dict:
@@ -82,17 +83,28 @@ def run_rollouts(checkpoint: str, args) -> dict:
                    "--prompts", str(args.prompts), "--samples", str(args.samples), "--tokens", str(args.tokens),
                    "--out", out]
         print(f"rollouts: {precision} + {backend} ...", flush=True)
-        done = subprocess.run(command, capture_output=True, text=True)
+        name = f"{precision}+{backend}"
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=args.setting_timeout)
+        except subprocess.TimeoutExpired:  # a setting this CPU runs very slowly: keep the repeats it finished
+            measured = json.loads(Path(out).read_text()) if Path(out).stat().st_size else {}
+            results[name] = measured | {"timed_out_after_s": args.setting_timeout}
+            if not measured:
+                results[name]["error"] = f"no timed repeat finished within {args.setting_timeout} s"
+            print(f"  stopped at its {args.setting_timeout} s limit after {len(measured.get('tokens_per_s', []))} "
+                  "timed repeats", flush=True)
+            os.unlink(out)
+            continue
         if done.returncode != 0:
-            results[f"{precision}+{backend}"] = {"error": done.stderr[-2000:]}
+            results[name] = {"error": done.stderr[-2000:]}
             print(f"  failed: {done.stderr[-500:]}")
             continue
-        results[f"{precision}+{backend}"] = json.loads(Path(out).read_text())
+        results[name] = json.loads(Path(out).read_text())
         os.unlink(out)
     return results
 
 
-def learner_figures(checkpoint: str, rollouts: dict, threads: int) -> dict:
+def learner_figures(checkpoint: str, rollouts: dict, threads: int, step_budget_s: float = 120.0) -> dict:
     """Per learner precision: step time on the fp32 engine's batch, and the mismatch against every engine."""
     from types import SimpleNamespace
 
@@ -132,11 +144,13 @@ def learner_figures(checkpoint: str, rollouts: dict, threads: int) -> dict:
                 "kl_k3": (k3_kl(logprobs, batch.rollout_logprobs) * mask).sum().item() / tokens}
         batch = batch_of(rollouts["fp32+CPU_MLA"]["samples"])
         learner.train_step(batch)  # warm-up
-        times = []
+        times, budget_started = [], time.perf_counter()
         for _ in range(REPEATS):
             started = time.perf_counter()
             learner.train_step(batch)
             times.append(time.perf_counter() - started)
+            if time.perf_counter() - budget_started > step_budget_s:  # a very slow precision: fewer repeats
+                break
         entry["step_s"] = times
         figures[precision] = entry
     return figures
@@ -167,6 +181,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--setting-timeout", type=float, default=240.0,
+                        help="seconds an engine setting may run (start-up, warm-up and repeats) before it is stopped")
     parser.add_argument("--child", nargs=2, metavar=("PRECISION", "BACKEND"))
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -181,7 +197,9 @@ def main() -> None:
     fp32_rate = statistics.median(rollouts["fp32+CPU_MLA"]["tokens_per_s"])
     engines = {name: ({"error": r["error"]} if "error" in r else
                       {"tokens_per_s_median": statistics.median(r["tokens_per_s"]), "tokens_per_s": r["tokens_per_s"],
-                       "vs_fp32": statistics.median(r["tokens_per_s"]) / fp32_rate, "startup_s": r["startup_s"]})
+                       "vs_fp32": statistics.median(r["tokens_per_s"]) / fp32_rate, "startup_s": r["startup_s"],
+                       "timed_repeats": len(r["tokens_per_s"]),
+                       **({"stopped_at_time_limit_s": r["timed_out_after_s"]} if "timed_out_after_s" in r else {})})
                for name, r in rollouts.items()}
     step = {p: statistics.median(learners[p]["step_s"]) for p in learners}
     best_bf16 = max((e["vs_fp32"] for n, e in engines.items() if n.startswith("bf16") and "vs_fp32" in e), default=0)

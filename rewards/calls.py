@@ -11,9 +11,13 @@ person calling the function by hand gets the error instead of a silent wrong sco
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import inspect
+from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["RewardCallError", "check_call"]
+__all__ = ["RewardCallError", "check_call", "required_columns", "missing_columns"]
+
+# Keyword arguments a caller passes that are not dataset columns (TRL's hooks and ours).
+NOT_COLUMNS = {"completions", "log_extra", "trainer_state", "completion_ids", "prompts"}
 
 
 class RewardCallError(ValueError):
@@ -54,3 +58,28 @@ def check_call(name: str, completions: object, columns: Mapping[str, Any], read:
             count = f"{len(values)} value{'' if len(values) == 1 else 's'}"
             raise RewardCallError(f"{name}: {n} completions but {count} in column {column!r}")
     return list(completions)
+
+
+def required_columns(reward: Callable[..., Any]) -> list[tuple[str, ...]]:
+    """The dataset columns a reward function needs, as groups of alternatives (one column of each group must exist).
+
+    A reward says so itself with a ``required_columns`` attribute (``MathAccuracy``: ``[("answer", "solution")]``,
+    ``CodeExecution``: ``[("tests",)]``); for any other callable, each keyword parameter without a default (besides
+    ``completions`` and TRL's hooks) is a required column, as TRL passes every column by its name.
+    """
+    declared = getattr(reward, "required_columns", None)
+    if declared is not None:
+        return [tuple(group) for group in declared]
+    try:
+        parameters = inspect.signature(reward).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [(p.name,) for p in parameters
+            if p.kind in kinds and p.default is inspect.Parameter.empty and p.name not in NOT_COLUMNS]
+
+
+def missing_columns(reward: Callable[..., Any], columns: Iterable[str]) -> list[tuple[str, ...]]:
+    """The groups of `required_columns(reward)` of which `columns` has none."""
+    have = set(columns)
+    return [group for group in required_columns(reward) if not have.intersection(group)]

@@ -215,6 +215,8 @@ class CodeExecution:
 
     __name__ = "code_execution"
 
+    required_columns = [("tests",)]  # the test specs (rewards.calls.required_columns)
+
     def __init__(self, limits: SandboxLimits = SandboxLimits(), sample_timeout: float = 60.0):
         self.limits = limits
         self.sample_timeout = sample_timeout

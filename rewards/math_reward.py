@@ -69,6 +69,8 @@ class MathAccuracy:
 
     __name__ = "math_accuracy"  # TRL logs rewards under their function name
 
+    required_columns = [("answer", "solution")]  # the gold: either column (rewards.calls.required_columns)
+
     def __init__(
         self,
         timeout: float = 5.0,

@@ -4,6 +4,6 @@
     summary = train("experiments/tiny_arith.yaml", ["trainer.steps=20"])
 """
 
-from rl.cli import evaluate_checkpoint, model_init, sft, train
+from rl.cli import evaluate_checkpoint, grade_predictions, model_init, sft, train
 
-__all__ = ["evaluate_checkpoint", "model_init", "sft", "train"]
+__all__ = ["evaluate_checkpoint", "grade_predictions", "model_init", "sft", "train"]

@@ -79,33 +79,129 @@ def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1
     return sft_from_checkpoint(checkpoint, out, train_problems, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
 
 
-def evaluate_checkpoint(checkpoint: str | Path, dataset: str = "synthetic", *, k: int = 4, limit: int = 0,
-                        max_tokens: int = 256, temperature: float = 1.0, seed: int = 0) -> dict:
-    """pass@1 (with its standard error) / maj@k / pass@k of a checkpoint (served by vLLM) on the test split of a
-    dataset of rl.data's table: synthetic (the held-out problems, seeded by `seed`), gsm8k, math500 (or math),
-    aime2024 (aime24), aime2025 (aime25). `limit` keeps the first N problems (0 = all; synthetic: the standard 200).
+EVAL_OUT = Path("runs/eval")  # where `reasonrl eval` writes results.json and samples.jsonl unless --out says
+
+
+def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, problem_field: str = "problem",
+                    answer_field: str = "answer", id_field: str = "id") -> dict[str, list]:
+    """Benchmark name -> its problems, for a comma-separated list (or a list) of names: a test set of rl.data's
+    table (synthetic, gsm8k, math500/math, aime2024/aime24, aime2025/aime25) or a JSON Lines file of the user's own
+    (its fields named by problem_field, answer_field and id_field). `limit` keeps the first N of each (0 = all;
+    synthetic: its standard 200 held-out problems).
 
     Raises:
-        ValueError (ConfigError): for k < 1, limit < 0, max_tokens < 1, a negative temperature, an unknown or
-            training-only dataset, or a checkpoint folder that is missing, a file or damaged: all before vLLM starts.
+        ConfigError: an unknown or training-only set, a missing or malformed file, limit < 0.
+    """
+    from model.config import ConfigError
+    from rl.data import load_custom, load_split
+
+    names = [b.strip() for b in (bench.split(",") if isinstance(bench, str) else bench) if b.strip()]
+    if not names:
+        raise ConfigError("no benchmark named: give one or more with --bench (e.g. gsm8k,math500,aime24)")
+    if limit < 0:
+        raise ConfigError(f"limit must be >= 0, got {limit}")
+    benchmarks = {}
+    for name in names:
+        if name.endswith((".jsonl", ".json")) or "/" in name:
+            problems = load_custom(name, problem_field=problem_field, answer_field=answer_field, id_field=id_field)
+            benchmarks[Path(name).stem] = problems[:limit] if limit else problems
+        else:
+            benchmarks[name] = load_split(name, "test", num_eval=limit, seed=seed)
+    return benchmarks
+
+
+def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic", *, n: int = 16, limit: int = 0,
+                        max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
+                        system_prompt: str | None = None, out: str | Path | None = None,
+                        problem_field: str = "problem", answer_field: str = "answer", id_field: str = "id",
+                        log=print) -> dict:
+    """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
+
+    n samples per problem at (temperature, top_p); graded by the rewards grader training uses; pass@1, pass@k for
+    k = 1, 2, 4, ..., n and maj@n, each with its standard error (evals.metrics). With `out`, writes results.json and
+    samples.jsonl there.
+
+    Returns:
+        benchmark name -> evals.BenchmarkResult (scores, per-problem records, settings).
+
+    Raises:
+        ConfigError: n < 1, limit < 0, max_tokens < 1, a temperature < 0 or a top_p outside (0, 1], an unknown or
+            training-only benchmark, a malformed benchmark file, a checkpoint folder that is missing, a file or
+            damaged, an output folder that is a file: all before vLLM starts.
     """
     from model import load_tokenizer
     from model.checkpoint import check_checkpoint
     from model.config import ConfigError
-    from rl.data import load_split
+    from rl.data import build_prompt
     from rl.evaluate import evaluate
     from rl.rollout import RolloutWorker
 
-    for name, value, low in (("k", k, 1), ("limit", limit, 0), ("max_tokens", max_tokens, 1)):
+    for name, value, low in (("n", n, 1), ("max_tokens", max_tokens, 1)):
         if value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
     if not temperature >= 0:
         raise ConfigError(f"temperature must be >= 0, got {temperature}")
-    problems = load_split(dataset, "test", num_eval=limit, seed=seed)
-    check_checkpoint(checkpoint)
-    worker = RolloutWorker(str(checkpoint), max_model_len=2048, seed=seed, quiet=True)
-    return evaluate(worker.generate, problems, load_tokenizer(checkpoint), k=k, max_tokens=max_tokens,
-                    temperature=temperature, seed=seed)
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder to write results into")
+    benchmarks = load_benchmarks(bench, limit=limit, seed=seed, problem_field=problem_field,
+                                 answer_field=answer_field, id_field=id_field)
+    check_checkpoint(model)
+    tokenizer = load_tokenizer(model)
+    longest_prompt = max(len(build_prompt(p, tokenizer, system_prompt)) for ps in benchmarks.values() for p in ps)
+    worker = RolloutWorker(str(model), max_model_len=longest_prompt + max_tokens, seed=seed, quiet=True)
+    results = {}
+    for name, problems in benchmarks.items():
+        result = evaluate(worker.generate, problems, tokenizer, k=n, max_tokens=max_tokens, temperature=temperature,
+                          top_p=top_p, seed=seed, system_prompt=system_prompt, name=name)["result"]
+        result.settings["model"] = str(model)
+        results[name] = result
+        s = result.scores
+        log(f"{name}: {s['problems']} problems x {n} samples: pass@1 {s['pass@1']:.3f} ± {s['pass@1_stderr']:.3f}, "
+            f"maj@{n} {s['maj@n']:.3f}, pass@{n} {s['pass@n']:.3f} ({s['seconds']:.0f}s)")
+    if out is not None:
+        from evals.report import write_results
+
+        write_results(out, list(results.values()), {"model": str(model), "n": n, "max_tokens": max_tokens,
+                                                    "temperature": temperature, "top_p": top_p, "seed": seed,
+                                                    "system_prompt": system_prompt, "limit": limit})
+    return results
+
+
+def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, seed: int = 0,
+                      id_field: str | None = None, problem_field: str | None = None, output_field: str | None = None,
+                      out: str | Path | None = None, log=print) -> dict:
+    """Grade generations made elsewhere (or an earlier `reasonrl eval`'s samples.jsonl) against a benchmark's gold
+    answers, without a model: the same grader and statistics as `evaluate_checkpoint`. The file's format is in
+    evals/predictions.py; a benchmark named as a JSON Lines file of the user's takes its fields by their default names.
+
+    Returns:
+        benchmark name -> evals.BenchmarkResult; each result's settings hold the matching report (rows read,
+        problems matched, problems without outputs, rows that matched no problem).
+
+    Raises:
+        ConfigError / PredictionsError: an unknown benchmark, a missing or malformed file, no row matching.
+    """
+    from evals.grading import grade_outputs
+    from evals.predictions import read_predictions
+
+    results = {}
+    for name, problems in load_benchmarks(bench, limit=limit, seed=seed).items():
+        matched, outputs, report = read_predictions(predictions, problems, id_field=id_field,
+                                                    problem_field=problem_field, output_field=output_field,
+                                                    benchmark=name)
+        results[name] = result = grade_outputs(name, matched, outputs, settings={"predictions": report})
+        missing = len(report["problems_without_outputs"])
+        s = result.scores
+        log(f"{name}: {s['problems']} problems graded from {predictions} ({report['rows']} rows; {missing} of the "
+            f"benchmark's {len(problems)} problems have no outputs, {report['rows_unmatched']} rows match no problem): "
+            f"pass@1 {s['pass@1']:.3f} ± {s['pass@1_stderr']:.3f}")
+    if out is not None:
+        from evals.report import write_results
+
+        write_results(out, list(results.values()), {"predictions": str(predictions), "limit": limit})
+    return results
 
 
 def _at_least(low: int):
@@ -168,15 +264,32 @@ def build_parser() -> argparse.ArgumentParser:
     sft_parser.add_argument("--steps", type=_at_least(1), default=300, help="optimizer steps (>= 1)")
     sft_parser.add_argument("--lr", type=_number_at_least(0, strictly=True), default=1e-3, help="learning rate (> 0)")
 
-    eval_parser = commands.add_parser("eval",
-                                      help="score a checkpoint: pass@1 (with its standard error), maj@k, pass@k")
-    eval_parser.add_argument("--checkpoint", required=True, help="checkpoint folder (ours or any HF causal LM)")
-    eval_parser.add_argument("--dataset", default="synthetic", choices=test_names,
-                             help="test set to score on (math = math500, aime24 = aime2024, aime25 = aime2025)")
-    eval_parser.add_argument("-k", type=_at_least(1), default=4, help="samples per problem (>= 1)")
-    eval_parser.add_argument("--limit", type=_at_least(0), default=0, help="first N problems only (0 = all)")
-    eval_parser.add_argument("--max-tokens", type=_at_least(1), default=256)
-    eval_parser.add_argument("--temperature", type=_number_at_least(0, strictly=False), default=1.0, help="0 = greedy")
+    eval_parser = commands.add_parser(
+        "eval", help="score a checkpoint, or grade saved generations: pass@1, pass@k, maj@n with standard errors",
+        description="Score a checkpoint (--model) on benchmarks, or grade generations made elsewhere (--predictions). "
+                    "Writes results.json and samples.jsonl into --out and prints a markdown table.")
+    source = eval_parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", "--checkpoint", dest="model", help="checkpoint folder (ours or any HF causal LM)")
+    source.add_argument("--predictions", help="JSON Lines of outputs made elsewhere, or a samples.jsonl to re-grade "
+                                              "(fields: see evals/predictions.py)")
+    eval_parser.add_argument("--bench", "--dataset", dest="bench", default="synthetic",
+                             help="comma-separated benchmarks: " + ", ".join(test_names) + ", or a JSON Lines file of "
+                                  "your own (default: synthetic)")
+    eval_parser.add_argument("-n", "-k", dest="n", type=_at_least(1), default=16, help="samples per problem (>= 1)")
+    eval_parser.add_argument("--limit", type=_at_least(0), default=0, help="first N problems of each (0 = all)")
+    eval_parser.add_argument("--max-tokens", type=_at_least(1), default=1024, help="tokens per sample at most")
+    eval_parser.add_argument("--temperature", type=_number_at_least(0, strictly=False), default=0.6,
+                             help="sampling temperature (0 = greedy; DeepSeek-R1 reports 0.6)")
+    eval_parser.add_argument("--top-p", type=_number_at_least(0, strictly=True), default=0.95,
+                             help="nucleus sampling, in (0, 1] (DeepSeek-R1 reports 0.95)")
+    eval_parser.add_argument("--seed", type=int, default=0, help="sampling seed (and the synthetic set's seed)")
+    eval_parser.add_argument("--system-prompt", help="system message put before each problem")
+    eval_parser.add_argument("--out", type=Path, help=f"folder for results.json and samples.jsonl "
+                                                      f"(default: {EVAL_OUT}/<model or predictions name>)")
+    eval_parser.add_argument("--problem-field", default=None, help="a benchmark or predictions file's problem field")
+    eval_parser.add_argument("--answer-field", default="answer", help="a benchmark file's gold answer field")
+    eval_parser.add_argument("--id-field", default=None, help="a benchmark or predictions file's id field")
+    eval_parser.add_argument("--output-field", default=None, help="a predictions file's outputs field")
 
     demo = commands.add_parser("demo", help="the main job on the embedded default (tiny policy, CPU), on N seeds")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"),
@@ -190,10 +303,11 @@ def summary_table(summary: dict) -> str:
     lines = [f"run folder: {summary['output_dir']}  ({summary['steps']} GRPO steps)"]
     before, after = summary.get("eval_before"), summary.get("eval_after")
     if before and after:
-        lines.append(f"{'held-out':<14}{'pass@1':>16}{'maj@k':>8}{'pass@k':>8}")
+        n = int(after.get("eval/n", 0)) or "n"
+        lines.append(f"{'held-out':<14}{'pass@1':>16}{f'maj@{n}':>8}{f'pass@{n}':>8}")
         for name, row in (("before GRPO", before), ("after GRPO", after)):
             lines.append(f"{name:<14}{row['eval/pass@1']:>9.3f} ±{row['eval/pass@1_stderr']:.3f}"
-                         f"{row['eval/maj@k']:>8.3f}{row['eval/pass@k']:>8.3f}")
+                         f"{row['eval/maj@n']:>8.3f}{row['eval/pass@n']:>8.3f}")
     minutes = {k.removeprefix("time/").removesuffix("_s"): v / 60 for k, v in summary["timings"].items()}
     lines.append("minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()))
     lines.append(f"plot: {summary['plot']}")
@@ -202,6 +316,7 @@ def summary_table(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from evals.predictions import PredictionsError
     from model.config import ConfigError
 
     try:
@@ -217,17 +332,27 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sft":
             sft(args.checkpoint, args.out, steps=args.steps, lr=args.lr)
         elif args.command == "eval":
-            result = evaluate_checkpoint(args.checkpoint, args.dataset, k=args.k, limit=args.limit,
-                                         max_tokens=args.max_tokens, temperature=args.temperature)
-            scores = result["scores"]
-            print(f"{args.dataset}: {scores['problems']} problems x {scores['k']} samples: pass@1 "
-                  f"{scores['pass@1']:.3f} ± {scores['pass@1_stderr']:.3f}, maj@k {scores['maj@k']:.3f}, "
-                  f"pass@k {scores['pass@k']:.3f} ({scores['seconds']:.0f}s)")
+            from evals.report import markdown_table
+
+            if args.predictions:
+                out = args.out or EVAL_OUT / Path(args.predictions).stem
+                results = grade_predictions(args.predictions, args.bench, limit=args.limit, seed=args.seed,
+                                            id_field=args.id_field, problem_field=args.problem_field,
+                                            output_field=args.output_field, out=out)
+            else:
+                out = args.out or EVAL_OUT / Path(args.model).resolve().name
+                results = evaluate_checkpoint(args.model, args.bench, n=args.n, limit=args.limit,
+                                              max_tokens=args.max_tokens, temperature=args.temperature,
+                                              top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt,
+                                              out=out, problem_field=args.problem_field or "problem",
+                                              answer_field=args.answer_field, id_field=args.id_field or "id")
+            print(markdown_table(list(results.values())))
+            print(f"results: {out}/results.json, per-problem records: {out}/samples.jsonl")
         elif args.command == "demo":
             from rl.demo import demo
 
             demo(args.out, seeds=args.seeds)
-    except (ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+    except (ConfigError, PredictionsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -123,8 +123,9 @@ class RolloutConfig(_Section):
     threads: int = _field(1, "CPU threads of each rollout worker's engine (OMP_NUM_THREADS). Generation and learning "
                           "take turns, so on a one-machine CPU run the engine may use every core; 0 = all cores of "
                           "the driver's machine. Ray's placement still counts each worker as 1 CPU.")
-    eval_samples: int = _field(4, "Samples per evaluation problem (k): pass@1 is averaged over them, maj@k and "
-                               "pass@k are computed from them.")
+    eval_samples: int = _field(4, "Samples per evaluation problem (n): pass@1 is averaged over them; pass@k for k = "
+                               "1, 2, 4, ..., n (unbiased estimator) and maj@n come from them, each with its standard "
+                               "error.")
     eval_temperature: float = _field(1.0, "Sampling temperature during evaluation; 0 = greedy (then use "
                                      "eval_samples=1).")
     precision: str = _field("fp32", "Rollout engine arithmetic: fp32 (logprobs match the fp32 learner to ~1e-6), or "

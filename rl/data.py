@@ -372,6 +372,44 @@ def load_problems(data_config: Any) -> tuple[list[Problem], list[Problem]]:
     return load_split(data_config.train, "train", **sizes), load_split(data_config.eval, "test", **sizes)
 
 
+def load_custom(path: str | Path, *, problem_field: str = "problem", answer_field: str = "answer",
+                id_field: str | None = "id") -> list[Problem]:
+    """A user's benchmark: a JSON Lines file with one problem per row, its fields named by the arguments (a row
+    without the id field gets "<file stem>-<line>"). The source is the file's stem.
+
+    Raises:
+        ConfigError: the file is missing or not JSON Lines, or a row lacks the problem or answer field (the message
+            names the file, the line and the fields the row has).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"benchmark file {path} does not exist" if not path.exists()
+                          else f"benchmark path {path} is not a file")
+    problems = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{path}:{number}: not JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{number}: each line must be a JSON object")
+        for name, option in ((problem_field, "--problem-field"), (answer_field, "--answer-field")):
+            if name not in row:
+                raise ConfigError(f"{path}:{number}: no field {name!r} (the row has {', '.join(row)}; name the "
+                                  f"field with {option})")
+        problem_id = row.get(id_field) if id_field else None
+        problems.append(Problem(id=str(problem_id) if problem_id is not None else f"{path.stem}-{number}",
+                                question=str(row[problem_field]), answer=str(row[answer_field]),
+                                solution=row.get("solution"), source=path.stem, level=None))
+    if not problems:
+        raise ConfigError(f"benchmark file {path} holds no problems")
+    return problems
+
+
 # ------------------------------------------------------------------------------------------------ prompts
 
 

@@ -26,7 +26,7 @@ CONFIG = REPO / "experiments" / "tiny_arith.yaml"
 RESULT = REPO / "experiments" / "results" / "demo.json"
 TARGETS = {"mean_gain_points": 15.0, "worst_gain_points": 10.0, "minutes_per_seed": 15.0}
 NOISE_SEEDS = 3  # sampling seeds of the evaluation-noise measurement
-METRICS = ("pass@1", "pass@1_stderr", "maj@k", "pass@k")
+METRICS = ("pass@1", "pass@1_stderr", "maj@n", "maj@n_stderr", "pass@n", "pass@n_stderr")
 
 
 def _git_commit() -> str | None:
@@ -55,7 +55,7 @@ def run_seed(seed: int, out: Path, overrides: list[str], log) -> dict:
     before, after = _eval_row(summary["eval_before"]), _eval_row(summary["eval_after"])
     return {"seed": seed, "before": before, "after": after,
             "pass@1_gain_points": round(100 * (after["pass@1"] - before["pass@1"]), 1),
-            "pass@k_change_points": round(100 * (after["pass@k"] - before["pass@k"]), 1),
+            "pass@n_change_points": round(100 * (after["pass@n"] - before["pass@n"]), 1),
             "minutes": round((time.perf_counter() - started) / 60, 2),
             "minutes_by_stage": {k.removeprefix("time/").removesuffix("_s"): round(v / 60, 2)
                                  for k, v in summary["timings"].items()},
@@ -99,11 +99,11 @@ def summarise(runs: list[dict]) -> dict:
               "mean_before": {k: mean(k, "before") for k in METRICS},
               "mean_after": {k: mean(k, "after") for k in METRICS},
               "max_minutes_per_seed": max(minutes),
-              "seeds_with_pass@k_fall": [r["seed"] for r in runs if r["after"]["pass@k"] < r["before"]["pass@k"]]}
+              "seeds_with_pass@n_fall": [r["seed"] for r in runs if r["after"]["pass@n"] < r["before"]["pass@n"]]}
     result["targets_met"] = {
         "mean_gain": result["mean_gain_points"] >= TARGETS["mean_gain_points"],
         "worst_gain": result["worst_gain_points"] >= TARGETS["worst_gain_points"],
-        "pass@k_not_below_before": not result["seeds_with_pass@k_fall"],
+        "pass@n_not_below_before": not result["seeds_with_pass@n_fall"],
         "minutes_per_seed": result["max_minutes_per_seed"] <= TARGETS["minutes_per_seed"]}
     return result
 
@@ -111,19 +111,19 @@ def summarise(runs: list[dict]) -> dict:
 def print_report(runs: list[dict], summary: dict, noise: dict | None, console) -> None:
     from rich.table import Table
 
-    table = Table(title="held-out synthetic arithmetic: pass@1 (± its standard error over problems), maj@k, pass@k")
-    for column in ("seed", "SFT pass@1", "GRPO pass@1", "gain", "maj@k", "pass@k", "minutes"):
+    table = Table(title="held-out synthetic arithmetic: pass@1 (± its standard error over problems), maj@n, pass@n")
+    for column in ("seed", "SFT pass@1", "GRPO pass@1", "gain", "maj@n", "pass@n", "minutes"):
         table.add_column(column, justify="right")
     for r in runs:
         b, a = r["before"], r["after"]
         table.add_row(str(r["seed"]), f"{b['pass@1']:.3f} ±{b['pass@1_stderr']:.3f}",
                       f"{a['pass@1']:.3f} ±{a['pass@1_stderr']:.3f}", f"{r['pass@1_gain_points']:+.1f}",
-                      f"{b['maj@k']:.3f} -> {a['maj@k']:.3f}", f"{b['pass@k']:.3f} -> {a['pass@k']:.3f}",
+                      f"{b['maj@n']:.3f} -> {a['maj@n']:.3f}", f"{b['pass@n']:.3f} -> {a['pass@n']:.3f}",
                       f"{r['minutes']:.1f}")
     console.print(table)
     console.print(f"GRPO gain over {summary['seeds']} seeds: mean {summary['mean_gain_points']:+.1f} points "
                   f"(std {summary['std_gain_points']:.1f}), worst {summary['worst_gain_points']:+.1f}; targets: mean "
-                  f"+{TARGETS['mean_gain_points']:g}, worst +{TARGETS['worst_gain_points']:g}, pass@k not below its "
+                  f"+{TARGETS['mean_gain_points']:g}, worst +{TARGETS['worst_gain_points']:g}, pass@n not below its "
                   f"SFT value, {TARGETS['minutes_per_seed']:g} minutes a seed. Met: {summary['targets_met']}")
     if noise:
         console.print(f"evaluation noise (one policy, {noise['sampling_seeds']} sampling seeds): pass@1 "

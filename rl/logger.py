@@ -154,8 +154,9 @@ def step_line(record: dict[str, Any], total_steps: int) -> str:
         seconds = sum(record.get(f"time/{stage}_s", 0.0) for stage in ("generate", "reward", "learn", "weight_sync"))
         parts.append(f"{seconds:.1f}s")
     if "eval/pass@1" in record:
+        n = int(record.get("eval/n", 0)) or "n"
         parts.append(f"| held-out pass@1 {record['eval/pass@1']:.3f} ±{record['eval/pass@1_stderr']:.3f} "
-                     f"maj@k {record['eval/maj@k']:.3f} pass@k {record['eval/pass@k']:.3f}")
+                     f"maj@{n} {record['eval/maj@n']:.3f} pass@{n} {record['eval/pass@n']:.3f}")
     return "  ".join(parts)
 
 

@@ -60,6 +60,21 @@ def resolve_reward(name: str, timeout_s: float = 5.0) -> Callable[..., list[floa
     return _registry(timeout_s)[name]()
 
 
+def column_errors(functions: list[str], columns: list[str], dataset: str) -> list[str]:
+    """Why each reward function cannot run on a dataset with these columns (one message per missing column group),
+    so a reward that would only ever see None (and score every sample 0 or "not applicable") stops the run at
+    start-up instead of dropping every group, silently."""
+    from rewards.calls import missing_columns
+
+    errors = []
+    for i, name in enumerate(functions):
+        for group in missing_columns(resolve_reward(name), columns):
+            wanted = " or ".join(repr(c) for c in group)
+            errors.append(f"reward.functions[{i}]: {name} needs the dataset column {wanted}, which {dataset} does "
+                          f"not have (its columns: {', '.join(columns)})")
+    return errors
+
+
 class RewardWorker:
     """Scores completions with a weighted sum of reward functions (rewards.WeightedReward), timed."""
 

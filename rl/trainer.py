@@ -23,6 +23,7 @@ from rl.data import load_problems
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
+ALL_DROPPED_WARN_STEPS = 3  # steps in a row with every group dropped before the trainer says so loudly
 
 
 @contextmanager
@@ -76,6 +77,7 @@ class GRPOTrainer:
         self.step = 0
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}  # seconds per stage of this process's run (the demo reports them)
+        self.all_dropped_streak = 0  # steps in a row whose groups were all dropped as zero-variance
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -92,6 +94,7 @@ class GRPOTrainer:
         prepare_output_dir(self.output_dir, config.trainer.resume, config.trainer.overwrite)
         save_config(config, self.output_dir / "config.yaml")
         self.train_problems, self.eval_problems = load_problems(config.data)
+        self.check_reward_columns()
         with timed(self.timings, "sft"):
             self.policy_path = self.prepare_policy()
         self.tokenizer = load_tokenizer(self.policy_path)
@@ -186,6 +189,16 @@ class GRPOTrainer:
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
         return folder
+
+    def check_reward_columns(self) -> None:
+        """Every reward function finds the dataset columns it needs (rewards.calls.required_columns), before SFT
+        or any actor starts."""
+        from rl.rewarding import column_errors
+
+        columns = list(dataclasses.asdict(self.train_problems[0])) if self.train_problems else []
+        errors = column_errors(self.config.reward.functions, columns, f"data.train {self.config.data.train!r}")
+        if errors:
+            raise ConfigError("; ".join(errors))
 
     def new_rollout_worker(self, index: int):
         import ray
@@ -304,17 +317,11 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ evaluation, checkpoints
     def evaluate(self) -> dict:
-        import ray
-
         from rl.evaluate import evaluate
 
         config = self.config
-        worker = self.workers[0]
-
-        def generate(prompts, **sampling):
-            return ray.get(worker.generate.remote(prompts, **sampling))
-
-        result = evaluate(generate, self.eval_problems, self.tokenizer, k=config.rollout.eval_samples,
+        # spread over every rollout worker, each prompt with its own seed, as a training step is
+        result = evaluate(self.generate, self.eval_problems, self.tokenizer, k=config.rollout.eval_samples,
                           max_tokens=config.rollout.max_new_tokens, temperature=config.rollout.eval_temperature,
                           seed=config.trainer.seed, system_prompt=config.data.system_prompt)
         self.timings["time/evaluation_s"] = self.timings.get("time/evaluation_s", 0.0) + result["scores"]["seconds"]
@@ -370,6 +377,7 @@ class GRPOTrainer:
                     metrics |= self.evaluate()
                     self.loop_eval_s += metrics["eval/seconds"]
                 self.record(metrics)
+                self.warn_if_nothing_learned(metrics)
                 if bar:
                     progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
                 else:
@@ -384,6 +392,18 @@ class GRPOTrainer:
         evals = [h for h in self.history if "eval/pass@1" in h]
         return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step, "timings": self.timings,
                 "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None}
+
+    def warn_if_nothing_learned(self, metrics: dict) -> None:
+        """Say loudly when every group has been dropped as zero-variance for ALL_DROPPED_WARN_STEPS steps in a row:
+        no sample differs from its group, so nothing is learned; it is how a reward that cannot see its inputs (or
+        a task far too easy or too hard for the policy) shows."""
+        self.all_dropped_streak = self.all_dropped_streak + 1 if metrics["groups/kept_frac"] == 0 else 0
+        if self.all_dropped_streak and self.all_dropped_streak % ALL_DROPPED_WARN_STEPS == 0:
+            self.log(f"WARNING: steps {self.step - self.all_dropped_streak + 1}-{self.step}: every group was dropped "
+                     f"as zero-variance (all samples of each prompt scored the same; reward mean "
+                     f"{metrics['reward/mean']:.3f}), so nothing was learned. Read samples.jsonl: a reward that "
+                     f"cannot see its inputs scores every sample alike, and so does a task far too easy or too hard "
+                     f"for the policy.")
 
     def record(self, metrics: dict) -> None:
         self.history.append({"step": self.step, **metrics})

@@ -1,7 +1,7 @@
 """The architecture's rules, checked by the test suite (docs/ARCHITECTURE.md).
 
-- Import rules: model imports none of the other packages; rewards imports at most model; search imports at most
-  rewards and model; rl may import all three. They are an import-linter contract in pyproject.toml
+- Import rules: model imports none of the other packages; rewards imports at most model; evals at most rewards and
+  model; search at most evals, rewards and model; rl may import all four. They are an import-linter contract in pyproject.toml
   ([tool.importlinter]); this test runs `lint-imports` on it, so a broken rule fails here.
 - Self-contained references: no file that ships with the repository points at documents kept outside it, because
   a user's clone does not have them. The project's own architecture document is docs/ARCHITECTURE.md.
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 # What is scanned for references to files outside the repository.
-SCANNED = ["README.md", "docs", "model", "rewards", "rl", "search", "experiments"]
+SCANNED = ["README.md", "docs", "model", "rewards", "evals", "rl", "search", "experiments"]
 # Paths that exist only beside the repository on the machines it was developed on.
 OUTSIDE_REFERENCE = re.compile(r"\.\./shared\b|shared/DESIGN\.md|notes/vllm-on-cpu\.md")
 
@@ -34,7 +34,7 @@ def test_import_rules_hold():
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     output = (done.stdout + done.stderr).strip()
     assert done.returncode == 0, (
-        "an import breaks the package layering rl > search > rewards > model (docs/ARCHITECTURE.md, 'Import "
+        "an import breaks the package layering rl > search > evals > rewards > model (docs/ARCHITECTURE.md, 'Import "
         "rules'; imports inside functions count too). Move what the lower package needs down instead of "
         f"importing upward. lint-imports said:\n\n{output}")
     summary = re.search(r"Contracts: (\d+) kept, 0 broken", output)

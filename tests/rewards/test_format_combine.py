@@ -94,3 +94,21 @@ def test_weighted_reward_score_keeps_not_applicable_apart_from_zero_and_gives_re
     assert scored["total"] == [1.0, None] and scored["components"]["acc"] == [1.0, None]
     assert scored["reasons"]["acc"][0].startswith("string-equal") and scored["reasons"]["acc"][1] == "no gold"
     assert combo(["\\boxed{4}", "\\boxed{4}"], answer=["4", None]) == [1.0, None]  # TRL reads None as NaN
+
+
+def test_each_reward_says_which_dataset_columns_it_needs():
+    """What the trainer checks at start-up (rl.rewarding.column_errors): a declared attribute, or a user function's
+    keyword parameters without defaults (TRL passes every column by name)."""
+    from rewards import code_execution, format_reward, length_penalty, math_accuracy, math_steps
+    from rewards.calls import missing_columns, required_columns
+
+    assert required_columns(math_accuracy) == [("answer", "solution")]
+    assert required_columns(code_execution) == [("tests",)]
+    assert required_columns(format_reward) == required_columns(length_penalty) == required_columns(math_steps) == []
+
+    def mine(completions, gold, difficulty=1, log_extra=None, **kwargs):
+        return [0.0] * len(completions)
+
+    assert required_columns(mine) == [("gold",)]
+    assert missing_columns(math_accuracy, ["id", "solution"]) == []
+    assert missing_columns(code_execution, ["id", "answer"]) == [("tests",)]

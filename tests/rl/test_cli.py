@@ -73,10 +73,13 @@ def test_an_output_dir_that_is_a_file_or_holds_a_run_is_refused(tmp_path, capsys
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["eval", "--checkpoint", "c", "-k", "0"], "argument -k: must be >= 1, got 0"),
+    (["eval", "--checkpoint", "c", "-k", "0"], "argument -n/-k: must be >= 1, got 0"),
+    (["eval", "--model", "c", "-n", "0"], "argument -n/-k: must be >= 1, got 0"),
     (["eval", "--checkpoint", "c", "--limit", "-5"], "argument --limit: must be >= 0, got -5"),
-    (["eval", "--checkpoint", "c", "--dataset", "math_train"], "argument --dataset: invalid choice: 'math_train'"),
     (["eval", "--checkpoint", "c", "--temperature", "-1"], "argument --temperature: must be a finite number >= 0"),
+    (["eval", "--model", "c", "--top-p", "0"], "argument --top-p: must be a finite number > 0"),
+    (["eval", "--bench", "gsm8k"], "one of the arguments --model/--checkpoint --predictions is required"),
+    (["eval", "--model", "c", "--predictions", "p.jsonl"], "not allowed with argument"),
     (["sft", "--checkpoint", "c", "--out", "o", "--steps", "-5"], "argument --steps: must be >= 1, got -5"),
     (["sft", "--checkpoint", "c", "--out", "o", "--lr", "-1"], "argument --lr: must be a finite number > 0"),
     (["demo", "--seeds", "0"], "argument --seeds: must be >= 1"),
@@ -119,30 +122,41 @@ def test_train_help_lists_every_config_field(capsys):
         assert line.split(" (")[0] in shown  # every section.field
 
 
-def test_eval_takes_its_problems_from_the_dataset_table(monkeypatch, tmp_path):
-    """`reasonrl eval --dataset` accepts every test set of rl.data's table and scores that set's test split."""
-    from types import SimpleNamespace
-
-    import model
-    import rl.evaluate
-    import rl.rollout
-    from rl.cli import evaluate_checkpoint
+def test_eval_takes_its_problems_from_the_dataset_table_or_a_file(monkeypatch, tmp_path):
+    """`reasonrl eval --bench` accepts every test set of rl.data's table (and its aliases), several at once, and a
+    JSON Lines file of the user's own with its fields named."""
+    from rl.cli import load_benchmarks
     from rl.data import DATA_SOURCES, TEST_DATASETS, load_aime, split_synthetic
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in TEST_DATASETS:
         for alias in (name, *DATA_SOURCES[name].aliases):
-            assert build_parser().parse_args(["eval", "--checkpoint", "c", "--dataset", alias]).dataset == alias
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["eval", "--checkpoint", "c", "--dataset", "mnist"])
-    # No engine here: the worker and the scoring loop are stand-ins, the problem list is the real one.
+            assert list(load_benchmarks(alias, limit=2)) == [alias]
+    both = load_benchmarks("aime24, synthetic", limit=3, seed=4)
+    assert both["aime24"] == load_aime(2024)[:3] and both["synthetic"] == split_synthetic(0, 3, 4)[1]
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"q": "What is 2 + 2?", "gold": "4", "key": "a"}\n{"q": "What is 3 + 3?", "gold": "6"}\n')
+    problems = load_benchmarks(str(mine), problem_field="q", answer_field="gold", id_field="key")["mine"]
+    assert [(p.id, p.question, p.answer) for p in problems] == [("a", "What is 2 + 2?", "4"),
+                                                                ("mine-2", "What is 3 + 3?", "6")]
+
+
+@pytest.mark.parametrize("bench, message", [
+    ("mnist", "must be one of"),
+    ("math_train", "a training set with no held-out split"),
+    ("missing.jsonl", "benchmark file missing.jsonl does not exist"),
+    ("BAD", "no field 'problem' (the row has q, gold; name the field with --problem-field)"),
+])
+def test_a_bad_benchmark_is_named_before_any_engine_starts(tmp_path, monkeypatch, capsys, bench, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "bad.jsonl").write_text('{"q": "What is 2 + 2?", "gold": "4"}\n')
+    bench = "bad.jsonl" if bench == "BAD" else bench
     assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
-    monkeypatch.setattr(rl.rollout, "RolloutWorker", lambda *args, **kwargs: SimpleNamespace(generate=None))
-    monkeypatch.setattr(model, "load_tokenizer", lambda path: None)
-    monkeypatch.setattr(rl.evaluate, "evaluate", lambda generate, problems, tokenizer, **kwargs: problems)
-    assert evaluate_checkpoint(tmp_path / "p", "aime24", limit=3) == load_aime(2024)[:3]
-    assert evaluate_checkpoint(tmp_path / "p", "synthetic", seed=4) == split_synthetic(0, 200, 4)[1]
-    with pytest.raises(ValueError, match="must be one of"):
-        evaluate_checkpoint(tmp_path / "p", "mnist")
-    with pytest.raises(ValueError, match="a training set with no held-out split"):
-        evaluate_checkpoint(tmp_path / "p", "math_train")
+    capsys.readouterr()
+    started = time.perf_counter()
+    assert main(["eval", "--model", str(tmp_path / "p"), "--bench", f"gsm8k,{bench}"]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path / "p"), "--top-p", "1.5"]) == 2
+    assert "top_p must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert time.perf_counter() - started < 10  # found before any engine starts

@@ -158,11 +158,11 @@ def test_step_line_is_one_plain_line_with_the_step_s_figures():
     record = {"step": 12, "reward/mean": 0.53, "accuracy": 0.41, "groups/kept_frac": 0.5,
               "completion/length_mean": 23.4,
               "time/generate_s": 2.0, "time/reward_s": 0.2, "time/learn_s": 1.5, "time/weight_sync_s": 0.3,
-              "eval/pass@1": 0.345, "eval/pass@1_stderr": 0.02, "eval/maj@k": 0.4, "eval/pass@k": 0.6}
+              "eval/pass@1": 0.345, "eval/pass@1_stderr": 0.02, "eval/maj@n": 0.4, "eval/pass@n": 0.6, "eval/n": 8}
     line = step_line(record, 90)
     assert "\n" not in line and "\x1b" not in line  # no terminal control codes in a log file
     assert line == ("step 12/90  reward 0.530  accuracy 0.410  kept 0.50  length 23  4.0s  | held-out pass@1 0.345 "
-                    "±0.020 maj@k 0.400 pass@k 0.600")
+                    "±0.020 maj@8 0.400 pass@8 0.600")
     assert step_line({"step": 0, **{k: v for k, v in record.items() if k.startswith("eval/")}}, 90).startswith(
         "step 0/90  | held-out pass@1 0.345")
 

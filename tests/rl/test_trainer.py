@@ -2,11 +2,14 @@
 when a cached warm start is reused."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from rl.config import ConfigError, load_config
 from rl.trainer import CHECKPOINT_FILES, GRPOTrainer, latest_checkpoint, prepare_output_dir
+
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "tiny_arith.yaml"
 
 
 def checkpoint(root, step, complete=True):
@@ -59,3 +62,29 @@ def test_a_cached_warm_start_is_reused_only_for_the_same_settings(tmp_path):
     assert trainer.cached(folder, {"lr": 2}, build) == folder and len(built) == 2  # changed: built again
     assert (folder / "weights").read_text() == "1" and json.loads((folder / "warm_start.json").read_text()) == {"lr": 2}
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_reward_whose_column_the_dataset_lacks_stops_the_run_at_start_up(tmp_path, monkeypatch):
+    """code_execution reads `tests`, which no math dataset has: every sample would score "not applicable" and every
+    group would be dropped, silently. The run stops before SFT or any actor, naming the function, the column and
+    the dataset's columns."""
+    import rl.trainer
+
+    monkeypatch.setattr(rl.trainer.GRPOTrainer, "prepare_policy", lambda self: pytest.fail("SFT started"))
+    config = load_config(REPO_CONFIG, [f"trainer.output_dir={tmp_path / 'run'}", "data.num_train=50",
+                                       "reward.functions=[math_accuracy, code_execution]", "reward.weights=[1, 1]"])
+    with pytest.raises(ConfigError, match=r"reward.functions\[1\]: code_execution needs the dataset column 'tests', "
+                                          r"which data.train 'synthetic' does not have \(its columns: id, question, "
+                                          r"answer, solution, source, level\)"):
+        GRPOTrainer(config).setup()
+
+
+def test_steps_with_every_group_dropped_are_reported_loudly():
+    messages = []
+    trainer = GRPOTrainer(load_config(REPO_CONFIG), log=messages.append)
+    for step, kept in enumerate([0.5, 0.0, 0.0, 0.0, 0.0, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], start=1):
+        trainer.step = step
+        trainer.warn_if_nothing_learned({"groups/kept_frac": kept, "reward/mean": 0.0})
+    assert len(messages) == 3
+    assert messages[0].startswith("WARNING: steps 2-4: every group was dropped as zero-variance")
+    assert messages[1].startswith("WARNING: steps 7-9:") and messages[2].startswith("WARNING: steps 7-12:")

@@ -1,0 +1,58 @@
+"""Grading a benchmark's outputs: every output of every problem through the rewards grader (the same verdicts
+training pays for), then the statistics of evals.metrics, and one record per problem a person can read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from evals.metrics import score_problems
+
+
+@dataclass
+class BenchmarkResult:
+    """One benchmark's evaluation.
+
+    Attributes:
+        name: the benchmark ("gsm8k", "math500", "aime2024", "synthetic", a custom file's name).
+        scores: evals.metrics.score_problems's dict (pass@1, pass@k, maj@n and their standard errors), plus
+            "seconds" and "mean_output_tokens" where the caller knows them.
+        records: one dict per problem: id, problem, answer (gold), outputs, extracted (each output's answer),
+            correct (each output's verdict) and reasons (each verdict's reason, e.g. "numeric-not-equal").
+        settings: how the outputs were produced (model, n, temperature, ...) or where they were read from.
+    """
+
+    name: str
+    scores: dict[str, float]
+    records: list[dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def grade_outputs(name: str, problems: Sequence[Any], outputs: Sequence[Sequence[str | None]], *,
+                  timeout_s: float = 5.0, settings: dict[str, Any] | None = None) -> BenchmarkResult:
+    """Grade `outputs[i]` (any number of texts) against problem i's gold answer and score the benchmark.
+
+    Args:
+        problems: objects with `id`, `question` and `answer` attributes (rl.data.Problem, or any such record).
+        outputs: per problem, its output texts in generation order (the order majority ties are broken by).
+        timeout_s: the grader's wall-time limit per output; an output over it is wrong with reason "timeout".
+
+    Raises:
+        ValueError: `outputs` has not one entry per problem, or a problem has no output.
+    """
+    from rewards import grade_batch
+
+    if len(outputs) != len(problems):
+        raise ValueError(f"{name}: {len(outputs)} output lists for {len(problems)} problems")
+    flat = [(p.answer, text) for p, texts in zip(problems, outputs) for text in texts]
+    verdicts = iter(grade_batch([text for _, text in flat], [gold for gold, _ in flat], timeout=timeout_s))
+    records, correct, votes = [], [], []
+    for problem, texts in zip(problems, outputs):
+        graded = [next(verdicts) for _ in texts]
+        correct.append([v.correct for v in graded])
+        # equivalent answers vote together: the grader's parsed form where it has one ("1/2" for "0.5" and "\frac12")
+        votes.append([(v.pred_parsed or v.extracted) if v.extracted is not None else None for v in graded])
+        records.append({"id": problem.id, "problem": problem.question, "answer": problem.answer,
+                        "outputs": list(texts), "extracted": [v.extracted for v in graded],
+                        "correct": correct[-1], "reasons": [v.reason for v in graded]})
+    return BenchmarkResult(name, score_problems(correct, votes), records, dict(settings or {}))

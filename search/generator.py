@@ -1,0 +1,110 @@
+"""What search needs from a policy engine, and the token accounting that lets methods compare at equal compute.
+
+Search asks an engine one thing: continue a token prefix with k samples, each stopping at the end of a reasoning
+step (`STEP_DELIMITER`), at the end of text, or at a token limit, and say how it stopped and how likely the sampled
+tokens were. A local vLLM engine meets the protocol with `SamplingParams(n=k, stop=stop, max_tokens=...,
+temperature=..., seed=..., logprobs=0, include_stop_str_in_output=True)`; rl's rollout workers will once their
+sampling call moves below rl/ (docs/ARCHITECTURE.md, "Not built yet").
+
+Compute is counted in three kinds that never mix: tokens the policy generated (the budget), prompt tokens sent to
+the policy for prefill, and tokens a reward model read. Sibling expansions and rollouts share prefixes, so the
+counter also reports how many prefill tokens a prefix cache would have held already; on CPU, MLA turns vLLM's
+prefix caching off, so there it is what caching *would* save.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Sequence
+
+__all__ = ["STEP_DELIMITER", "Continuation", "StepGenerator", "TokenCounter", "split_steps"]
+
+# Our policies write one reasoning step per line inside <think>...</think> and end "The answer is \boxed{N}."
+STEP_DELIMITER = "\n"
+
+StopReason = Literal["step", "eos", "length"]
+
+
+@dataclass
+class Continuation:
+    """One sampled continuation of a prefix.
+
+    A continuation that stopped at a stop string keeps it in `token_ids` and `text` (vLLM's
+    include_stop_str_in_output=True), so that prefix + token_ids is exactly what the engine has seen and the next
+    step can continue from it without re-tokenizing.
+    """
+
+    token_ids: list[int]
+    text: str
+    logprob: float  # sum of the sampled tokens' logprobs
+    stop_reason: StopReason  # "step": hit a stop string; "eos": end of text; "length": hit max_tokens
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+class StepGenerator(Protocol):
+    """A policy engine as search sees it."""
+
+    def continue_prefix(self, prefix_ids: list[int], k: int, *, max_tokens: int, temperature: float,
+                        stop: Sequence[str], seed: int | None) -> list[Continuation]:
+        """k samples continuing `prefix_ids` (one prefill shared by the k, as vLLM's n=k does). `stop=[]` samples
+        to the end of text; temperature 0 is greedy."""
+        ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def split_steps(text: str) -> list[str]:
+    """A solution's steps, each keeping its delimiter, so that `"".join(split_steps(text)) == text`."""
+    return [step for step in re.split(f"(?<={re.escape(STEP_DELIMITER)})", text) if step]
+
+
+@dataclass
+class TokenCounter:
+    """Compute spent on one problem, by kind.
+
+    `prefill_cached` is the part of `prefill` that an exact token-level prefix cache would have held from earlier
+    calls (vLLM caches whole blocks, 16 tokens on CPU, so its real saving is a little lower).
+    """
+
+    policy: int = 0  # tokens the policy generated: what budgets count
+    prefill: int = 0  # prompt tokens sent to the policy, once per call (the k samples of a call share them)
+    prefill_cached: int = 0  # of those, tokens already seen as a prefix of an earlier call's prompt + output
+    reward: int = 0  # tokens reward models read
+    policy_calls: int = 0
+    reward_calls: int = 0
+    _seen: dict = field(default_factory=dict, repr=False)  # a trie of every token sequence the engine has held
+
+    def record_generation(self, prefix_ids: Sequence[int], continuations: Sequence[Continuation]) -> None:
+        self.policy_calls += 1
+        self.prefill += len(prefix_ids)
+        self.prefill_cached += self._cached_length(prefix_ids)
+        self.policy += sum(c.num_tokens for c in continuations)
+        for c in continuations:
+            self._remember([*prefix_ids, *c.token_ids])
+
+    def record_reward(self, num_tokens: int) -> None:
+        self.reward_calls += 1
+        self.reward += num_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in
+                ("policy", "prefill", "prefill_cached", "reward", "policy_calls", "reward_calls")}
+
+    def _cached_length(self, ids: Sequence[int]) -> int:
+        node, length = self._seen, 0
+        for token in ids:
+            if token not in node:
+                break
+            node, length = node[token], length + 1
+        return length
+
+    def _remember(self, ids: Sequence[int]) -> None:
+        node = self._seen
+        for token in ids:
+            node = node.setdefault(token, {})

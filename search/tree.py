@@ -1,0 +1,321 @@
+"""A search tree whose nodes are reasoning steps, and MCTS over it.
+
+One `SearchContext` per problem holds the generator, the reward callables, the budget and the `TokenCounter`, and
+is the only code that calls the generator or a reward model, so no method can spend compute it does not count.
+
+MCTS is AlphaZero's loop (as OpenR/TS-LLM run it on steps): select a leaf by PUCT, evaluate it (a value function
+such as a PRM, a rollout to the end checked by the verifier, or a weighted mix), expand it with k sampled next
+steps whose priors are their probabilities normalised among siblings, and back the value up the path. Plain PUCT is
+known not to improve monotonically with budget on LLM steps, so `selection="gumbel"` instead decides each step by
+Gumbel top-k sampling with sequential halving at the root (Danihelka et al. 2022), PUCT below it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from rewards.extract import find_last_boxed, normalize_answer
+from rewards.math_answer import parse_number
+from search.generator import STEP_DELIMITER, Continuation, StepGenerator, TokenCounter, split_steps
+
+__all__ = ["Node", "SearchContext", "ValueFn", "Verifier", "MCTS", "mcts", "puct_score", "backup", "is_terminal",
+           "step_priors", "choose_answer", "answer_key"]
+
+ValueFn = Callable[[str, list[str]], float]  # (problem, steps so far, maybe none) -> estimated P(correct) in [0, 1]
+Verifier = Callable[[str], bool]  # a whole solution's text -> is its answer correct (the gold is bound inside)
+
+
+@dataclass(eq=False)
+class Node:
+    """One reasoning step; the root is the empty step before the first."""
+
+    step: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprob: float = 0.0  # of this step given its prefix
+    prior: float = 1.0  # exp(logprob) normalised among siblings
+    parent: Node | None = field(default=None, repr=False)
+    children: list[Node] = field(default_factory=list, repr=False)
+    visits: int = 0
+    value_sum: float = 0.0
+    score: float | None = None  # this node's own evaluation, computed once
+    terminal: bool = False
+    exhausted: bool = False  # terminal, or every child is: nothing left to expand below
+    stop_reason: str = "step"
+    answer: str | None = None  # the last \boxed{} of a terminal node's solution
+    correct: bool | None = None  # the verifier's verdict, where it was asked
+
+    @property
+    def value(self) -> float:
+        return self.value_sum / self.visits if self.visits else 0.0
+
+    @property
+    def depth(self) -> int:
+        return len(self.path())
+
+    def path(self) -> list[Node]:
+        """The steps from the first to this one (the root left out)."""
+        nodes, node = [], self
+        while node.parent is not None:
+            nodes.append(node)
+            node = node.parent
+        return nodes[::-1]
+
+    def text(self) -> str:
+        return "".join(n.step for n in self.path())
+
+    def ids(self) -> list[int]:
+        return [t for n in self.path() for t in n.token_ids]
+
+    def nodes(self) -> Iterator[Node]:
+        """This node and all below it, depth first."""
+        yield self
+        for child in self.children:
+            yield from child.nodes()
+
+
+def is_terminal(step: str, stop_reason: str) -> bool:
+    """A step ends a solution when it states a boxed answer or the text ended (eos, or a runaway step cut at
+    max_tokens: continuing it would only make one longer step)."""
+    return stop_reason != "step" or find_last_boxed(step) is not None
+
+
+def step_priors(logprobs: list[float]) -> list[float]:
+    """Softmax of the steps' logprobs: each step's probability normalised among its siblings."""
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    return [w / sum(weights) for w in weights]
+
+
+def backup(node: Node, value: float) -> None:
+    """Add one visit of `value` to the node and every ancestor, and mark subtrees with nothing left to expand."""
+    while node is not None:
+        node.visits += 1
+        node.value_sum += value
+        node.exhausted = node.terminal or (bool(node.children) and all(c.exhausted for c in node.children))
+        node = node.parent
+
+
+def answer_key(answer: str) -> str:
+    """What votes compare: the normalised answer, and a plain number as its exact value ("9.0" and "9" vote
+    together), the form evals' maj@n votes with."""
+    normalized = normalize_answer(answer)
+    number = parse_number(normalized)
+    return str(number[0]) if number else normalized
+
+
+def choose_answer(nodes: Iterable[Node], how: str = "value") -> Node | None:
+    """The solution to answer with, among the evaluated terminal nodes that have an answer.
+
+    "value": the highest value; "visits": the most visited (ties by value); "vote": the answer whose solutions'
+    values sum highest (answers compared by `answer_key`), then its best solution.
+    """
+    finals = [n for n in nodes if n.terminal and n.answer is not None and n.visits > 0]
+    if not finals:
+        return None
+    if how == "value":
+        return max(finals, key=lambda n: n.value)
+    if how == "visits":
+        return max(finals, key=lambda n: (n.visits, n.value))
+    if how == "vote":
+        totals: dict[str, float] = defaultdict(float)
+        for n in finals:
+            totals[answer_key(n.answer)] += n.value
+        winner = max(totals, key=totals.get)
+        return max((n for n in finals if answer_key(n.answer) == winner), key=lambda n: n.value)
+    raise ValueError(f"unknown answer selection {how!r}: use 'value', 'visits' or 'vote'")
+
+
+@dataclass
+class SearchContext:
+    """One problem's search: the generator, reward callables, budget and counter, and the calls that spend them."""
+
+    generator: StepGenerator
+    prompt_ids: list[int]
+    problem: str
+    value_fn: ValueFn | None = None
+    verifier: Verifier | None = None
+    budget_tokens: int = 4096  # policy tokens; a call starts only while fewer have been spent
+    max_step_tokens: int = 256
+    max_tokens: int = 1024  # one whole solution (greedy, samples, rollouts)
+    max_depth: int = 32  # steps; a node this deep is terminal
+    temperature: float = 1.0
+    seed: int | None = 0  # call i samples with seed + i, so a search is reproducible
+    counter: TokenCounter = field(default_factory=TokenCounter)
+
+    @property
+    def out_of_budget(self) -> bool:
+        return self.counter.policy >= self.budget_tokens
+
+    def sample(self, node: Node, k: int, *, whole: bool, temperature: float | None = None) -> list[Continuation]:
+        """k continuations of the node's prefix: its next step, or (whole) the rest of the solution."""
+        prefix = self.prompt_ids + node.ids()
+        seed = None if self.seed is None else self.seed + self.counter.policy_calls
+        out = self.generator.continue_prefix(
+            prefix, k, max_tokens=self.max_tokens if whole else self.max_step_tokens,
+            temperature=self.temperature if temperature is None else temperature,
+            stop=[] if whole else [STEP_DELIMITER], seed=seed)
+        self.counter.record_generation(prefix, out)
+        return out
+
+    def expand(self, node: Node, k: int) -> list[Node]:
+        """Sample k next steps and hang the distinct ones under the node (a repeat adds no information)."""
+        distinct = {tuple(c.token_ids): c for c in self.sample(node, k, whole=False)}
+        self._attach(node, list(distinct.values()))
+        return node.children
+
+    def complete(self, node: Node, k: int, *, temperature: float | None = None) -> list[Node]:
+        """Sample k whole solutions from the node, each one terminal child (repeats kept: they are votes)."""
+        new = self._attach(node, self.sample(node, k, whole=True, temperature=temperature))
+        for child in new:
+            child.terminal = True
+            child.answer = find_last_boxed(child.text())
+        return new
+
+    def reward(self, node: Node) -> float:
+        """The value function (a PRM on a partial solution, an ORM on a whole one) on the node's steps."""
+        if self.value_fn is None:
+            raise ValueError("this method needs a value_fn (a reward model)")
+        self.counter.record_reward(len(self.prompt_ids) + len(node.ids()))
+        return float(self.value_fn(self.problem, split_steps(node.text())))
+
+    def verify(self, text: str) -> bool:
+        if self.verifier is None:
+            raise ValueError("this method needs a verifier (or the gold answer)")
+        return bool(self.verifier(text))
+
+    def _attach(self, node: Node, continuations: list[Continuation]) -> list[Node]:
+        new = [Node(step=c.text, token_ids=list(c.token_ids), logprob=c.logprob, parent=node,
+                    stop_reason=c.stop_reason, terminal=is_terminal(c.text, c.stop_reason))
+               for c in continuations]
+        node.children.extend(new)
+        for child, prior in zip(node.children, step_priors([c.logprob for c in node.children])):
+            child.prior = prior
+        for child in new:
+            child.terminal = child.terminal or child.depth >= self.max_depth
+            child.answer = find_last_boxed(child.text()) if child.terminal else None
+        return new
+
+
+def puct_score(parent: Node, child: Node, c_init: float = 1.25, c_base: float = 19652) -> float:
+    """AlphaZero's PUCT: Q + c(N) * P * sqrt(N) / (1 + n), with c(N) = c_init + log((1 + N + c_base) / c_base).
+    An unvisited child's Q is 0."""
+    c = c_init + math.log((1 + parent.visits + c_base) / c_base)
+    return child.value + c * child.prior * math.sqrt(parent.visits) / (1 + child.visits)
+
+
+class MCTS:
+    """Select, evaluate, expand, back up. `select_score(parent, child)` is the selection rule (PUCT by default).
+
+    Evaluation: `(1 - rollout_weight) * value_fn + rollout_weight * verified_rollout`, computed once per node.
+    """
+
+    def __init__(self, ctx: SearchContext, *, num_children: int = 4, rollout_weight: float = 0.0,
+                 select_score: Callable[[Node, Node], float] = puct_score, max_simulations: int = 1000,
+                 c_visit: float = 50.0, c_scale: float = 1.0):
+        if not 0.0 <= rollout_weight <= 1.0:
+            raise ValueError(f"rollout_weight must be in [0, 1], got {rollout_weight}")
+        if rollout_weight < 1.0 and ctx.value_fn is None:
+            raise ValueError("MCTS needs a value_fn unless rollout_weight=1 (rollouts checked by the verifier)")
+        if rollout_weight > 0.0 and ctx.verifier is None:
+            raise ValueError("rollout_weight > 0 needs a verifier (or the gold answer)")
+        self.ctx, self.num_children, self.rollout_weight = ctx, num_children, rollout_weight
+        self.select_score, self.max_simulations = select_score, max_simulations
+        self.c_visit, self.c_scale = c_visit, c_scale  # Gumbel's sigma(q) = (c_visit + max visits) * c_scale * q
+        self.simulations = 0
+
+    def search(self, root: Node) -> Node:
+        """Simulate from the root until the budget is spent or nothing is left to expand."""
+        while not self.ctx.out_of_budget and not root.exhausted and self.simulations < self.max_simulations:
+            self.simulate(root)
+        return root
+
+    def simulate(self, start: Node) -> None:
+        leaf = self.select(start)
+        value = self.evaluate(leaf)
+        if not leaf.terminal:
+            self.ctx.expand(leaf, self.num_children)
+        backup(leaf, value)
+        self.simulations += 1
+
+    def select(self, node: Node) -> Node:
+        while node.children and not node.terminal:
+            node = max(node.children, key=lambda child: self.select_score(node, child))
+        return node
+
+    def evaluate(self, node: Node) -> float:
+        if node.score is None:
+            w = self.rollout_weight
+            learned = self.ctx.reward(node) if w < 1.0 else 0.0
+            checked = float(self.verified_rollout(node)) if w > 0.0 else 0.0
+            node.score = (1.0 - w) * learned + w * checked
+        return node.score
+
+    def verified_rollout(self, node: Node) -> bool:
+        """Whether a sampled finish of the node's solution is correct (a terminal node is its own finish)."""
+        if node.terminal:
+            node.correct = self.ctx.verify(node.text())
+            return node.correct
+        finish = self.ctx.sample(node, 1, whole=True)[0]
+        return self.ctx.verify(node.text() + finish.text)
+
+    # Gumbel top-k with sequential halving at the root (Danihelka et al. 2022, "Policy improvement by planning
+    # with Gumbel"): sample top_k distinct steps by Gumbel noise + log prior, then in ceil(log2 top_k) phases give
+    # each remaining step an equal share of the simulations and keep the better half by g + logit + sigma(q).
+
+    def search_gumbel(self, root: Node, simulations_per_step: int = 16, top_k: int = 4) -> Node:
+        """Decide one step at a time by sequential halving, then descend into it; returns where it stopped."""
+        rng = random.Random(self.ctx.seed)
+        node = root
+        while not node.terminal and not self.ctx.out_of_budget:
+            node = self.sequential_halving(node, simulations_per_step, top_k, rng)
+        if node.terminal and node.visits == 0:  # a lone child is taken unsimulated: evaluate it so it can be chosen
+            self.simulate(node)
+        return node
+
+    def sequential_halving(self, root: Node, num_simulations: int, top_k: int, rng: random.Random) -> Node:
+        if not root.children:
+            self.ctx.expand(root, self.num_children)
+        gumbel = {id(c): -math.log(-math.log(max(rng.random(), 1e-12))) for c in root.children}
+
+        def score(c: Node) -> float:
+            return gumbel[id(c)] + math.log(c.prior) + self.sigma(root, c)
+
+        remaining = sorted(root.children, key=score, reverse=True)[:top_k]  # no visits yet: sigma is 0
+        phases = max(1, math.ceil(math.log2(len(remaining))))
+        while len(remaining) > 1 and not self.ctx.out_of_budget:
+            share = max(1, num_simulations // (phases * len(remaining)))
+            for child in remaining:
+                for _ in range(share):
+                    if self.ctx.out_of_budget:
+                        break
+                    self.simulate(child)
+            remaining = sorted(remaining, key=score, reverse=True)[:(len(remaining) + 1) // 2]
+        return max(remaining, key=score)
+
+    def sigma(self, root: Node, child: Node) -> float:
+        """Gumbel's monotone transform of a value in [0, 1], growing with the root's most visited child."""
+        max_visits = max(c.visits for c in root.children)
+        return (self.c_visit + max_visits) * self.c_scale * child.value if child.visits else 0.0
+
+
+def mcts(ctx: SearchContext, *, num_children: int = 4, selection: str = "puct", answer_by: str = "value",
+         rollout_weight: float = 0.0, c_init: float = 1.25, c_base: float = 19652, max_simulations: int = 1000,
+         simulations_per_step: int = 16, top_k: int = 4) -> tuple[Node, Node | None, float | None]:
+    """MCTS over steps: PUCT from the root until the budget is spent (`selection="puct"`), or a step at a time by
+    Gumbel sequential halving (`selection="gumbel"`). Returns (root, chosen terminal node, its value)."""
+    searcher = MCTS(ctx, num_children=num_children, rollout_weight=rollout_weight, max_simulations=max_simulations,
+                    select_score=lambda parent, child: puct_score(parent, child, c_init, c_base))
+    root = Node()
+    if selection == "puct":
+        searcher.search(root)
+        chosen = choose_answer(root.nodes(), answer_by)
+    elif selection == "gumbel":
+        reached = searcher.search_gumbel(root, simulations_per_step, top_k)
+        chosen = choose_answer(reached.nodes(), answer_by) or choose_answer(root.nodes(), answer_by)
+    else:
+        raise ValueError(f"unknown selection {selection!r}: use 'puct' or 'gumbel'")
+    return root, chosen, chosen.value if chosen else None

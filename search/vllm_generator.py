@@ -1,0 +1,43 @@
+"""A local vLLM engine as search's StepGenerator: k samples continuing a token prefix, each stopping at the step
+delimiter (kept in the output, so prefix + output is exactly what the engine saw), at end of text, or at the token
+limit."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from search.generator import Continuation
+
+
+class VllmStepGenerator:
+    """Wraps a `vllm.LLM` (model.vllm_engine.make_engine) and its tokenizer."""
+
+    def __init__(self, engine: Any, tokenizer: Any):
+        self.engine, self.tokenizer = engine, tokenizer
+
+    def continue_prefix(self, prefix_ids: list[int], k: int, *, max_tokens: int, temperature: float,
+                        stop: Sequence[str], seed: int | None) -> list[Continuation]:
+        from vllm import SamplingParams
+
+        from model import decode_completion
+
+        params = SamplingParams(n=k, max_tokens=max_tokens, temperature=temperature, seed=seed, logprobs=0,
+                                stop=list(stop) or None, include_stop_str_in_output=True)
+        (result,) = self.engine.generate([{"prompt_token_ids": list(prefix_ids)}], params, use_tqdm=False)
+        continuations = []
+        for output in sorted(result.outputs, key=lambda o: o.index):
+            tokens = list(output.token_ids)
+            logprob = sum(step[t].logprob for step, t in zip(output.logprobs or [], tokens))
+            # finish_reason "stop" is either a stop string (stop_reason holds it) or the end-of-text token
+            reason = ("length" if output.finish_reason == "length" else
+                      "step" if isinstance(output.stop_reason, str) else "eos")
+            continuations.append(Continuation(tokens, decode_completion(self.tokenizer, tokens), logprob, reason))
+        return continuations
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        from model import decode_completion
+
+        return decode_completion(self.tokenizer, ids)

@@ -1,0 +1,93 @@
+"""search.solve: one call shape for every method, exact token accounting, budgets, JSON export of the tree."""
+
+import json
+
+import pytest
+
+from search import METHODS, Node, SearchContext, solve, tree_from_dict, tree_to_dict
+
+
+def test_mcts_solves_what_greedy_gets_wrong(order_of_operations):
+    generator, value = order_of_operations
+    greedy = solve(generator.prompt, generator, "greedy", gold="14")
+    assert (greedy.answer, greedy.correct) == ("20", False)
+    searched = solve(generator.prompt, generator, "mcts", budget_tokens=200, value_fn=value, gold="14",
+                     num_children=2)
+    assert (searched.answer, searched.correct, searched.value) == ("14", True, 1.0)
+    assert searched.steps == ["Multiply first: 3*4=12.\n", "Then 2+12=14.\n", "The answer is \\boxed{14}."]
+
+
+def test_prompt_as_text_or_ids_searches_the_same(order_of_operations):
+    generator, value = order_of_operations
+    by_text = solve(generator.prompt, generator, "mcts", value_fn=value, num_children=2)
+    by_ids = solve(generator.encode(generator.prompt), generator, "mcts", value_fn=value, num_children=2)
+    assert by_text.to_dict() == by_ids.to_dict()
+
+
+def test_every_token_is_counted_exactly(order_of_operations):
+    generator, value = order_of_operations
+    read = []
+    result = solve(generator.prompt, generator, "mcts", value_fn=lambda p, steps: read.append(steps) or value(p, steps),
+                   num_children=2)
+    tokens = result.tokens
+    assert tokens.policy == generator.generated > 0
+    assert tokens.policy_calls == len(generator.calls)
+    assert tokens.prefill == sum(c["prefix"] for c in generator.calls)
+    assert tokens.reward_calls == len(read)
+    assert tokens.reward == sum(len(generator.prompt) + len("".join(steps)) for steps in read)
+
+
+def test_prefill_a_prefix_cache_would_hold_is_counted(order_of_operations):
+    generator, _ = order_of_operations
+    ctx = SearchContext(generator, generator.encode(generator.prompt), generator.prompt)
+    add_first = ctx.expand(Node(), 2)[0]
+    assert ctx.counter.prefill_cached == 0  # nothing was cached before the first call
+    ctx.expand(add_first, 1)
+    assert ctx.counter.prefill_cached == len(generator.prompt) + len("Add first: 2+3=5.\n")  # the whole prefix
+    assert ctx.counter.prefill == 2 * len(generator.prompt) + len("Add first: 2+3=5.\n")
+
+
+@pytest.mark.parametrize("selection", ["puct", "gumbel"])
+def test_mcts_stops_starting_calls_once_the_budget_is_spent(selection, fake):
+    generator = fake({}, default=[("Keep going.", 0.5), ("Try again.", 0.5)])
+    result = solve(generator.prompt, generator, "mcts", budget_tokens=300, value_fn=lambda p, s: 0.5,
+                   selection=selection)
+    per_call = [c["generated"] for c in generator.calls]
+    assert sum(per_call[:-1]) < 300 <= sum(per_call) == result.tokens.policy
+    assert result.answer is None and result.steps == []  # nothing finished in an endless tree: no answer
+
+
+def test_json_export_round_trips_and_marks_the_chosen_path(order_of_operations):
+    generator, value = order_of_operations
+    result = solve(generator.prompt, generator, "mcts", value_fn=value, gold="14", num_children=2)
+    data = json.loads(result.to_json())
+    assert data["answer"] == "14" and data["tokens"]["policy"] == result.tokens.policy
+    root, chosen = tree_from_dict(data["tree"])
+    assert tree_to_dict(root, chosen) == data["tree"]
+    assert chosen.text() == "".join(data["steps"]) and chosen.answer == "14"
+    marked = [node for exported, node in _pairs(data["tree"], root) if exported["chosen"]]
+    assert marked == [root, *chosen.path()]
+    assert {"step", "prior", "visits", "value", "correct", "terminal"} <= set(data["tree"])
+
+
+def _pairs(exported, node):
+    """(exported dict, node) for every node, walking the export and the loaded tree together."""
+    yield exported, node
+    for exported_child, child in zip(exported["children"], node.children, strict=True):
+        yield from _pairs(exported_child, child)
+
+
+def test_every_method_answers_through_solve(order_of_operations):
+    generator, value = order_of_operations
+    for method in METHODS:
+        result = solve(generator.prompt, generator, method, budget_tokens=400, value_fn=value, gold="14")
+        assert result.answer in ("14", "20") and result.tokens.policy > 0, method
+        assert result.correct == (result.answer == "14"), method
+
+
+def test_unknown_methods_and_options_are_refused(order_of_operations):
+    generator, value = order_of_operations
+    with pytest.raises(ValueError, match="unknown method"):
+        solve(generator.prompt, generator, "bogo_search")
+    with pytest.raises(TypeError, match="beam_widht"):
+        solve(generator.prompt, generator, "beam", value_fn=value, beam_widht=2)

@@ -1,0 +1,168 @@
+"""search.tree: PUCT, backup, terminal detection, expansion and priors, MCTS and Gumbel sequential halving."""
+
+import math
+import random
+
+import pytest
+
+from search.generator import STEP_DELIMITER, split_steps
+from search.tree import MCTS, Node, SearchContext, backup, choose_answer, is_terminal, mcts, puct_score
+
+
+def context(generator, value_fn=None, **options):
+    return SearchContext(generator, generator.encode(generator.prompt), generator.prompt, value_fn=value_fn, **options)
+
+
+def two_children(value_sum_a):
+    """A parent visited 10 times: a (prior .7, 6 visits) and b (prior .3, never visited)."""
+    parent = Node(visits=10)
+    a = Node(step="a", prior=0.7, visits=6, value_sum=value_sum_a, parent=parent)
+    b = Node(step="b", prior=0.3, parent=parent)
+    parent.children = [a, b]
+    return parent, a, b
+
+
+# c(10) = 1.25 + ln(19663 / 19652) = 1.2505596; a: Q + c * .7 * sqrt(10) / 7; b: 0 + c * .3 * sqrt(10) / 1.
+@pytest.mark.parametrize("value_sum_a, score_a, score_b, picked", [
+    (3.0, 0.8954617, 1.1863850, "b"),  # a's Q = .5: b's exploration term wins
+    (5.4, 1.2954617, 1.1863850, "a"),  # a's Q = .9: exploitation wins
+])
+def test_puct_scores_and_picks_what_the_formula_says(value_sum_a, score_a, score_b, picked, fake):
+    parent, a, b = two_children(value_sum_a)
+    assert puct_score(parent, a) == pytest.approx(score_a, abs=1e-6)
+    assert puct_score(parent, b) == pytest.approx(score_b, abs=1e-6)
+    searcher = MCTS(context(fake({}), value_fn=lambda p, s: 0.0))
+    assert searcher.select(parent).step == picked
+
+
+def test_backup_adds_a_visit_and_the_value_along_the_path():
+    root = Node()
+    a = Node(step="a", parent=root)
+    b = Node(step="b", parent=a)
+    root.children, a.children = [a], [b]
+    backup(b, 0.5)
+    backup(a, 1.0)
+    assert (b.visits, b.value_sum) == (1, 0.5)
+    assert (a.visits, a.value_sum, a.value) == (2, 1.5, 0.75)
+    assert (root.visits, root.value_sum) == (2, 1.5)
+    assert not a.exhausted  # b is not terminal
+    b.terminal = True
+    backup(b, 0.5)
+    assert b.exhausted and a.exhausted and root.exhausted
+
+
+@pytest.mark.parametrize("step, stop_reason, terminal", [
+    ("The answer is \\boxed{14}.\n", "step", True),
+    ("Then 2+12=14.\n", "step", False),
+    ("Then 2+12=14.", "eos", True),
+    ("Then 2+12=1", "length", True),
+    ("An empty box \\boxed{} is no answer.\n", "step", False),
+])
+def test_terminal_detection(step, stop_reason, terminal):
+    assert is_terminal(step, stop_reason) is terminal
+
+
+def test_expansion_merges_repeated_steps_and_normalises_priors(order_of_operations):
+    generator, _ = order_of_operations
+    ctx = context(generator)
+    root = Node()
+    children = ctx.expand(root, 4)  # the fake samples A, B, A, B
+    assert [c.step for c in children] == ["Add first: 2+3=5.\n", "Multiply first: 3*4=12.\n"]
+    assert [c.prior for c in children] == pytest.approx([0.6, 0.4])
+    assert [c.logprob for c in children] == pytest.approx([math.log(0.6), math.log(0.4)])
+    assert ctx.counter.policy == generator.generated == 2 * (18 + 24)  # repeats were generated, so they count
+    leaf = ctx.expand(ctx.expand(children[1], 2)[0], 1)[0]
+    assert leaf.terminal and leaf.answer == "14" and leaf.stop_reason == "eos"
+    assert leaf.text() == "Multiply first: 3*4=12.\nThen 2+12=14.\nThe answer is \\boxed{14}."
+    assert ctx.prompt_ids + leaf.ids() == generator.encode(generator.prompt + leaf.text())
+
+
+def test_nodes_past_max_depth_are_terminal(fake):
+    ctx = context(fake({}, default=[("Keep going.", 1.0)]), max_depth=2)
+    first = ctx.expand(Node(), 1)[0]
+    second = ctx.expand(first, 1)[0]
+    assert not first.terminal and second.terminal and second.answer is None
+
+
+def test_mcts_with_a_perfect_value_finds_the_answer_the_most_probable_steps_miss(order_of_operations):
+    generator, value = order_of_operations
+    ctx = context(generator, value_fn=value, budget_tokens=200)
+    root, chosen, chosen_value = mcts(ctx, num_children=2)
+    assert chosen.answer == "14" and chosen_value == 1.0
+    assert root.children[0].prior > root.children[1].prior  # the prior prefers the wrong first step...
+    assert root.children[1].visits > root.children[0].visits  # ...the search visits the right one more
+    assert root.exhausted and ctx.counter.policy < 200  # this small tree is searched to its end within budget
+
+
+def test_mcts_by_verified_rollouts_alone_finds_the_answer(order_of_operations):
+    generator, _ = order_of_operations
+    ctx = context(generator, verifier=lambda text: "\\boxed{14}" in text, budget_tokens=400)
+    root, chosen, _ = mcts(ctx, num_children=2, rollout_weight=1.0)
+    assert chosen.answer == "14" and chosen.correct is True
+    rollouts = [c for c in generator.calls if c["k"] == 1]
+    assert rollouts and ctx.counter.policy == generator.generated  # rollout tokens are policy tokens too
+
+
+def test_mcts_refuses_to_run_without_an_evaluation(order_of_operations):
+    generator, _ = order_of_operations
+    with pytest.raises(ValueError, match="value_fn"):
+        MCTS(context(generator))
+    with pytest.raises(ValueError, match="verifier"):
+        MCTS(context(generator, value_fn=lambda p, s: 0.5), rollout_weight=0.5)
+
+
+# Four first steps; only the third, with prior .2, leads to the right answer.
+FOUR_WAYS = {
+    (): [("Way A.", 0.4), ("Way B.", 0.3), ("Way C.", 0.2), ("Way D.", 0.1)],
+    **{(f"Way {w}.",): [(f"The answer is \\boxed{{{w}}}.", 1.0)] for w in "ABCD"},
+}
+
+
+def test_sequential_halving_spends_the_simulations_phase_by_phase_and_keeps_the_best(fake, value_knowing):
+    generator = fake(FOUR_WAYS)
+    ctx = context(generator, value_fn=value_knowing(("Way C.", "The answer is \\boxed{C}.")), budget_tokens=10_000)
+    searcher = MCTS(ctx, num_children=4)
+    root = Node()
+    action = searcher.sequential_halving(root, num_simulations=16, top_k=4, rng=random.Random(0))
+    # 2 phases: 4 steps x 16 // (2 * 4) = 2 simulations each, then the best 2 x 16 // (2 * 2) = 4 more each.
+    assert sorted(c.visits for c in root.children) == [2, 2, 6, 6]
+    assert searcher.simulations == sum(c.visits for c in root.children) == 16
+    assert action.step == "Way C.\n" and action.visits == 6
+
+
+def test_gumbel_mcts_decides_step_by_step(order_of_operations):
+    generator, value = order_of_operations
+    ctx = context(generator, value_fn=value, budget_tokens=400)
+    root, chosen, _ = mcts(ctx, num_children=2, selection="gumbel", simulations_per_step=8, top_k=2)
+    assert chosen.answer == "14"
+    assert [n.step.removesuffix(STEP_DELIMITER) for n in chosen.path()] == [
+        "Multiply first: 3*4=12.", "Then 2+12=14.", "The answer is \\boxed{14}."]
+
+
+def test_answer_selection_by_value_visits_and_vote():
+    root = Node()
+    spec = [("7", 0.9, 1), ("9", 0.6, 3), ("9.0", 0.5, 2), ("11", 0.1, 0)]  # "9.0" votes with "9"; "11" unvisited
+    for answer, value, visits in spec:
+        root.children.append(Node(parent=root, terminal=True, answer=answer, visits=visits, value_sum=value * visits))
+    assert choose_answer(root.nodes(), "value").answer == "7"
+    assert choose_answer(root.nodes(), "visits").answer == "9"
+    assert choose_answer(root.nodes(), "vote").answer == "9"  # .6 + .5 beats .9
+    with pytest.raises(ValueError):
+        choose_answer(root.nodes(), "loudest")
+
+
+def test_a_mixed_evaluation_weighs_the_value_fn_against_the_verified_rollout(order_of_operations):
+    generator, _ = order_of_operations
+    ctx = context(generator, value_fn=lambda p, s: 0.2, verifier=lambda text: "\\boxed{14}" in text)
+    searcher = MCTS(ctx, num_children=2, rollout_weight=0.25)
+    right = ctx.expand(ctx.expand(ctx.expand(Node(), 2)[1], 1)[0], 1)[0]
+    assert right.answer == "14"
+    assert searcher.evaluate(right) == pytest.approx(0.75 * 0.2 + 0.25 * 1.0) and right.correct is True
+    calls = ctx.counter.reward_calls
+    assert searcher.evaluate(right) == pytest.approx(0.4) and ctx.counter.reward_calls == calls  # evaluated once
+
+
+def test_steps_split_at_the_delimiter_and_join_back():
+    text = "First.\nSecond.\nThe answer is \\boxed{3}."
+    assert split_steps(text) == ["First.\n", "Second.\n", "The answer is \\boxed{3}."]
+    assert "".join(split_steps(text)) == text and split_steps("") == []

@@ -1,0 +1,72 @@
+"""Every search method on a real engine: the tiny policy served by vLLM (the session's shared engine), a rule-based
+process reward (the sympy step checker) as the value function, and the verifier built from the gold answer. The
+tiny policy is barely trained, so what is checked is the machinery: steps end at the delimiter, tokens are counted
+as the engine produced them, the budget holds, and the tree exports."""
+
+import json
+
+import pytest
+
+from search.api import METHODS, solve, tree_from_dict
+
+
+def step_checker_value(problem, steps):
+    """The fraction of a solution's checkable equations that hold (0.5 where none can be checked)."""
+    from rewards import check_steps, step_summary
+
+    score = step_summary(check_steps("".join(steps)))["score"]
+    return 0.5 if score is None else score
+
+
+@pytest.fixture(scope="module")
+def generator(vllm_engine, tiny_checkpoint):
+    from model import load_tokenizer
+    from search.vllm_generator import VllmStepGenerator
+
+    return VllmStepGenerator(vllm_engine, load_tokenizer(tiny_checkpoint))
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(tiny_checkpoint):
+    from model import load_tokenizer
+    from rl.data import build_prompt, split_synthetic
+
+    _, problems = split_synthetic(0, 1, seed=5, levels=[2])
+    return build_prompt(problems[0], load_tokenizer(tiny_checkpoint)), problems[0].answer
+
+
+def test_the_engine_continues_a_prefix_step_by_step(generator, prompt_ids):
+    from search.generator import STEP_DELIMITER
+
+    prompt, _ = prompt_ids
+    continuations = generator.continue_prefix(prompt, 4, max_tokens=12, temperature=1.0, stop=[STEP_DELIMITER],
+                                              seed=0)
+    assert len(continuations) == 4
+    for c in continuations:
+        assert 1 <= c.num_tokens <= 12 and c.logprob <= 0.0
+        if c.stop_reason == "step":
+            assert c.text.endswith(STEP_DELIMITER) and STEP_DELIMITER not in c.text[:-1]
+        assert c.stop_reason in ("step", "eos", "length")
+    # the same seed samples the same steps
+    again = generator.continue_prefix(prompt, 4, max_tokens=12, temperature=1.0, stop=[STEP_DELIMITER], seed=0)
+    assert [c.token_ids for c in again] == [c.token_ids for c in continuations]
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_runs_on_the_engine_within_its_budget(generator, prompt_ids, method):
+    prompt, gold = prompt_ids
+    budget, max_tokens = 160, 48
+    options = {"selection": "gumbel", "simulations_per_step": 4, "top_k": 2} if method == "mcts" else {}
+    result = solve(prompt, generator, method, budget_tokens=budget, value_fn=step_checker_value, gold=gold,
+                   max_step_tokens=16, max_tokens=max_tokens, seed=1, **options)
+    tokens = result.tokens
+    assert tokens.policy > 0 and tokens.policy_calls > 0 and tokens.prefill >= len(prompt)
+    assert tokens.policy < budget + 8 * max_tokens  # a call starts only under budget: one call may overshoot
+    generated = sum(len(n.token_ids) for n in result.tree.nodes())
+    assert generated <= tokens.policy  # repeated samples merge into one node but are still counted
+    if result.answer is not None:
+        assert result.correct is not None and result.steps
+    exported = json.loads(result.to_json())
+    root, chosen = tree_from_dict(exported["tree"])
+    assert sum(1 for _ in root.nodes()) == sum(1 for _ in result.tree.nodes())
+    assert (chosen is None) == (result.chosen is None)
