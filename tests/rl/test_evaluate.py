@@ -3,45 +3,50 @@ writes, and its samples.jsonl re-graded through --predictions. A tiny policy sco
 AIME: the pipeline is what is tested, not the accuracy."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-import pytest
-
+REPO = Path(__file__).resolve().parents[2]
 BENCHES = ["synthetic", "gsm8k", "math500", "aime24", "aime25"]
 
 
 def test_eval_scores_every_benchmark_and_its_samples_regrade_to_the_same_verdicts(tiny_checkpoint, tmp_path,
-                                                                                monkeypatch, capsys):
+                                                                                monkeypatch):
+    """`reasonrl eval` runs as a user runs it, in a process of its own (a second vLLM engine in this process would
+    tear down the distributed state of the session's shared engine when it is freed)."""
     from evals.report import markdown_table
-    from rl.cli import evaluate_checkpoint, grade_predictions, main
+    from rl.cli import grade_predictions, main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "eval"
-    results = evaluate_checkpoint(tiny_checkpoint, ",".join(BENCHES), n=4, limit=3, max_tokens=24, temperature=1.0,
-                                  top_p=0.95, seed=3, out=out, log=lambda *_: None)
-    assert list(results) == BENCHES
-    for name, result in results.items():
-        s = result.scores
+    done = subprocess.run([sys.executable, "-m", "rl.cli", "eval", "--model", str(tiny_checkpoint), "--bench",
+                           ",".join(BENCHES), "-n", "4", "--limit", "3", "--max-tokens", "24", "--temperature", "1",
+                           "--seed", "3", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| benchmark | problems | n | pass@1 | pass@2 | pass@4 | maj@n |" in done.stdout
+    assert f"{out}/results.json" in done.stdout
+    summary = json.loads((out / "results.json").read_text())
+    assert list(summary["benchmarks"]) == BENCHES and summary["settings"]["n"] == 4 and summary["commit"]
+    for name, s in summary["benchmarks"].items():
         assert s["problems"] == 3 and s["n"] == 4
         for metric in ("pass@1", "pass@2", "pass@4", "maj@n"):
             assert 0.0 <= s[metric] <= 1.0 and s[f"{metric}_stderr"] >= 0.0
-        for record in result.records:
-            assert len(record["outputs"]) == len(record["correct"]) == len(record["reasons"]) == 4
-            assert all(1 <= t <= 24 for t in record["output_tokens"])
-    summary = json.loads((out / "results.json").read_text())
-    assert set(summary["benchmarks"]) == set(BENCHES) and summary["settings"]["n"] == 4 and summary["commit"]
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 3 * len(BENCHES)
-    assert {"benchmark", "id", "problem", "answer", "outputs", "extracted", "correct", "reasons"} <= set(rows[0])
-    # the synthetic set is one the tiny policy was not trained on either: what matters is that the verdicts of a
-    # re-grade equal the first grading, output for output
+    assert {"benchmark", "id", "problem", "answer", "outputs", "extracted", "correct", "reasons", "output_tokens",
+            "truncated"} <= set(rows[0])
+    for row in rows:
+        assert len(row["outputs"]) == len(row["correct"]) == len(row["reasons"]) == 4
+        assert all(1 <= t <= 24 for t in row["output_tokens"])
+    # re-grading the saved outputs gives the same verdicts, output for output
     regraded = grade_predictions(out / "samples.jsonl", ",".join(BENCHES), limit=3, seed=3, out=tmp_path / "again",
                                  log=lambda *_: None)
     for name in BENCHES:
-        assert [r["correct"] for r in regraded[name].records] == [r["correct"] for r in results[name].records]
-        assert regraded[name].scores["pass@1"] == results[name].scores["pass@1"]
-    assert markdown_table(list(results.values())).count("\n") == len(BENCHES) + 1
-    # the command line prints the table and says where the files are
+        assert [r["correct"] for r in regraded[name].records] == [r["correct"] for r in rows if r["benchmark"] == name]
+        assert regraded[name].scores["pass@1"] == summary["benchmarks"][name]["pass@1"]
+    assert markdown_table(list(regraded.values())).count("\n") == len(BENCHES) + 1
     assert main(["eval", "--predictions", str(out / "samples.jsonl"), "--bench", "aime24", "--limit", "3",
                  "--out", str(tmp_path / "cli")]) == 0
-    shown = capsys.readouterr().out
-    assert "| aime24 | 3 | 4 |" in shown and f"{tmp_path / 'cli'}/results.json" in shown
