@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -83,11 +84,12 @@ EVAL_OUT = Path("runs/eval")  # where `reasonrl eval` writes results.json and sa
 
 
 def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, problem_field: str = "problem",
-                    answer_field: str = "answer", id_field: str = "id") -> dict[str, list]:
+                    answer_field: str = "answer", id_field: str = "id",
+                    levels: tuple[int, ...] = (1, 2, 3)) -> dict[str, list]:
     """Benchmark name -> its problems, for a comma-separated list (or a list) of names: a test set of rl.data's
     table (synthetic, gsm8k, math500/math, aime2024/aime24, aime2025/aime25) or a JSON Lines file of the user's own
     (its fields named by problem_field, answer_field and id_field). `limit` keeps the first N of each (0 = all;
-    synthetic: its standard 200 held-out problems).
+    synthetic: its standard 200 held-out problems); `levels` are the synthetic set's (the demo trains on [1]).
 
     Raises:
         ConfigError: an unknown or training-only set, a missing or malformed file, limit < 0.
@@ -106,7 +108,7 @@ def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, pr
             problems = load_custom(name, problem_field=problem_field, answer_field=answer_field, id_field=id_field)
             benchmarks[Path(name).stem] = problems[:limit] if limit else problems
         else:
-            benchmarks[name] = load_split(name, "test", num_eval=limit, seed=seed)
+            benchmarks[name] = load_split(name, "test", num_eval=limit, seed=seed, levels=levels)
     return benchmarks
 
 
@@ -114,7 +116,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                         max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
                         system_prompt: str | None = None, out: str | Path | None = None,
                         problem_field: str = "problem", answer_field: str = "answer", id_field: str = "id",
-                        log=print) -> dict:
+                        levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
 
     n samples per problem at (temperature, top_p); graded by the rewards grader training uses; pass@1, pass@k for
@@ -146,7 +148,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder to write results into")
     benchmarks = load_benchmarks(bench, limit=limit, seed=seed, problem_field=problem_field,
-                                 answer_field=answer_field, id_field=id_field)
+                                 answer_field=answer_field, id_field=id_field, levels=levels)
     check_checkpoint(model)
     tokenizer = load_tokenizer(model)
     longest_prompt = max(len(build_prompt(p, tokenizer, system_prompt)) for ps in benchmarks.values() for p in ps)
@@ -165,13 +167,14 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
 
         write_results(out, list(results.values()), {"model": str(model), "n": n, "max_tokens": max_tokens,
                                                     "temperature": temperature, "top_p": top_p, "seed": seed,
-                                                    "system_prompt": system_prompt, "limit": limit})
+                                                    "system_prompt": system_prompt, "limit": limit,
+                                                    "synthetic_levels": list(levels)})
     return results
 
 
 def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, seed: int = 0,
                       id_field: str | None = None, problem_field: str | None = None, output_field: str | None = None,
-                      out: str | Path | None = None, log=print) -> dict:
+                      out: str | Path | None = None, levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
     """Grade generations made elsewhere (or an earlier `reasonrl eval`'s samples.jsonl) against a benchmark's gold
     answers, without a model: the same grader and statistics as `evaluate_checkpoint`. The file's format is in
     evals/predictions.py; a benchmark named as a JSON Lines file of the user's takes its fields by their default names.
@@ -187,7 +190,7 @@ def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, se
     from evals.predictions import read_predictions
 
     results = {}
-    for name, problems in load_benchmarks(bench, limit=limit, seed=seed).items():
+    for name, problems in load_benchmarks(bench, limit=limit, seed=seed, levels=levels).items():
         matched, outputs, report = read_predictions(predictions, problems, id_field=id_field,
                                                     problem_field=problem_field, output_field=output_field,
                                                     benchmark=name)
@@ -202,6 +205,56 @@ def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, se
 
         write_results(out, list(results.values()), {"predictions": str(predictions), "limit": limit})
     return results
+
+
+def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_tokens: int = 2000, gold: str | None = None,
+          temperature: float = 1.0, seed: int = 0, html: str | Path | None = None, json_out: str | Path | None = None,
+          **options) -> "SearchResult":
+    """Search for the answer to one problem with a checkpoint served by vLLM (search.solve on a local engine).
+
+    The value of a node is a rollout to the end checked against `gold` when it is given (MCTS's rollout_weight=1),
+    else the sympy step checker's share of valid equations (a rule-based process reward, no training needed).
+
+    Raises:
+        ConfigError: an unknown method, a budget < 1, or a checkpoint folder that is missing, a file or damaged:
+            before vLLM starts.
+    """
+    from model import load_tokenizer
+    from model.checkpoint import check_checkpoint
+    from model.config import ConfigError
+    from model.vllm_engine import make_engine
+    from rl.data import Problem, build_prompt
+    from search import METHODS
+    from search import solve as search_solve
+    from search.vllm_generator import VllmStepGenerator
+
+    if method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(sorted(METHODS))}, got {method!r}")
+    if budget_tokens < 1:
+        raise ConfigError(f"--budget must be >= 1, got {budget_tokens}")
+    check_checkpoint(model)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's INFO lines would bury the answer
+    tokenizer = load_tokenizer(model)
+    prompt = build_prompt(Problem("cli", problem, gold or "", None, "cli", None), tokenizer)
+    generator = VllmStepGenerator(make_engine(model, max_model_len=len(prompt) + options.get("max_tokens", 1024),
+                                              seed=seed), tokenizer)
+
+    def step_checker(_problem: str, steps: list[str]) -> float:
+        from rewards import check_steps, step_summary
+
+        score = step_summary(check_steps("".join(steps)))["score"]
+        return 0.5 if score is None else score
+
+    if method == "mcts" and gold is not None:
+        options.setdefault("rollout_weight", 1.0)
+    result = search_solve(prompt, generator, method, budget_tokens=budget_tokens, gold=gold,
+                          value_fn=None if options.get("rollout_weight") == 1.0 else step_checker,
+                          temperature=temperature, seed=seed, **options)
+    if html is not None:
+        Path(html).write_text(result.to_html(title=problem[:80]))
+    if json_out is not None:
+        Path(json_out).write_text(result.to_json(indent=1))
+    return result
 
 
 def _at_least(low: int):
@@ -283,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--top-p", type=_number_at_least(0, strictly=True), default=0.95,
                              help="nucleus sampling, in (0, 1] (DeepSeek-R1 reports 0.95)")
     eval_parser.add_argument("--seed", type=int, default=0, help="sampling seed (and the synthetic set's seed)")
+    eval_parser.add_argument("--levels", default="1,2,3", help="the synthetic set's levels, comma-separated (the demo "
+                                                              "trains and evaluates on 1)")
     eval_parser.add_argument("--system-prompt", help="system message put before each problem")
     eval_parser.add_argument("--out", type=Path, help=f"folder for results.json and samples.jsonl "
                                                       f"(default: {EVAL_OUT}/<model or predictions name>)")
@@ -290,6 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--answer-field", default="answer", help="a benchmark file's gold answer field")
     eval_parser.add_argument("--id-field", default=None, help="a benchmark or predictions file's id field")
     eval_parser.add_argument("--output-field", default=None, help="a predictions file's outputs field")
+
+    solve_parser = commands.add_parser("solve", help="search for the answer to one problem (MCTS or a baseline)")
+    solve_parser.add_argument("problem", help="the problem text")
+    solve_parser.add_argument("--model", required=True, help="checkpoint folder")
+    solve_parser.add_argument("--method", default="mcts", help="mcts, greedy, self_consistency, best_of_n, "
+                                                               "weighted_best_of_n, beam, dvts")
+    solve_parser.add_argument("--budget", type=_at_least(1), default=2000, help="policy tokens to spend")
+    solve_parser.add_argument("--gold", help="the known answer: MCTS then values nodes by verified rollouts, and "
+                                             "the result says whether the answer is correct")
+    solve_parser.add_argument("--temperature", type=_number_at_least(0, strictly=False), default=1.0)
+    solve_parser.add_argument("--seed", type=int, default=0)
+    solve_parser.add_argument("--html", type=Path, help="write the tree as a page to open in a browser")
+    solve_parser.add_argument("--json", type=Path, help="write the result and the whole tree as JSON")
 
     demo = commands.add_parser("demo", help="the main job on the embedded default (tiny policy, CPU), on N seeds")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"),
@@ -334,20 +402,32 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "eval":
             from evals.report import markdown_table
 
+            try:
+                levels = tuple(int(level) for level in args.levels.split(","))
+            except ValueError:
+                raise ConfigError(f"--levels must be comma-separated integers, got {args.levels!r}") from None
             if args.predictions:
                 out = args.out or EVAL_OUT / Path(args.predictions).stem
                 results = grade_predictions(args.predictions, args.bench, limit=args.limit, seed=args.seed,
                                             id_field=args.id_field, problem_field=args.problem_field,
-                                            output_field=args.output_field, out=out)
+                                            output_field=args.output_field, out=out, levels=levels)
             else:
                 out = args.out or EVAL_OUT / Path(args.model).resolve().name
                 results = evaluate_checkpoint(args.model, args.bench, n=args.n, limit=args.limit,
                                               max_tokens=args.max_tokens, temperature=args.temperature,
                                               top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt,
                                               out=out, problem_field=args.problem_field or "problem",
-                                              answer_field=args.answer_field, id_field=args.id_field or "id")
+                                              answer_field=args.answer_field, id_field=args.id_field or "id",
+                                              levels=levels)
             print(markdown_table(list(results.values())))
             print(f"results: {out}/results.json, per-problem records: {out}/samples.jsonl")
+        elif args.command == "solve":
+            result = solve(args.problem, args.model, method=args.method, budget_tokens=args.budget, gold=args.gold,
+                           temperature=args.temperature, seed=args.seed, html=args.html, json_out=args.json)
+            print(f"answer: {result.answer}" + ("" if result.correct is None else
+                                                f" ({'correct' if result.correct else 'wrong'})"))
+            print("".join(result.steps).rstrip())
+            print("tokens: " + ", ".join(f"{k} {v}" for k, v in result.tokens.to_dict().items()))
         elif args.command == "demo":
             from rl.demo import demo
 

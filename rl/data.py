@@ -414,7 +414,8 @@ def load_custom(path: str | Path, *, problem_field: str = "problem", answer_fiel
 
 
 def build_prompt(problem: Problem, tokenizer: Any, system_prompt: str | None = None) -> list[int]:
-    """Chat-templated prompt token ids, ending with the assistant turn's opening (add_generation_prompt).
+    """Chat-templated prompt token ids, ending with the assistant turn's opening (add_generation_prompt); for a
+    tokenizer without a chat template (a base model), the plain prompt "Problem: ...\\nSolution:".
 
     Args:
         problem: the problem whose question becomes the user message.
@@ -422,6 +423,9 @@ def build_prompt(problem: Problem, tokenizer: Any, system_prompt: str | None = N
         system_prompt: optional system message (e.g. Qwen2.5-Math's "Please reason step by step, and put your
             final answer within \\boxed{}.").
     """
+    if not getattr(tokenizer, "chat_template", None):  # a base model: a plain prompt it can continue
+        text = (f"{system_prompt}\n\n" if system_prompt else "") + f"Problem: {problem.question}\nSolution:"
+        return list(tokenizer(text, add_special_tokens=True)["input_ids"])
     messages = [{"role": "user", "content": problem.question}]
     if system_prompt:
         messages.insert(0, {"role": "system", "content": system_prompt})

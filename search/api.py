@@ -45,6 +45,12 @@ class SearchResult:
     def to_json(self, **dumps_kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **dumps_kwargs)
 
+    def to_html(self, title: str = "search tree") -> str:
+        """A self-contained page to open in a browser (search/html.py): every node, the chosen path marked."""
+        from search.html import tree_html
+
+        return tree_html(self.to_dict(), title)
+
 
 def verifier_for(gold: object) -> Verifier:
     """A verifier from the gold answer, with the grader training pays with. It calls math-verify in this process,

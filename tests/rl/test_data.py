@@ -152,6 +152,18 @@ def test_build_prompt_uses_the_chat_template():
     assert "Reason step by step." in with_system and len(with_system) > len(text)
 
 
+def test_build_prompt_without_a_chat_template_is_plain_text():
+    """A base model's tokenizer has no chat template: the prompt is text it can continue."""
+    from model import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    tokenizer.chat_template = None
+    problem = synthetic_problems(1, seed=0, levels=[1])[0]
+    text = tokenizer.decode(build_prompt(problem, tokenizer, system_prompt="Reason step by step."),
+                            skip_special_tokens=True)
+    assert text == f"Reason step by step.\n\nProblem: {problem.question}\nSolution:"
+
+
 def test_to_hf_dataset_columns():
     problems = synthetic_problems(6, seed=0, levels=[1, 2]) + load_aime(2024)[:2]
     dataset = to_hf_dataset(problems)

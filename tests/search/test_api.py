@@ -91,3 +91,32 @@ def test_unknown_methods_and_options_are_refused(order_of_operations):
         solve(generator.prompt, generator, "bogo_search")
     with pytest.raises(TypeError, match="beam_widht"):
         solve(generator.prompt, generator, "beam", value_fn=value, beam_widht=2)
+
+
+def test_html_view_shows_every_node_and_marks_the_chosen_path(order_of_operations):
+    from html.parser import HTMLParser
+
+    generator, value = order_of_operations
+    result = solve(generator.prompt, generator, "mcts", budget_tokens=400, gold="14", num_children=2,
+                   rollout_weight=1.0)  # values from verified rollouts: the leaves carry their verdicts
+    page = result.to_html(title="2+3*4 <search>")
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page  # self-contained
+    assert "2+3*4 &lt;search&gt;" in page  # text is escaped
+
+    class Boxes(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.boxes, self.chosen = 0, 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "details":
+                self.boxes += 1
+                self.chosen += ("class", "chosen") in attrs
+
+    boxes = Boxes()
+    boxes.feed(page)
+    assert boxes.boxes == sum(1 for _ in result.tree.nodes())
+    assert boxes.chosen == 1 + len(result.chosen.path())  # the root and each chosen step
+    for step in result.steps:
+        assert step.rstrip("\n") in page
+    assert "✔ correct" in page and "✘ wrong" in page  # the verified leaves of both branches

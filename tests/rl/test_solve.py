@@ -1,0 +1,51 @@
+"""`reasonrl solve`: one problem searched with a checkpoint served by vLLM, run as a user runs it (its own process),
+and its mistakes named before any engine starts."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rl.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_solve_prints_the_answer_and_writes_the_tree(tiny_checkpoint, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "rl.cli", "solve", "Tom has 5 apples. He buys 3 more. How many apples "
+                           "does Tom have now?", "--model", str(tiny_checkpoint), "--method", "mcts", "--budget", "200",
+                           "--gold", "8", "--html", str(tmp_path / "tree.html"), "--json", str(tmp_path / "tree.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()  # vLLM's warnings may come first
+    assert any(line.startswith("answer: ") for line in lines) and lines[-1].startswith("tokens: policy ")
+    result = json.loads((tmp_path / "tree.json").read_text())
+    assert result["method"] == "mcts" and result["tokens"]["policy"] > 0 and result["tree"]["children"]
+    page = (tmp_path / "tree.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<details") == count_nodes(result["tree"])
+
+
+def count_nodes(node):
+    return 1 + sum(count_nodes(child) for child in node["children"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "magic"], "--method must be one of beam, best_of_n, dvts, greedy, mcts"),
+    (["--budget", "0"], "argument --budget: must be >= 1, got 0"),
+])
+def test_solve_mistakes_are_named_before_any_engine_starts(tmp_path, capsys, argv, message):
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    started = time.perf_counter()
+    try:
+        code = main(["solve", "What is 2 + 2?", "--model", str(tmp_path / "p"), *argv])
+    except SystemExit as exit_info:  # an argparse usage error
+        code = exit_info.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert time.perf_counter() - started < 10
+    assert main(["solve", "What is 2 + 2?", "--model", str(tmp_path / "nowhere")]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
