@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 __all__ = ["extract_answer", "find_last_boxed", "normalize_answer", "completion_text", "reads_finished",
+           "reasoning_left_open",
            "MAX_ANSWER_CHARS"]
 
 # An extracted answer longer than this is not an answer a grader should try to parse:
@@ -215,6 +216,13 @@ _CONCLUDING_RE = re.compile(
 _OPERATORS = ("+", "-", "*", "/", "×", "÷", "^", "\\cdot", "\\times")
 
 
+def reasoning_left_open(text: str) -> bool:
+    """True when a reasoning block was opened and never closed (``<think>`` without a later ``</think>``): the
+    response stopped inside its reasoning, so nothing in it is a final answer unless it says so (a box, a phrase)."""
+    return any(open_tag in text and close_tag not in text[text.rfind(open_tag):]
+               for open_tag, close_tag in _OPEN_CLOSE_TAGS)
+
+
 def reads_finished(text: str) -> bool:
     """True when a completion reads as finished, so that its last number may stand as its answer.
 
@@ -232,11 +240,8 @@ def reads_finished(text: str) -> bool:
     >>> reads_finished("So 3 + 4 = 7, and the total is 7.")
     True
     """
-    if not isinstance(text, str):
+    if not isinstance(text, str) or reasoning_left_open(text):
         return False
-    for open_tag, close_tag in _OPEN_CLOSE_TAGS:
-        if open_tag in text and close_tag not in text[text.rfind(open_tag):]:
-            return False
     lines = [line.strip() for line in _CHAT_TOKEN_RE.sub(" ", text).splitlines() if line.strip()]
     if not lines:
         return False

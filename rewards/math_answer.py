@@ -35,7 +35,8 @@ import threading
 from dataclasses import dataclass, asdict
 from fractions import Fraction
 
-from rewards.extract import MAX_ANSWER_CHARS, extract_answer, find_last_boxed, normalize_answer, reads_finished
+from rewards.extract import (MAX_ANSWER_CHARS, extract_answer, find_last_boxed, normalize_answer, reads_finished,
+                             reasoning_left_open)
 
 __all__ = ["Verdict", "grade_answer", "parse_number"]
 
@@ -307,6 +308,9 @@ def _grade(pred_text: object, gold: object) -> Verdict:
         # A response cut off mid-reasoning states no answer: its last number is wherever the cut fell, so it is
         # neither paid nor counted as an answer (no vote in maj@k either).
         return Verdict(False, reason=f"unfinished-text (last number {extracted!r} is not an answer)")
+    if how in ("bare", "last_math") and reasoning_left_open(pred_text):
+        # "<think>\n20}." is unfinished reasoning, not a bare answer "20}." (seen on the demo policy's GSM8K outputs)
+        return Verdict(False, reason=f"unfinished-text (reasoning left open; {extracted!r} is not an answer)")
     return _judge(extracted, how, gold)
 
 

@@ -221,6 +221,20 @@ TRUNCATED = [
 ]
 
 
+@pytest.mark.parametrize(("text", "gold"), [
+    ("<think>\n20}.", "20"),                                # seen on the demo policy's GSM8K outputs
+    ("<think>\n7", "7"),
+    ("<|begin_of_thought|>\nso it is $\\frac{1}{2}$.", "1/2"),
+])
+def test_an_answer_inside_reasoning_left_open_is_not_paid(text, gold):
+    """A reasoning block that was never closed holds no final answer unless it says so (a box, a phrase): its bare
+    text or last formula is wherever the reasoning stopped."""
+    verdict = grade_answer(text, gold)
+    assert not verdict.correct and verdict.extracted is None, verdict
+    assert verdict.reason.startswith("unfinished-text"), verdict
+    assert grade_answer(text.replace("<think>", "<think></think>").replace("<|begin_of_thought|>", ""), gold).correct
+
+
 @pytest.mark.parametrize(("text", "gold"), TRUNCATED)
 def test_a_truncated_response_is_not_paid_for_its_last_number(text, gold):
     assert extract_answer(text)[1] in ("last_number", "none")
