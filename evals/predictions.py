@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 ID_FIELDS = ("id", "problem_id", "unique_id")
 PROBLEM_FIELDS = ("problem", "question", "prompt")
@@ -49,6 +49,24 @@ def _outputs(value: Any, where: str) -> list[str]:
     raise PredictionsError(f"{where}: outputs must be a string or a list of strings, got {type(value).__name__}")
 
 
+def jsonl_rows(path: str | Path, what: str, error: type[Exception]) -> Iterator[tuple[int, dict]]:
+    """(line number, row) for each non-blank line of a JSON Lines file; `error` (with `what` naming the file's
+    role, e.g. "predictions") for a missing file, a line that is not JSON or a row that is not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} file {path} does not exist" if not path.exists() else f"{what} path {path} is not a file")
+    for line_number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as decode_error:
+            raise error(f"{path}:{line_number}: not JSON ({decode_error.msg})") from None
+        if not isinstance(row, dict):
+            raise error(f"{path}:{line_number}: each line must be a JSON object, got {type(row).__name__}")
+        yield line_number, row
+
+
 def read_predictions(path: str | Path, problems: Sequence[Any], *, id_field: str | None = None,
                      problem_field: str | None = None, output_field: str | None = None,
                      benchmark: str | None = None) -> tuple[list[Any], list[list[str]], dict[str, Any]]:
@@ -65,23 +83,12 @@ def read_predictions(path: str | Path, problems: Sequence[Any], *, id_field: str
             problem field, or no row matches any problem of the benchmark.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PredictionsError(f"predictions file {path} does not exist" if not path.exists()
-                               else f"predictions path {path} is not a file")
     by_id = {str(p.id): i for i, p in enumerate(problems)}
     by_text = {normalise_text(p.question): i for i, p in enumerate(problems)}
     outputs: dict[int, list[str]] = {}
     unmatched, rows = [], 0
-    for line_number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    for line_number, row in jsonl_rows(path, "predictions", PredictionsError):
         where = f"{path}:{line_number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PredictionsError(f"{where}: not JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise PredictionsError(f"{where}: each line must be a JSON object, got {type(row).__name__}")
         if benchmark is not None and row.get("benchmark", benchmark) != benchmark:
             continue
         rows += 1

@@ -381,22 +381,11 @@ def load_custom(path: str | Path, *, problem_field: str = "problem", answer_fiel
         ConfigError: the file is missing or not JSON Lines, or a row lacks the problem or answer field (the message
             names the file, the line and the fields the row has).
     """
-    import json
+    from evals.predictions import jsonl_rows
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"benchmark file {path} does not exist" if not path.exists()
-                          else f"benchmark path {path} is not a file")
     problems = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{path}:{number}: not JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{number}: each line must be a JSON object")
+    for number, row in jsonl_rows(path, "benchmark", ConfigError):
         for name, option in ((problem_field, "--problem-field"), (answer_field, "--answer-field")):
             if name not in row:
                 raise ConfigError(f"{path}:{number}: no field {name!r} (the row has {', '.join(row)}; name the "
