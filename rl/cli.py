@@ -7,6 +7,8 @@ import json
 import math
 import os
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
 from pathlib import Path
 
 
@@ -114,31 +116,34 @@ def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, pr
 
 def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic", *, n: int = 16, limit: int = 0,
                         max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
-                        system_prompt: str | None = None, out: str | Path | None = None,
-                        problem_field: str = "problem", answer_field: str = "answer", id_field: str = "id",
-                        levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
+                        system_prompt: str | None = None, few_shot: int = 0, workers: int = 1,
+                        out: str | Path | None = None, problem_field: str = "problem", answer_field: str = "answer",
+                        id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
 
     n samples per problem at (temperature, top_p); graded by the rewards grader training uses; pass@1, pass@k for
-    k = 1, 2, 4, ..., n and maj@n, each with its standard error (evals.metrics). With `out`, writes results.json and
+    k = 1, 2, 4, ..., n and maj@n, each with its standard error (evals.metrics). `few_shot` worked examples go
+    before each problem (rl.data.few_shot_examples; for base models). `workers` > 1 spreads generation over that
+    many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `out`, writes results.json and
     samples.jsonl there.
 
     Returns:
         benchmark name -> evals.BenchmarkResult (scores, per-problem records, settings).
 
     Raises:
-        ConfigError: n < 1, limit < 0, max_tokens < 1, a temperature < 0 or a top_p outside (0, 1], an unknown or
-            training-only benchmark, a malformed benchmark file, a checkpoint folder that is missing, a file or
-            damaged, an output folder that is a file: all before vLLM starts.
+        ConfigError: n, max_tokens or workers < 1, limit or few_shot < 0, a temperature < 0 or a top_p outside
+            (0, 1], an unknown or training-only benchmark, a malformed benchmark file, a checkpoint folder that is
+            missing, a file or damaged, an output folder that is a file, a cluster too small for the workers: all
+            before vLLM starts.
     """
     from model import load_tokenizer
     from model.checkpoint import check_checkpoint
     from model.config import ConfigError
-    from rl.data import build_prompt
+    from rl.data import build_prompt, few_shot_examples
     from rl.evaluate import evaluate
-    from rl.rollout import RolloutWorker
+    from rl.rollout import open_generator
 
-    for name, value, low in (("n", n, 1), ("max_tokens", max_tokens, 1)):
+    for name, value, low in (("n", n, 1), ("max_tokens", max_tokens, 1), ("workers", workers, 1)):
         if value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
     if not temperature >= 0:
@@ -149,27 +154,56 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
         raise ConfigError(f"--out {out} is a file, not a folder to write results into")
     benchmarks = load_benchmarks(bench, limit=limit, seed=seed, problem_field=problem_field,
                                  answer_field=answer_field, id_field=id_field, levels=levels)
+    examples = {name: few_shot_examples(name, few_shot, seed=seed, levels=levels) for name in benchmarks}
     check_checkpoint(model)
     tokenizer = load_tokenizer(model)
-    longest_prompt = max(len(build_prompt(p, tokenizer, system_prompt)) for ps in benchmarks.values() for p in ps)
-    worker = RolloutWorker(str(model), max_model_len=longest_prompt + max_tokens, seed=seed, quiet=True)
+    prompts = {name: [build_prompt(p, tokenizer, system_prompt, examples[name]) for p in problems]
+               for name, problems in benchmarks.items()}
+    longest_prompt = max(len(prompt) for ps in prompts.values() for prompt in ps)
     results = {}
-    for name, problems in benchmarks.items():
-        result = evaluate(worker.generate, problems, tokenizer, k=n, max_tokens=max_tokens, temperature=temperature,
-                          top_p=top_p, seed=seed, system_prompt=system_prompt, name=name)["result"]
-        result.settings["model"] = str(model)
-        results[name] = result
-        s = result.scores
-        log(f"{name}: {s['problems']} problems x {n} samples: pass@1 {s['pass@1']:.3f} ± {s['pass@1_stderr']:.3f}, "
-            f"maj@{n} {s['maj@n']:.3f}, pass@{n} {s['pass@n']:.3f} ({s['seconds']:.0f}s)")
+    with open_generator(str(model), longest_prompt + max_tokens, seed=seed, workers=workers) as generate:
+        for name, problems in benchmarks.items():
+            with progress_report(name, len(problems), log) as progress:
+                result = evaluate(generate, problems, tokenizer, k=n, max_tokens=max_tokens,
+                                  temperature=temperature, top_p=top_p, seed=seed, system_prompt=system_prompt,
+                                  examples=examples[name], prompts=prompts[name], name=name,
+                                  progress=progress)["result"]
+            result.settings["model"] = str(model)
+            results[name] = result
+            s = result.scores
+            log(f"{name}: {s['problems']} problems x {n} samples: pass@1 {s['pass@1']:.3f} ± "
+                f"{s['pass@1_stderr']:.3f}, maj@{n} {s['maj@n']:.3f}, pass@{n} {s['pass@n']:.3f} ({s['seconds']:.0f}s)")
     if out is not None:
         from evals.report import write_results
 
         write_results(out, list(results.values()), {"model": str(model), "n": n, "max_tokens": max_tokens,
                                                     "temperature": temperature, "top_p": top_p, "seed": seed,
-                                                    "system_prompt": system_prompt, "limit": limit,
+                                                    "system_prompt": system_prompt, "few_shot": few_shot,
+                                                    "workers": workers, "limit": limit,
                                                     "synthetic_levels": list(levels)})
     return results
+
+
+@contextmanager
+def progress_report(name: str, total: int, log=print) -> Iterator[Callable[[int], None]]:
+    """Yields update(problems done): a progress bar on a terminal; written to a log file, a line at each tenth."""
+    if sys.stdout.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn(f"{name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=True) as bar:
+            task = bar.add_task(name, total=total)
+            yield lambda done: bar.update(task, completed=done)
+        return
+    tenths_reported = set()
+
+    def update(done: int) -> None:
+        tenth = done * 10 // max(total, 1)
+        if tenth not in tenths_reported:
+            tenths_reported.add(tenth)
+            log(f"{name}: {done}/{total} problems generated")
+
+    yield update
 
 
 def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, seed: int = 0,
@@ -339,6 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--levels", default="1,2,3", help="the synthetic set's levels, comma-separated (the demo "
                                                               "trains and evaluates on 1)")
     eval_parser.add_argument("--system-prompt", help="system message put before each problem")
+    eval_parser.add_argument("--few-shot", type=_at_least(0), default=0,
+                             help="worked examples before each problem, for base models (from the benchmark's "
+                                  "training split, else the project's 4 MATH-style ones; default 0)")
+    eval_parser.add_argument("--workers", type=_at_least(1), default=1,
+                             help="Ray rollout workers to spread generation over (the cluster at RAY_ADDRESS, else "
+                                  "a local one; each takes a GPU, or a CPU on a CPU machine; default 1: one engine "
+                                  "in this process)")
     eval_parser.add_argument("--out", type=Path, help=f"folder for results.json and samples.jsonl "
                                                       f"(default: {EVAL_OUT}/<model or predictions name>)")
     eval_parser.add_argument("--problem-field", default=None, help="a benchmark or predictions file's problem field")
@@ -416,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
                 results = evaluate_checkpoint(args.model, args.bench, n=args.n, limit=args.limit,
                                               max_tokens=args.max_tokens, temperature=args.temperature,
                                               top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt,
-                                              out=out, problem_field=args.problem_field or "problem",
+                                              few_shot=args.few_shot, workers=args.workers, out=out,
+                                              problem_field=args.problem_field or "problem",
                                               answer_field=args.answer_field, id_field=args.id_field or "id",
                                               levels=levels)
             print(markdown_table(list(results.values())))

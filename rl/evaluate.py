@@ -6,17 +6,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Callable
+from typing import Callable, Sequence
 
 from evals.grading import BenchmarkResult, grade_outputs
 from rl.batch import RolloutBatch, Sample
 
+PROGRESS_CHUNK = 16  # fewest problems generated between two progress reports
+
 
 def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *, k: int, max_tokens: int,
              temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, system_prompt: str | None = None,
-             name: str = "held-out") -> dict:
+             examples: Sequence = (), prompts: list[list[int]] | None = None, name: str = "held-out",
+             progress: Callable[[int], None] | None = None) -> dict:
     """Generate k completions per problem with `generate` (a RolloutWorker's method or the trainer's, which spreads
     a request over every worker), grade them and score them.
+
+    Args:
+        examples: few-shot worked examples shown before each problem (rl.data.build_prompt).
+        prompts: the problems' prompt token ids, when the caller has built them already.
+        progress: called with the number of problems generated so far. Generation then goes in about 20 chunks
+            (of at least PROGRESS_CHUNK problems, so an engine stays busy), each prompt keeping its own seed, so the
+            samples do not depend on whether progress is reported.
 
     Returns:
         {"scores": evals' scores plus k, seconds and mean_completion_tokens, "records": one dict per problem,
@@ -24,15 +34,24 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
     """
     from model import decode_completion
     from rl.data import build_prompt
+    from rl.rollout import prompt_seed
 
     started = time.perf_counter()
-    prompts = [build_prompt(problem, tokenizer, system_prompt) for problem in problems]
-    samples = generate(prompts, n=k, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    if prompts is None:
+        prompts = [build_prompt(problem, tokenizer, system_prompt, examples) for problem in problems]
+    seeds = [prompt_seed(seed, i) for i in range(len(prompts))]
+    chunk = max(-(-len(prompts) // 20), PROGRESS_CHUNK) if progress else max(len(prompts), 1)
+    samples = []
+    for start in range(0, len(prompts), chunk):
+        samples += generate(prompts[start:start + chunk], n=k, max_tokens=max_tokens, temperature=temperature,
+                            top_p=top_p, seed=seeds[start:start + chunk])
+        if progress:
+            progress(min(start + chunk, len(prompts)))
     batch = RolloutBatch.from_groups(samples, [asdict(p) for p in problems], k,
                                      [decode_completion(tokenizer, s.completion_ids) for s in samples])
     outputs = [[batch.completions[i] for i in batch.group(g)] for g in range(len(problems))]
     settings = {"n": k, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
-                "system_prompt": system_prompt}
+                "system_prompt": system_prompt, "few_shot": len(examples)}
     result: BenchmarkResult = grade_outputs(name, problems, outputs, settings=settings)
     result.scores |= {"k": k, "seconds": time.perf_counter() - started,
                       "mean_completion_tokens": sum(len(s.completion_ids) for s in samples) / max(len(samples), 1)}

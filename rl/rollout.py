@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Callable, Iterator
 
 from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu
 from rl.batch import Sample
@@ -96,6 +98,28 @@ def prompt_seed(seed: int | None, index: int) -> int | None:
     return (z ^ (z >> 31)) >> 2
 
 
+def generate_on_workers(workers: list, prompts: list[list[int]], *, seed: int | list[int] | None = None,
+                        **sampling) -> list[Sample]:
+    """Spread one request over Ray RolloutWorker actors, round robin, and return its samples in prompt order
+    (sample i belongs to prompt i // n), as one worker's `generate` would.
+
+    Each prompt keeps the seed it would have in one worker (`prompt_seed(seed, i)`), so how a request is sharded
+    does not decide which random numbers a prompt draws (a list gives each prompt's seed itself). A dead worker raises ray.exceptions.RayActorError (the
+    trainer replaces it and asks again).
+    """
+    import ray
+
+    seeds = seed if isinstance(seed, list) else [prompt_seed(seed, i) for i in range(len(prompts))]
+    shards = [(prompts[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
+    results = ray.get([worker.generate.remote(p, seed=s, **sampling) for worker, (p, s) in zip(workers, shards)])
+    n = sampling.get("n", 1)
+    ordered = []
+    for i in range(len(prompts)):  # prompt i went to worker i % W, at position i // W of its shard
+        position = i // len(workers)
+        ordered += results[i % len(workers)][position * n:(position + 1) * n]
+    return ordered
+
+
 def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None = None, threads: int = 1,
                          num_gpus: float = 0) -> Any:
     """The RolloutWorker class as a Ray actor class, with vLLM's CPU environment.
@@ -113,3 +137,46 @@ def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None
     env["OMP_NUM_THREADS"] = str(threads or os.cpu_count() or 1)
     return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or {}, max_restarts=0,
                       runtime_env={"env_vars": env})(RolloutWorker)
+
+
+@contextmanager
+def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, workers: int = 1
+                   ) -> Iterator[Callable[..., list[Sample]]]:
+    """A `generate(prompts, n, max_tokens, ...)` serving `checkpoint` for as long as the block runs: one vLLM engine
+    in this process, or `workers` RolloutWorker actors on Ray (the cluster at RAY_ADDRESS, else a local one started
+    here and shut down after) with each request spread over them.
+
+    Raises:
+        ConfigError: the cluster has fewer CPUs (GPUs, on a GPU cluster) than workers, which Ray would wait for
+            forever.
+    """
+    if workers == 1:
+        yield RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True).generate
+        return
+    import ray
+
+    from model.config import ConfigError
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
+                                           "VLLM_LOGGING_LEVEL": "WARNING"}})
+    actors = []
+    try:
+        resources = ray.cluster_resources()
+        gpus, cpus = resources.get("GPU", 0), resources.get("CPU", 0)
+        if (gpus or cpus) < workers:
+            raise ConfigError(f"--workers {workers}: the Ray cluster has {int(gpus)} GPUs and {int(cpus)} CPUs, "
+                              f"and each worker takes one {'GPU' if gpus else 'CPU'}")
+        threads = 0 if gpus else max(1, int(cpus) // workers)  # CPU engines share the cores
+        actor_class = rollout_worker_actor(threads=threads, num_gpus=1 if gpus else 0)
+        actors = [actor_class.remote(checkpoint, max_model_len, seed + i, quiet=True) for i in range(workers)]
+        ray.get([actor.ready.remote() for actor in actors])
+        yield partial(generate_on_workers, actors)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if owns_ray:
+            ray.shutdown()

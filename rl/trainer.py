@@ -215,33 +215,17 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ one GRPO step
     def generate(self, prompts: list[list[int]], **sampling) -> list:
-        """Spread prompts over the rollout workers; a worker that died is replaced, given the current
-        weights, and the request is sent again (once)."""
-        import ray
+        """Spread prompts over the rollout workers (rl.rollout.generate_on_workers); a worker that died is
+        replaced, given the current weights, and the request is sent again (once)."""
         from ray.exceptions import RayActorError
 
-        from rl.rollout import prompt_seed
+        from rl.rollout import generate_on_workers
 
-        n_workers = len(self.workers)
-        seed = sampling.pop("seed", None)
-        seeds = [prompt_seed(seed, i) for i in range(len(prompts))]  # each prompt's own, however it is sharded
-        shards = [(prompts[i::n_workers], seeds[i::n_workers]) for i in range(n_workers)]
-        for attempt in range(2):
-            calls = [w.generate.remote(p, seed=s, **sampling) for w, (p, s) in zip(self.workers, shards)]
-            try:
-                results = ray.get(calls)
-                break
-            except RayActorError:
-                if attempt:
-                    raise
-                self.replace_dead_workers()
-        # undo the round-robin sharding: prompt i was shard i % W, position i // W
-        n = sampling.get("n", 1)
-        ordered = []
-        for i in range(len(prompts)):
-            shard = results[i % len(self.workers)]
-            ordered += shard[(i // len(self.workers)) * n:(i // len(self.workers) + 1) * n]
-        return ordered
+        try:
+            return generate_on_workers(self.workers, prompts, **sampling)
+        except RayActorError:
+            self.replace_dead_workers()
+            return generate_on_workers(self.workers, prompts, **sampling)
 
     def replace_dead_workers(self) -> None:
         import ray

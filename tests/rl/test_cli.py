@@ -160,3 +160,36 @@ def test_a_bad_benchmark_is_named_before_any_engine_starts(tmp_path, monkeypatch
     assert main(["eval", "--model", str(tmp_path / "p"), "--top-p", "1.5"]) == 2
     assert "top_p must be in (0, 1], got 1.5" in capsys.readouterr().err
     assert time.perf_counter() - started < 10  # found before any engine starts
+
+
+def test_eval_progress_goes_to_a_log_file_as_a_line_per_tenth(monkeypatch):
+    """Written to a file (not a terminal), `reasonrl eval` reports progress as at most 11 plain lines per set."""
+    from rl.cli import progress_report
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    lines = []
+    with progress_report("gsm8k", 1319, log=lines.append) as update:
+        for done in range(66, 1319, 66):
+            update(done)
+        update(1319)
+    assert 9 <= len(lines) <= 11 and lines[-1] == "gsm8k: 1319/1319 problems generated"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0"], "argument --workers: must be >= 1, got 0"),
+    (["--few-shot", "-1"], "argument --few-shot: must be >= 0, got -1"),
+])
+def test_eval_workers_and_few_shot_out_of_range_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", "c", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_too_many_few_shot_examples_are_refused_before_any_engine_starts(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    started = time.perf_counter()
+    assert main(["eval", "--model", str(tmp_path / "p"), "--bench", "gsm8k,aime24", "--few-shot", "6"]) == 2
+    assert "aime24: at most 4 few-shot examples" in capsys.readouterr().err
+    assert time.perf_counter() - started < 10

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from model.config import ConfigError
 from rl import data
 from rl.data import (PromptCursor, Problem, build_prompt, load_aime, load_gsm8k, load_math500, split_synthetic,
                      synthetic_problems, to_hf_dataset)
@@ -162,6 +163,42 @@ def test_build_prompt_without_a_chat_template_is_plain_text():
     text = tokenizer.decode(build_prompt(problem, tokenizer, system_prompt="Reason step by step."),
                             skip_special_tokens=True)
     assert text == f"Reason step by step.\n\nProblem: {problem.question}\nSolution:"
+
+
+def test_few_shot_prompts_show_worked_examples_first():
+    """A base model sees "Problem: ... Solution: ..." pairs before the problem; a chat model earlier turns."""
+    from model import load_tokenizer
+    from rl.data import few_shot_examples
+
+    problem = load_gsm8k("test")[0]
+    examples = few_shot_examples("gsm8k", 2)
+    assert examples[0].question == load_gsm8k("train")[0].question
+    assert examples[0].solution.endswith("The answer is \\boxed{72}.") and "<<" not in examples[0].solution
+    tokenizer = load_tokenizer()
+    chat = tokenizer.decode(build_prompt(problem, tokenizer, examples=examples))
+    assert chat.count("<｜User｜>") == 3 and chat.count("<｜Assistant｜>") == 3
+    assert chat.index(examples[1].solution) < chat.index(problem.question) and chat.endswith("<｜Assistant｜>")
+    tokenizer.chat_template = None
+    plain = tokenizer.decode(build_prompt(problem, tokenizer, examples=examples), skip_special_tokens=True)
+    assert plain == "".join(f"Problem: {e.question}\nSolution: {e.solution}\n\n" for e in examples) + \
+        f"Problem: {problem.question}\nSolution:"
+
+
+def test_few_shot_examples_never_come_from_the_evaluated_problems():
+    """Synthetic examples come from the training stream (disjoint from the held-out set); sets without a
+    training split (MATH-500, AIME, a user's file) take the project's own examples, which grade as correct."""
+    from rewards import math_accuracy
+    from rl.data import FEW_SHOT_MATH, few_shot_examples, load_split
+
+    held_out = {p.question for p in load_split("synthetic", "test", levels=[1])}
+    shots = few_shot_examples("synthetic", 4, levels=[1])
+    assert len(shots) == 4 and not {s.question for s in shots} & held_out
+    for name in ("math500", "aime24", "mine"):
+        assert few_shot_examples(name, 3) == FEW_SHOT_MATH[:3]
+    assert math_accuracy([e.solution for e in FEW_SHOT_MATH], answer=[e.answer for e in FEW_SHOT_MATH]) == [1.0] * 4
+    assert few_shot_examples("aime25", 0) == []
+    with pytest.raises(ConfigError, match="at most 4 few-shot examples"):
+        few_shot_examples("math500", 5)
 
 
 def test_to_hf_dataset_columns():

@@ -50,3 +50,28 @@ def test_eval_scores_every_benchmark_and_its_samples_regrade_to_the_same_verdict
     assert markdown_table(list(regraded.values())).count("\n") == len(BENCHES) + 1
     assert main(["eval", "--predictions", str(out / "samples.jsonl"), "--bench", "aime24", "--limit", "3",
                  "--out", str(tmp_path / "cli")]) == 0
+
+
+def test_eval_spread_over_two_ray_workers_with_few_shot_prompts(tiny_checkpoint, tmp_path):
+    """`reasonrl eval --workers 2` starts a local Ray cluster with two rollout workers, spreads each benchmark over
+    them, and reports progress line by line into a log file; --few-shot puts worked examples in every prompt."""
+    from rl.cli import load_benchmarks
+
+    out = tmp_path / "eval"
+    log = tmp_path / "eval.log"
+    with log.open("w") as log_file:
+        done = subprocess.run([sys.executable, "-m", "rl.cli", "eval", "--model", str(tiny_checkpoint), "--bench",
+                               "synthetic,math500", "-n", "2", "--limit", "20", "--max-tokens", "16", "--few-shot",
+                               "2", "--workers", "2", "--seed", "1", "--out", str(out)], cwd=REPO, stdout=log_file,
+                              stderr=subprocess.STDOUT, text=True, timeout=600,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    text = log.read_text()
+    assert done.returncode == 0, text[-3000:]
+    assert "synthetic: 16/20 problems generated" in text and "math500: 20/20 problems generated" in text
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["settings"]["workers"] == 2 and summary["settings"]["few_shot"] == 2
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    benchmarks = load_benchmarks("synthetic,math500", limit=20, seed=1)
+    assert [(r["benchmark"], r["id"]) for r in rows] == [(name, p.id) for name, ps in benchmarks.items() for p in ps]
+    for row in rows:
+        assert len(row["outputs"]) == len(row["correct"]) == 2 and all(1 <= t <= 16 for t in row["output_tokens"])

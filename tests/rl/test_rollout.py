@@ -75,3 +75,28 @@ def test_a_weight_update_empties_the_prefix_cache():
     worker.engine = Engine()
     worker.load_weights(b"weights")
     assert calls == ["reasonrl_load_weights", "reset_prefix_cache"]
+
+
+class EchoWorker:
+    """Stands in for a RolloutWorker: each sample says which prompt and which seed made it."""
+
+    def generate(self, prompts, n, max_tokens, seed=None, **_):
+        from rl.batch import Sample
+
+        return [Sample(prompt_ids=list(p), completion_ids=[s % 1000, j], rollout_logprobs=[0.0, 0.0], truncated=False)
+                for p, s in zip(prompts, seed) for j in range(n)]
+
+
+def test_a_request_spread_over_workers_comes_back_in_prompt_order_with_each_prompts_own_seed(ray_session):
+    """Whatever the number of workers, sample i belongs to prompt i // n and carries the seed one worker would
+    have given that prompt."""
+    from rl.rollout import generate_on_workers, prompt_seed
+
+    prompts = [[i, i + 1] for i in range(7)]
+    expected = [([i, i + 1], [prompt_seed(5, i) % 1000, j]) for i in range(7) for j in range(3)]
+    for num_workers in (1, 2, 3):
+        workers = [ray_session.remote(num_cpus=0)(EchoWorker).remote() for _ in range(num_workers)]
+        samples = generate_on_workers(workers, prompts, n=3, max_tokens=2, seed=5)
+        assert [(s.prompt_ids, s.completion_ids) for s in samples] == expected
+        for worker in workers:
+            ray_session.kill(worker)
