@@ -411,6 +411,21 @@ class Transformer(nn.Module):
                 (attention_mask, if given, then covers the cached tokens too: (B, cache.length + S)).
             with_mtp: also run the MTP modules (default: in training mode only).
         """
+        x, balance, rope, mask = self._trunk(input_ids, attention_mask, cache)
+        logits = self.lm_head(self.norm(x))
+        with_mtp = self.training if with_mtp is None else with_mtp
+        mtp_outputs = self._mtp_forward(x, input_ids, rope, mask) if with_mtp and cache is None else []
+        for _, mtp_balance in mtp_outputs:
+            balance = balance + mtp_balance
+        return PolicyOutput(logits, self.args.aux_loss_alpha * balance, [out for out, _ in mtp_outputs])
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The last layer's normalised hidden states (B, S, D): what the LM head reads, and a reward model's head
+        (model/reward_model.py); transformers' DeepseekV3Model.last_hidden_state."""
+        return self.norm(self._trunk(input_ids, attention_mask, None)[0])
+
+    def _trunk(self, input_ids, attention_mask, cache):
+        """Embeddings through every block: (hidden states before the final norm, balance term, rope, mask)."""
         bsz, seqlen = input_ids.shape
         start = cache.length if cache is not None else 0
         if cache is not None and start + seqlen > cache.max_len:
@@ -425,12 +440,7 @@ class Transformer(nn.Module):
             balance = balance + layer_balance
         if cache is not None:
             cache.length = start + seqlen
-        logits = self.lm_head(self.norm(x))
-        with_mtp = self.training if with_mtp is None else with_mtp
-        mtp_outputs = self._mtp_forward(x, input_ids, rope, mask) if with_mtp and cache is None else []
-        for _, mtp_balance in mtp_outputs:
-            balance = balance + mtp_balance
-        return PolicyOutput(logits, self.args.aux_loss_alpha * balance, [out for out, _ in mtp_outputs])
+        return x, balance, rope, mask
 
     def _positions_and_mask(self, bsz, seqlen, start, attention_mask, device, dense):
         """Rotary positions (B or 1, S) and a boolean attention mask (B, 1, S, T), or None for plain causal."""

@@ -112,3 +112,21 @@ def make_engine(folder: str | Path, precision: str = "fp32", attention_backend: 
     from vllm import LLM
 
     return LLM(**engine_kwargs(folder, precision, attention_backend, **overrides))
+
+
+def prompt_seed(seed: int | None, index: int) -> int | None:
+    """The sampling seed of the index-th prompt of a request seeded with `seed` (None: unseeded).
+
+    vLLM samples the n completions of a prompt with seeds s, s+1, ..., s+n-1 (vllm/v1/engine/parallel_sampling.py),
+    so consecutive integers would share n-1 of their n seeds between neighbouring prompts: their samples draw the
+    same random numbers and are correlated (measured: pass@1 moved 2.4 points between evaluation seeds whose
+    standard deviation across seeds looked like 0.1). The seed is therefore a 64-bit mix (splitmix64) of
+    (seed, index), spread over [0, 2**62): two prompts' seed ranges overlap with probability about n / 2**62.
+    """
+    if seed is None:
+        return None
+    mask = 2**64 - 1
+    z = ((seed & mask) * 0x9E3779B97F4A7C15 + index + 1) & mask  # distinct (seed, index) -> distinct z for index < 2**32
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return (z ^ (z >> 31)) >> 2

@@ -260,6 +260,7 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     from rl.data import Problem, build_prompt
     from search import METHODS
     from search import solve as search_solve
+    from search.reward_models import step_checker_value
     from search.vllm_generator import VllmStepGenerator
 
     if method not in METHODS:
@@ -273,16 +274,10 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     generator = VllmStepGenerator(make_engine(model, max_model_len=len(prompt) + options.get("max_tokens", 1024),
                                               seed=seed), tokenizer)
 
-    def step_checker(_problem: str, steps: list[str]) -> float:
-        from rewards import check_steps, step_summary
-
-        score = step_summary(check_steps("".join(steps)))["score"]
-        return 0.5 if score is None else score
-
     if method == "mcts" and gold is not None:
         options.setdefault("rollout_weight", 1.0)
     result = search_solve(prompt, generator, method, budget_tokens=budget_tokens, gold=gold,
-                          value_fn=None if options.get("rollout_weight") == 1.0 else step_checker,
+                          value_fn=None if options.get("rollout_weight") == 1.0 else step_checker_value,
                           temperature=temperature, seed=seed, **options)
     if html is not None:
         Path(html).write_text(result.to_html(title=problem[:80]))
@@ -400,6 +395,31 @@ def build_parser() -> argparse.ArgumentParser:
     solve_parser.add_argument("--html", type=Path, help="write the tree as a page to open in a browser")
     solve_parser.add_argument("--json", type=Path, help="write the result and the whole tree as JSON")
 
+    rm_parser = commands.add_parser(
+        "train-rm", help="train a process (or outcome) reward model for search, with Monte-Carlo step labels",
+        description="Label the policy's solutions to synthetic problems by Monte-Carlo rollouts from every step "
+                    "(Math-Shepherd), train the policy's backbone with a scalar head on them, and report how well it "
+                    "ranks held-out steps (AUC, first-error F1) beside the sympy step checker. Writes <out>/model/ "
+                    "(a DeepseekV3ForTokenClassification folder), the label files and <out>/report.json.")
+    rm_parser.add_argument("--policy", required=True, help="the policy checkpoint whose solutions are labelled")
+    rm_parser.add_argument("--out", type=Path, required=True, help="folder for the reward model, labels and report")
+    rm_parser.add_argument("--kind", choices=("prm", "orm"), default="prm",
+                           help="prm: scored after every step; orm: after the whole solution (default prm)")
+    rm_parser.add_argument("--label", choices=("soft", "hard"), default="soft",
+                           help="a PRM's step target: the share of rollouts reaching the answer, or whether any does")
+    rm_parser.add_argument("--levels", default="2,3", help="synthetic levels, comma-separated (default 2,3)")
+    rm_parser.add_argument("--problems", type=_at_least(1), default=300, help="training problems (default 300)")
+    rm_parser.add_argument("--eval-problems", type=_at_least(1), default=100, help="held-out problems (default 100)")
+    rm_parser.add_argument("--solutions", type=_at_least(1), default=4, help="solutions sampled per problem")
+    rm_parser.add_argument("--rollouts", type=_at_least(1), default=8, help="rollouts per step prefix")
+    rm_parser.add_argument("--max-tokens", type=_at_least(1), default=96,
+                           help="tokens per solution or rollout; one cut off there is labelled wrong (default 96)")
+    rm_parser.add_argument("--epochs", type=_at_least(1), default=3)
+    rm_parser.add_argument("--lr", type=_number_at_least(0, strictly=True), default=1e-4)
+    rm_parser.add_argument("--seed", type=int, default=0)
+    rm_parser.add_argument("--labels", type=Path, help="folder holding (or to hold) the label files, to share them "
+                                                       "between a PRM and an ORM (default: --out)")
+
     demo = commands.add_parser("demo", help="the main job on the embedded default (tiny policy, CPU), on N seeds")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"),
                       help="folder for the runs' files (one subfolder per seed; replaced on every demo)")
@@ -470,6 +490,19 @@ def main(argv: list[str] | None = None) -> int:
                                                 f" ({'correct' if result.correct else 'wrong'})"))
             print("".join(result.steps).rstrip())
             print("tokens: " + ", ".join(f"{k} {v}" for k, v in result.tokens.to_dict().items()))
+        elif args.command == "train-rm":
+            from rl.reward_model_training import train_reward_model
+
+            try:
+                levels = tuple(int(level) for level in args.levels.split(","))
+            except ValueError:
+                raise ConfigError(f"--levels must be comma-separated integers, got {args.levels!r}") from None
+            report = train_reward_model(args.policy, args.out, kind=args.kind, label=args.label, levels=levels,
+                                        num_problems=args.problems, num_eval_problems=args.eval_problems,
+                                        solutions=args.solutions, rollouts=args.rollouts, epochs=args.epochs,
+                                        max_tokens=args.max_tokens, lr=args.lr, seed=args.seed,
+                                        labels_dir=args.labels)
+            print(f"reward model: {report['model']}, report: {args.out}/report.json")
         elif args.command == "demo":
             from rl.demo import demo
 

@@ -475,6 +475,31 @@ def few_shot_examples(bench: str, k: int, *, seed: int = 0, levels: Sequence[int
     return FEW_SHOT_MATH[:k]
 
 
+def reference_step_correct(problem: Problem, steps: Sequence[str]) -> list[bool]:
+    """Which steps of a solution to a synthetic problem are right, judged against its reference solution (the gold
+    process labels reward models are measured on; independent of the sympy checker, which sees arithmetic only).
+
+    Equation line k ("45 * 2 = 90") is right when it is the reference's equation k, up to spaces: the right operation
+    on the right numbers with the right result. The answer step (the one with \\boxed) is right when its answer is the
+    gold. Other steps ("<think>", "</think>", blank) are right.
+    """
+    from rewards.extract import find_last_boxed
+
+    think = (problem.solution or "").partition("<think>")[2].partition("</think>")[0]
+    reference = [line.replace(" ", "") for line in think.splitlines() if "=" in line]
+    correct, equations = [], 0
+    for step in steps:
+        text = step.strip()
+        if "\\boxed" in text:
+            correct.append(find_last_boxed(text) == problem.answer)
+        elif "=" in text:
+            correct.append(equations < len(reference) and text.replace(" ", "") == reference[equations])
+            equations += 1
+        else:
+            correct.append(True)
+    return correct
+
+
 def to_hf_dataset(problems: Sequence[Problem]) -> Any:
     """A `datasets.Dataset` with columns id, prompt (conversational, as TRL expects), question, answer, solution,
     level, source: ready for `trl.GRPOTrainer(train_dataset=...)` with reward functions reading `answer`."""

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any, Callable, Iterator
 
-from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu
+from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed  # noqa: F401 (rl's API)
 from rl.batch import Sample
 from rl.weight_sync import EXTENSION
 
@@ -78,24 +78,6 @@ class RolloutWorker:
         # (vLLM-CPU turns prefix caching off for MLA without AMX; it is on for AMX_MLA, GPUs and other models.)
         self.engine.reset_prefix_cache()
         return time.perf_counter() - started
-
-
-def prompt_seed(seed: int | None, index: int) -> int | None:
-    """The sampling seed of the index-th prompt of a request seeded with `seed` (None: unseeded).
-
-    vLLM samples the n completions of a prompt with seeds s, s+1, ..., s+n-1 (vllm/v1/engine/parallel_sampling.py),
-    so consecutive integers would share n-1 of their n seeds between neighbouring prompts: their samples draw the
-    same random numbers and are correlated (measured: pass@1 moved 2.4 points between evaluation seeds whose
-    standard deviation across seeds looked like 0.1). The seed is therefore a 64-bit mix (splitmix64) of
-    (seed, index), spread over [0, 2**62): two prompts' seed ranges overlap with probability about n / 2**62.
-    """
-    if seed is None:
-        return None
-    mask = 2**64 - 1
-    z = ((seed & mask) * 0x9E3779B97F4A7C15 + index + 1) & mask  # distinct (seed, index) -> distinct z for index < 2**32
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-    return (z ^ (z >> 31)) >> 2
 
 
 def generate_on_workers(workers: list, prompts: list[list[int]], *, seed: int | list[int] | None = None,

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence
 
-__all__ = ["STEP_DELIMITER", "Continuation", "StepGenerator", "TokenCounter", "split_steps"]
+__all__ = ["STEP_DELIMITER", "Continuation", "StepGenerator", "TokenCounter", "continue_many", "split_steps"]
 
 # Our policies write one reasoning step per line inside <think>...</think> and end "The answer is \boxed{N}."
 STEP_DELIMITER = "\n"
@@ -57,6 +57,17 @@ class StepGenerator(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
+
+
+def continue_many(generator: StepGenerator, prefixes: Sequence[list[int]], k: int, *, max_tokens: int,
+                  temperature: float, stop: Sequence[str], seeds: Sequence[int | None]) -> list[list[Continuation]]:
+    """k continuations of each prefix: in one engine call when the generator offers `continue_prefixes` (a vLLM
+    engine then batches every prefix), else one `continue_prefix` call per prefix."""
+    batched = getattr(generator, "continue_prefixes", None)
+    if batched is not None:
+        return batched(list(prefixes), k, max_tokens=max_tokens, temperature=temperature, stop=stop, seeds=seeds)
+    return [generator.continue_prefix(prefix, k, max_tokens=max_tokens, temperature=temperature, stop=stop, seed=seed)
+            for prefix, seed in zip(prefixes, seeds, strict=True)]
 
 
 def split_steps(text: str) -> list[str]:

@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from model.vllm_engine import prompt_seed
 from rewards.extract import find_last_boxed, normalize_answer
 from rewards.math_answer import parse_number
 from search.generator import STEP_DELIMITER, Continuation, StepGenerator, TokenCounter, split_steps
@@ -143,7 +144,7 @@ class SearchContext:
     max_tokens: int = 1024  # one whole solution (greedy, samples, rollouts)
     max_depth: int = 32  # steps; a node this deep is terminal
     temperature: float = 1.0
-    seed: int | None = 0  # call i samples with seed + i, so a search is reproducible
+    seed: int | None = 0  # call i samples with prompt_seed(seed, i): reproducible, and no two calls share seeds
     counter: TokenCounter = field(default_factory=TokenCounter)
 
     @property
@@ -153,7 +154,9 @@ class SearchContext:
     def sample(self, node: Node, k: int, *, whole: bool, temperature: float | None = None) -> list[Continuation]:
         """k continuations of the node's prefix: its next step, or (whole) the rest of the solution."""
         prefix = self.prompt_ids + node.ids()
-        seed = None if self.seed is None else self.seed + self.counter.policy_calls
+        # vLLM seeds a call's k samples s, s+1, ..., s+k-1: consecutive call seeds would repeat samples between
+        # calls on the same prefix (self-consistency's batches), so each call's seed is a 64-bit mix
+        seed = prompt_seed(self.seed, self.counter.policy_calls)
         out = self.generator.continue_prefix(
             prefix, k, max_tokens=self.max_tokens if whole else self.max_step_tokens,
             temperature=self.temperature if temperature is None else temperature,

@@ -17,22 +17,31 @@ class VllmStepGenerator:
 
     def continue_prefix(self, prefix_ids: list[int], k: int, *, max_tokens: int, temperature: float,
                         stop: Sequence[str], seed: int | None) -> list[Continuation]:
+        return self.continue_prefixes([prefix_ids], k, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                      seeds=[seed])[0]
+
+    def continue_prefixes(self, prefixes: list[list[int]], k: int, *, max_tokens: int, temperature: float,
+                          stop: Sequence[str], seeds: Sequence[int | None]) -> list[list[Continuation]]:
+        """k continuations of each prefix, all in one engine call (prefix i sampled with seeds[i])."""
         from vllm import SamplingParams
 
         from model import decode_completion
 
-        params = SamplingParams(n=k, max_tokens=max_tokens, temperature=temperature, seed=seed, logprobs=0,
-                                stop=list(stop) or None, include_stop_str_in_output=True)
-        (result,) = self.engine.generate([{"prompt_token_ids": list(prefix_ids)}], params, use_tqdm=False)
-        continuations = []
-        for output in sorted(result.outputs, key=lambda o: o.index):
-            tokens = list(output.token_ids)
-            logprob = sum(step[t].logprob for step, t in zip(output.logprobs or [], tokens))
-            # finish_reason "stop" is either a stop string (stop_reason holds it) or the end-of-text token
-            reason = ("length" if output.finish_reason == "length" else
-                      "step" if isinstance(output.stop_reason, str) else "eos")
-            continuations.append(Continuation(tokens, decode_completion(self.tokenizer, tokens), logprob, reason))
-        return continuations
+        params = [SamplingParams(n=k, max_tokens=max_tokens, temperature=temperature, seed=seed, logprobs=0,
+                                 stop=list(stop) or None, include_stop_str_in_output=True) for seed in seeds]
+        results = self.engine.generate([{"prompt_token_ids": list(p)} for p in prefixes], params, use_tqdm=False)
+        out = []
+        for result in results:
+            continuations = []
+            for output in sorted(result.outputs, key=lambda o: o.index):
+                tokens = list(output.token_ids)
+                logprob = sum(step[t].logprob for step, t in zip(output.logprobs or [], tokens))
+                # finish_reason "stop" is either a stop string (stop_reason holds it) or the end-of-text token
+                reason = ("length" if output.finish_reason == "length" else
+                          "step" if isinstance(output.stop_reason, str) else "eos")
+                continuations.append(Continuation(tokens, decode_completion(self.tokenizer, tokens), logprob, reason))
+            out.append(continuations)
+        return out
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)

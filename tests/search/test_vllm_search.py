@@ -8,14 +8,7 @@ import json
 import pytest
 
 from search.api import METHODS, solve, tree_from_dict
-
-
-def step_checker_value(problem, steps):
-    """The fraction of a solution's checkable equations that hold (0.5 where none can be checked)."""
-    from rewards import check_steps, step_summary
-
-    score = step_summary(check_steps("".join(steps)))["score"]
-    return 0.5 if score is None else score
+from search.reward_models import step_checker_value
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +63,27 @@ def test_every_method_runs_on_the_engine_within_its_budget(generator, prompt_ids
     root, chosen = tree_from_dict(exported["tree"])
     assert sum(1 for _ in root.nodes()) == sum(1 for _ in result.tree.nodes())
     assert (chosen is None) == (result.chosen is None)
+
+
+def test_many_prefixes_go_to_the_engine_in_one_call(generator, prompt_ids):
+    from search.generator import STEP_DELIMITER, continue_many
+
+    prompt, _ = prompt_ids
+    prefixes = [prompt, prompt + generator.encode("<think>\n")]
+    out = continue_many(generator, prefixes, 3, max_tokens=10, temperature=1.0, stop=[STEP_DELIMITER], seeds=[1, 2])
+    assert [len(c) for c in out] == [3, 3]
+    assert all(1 <= c.num_tokens <= 10 for cs in out for c in cs)
+
+
+def test_a_learned_reward_model_guides_beam_search_and_its_tokens_are_counted(generator, prompt_ids, tiny_checkpoint,
+                                                                               tmp_path):
+    from model.reward_model import RewardModel, save_reward_model
+    from search.reward_models import CombinedValue, LearnedRewardModel
+
+    folder = save_reward_model(RewardModel.from_policy(tiny_checkpoint, "prm"), tmp_path / "prm")
+    prm = LearnedRewardModel(folder)
+    prompt, gold = prompt_ids
+    for value_fn in (prm, CombinedValue(prm)):
+        result = solve(prompt, generator, "beam", budget_tokens=120, value_fn=value_fn, gold=gold,
+                       max_step_tokens=12, max_tokens=40, seed=0, beam_width=2, num_children=2)
+        assert result.tokens.reward_calls > 0 and result.tokens.reward >= result.tokens.reward_calls * len(prompt) // 2
