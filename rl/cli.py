@@ -117,6 +117,7 @@ def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, pr
 def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic", *, n: int = 16, limit: int = 0,
                         max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
                         system_prompt: str | None = None, few_shot: int = 0, workers: int = 1,
+                        search: str | None = None, budget: int = 0, reward_model: str | Path | None = None,
                         out: str | Path | None = None, problem_field: str = "problem", answer_field: str = "answer",
                         id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
@@ -124,8 +125,10 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     n samples per problem at (temperature, top_p); graded by the rewards grader training uses; pass@1, pass@k for
     k = 1, 2, 4, ..., n and maj@n, each with its standard error (evals.metrics). `few_shot` worked examples go
     before each problem (rl.data.few_shot_examples; for base models). `workers` > 1 spreads generation over that
-    many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `out`, writes results.json and
-    samples.jsonl there.
+    many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `search` (a search.METHODS key),
+    each of a problem's n answers is what that search chooses with `budget` policy tokens, valued by the reward
+    model folder `reward_model` (else the sympy step checker), on one local engine. With `out`, writes results.json
+    and samples.jsonl there.
 
     Returns:
         benchmark name -> evals.BenchmarkResult (scores, per-problem records, settings).
@@ -140,7 +143,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     from model.checkpoint import check_checkpoint
     from model.config import ConfigError
     from rl.data import build_prompt, few_shot_examples
-    from rl.evaluate import evaluate
+    from rl.evaluate import evaluate, evaluate_with_search
     from rl.rollout import open_generator
 
     for name, value, low in (("n", n, 1), ("max_tokens", max_tokens, 1), ("workers", workers, 1)):
@@ -152,6 +155,19 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
         raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder to write results into")
+    if search is not None:
+        from search import METHODS
+
+        if search not in METHODS:
+            raise ConfigError(f"--search must be one of {', '.join(sorted(METHODS))}, got {search!r}")
+        if budget < 1:
+            raise ConfigError(f"--search needs --budget (policy tokens per search, >= 1), got {budget}")
+        if workers > 1:
+            raise ConfigError("--search runs on one local engine for now: leave out --workers")
+        if reward_model is not None:
+            from model.reward_model import load_reward_model
+
+            load_reward_model(reward_model)  # a wrong folder is named now, not after the engine started
     benchmarks = load_benchmarks(bench, limit=limit, seed=seed, problem_field=problem_field,
                                  answer_field=answer_field, id_field=id_field, levels=levels)
     examples = {name: few_shot_examples(name, few_shot, seed=seed, levels=levels) for name in benchmarks}
@@ -161,27 +177,44 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                for name, problems in benchmarks.items()}
     longest_prompt = max(len(prompt) for ps in prompts.values() for prompt in ps)
     results = {}
-    with open_generator(str(model), longest_prompt + max_tokens, seed=seed, workers=workers) as generate:
+    with open_generator(str(model), longest_prompt + max_tokens, seed=seed, workers=workers,
+                        search=search is not None) as generate:
         for name, problems in benchmarks.items():
             with progress_report(name, len(problems), log) as progress:
-                result = evaluate(generate, problems, tokenizer, k=n, max_tokens=max_tokens,
-                                  temperature=temperature, top_p=top_p, seed=seed, system_prompt=system_prompt,
-                                  examples=examples[name], prompts=prompts[name], name=name,
-                                  progress=progress)["result"]
+                if search is None:
+                    result = evaluate(generate, problems, tokenizer, k=n, max_tokens=max_tokens,
+                                      temperature=temperature, top_p=top_p, seed=seed, system_prompt=system_prompt,
+                                      examples=examples[name], prompts=prompts[name], name=name,
+                                      progress=progress)["result"]
+                else:
+                    result = evaluate_with_search(generate, problems, prompts[name], method=search,
+                                                  budget_tokens=budget, k=n, value_fn=search_value(reward_model),
+                                                  temperature=temperature, max_tokens=max_tokens, seed=seed,
+                                                  name=name, progress=progress)["result"]
             result.settings["model"] = str(model)
             results[name] = result
             s = result.scores
-            log(f"{name}: {s['problems']} problems x {n} samples: pass@1 {s['pass@1']:.3f} ± "
-                f"{s['pass@1_stderr']:.3f}, maj@{n} {s['maj@n']:.3f}, pass@{n} {s['pass@n']:.3f} ({s['seconds']:.0f}s)")
+            each = ("samples" if search is None else
+                    f"searches ({search}, {s['mean_policy_tokens']:.0f} of {budget} policy tokens a search)")
+            log(f"{name}: {s['problems']} problems x {n} {each}: pass@1 {s['pass@1']:.3f} ± {s['pass@1_stderr']:.3f}, "
+                f"maj@{n} {s['maj@n']:.3f}, pass@{n} {s['pass@n']:.3f} ({s['seconds']:.0f}s)")
     if out is not None:
         from evals.report import write_results
 
         write_results(out, list(results.values()), {"model": str(model), "n": n, "max_tokens": max_tokens,
                                                     "temperature": temperature, "top_p": top_p, "seed": seed,
                                                     "system_prompt": system_prompt, "few_shot": few_shot,
-                                                    "workers": workers, "limit": limit,
+                                                    "workers": workers, "limit": limit, "search": search,
+                                                    "budget": budget, "reward_model": reward_model and str(reward_model),
                                                     "synthetic_levels": list(levels)})
     return results
+
+
+def search_value(reward_model: str | Path | None):
+    """The value function a search runs with: a learned reward model's folder, else the sympy step checker."""
+    from search.reward_models import LearnedRewardModel, step_checker_value
+
+    return LearnedRewardModel(reward_model) if reward_model is not None else step_checker_value
 
 
 @contextmanager
@@ -375,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="Ray rollout workers to spread generation over (the cluster at RAY_ADDRESS, else "
                                   "a local one; each takes a GPU, or a CPU on a CPU machine; default 1: one engine "
                                   "in this process)")
+    eval_parser.add_argument("--search", help="answer each problem by a search method (mcts, beam, best_of_n, "
+                                              "weighted_best_of_n, self_consistency, dvts, greedy) instead of sampling")
+    eval_parser.add_argument("--budget", type=_at_least(1), default=0, help="policy tokens per search (with --search)")
+    eval_parser.add_argument("--reward-model", help="reward model folder valuing the search (`reasonrl train-rm`; "
+                                                    "default: the sympy step checker)")
     eval_parser.add_argument("--out", type=Path, help=f"folder for results.json and samples.jsonl "
                                                       f"(default: {EVAL_OUT}/<model or predictions name>)")
     eval_parser.add_argument("--problem-field", default=None, help="a benchmark or predictions file's problem field")
@@ -477,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                 results = evaluate_checkpoint(args.model, args.bench, n=args.n, limit=args.limit,
                                               max_tokens=args.max_tokens, temperature=args.temperature,
                                               top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt,
-                                              few_shot=args.few_shot, workers=args.workers, out=out,
+                                              few_shot=args.few_shot, workers=args.workers, search=args.search,
+                                              budget=args.budget, reward_model=args.reward_model, out=out,
                                               problem_field=args.problem_field or "problem",
                                               answer_field=args.answer_field, id_field=args.id_field or "id",
                                               levels=levels)

@@ -59,3 +59,36 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
         record["output_tokens"] = [len(batch.samples[i].completion_ids) for i in batch.group(g)]
         record["truncated"] = [batch.samples[i].truncated for i in batch.group(g)]
     return {"scores": result.scores, "records": result.records, "result": result}
+
+
+def evaluate_with_search(generator, problems: list, prompts: list[list[int]], *, method: str, budget_tokens: int,
+                         k: int = 1, value_fn=None, temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0,
+                         name: str = "held-out", progress: Callable[[int], None] | None = None, **options) -> dict:
+    """Evaluation through search: each problem's answer is what `search.solve` chooses with `method` at
+    `budget_tokens` policy tokens (k searches per problem, each with its own seed), graded and scored like
+    `evaluate`'s samples; the scores add the mean policy, prefill and reward-model tokens a search spent.
+
+    Returns:
+        {"scores", "records", "result"} as `evaluate` returns them.
+    """
+    from model.vllm_engine import prompt_seed
+    from search import solve
+
+    started = time.perf_counter()
+    options.setdefault("max_step_tokens", min(max_tokens, 256))  # a step is never longer than a whole solution
+    outputs, spent = [], []
+    for i, prompt in enumerate(prompts):
+        searches = [solve(prompt, generator, method, budget_tokens=budget_tokens, value_fn=value_fn,
+                          temperature=temperature, max_tokens=max_tokens, seed=prompt_seed(seed, i * k + j), **options)
+                    for j in range(k)]
+        outputs.append(["".join(s.steps) for s in searches])
+        spent += [s.tokens.to_dict() for s in searches]
+        if progress:
+            progress(i + 1)
+    settings = {"n": k, "search": method, "budget_tokens": budget_tokens, "temperature": temperature,
+                "max_tokens": max_tokens, "seed": seed, **options}
+    result: BenchmarkResult = grade_outputs(name, problems, outputs, settings=settings)
+    result.scores |= {"k": k, "seconds": time.perf_counter() - started,
+                      **{f"mean_{kind}_tokens": sum(s[kind] for s in spent) / max(len(spent), 1)
+                         for kind in ("policy", "prefill", "reward")}}
+    return {"scores": result.scores, "records": result.records, "result": result}

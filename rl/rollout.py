@@ -7,7 +7,7 @@ import os
 import time
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed  # noqa: F401 (rl's API)
 from rl.batch import Sample
@@ -122,16 +122,24 @@ def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None
 
 
 @contextmanager
-def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, workers: int = 1
-                   ) -> Iterator[Callable[..., list[Sample]]]:
+def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, workers: int = 1, search: bool = False
+                   ) -> Iterator[Any]:
     """A `generate(prompts, n, max_tokens, ...)` serving `checkpoint` for as long as the block runs: one vLLM engine
     in this process, or `workers` RolloutWorker actors on Ray (the cluster at RAY_ADDRESS, else a local one started
-    here and shut down after) with each request spread over them.
+    here and shut down after) with each request spread over them. With `search`, a search.StepGenerator over one
+    local engine instead.
 
     Raises:
         ConfigError: the cluster has fewer CPUs (GPUs, on a GPU cluster) than workers, which Ray would wait for
             forever.
     """
+    if search:
+        from model import load_tokenizer
+        from search.vllm_generator import VllmStepGenerator
+
+        worker = RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True)
+        yield VllmStepGenerator(worker.engine, load_tokenizer(checkpoint))
+        return
     if workers == 1:
         yield RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True).generate
         return

@@ -193,3 +193,20 @@ def test_too_many_few_shot_examples_are_refused_before_any_engine_starts(tmp_pat
     assert main(["eval", "--model", str(tmp_path / "p"), "--bench", "gsm8k,aime24", "--few-shot", "6"]) == 2
     assert "aime24: at most 4 few-shot examples" in capsys.readouterr().err
     assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--search", "astar", "--budget", "100"], "--search must be one of"),
+    (["--search", "beam"], "--search needs --budget"),
+    (["--search", "beam", "--budget", "100", "--workers", "2"], "--search runs on one local engine for now"),
+    (["--search", "beam", "--budget", "100", "--reward-model", "POLICY"], "is not a reward model: its config.json"),
+])
+def test_eval_through_search_mistakes_are_named_before_any_engine_starts(argv, message, tmp_path, monkeypatch,
+                                                                        capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    argv = [str(tmp_path / "p") if a == "POLICY" else a for a in argv]
+    started = time.perf_counter()
+    assert main(["eval", "--model", str(tmp_path / "p"), "--bench", "synthetic", *argv]) == 2
+    assert message in capsys.readouterr().err and time.perf_counter() - started < 10
