@@ -127,8 +127,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     before each problem (rl.data.few_shot_examples; for base models). `workers` > 1 spreads generation over that
     many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `search` (a search.METHODS key),
     each of a problem's n answers is what that search chooses with `budget` policy tokens, valued by the reward
-    model folder `reward_model` (else the sympy step checker), on one local engine. With `out`, writes results.json
-    and samples.jsonl there.
+    model folder `reward_model` (else the sympy step checker); searches are spread over the workers like samples.
+    With `out`, writes results.json and samples.jsonl there.
 
     Returns:
         benchmark name -> evals.BenchmarkResult (scores, per-problem records, settings).
@@ -162,8 +162,6 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
             raise ConfigError(f"--search must be one of {', '.join(sorted(METHODS))}, got {search!r}")
         if budget < 1:
             raise ConfigError(f"--search needs --budget (policy tokens per search, >= 1), got {budget}")
-        if workers > 1:
-            raise ConfigError("--search runs on one local engine for now: leave out --workers")
         if reward_model is not None:
             from model.reward_model import load_reward_model
 
@@ -188,7 +186,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                       progress=progress)["result"]
                 else:
                     result = evaluate_with_search(generate, problems, prompts[name], method=search,
-                                                  budget_tokens=budget, k=n, value_fn=search_value(reward_model),
+                                                  budget_tokens=budget, k=n,
+                                                  reward_model=reward_model and str(Path(reward_model).resolve()),
                                                   temperature=temperature, max_tokens=max_tokens, seed=seed,
                                                   name=name, progress=progress)["result"]
             result.settings["model"] = str(model)
@@ -208,13 +207,6 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                                     "budget": budget, "reward_model": reward_model and str(reward_model),
                                                     "synthetic_levels": list(levels)})
     return results
-
-
-def search_value(reward_model: str | Path | None):
-    """The value function a search runs with: a learned reward model's folder, else the sympy step checker."""
-    from search.reward_models import LearnedRewardModel, step_checker_value
-
-    return LearnedRewardModel(reward_model) if reward_model is not None else step_checker_value
 
 
 @contextmanager

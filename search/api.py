@@ -16,7 +16,7 @@ from search.baselines import beam_search, best_of_n, dvts, greedy, self_consiste
 from search.generator import StepGenerator, TokenCounter, split_steps
 from search.tree import Node, SearchContext, ValueFn, Verifier, mcts
 
-__all__ = ["METHODS", "SearchResult", "solve", "verifier_for", "tree_to_dict", "tree_from_dict"]
+__all__ = ["METHODS", "SearchResult", "solve", "solve_many", "verifier_for", "tree_to_dict", "tree_from_dict"]
 
 METHODS: dict[str, Callable[..., tuple[Node, Node | None, float | None]]] = {
     "mcts": mcts, "greedy": greedy, "self_consistency": self_consistency, "best_of_n": best_of_n,
@@ -41,6 +41,12 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "answer": self.answer, "steps": self.steps, "value": self.value,
                 "correct": self.correct, "tokens": self.tokens.to_dict(), "tree": tree_to_dict(self.tree, self.chosen)}
+
+    def summary(self) -> dict[str, Any]:
+        """What a batch of searches reports back (no tree: trees can be large): answer, steps, value, verdict,
+        tokens."""
+        return {"method": self.method, "answer": self.answer, "steps": self.steps, "value": self.value,
+                "correct": self.correct, "tokens": self.tokens.to_dict()}
 
     def to_json(self, **dumps_kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **dumps_kwargs)
@@ -88,6 +94,14 @@ def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = 
     return SearchResult(method=method, answer=chosen.answer if chosen else None, steps=split_steps(solution),
                         value=value, correct=bool(verifier(solution)) if verifier and chosen else None,
                         tokens=ctx.counter, tree=tree, chosen=chosen)
+
+
+def solve_many(prompts: Sequence[Sequence[int]], generator: StepGenerator, method: str, *, budget_tokens: int,
+               seeds: Sequence[int | None], value_fn: ValueFn | None = None, **options: Any) -> list[dict[str, Any]]:
+    """`solve` on each prompt in turn, prompt i with seeds[i]; each result's `summary()` (no verifier: the caller
+    grades the answers, e.g. in the rewards pool)."""
+    return [solve(list(prompt), generator, method, budget_tokens=budget_tokens, value_fn=value_fn, seed=seed,
+                  **options).summary() for prompt, seed in zip(prompts, seeds, strict=True)]
 
 
 _NODE_FIELDS = ("step", "token_ids", "logprob", "prior", "visits", "value_sum", "score", "terminal", "stop_reason",

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["LearnedRewardModel", "step_checker_scores", "step_checker_value", "combined_scores", "CombinedValue"]
+__all__ = ["LearnedRewardModel", "step_checker_scores", "step_checker_value", "combined_scores", "CombinedValue",
+           "value_function"]
 
 
 class LearnedRewardModel:
@@ -87,3 +88,12 @@ class CombinedValue:
         if steps and min(step_checker_scores(problem, steps)) == 0.0:
             return 0.0  # no reward-model call needed: the state holds a false equation
         return self.learned(problem, steps)
+
+
+def value_function(reward_model: str | Path | None, combine_with_checker: bool = False):
+    """The value function a search runs with: a learned reward model's folder (alone, or zeroed by the step checker
+    where it finds a false equation), else the sympy step checker."""
+    if reward_model is None:
+        return step_checker_value
+    learned = LearnedRewardModel(reward_model)
+    return CombinedValue(learned) if combine_with_checker else learned

@@ -198,7 +198,6 @@ def test_too_many_few_shot_examples_are_refused_before_any_engine_starts(tmp_pat
 @pytest.mark.parametrize("argv, message", [
     (["--search", "astar", "--budget", "100"], "--search must be one of"),
     (["--search", "beam"], "--search needs --budget"),
-    (["--search", "beam", "--budget", "100", "--workers", "2"], "--search runs on one local engine for now"),
     (["--search", "beam", "--budget", "100", "--reward-model", "POLICY"], "is not a reward model: its config.json"),
 ])
 def test_eval_through_search_mistakes_are_named_before_any_engine_starts(argv, message, tmp_path, monkeypatch,

@@ -77,13 +77,13 @@ def test_eval_spread_over_two_ray_workers_with_few_shot_prompts(tiny_checkpoint,
         assert len(row["outputs"]) == len(row["correct"]) == 2 and all(1 <= t <= 16 for t in row["output_tokens"])
 
 
-def test_eval_through_search_grades_the_answer_each_search_chooses(tiny_checkpoint, tmp_path):
-    """`reasonrl eval --search beam --budget N`: one chosen solution per search, graded and scored like samples,
-    with the tokens each search spent."""
+def test_eval_through_search_on_two_ray_workers_grades_the_answer_each_search_chooses(tiny_checkpoint, tmp_path):
+    """`reasonrl eval --search beam --budget N --workers 2`: the searches run inside two Ray rollout workers, next to
+    their engines; one chosen solution per search, graded and scored like samples, with the tokens it spent."""
     out = tmp_path / "eval"
     done = subprocess.run([sys.executable, "-m", "rl.cli", "eval", "--model", str(tiny_checkpoint), "--bench",
                            "synthetic", "--levels", "2", "-n", "2", "--limit", "3", "--max-tokens", "24", "--search",
-                           "beam", "--budget", "48", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                           "beam", "--budget", "48", "--workers", "2", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 problems x 2 searches (beam" in done.stdout
@@ -92,4 +92,5 @@ def test_eval_through_search_grades_the_answer_each_search_chooses(tiny_checkpoi
     assert summary["settings"]["search"] == "beam" and summary["settings"]["budget"] == 48
     assert 0 < scores["mean_policy_tokens"] <= 48 + 4 * 24 and scores["mean_reward_tokens"] > 0
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and all(len(row["outputs"]) == len(row["correct"]) == 2 for row in rows)
+    assert len(rows) == 3 and all(len(row["outputs"]) == len(row["correct"]) == len(row["search"]) == 2 for row in rows)
+    assert all(s["tokens"]["policy"] > 0 for row in rows for s in row["search"])

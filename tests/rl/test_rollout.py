@@ -86,6 +86,9 @@ class EchoWorker:
         return [Sample(prompt_ids=list(p), completion_ids=[s % 1000, j], rollout_logprobs=[0.0, 0.0], truncated=False)
                 for p, s in zip(prompts, seed) for j in range(n)]
 
+    def search(self, prompts, seeds, method, budget_tokens, reward_model=None, **options):
+        return [{"prompt": list(p), "seed": s, "method": method, "budget": budget_tokens} for p, s in zip(prompts, seeds)]
+
 
 def test_a_request_spread_over_workers_comes_back_in_prompt_order_with_each_prompts_own_seed(ray_session):
     """Whatever the number of workers, sample i belongs to prompt i // n and carries the seed one worker would
@@ -100,3 +103,14 @@ def test_a_request_spread_over_workers_comes_back_in_prompt_order_with_each_prom
         assert [(s.prompt_ids, s.completion_ids) for s in samples] == expected
         for worker in workers:
             ray_session.kill(worker)
+
+
+def test_searches_spread_over_workers_come_back_in_prompt_order(ray_session):
+    from rl.rollout import search_on_workers
+
+    prompts = [[i] for i in range(5)]
+    workers = [ray_session.remote(num_cpus=0)(EchoWorker).remote() for _ in range(2)]
+    results = search_on_workers(workers, prompts, [10 + i for i in range(5)], "beam", 64)
+    assert results == [{"prompt": [i], "seed": 10 + i, "method": "beam", "budget": 64} for i in range(5)]
+    for worker in workers:
+        ray_session.kill(worker)
