@@ -18,7 +18,8 @@ and one human-readable reason per sample, from the same single pass (``math_accu
 from rewards.calls import RewardCallError
 from rewards.code import CodeExecution, code_execution, extract_program, run_tests
 from rewards.combine import WeightedReward
-from rewards.format import FormatReward, LengthPenalty, format_reward, length_penalty
+from rewards.format import (CodeFormatReward, FormatReward, LengthPenalty, code_format_reward, format_reward,
+                            length_penalty)
 from rewards.math_answer import Verdict, grade_answer
 from rewards.math_reward import MathAccuracy, grade_batch, math_accuracy
 from rewards.sandbox import RunResult, SandboxLimits, isolation, run_sandboxed
@@ -31,6 +32,8 @@ __all__ = [
     "LengthPenalty",
     "WeightedReward",
     "format_reward",
+    "CodeFormatReward",
+    "code_format_reward",
     "length_penalty",
     "CodeExecution",
     "code_execution",

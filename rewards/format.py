@@ -13,7 +13,8 @@ from typing import Any, Sequence
 from rewards.calls import check_call
 from rewards.extract import completion_text
 
-__all__ = ["FormatReward", "format_reward", "LengthPenalty", "length_penalty"]
+__all__ = ["FormatReward", "format_reward", "CodeFormatReward", "code_format_reward", "LengthPenalty",
+           "length_penalty"]
 
 
 class FormatReward:
@@ -22,10 +23,11 @@ class FormatReward:
     Args:
         think_tags: Opening and closing tags of the reasoning block.
         answer_tags: Tags of an explicit answer block (accepted as the answer).
-        require_final_answer: Also require ``\\boxed{}``, ``####`` or an answer block
-            after the reasoning.
+        require_final_answer: Also require ``\\boxed{}``, ``####`` or an answer block after the reasoning (with
+            ``code_answer``: a non-empty fenced code block, a code task's answer, instead).
         prompt_opens_think: The chat template already opened ``<think>`` in the prompt
             (DeepSeek-R1 does), so the completion may start inside the block.
+        code_answer: the final answer is a program (``code_format_reward``), not a math answer.
 
     Example:
         >>> format_reward(["<think>2+2=4</think> The answer is \\\\boxed{4}."])
@@ -36,8 +38,9 @@ class FormatReward:
 
     def __init__(self, think_tags: tuple[str, str] = ("<think>", "</think>"),
                  answer_tags: tuple[str, str] = ("<answer>", "</answer>"),
-                 require_final_answer: bool = True, prompt_opens_think: bool = False):
+                 require_final_answer: bool = True, prompt_opens_think: bool = False, code_answer: bool = False):
         self.think_tags = tuple(think_tags)
+        self.code_answer = code_answer
         self.answer_tags = tuple(answer_tags)
         self.require_final_answer = require_final_answer
         self.prompt_opens_think = prompt_opens_think
@@ -60,7 +63,10 @@ class FormatReward:
             return False, "nothing after the reasoning"
         if self.require_final_answer:
             a_open, a_close = (re.escape(t) for t in self.answer_tags)
-            if not (re.search(rf"{a_open}.+?{a_close}", rest, re.S) or "\\boxed" in rest or "####" in rest):
+            if self.code_answer:
+                if not re.search(r"```[^\n]*\n.*?\S.*?```", rest, re.S):
+                    return False, "no final answer (a non-empty fenced code block)"
+            elif not (re.search(rf"{a_open}.+?{a_close}", rest, re.S) or "\\boxed" in rest or "####" in rest):
                 return False, "no final answer (boxed, #### or answer tags)"
         return True, "ok"
 
@@ -123,4 +129,16 @@ class LengthPenalty:
 
 
 format_reward = FormatReward()
+
+
+class CodeFormatReward(FormatReward):
+    """``<think>plan</think>`` then a non-empty fenced code block (code tasks' format reward)."""
+
+    __name__ = "code_format_reward"
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(code_answer=True, **kwargs)
+
+
+code_format_reward = CodeFormatReward()
 length_penalty = LengthPenalty()

@@ -24,13 +24,14 @@ def _registry(timeout_s: float) -> dict[str, Callable[[], Callable[..., list[flo
     return {
         "math_accuracy": lambda: rewards.MathAccuracy(timeout=timeout_s),
         "format": lambda: rewards.format_reward,
+        "code_format": lambda: rewards.code_format_reward,
         "math_steps": lambda: rewards.MathSteps(timeout=timeout_s),
         "code_execution": lambda: rewards.CodeExecution(sample_timeout=max(timeout_s, 10.0)),
         "length_penalty": lambda: rewards.length_penalty,
     }
 
 
-REWARD_NAMES = ("math_accuracy", "format", "math_steps", "code_execution", "length_penalty")
+REWARD_NAMES = ("math_accuracy", "format", "code_format", "math_steps", "code_execution", "length_penalty")
 
 
 def reward_name_error(name: str) -> str | None:

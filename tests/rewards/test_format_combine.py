@@ -112,3 +112,12 @@ def test_each_reward_says_which_dataset_columns_it_needs():
     assert required_columns(mine) == [("gold",)]
     assert missing_columns(math_accuracy, ["id", "solution"]) == []
     assert missing_columns(code_execution, ["id", "answer"]) == [("tests",)]
+
+
+def test_code_format_takes_a_program_as_the_final_answer_and_math_format_does_not():
+    from rewards.format import code_format_reward
+
+    program = "<think>plan</think>\n```python\ndef solve(n):\n    return n\n```"
+    assert code_format_reward([program, "<think>plan</think>\n```python\n```", "<think>p</think> \\boxed{4}"]) == \
+        [1.0, 0.0, 0.0]
+    assert format_reward([program]) == [0.0]  # math's format is not paid for a code block
