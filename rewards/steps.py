@@ -57,8 +57,10 @@ class Claim:
 _STEP_RE = re.compile(r"[^\n]+")
 _ANNOTATION_RE = re.compile(r"<<([^<>=]+)=([^<>=]+)>>")
 _MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
-# Plain-text equation chains: numbers, one-letter variables, operators, parentheses.
-_TERM = r"(?:\d+(?:[.,]\d+)*%?|(?<![A-Za-z])[a-zA-Z](?![A-Za-z])|[-+*/×÷·^()\s])+"
+# Plain-text equation chains: numbers, one-letter variables, operators, parentheses. Each digit run is taken whole
+# ((?!\d) after \d+): otherwise the repeated group could split a run of n digits in 2^(n-1) ways, and a long digit
+# run without an "=" (a degenerate policy's output) backtracked for minutes.
+_TERM = r"(?:\d+(?!\d)(?:[.,]\d+(?!\d))*%?|(?<![A-Za-z])[a-zA-Z](?![A-Za-z])|[-+*/×÷·^()\s])+"
 _PLAIN_EQ_RE = re.compile(rf"{_TERM}(?:={_TERM})+")
 _MAX_SIDE_CHARS = 200
 

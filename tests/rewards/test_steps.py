@@ -72,3 +72,17 @@ def test_malformed_call_raises_and_bad_samples_score_zero():
     logged = {}
     assert math_steps(["1 + 1 = 2", None, 5], log_extra=logged.__setitem__) == [1.0, 0.0, 0.0]
     assert logged["steps_reason"] == ["", "bad-input: NoneType", "bad-input: int"]
+
+
+def test_long_digit_runs_without_an_equation_are_checked_in_linear_passes():
+    """A degenerate policy's output ("...2131313133132...</think>2323...") made the plain-equation pattern split each
+    digit run every possible way (2^(n-1)); it hung a search's step checker for minutes. Now each run is read whole."""
+    import time
+
+    texts = ["<think>\n28 * 3 = 8 \\boxed{2131313131313313313132332232323222243223023222222322</think>2323224232232232",
+             "<think>\n73 * 2 = 14ge5 263226 2231</think>732323322332</think>3234923443433243ck24234543433214 - 34343",
+             "7" * 400 + " + " + "3" * 400]
+    started = time.perf_counter()
+    claims = [check_steps(text) for text in texts]
+    assert time.perf_counter() - started < 5  # the first text alone ran past 2 s before (2^50 ways to split)
+    assert [c.status for c in claims[0]] == ["invalid"] and claims[2] == []
