@@ -118,6 +118,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                         max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
                         system_prompt: str | None = None, few_shot: int = 0, workers: int = 1,
                         search: str | None = None, budget: int = 0, reward_model: str | Path | None = None,
+                        with_checker: bool = False,
                         out: str | Path | None = None, problem_field: str = "problem", answer_field: str = "answer",
                         id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
@@ -127,7 +128,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     before each problem (rl.data.few_shot_examples; for base models). `workers` > 1 spreads generation over that
     many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `search` (a search.METHODS key),
     each of a problem's n answers is what that search chooses with `budget` policy tokens, valued by the reward
-    model folder `reward_model` (else the sympy step checker); searches are spread over the workers like samples.
+    model folder `reward_model` (zeroed where the sympy step checker finds a false equation, `with_checker`; no
+    folder: the checker alone); searches are spread over the workers like samples.
     With `out`, writes results.json and samples.jsonl there.
 
     Returns:
@@ -188,6 +190,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                     result = evaluate_with_search(generate, problems, prompts[name], method=search,
                                                   budget_tokens=budget, k=n,
                                                   reward_model=reward_model and str(Path(reward_model).resolve()),
+                                                  with_checker=with_checker,
                                                   temperature=temperature, max_tokens=max_tokens, seed=seed,
                                                   name=name, progress=progress)["result"]
             result.settings["model"] = str(model)
@@ -204,7 +207,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                                     "temperature": temperature, "top_p": top_p, "seed": seed,
                                                     "system_prompt": system_prompt, "few_shot": few_shot,
                                                     "workers": workers, "limit": limit, "search": search,
-                                                    "budget": budget, "reward_model": reward_model and str(reward_model),
+                                                    "budget": budget, "reward_model": reward_model and str(reward_model), "with_checker": with_checker,
                                                     "synthetic_levels": list(levels)})
     return results
 
@@ -405,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--budget", type=_at_least(1), default=0, help="policy tokens per search (with --search)")
     eval_parser.add_argument("--reward-model", help="reward model folder valuing the search (`reasonrl train-rm`; "
                                                     "default: the sympy step checker)")
+    eval_parser.add_argument("--with-checker", action="store_true",
+                             help="with --reward-model: zero its value where the sympy step checker finds a false "
+                                  "equation (the best step ranker measured: see the README)")
     eval_parser.add_argument("--out", type=Path, help=f"folder for results.json and samples.jsonl "
                                                       f"(default: {EVAL_OUT}/<model or predictions name>)")
     eval_parser.add_argument("--problem-field", default=None, help="a benchmark or predictions file's problem field")
@@ -508,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
                                               max_tokens=args.max_tokens, temperature=args.temperature,
                                               top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt,
                                               few_shot=args.few_shot, workers=args.workers, search=args.search,
-                                              budget=args.budget, reward_model=args.reward_model, out=out,
+                                              budget=args.budget, reward_model=args.reward_model,
+                                              with_checker=args.with_checker, out=out,
                                               problem_field=args.problem_field or "problem",
                                               answer_field=args.answer_field, id_field=args.id_field or "id",
                                               levels=levels)

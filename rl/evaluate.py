@@ -63,7 +63,7 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
 
 def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prompts: list[list[int]], *,
                          method: str, budget_tokens: int, k: int = 1, reward_model: str | None = None,
-                         temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0, name: str = "held-out",
+                         with_checker: bool = False, temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0, name: str = "held-out",
                          progress: Callable[[int], None] | None = None, **options) -> dict:
     """Evaluation through search: each problem's answer is the solution `method` chooses with `budget_tokens` policy
     tokens (k searches per problem, each with its own seed), graded and scored like `evaluate`'s samples; the
@@ -73,6 +73,7 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
         search: `search(prompts, seeds, method, budget_tokens, reward_model, **options) -> summaries`: a
             RolloutWorker's `search`, or rl.rollout.search_on_workers over several.
         reward_model: the folder of the reward model valuing the search (None: the sympy step checker).
+        with_checker: the reward model's value is zeroed where the step checker finds a false equation.
 
     Returns:
         {"scores", "records", "result"} as `evaluate` returns them.
@@ -88,12 +89,12 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
         indices = range(start, min(start + chunk, len(prompts)))
         summaries += search([prompts[i] for i in indices for _ in range(k)],
                             [prompt_seed(seed, i * k + j) for i in indices for j in range(k)],
-                            method, budget_tokens, reward_model, **options)
+                            method, budget_tokens, reward_model, with_checker, **options)
         if progress:
             progress(indices[-1] + 1)
     outputs = [["".join(s["steps"]) for s in summaries[i * k:(i + 1) * k]] for i in range(len(problems))]
     settings = {"n": k, "search": method, "budget_tokens": budget_tokens, "reward_model": reward_model,
-                "seed": seed, **options}
+                "with_checker": with_checker, "seed": seed, **options}
     result: BenchmarkResult = grade_outputs(name, problems, outputs, settings=settings)
     result.scores |= {"k": k, "seconds": time.perf_counter() - started,
                       **{f"mean_{kind}_tokens": sum(s["tokens"][kind] for s in summaries) / max(len(summaries), 1)

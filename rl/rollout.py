@@ -73,10 +73,11 @@ class RolloutWorker:
         return samples
 
     def search(self, prompts: list[list[int]], seeds: list[int | None], method: str, budget_tokens: int,
-               reward_model: str | None = None, **options) -> list[dict]:
+               reward_model: str | None = None, with_checker: bool = False, **options) -> list[dict]:
         """Run `search.solve` on each prompt with this worker's engine (the whole search runs next to the engine, so
-        no step crosses Ray), valued by the reward model folder (else the sympy step checker); returns each result's
-        summary (answer, steps, value, tokens)."""
+        no step crosses Ray), valued by the reward model folder (zeroed by the sympy step checker where it finds a
+        false equation, `with_checker`; no folder: the checker alone); returns each result's summary (answer,
+        steps, value, tokens)."""
         from model import load_tokenizer
         from search import solve_many
         from search.reward_models import value_function
@@ -84,10 +85,11 @@ class RolloutWorker:
 
         if self.searcher is None:
             self.searcher = VllmStepGenerator(self.engine, load_tokenizer(self.checkpoint))
-        if reward_model not in self.value_functions:
-            self.value_functions[reward_model] = value_function(reward_model)
+        key = (reward_model, with_checker)
+        if key not in self.value_functions:
+            self.value_functions[key] = value_function(reward_model, with_checker)
         return solve_many(prompts, self.searcher, method, budget_tokens=budget_tokens, seeds=seeds,
-                          value_fn=self.value_functions[reward_model], **options)
+                          value_fn=self.value_functions[key], **options)
 
     def load_weights(self, blob: bytes) -> float:
         """Take checkpoint-layout weights (safetensors bytes) in place; returns the seconds it took."""
@@ -141,13 +143,14 @@ def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None
 
 
 def search_on_workers(workers: list, prompts: list[list[int]], seeds: list[int | None], method: str,
-                      budget_tokens: int, reward_model: str | None = None, **options) -> list[dict]:
+                      budget_tokens: int, reward_model: str | None = None, with_checker: bool = False,
+                      **options) -> list[dict]:
     """Spread searches over Ray RolloutWorker actors, round robin, each prompt with its own seed; the summaries come
     back in prompt order."""
     import ray
 
     shards = [(prompts[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
-    results = ray.get([worker.search.remote(p, s, method, budget_tokens, reward_model, **options)
+    results = ray.get([worker.search.remote(p, s, method, budget_tokens, reward_model, with_checker, **options)
                        for worker, (p, s) in zip(workers, shards)])
     return [results[i % len(workers)][i // len(workers)] for i in range(len(prompts))]
 
@@ -158,7 +161,7 @@ def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, worker
     """A `generate(prompts, n, max_tokens, ...)` serving `checkpoint` for as long as the block runs: one vLLM engine
     in this process, or `workers` RolloutWorker actors on Ray (the cluster at RAY_ADDRESS, else a local one started
     here and shut down after) with each request spread over them. With `search`, a
-    `search(prompts, seeds, method, budget_tokens, reward_model, **options)` instead, over the same engines
+    `search(prompts, seeds, method, budget_tokens, reward_model, with_checker, **options)` instead, over the same engines
     (`RolloutWorker.search`, `search_on_workers`).
 
     Raises:

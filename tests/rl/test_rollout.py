@@ -86,7 +86,7 @@ class EchoWorker:
         return [Sample(prompt_ids=list(p), completion_ids=[s % 1000, j], rollout_logprobs=[0.0, 0.0], truncated=False)
                 for p, s in zip(prompts, seed) for j in range(n)]
 
-    def search(self, prompts, seeds, method, budget_tokens, reward_model=None, **options):
+    def search(self, prompts, seeds, method, budget_tokens, reward_model=None, with_checker=False, **options):
         return [{"prompt": list(p), "seed": s, "method": method, "budget": budget_tokens} for p, s in zip(prompts, seeds)]
 
 
