@@ -192,10 +192,11 @@ class GRPOTrainer:
 
     def check_reward_columns(self) -> None:
         """Every reward function finds the dataset columns it needs (rewards.calls.required_columns), before SFT
-        or any actor starts."""
+        or any actor starts. A column that is None in every training row (a math set's `tests`) counts as absent."""
         from rl.rewarding import column_errors
 
-        columns = list(dataclasses.asdict(self.train_problems[0])) if self.train_problems else []
+        rows = [dataclasses.asdict(p) for p in self.train_problems]
+        columns = [name for name in (rows[0] if rows else {}) if any(row[name] is not None for row in rows)]
         errors = column_errors(self.config.reward.functions, columns, f"data.train {self.config.data.train!r}")
         if errors:
             raise ConfigError("; ".join(errors))
