@@ -125,6 +125,14 @@ def reward_model_inputs(tokenizer, prompt: str, steps: Sequence[str]) -> tuple[l
     return ids, ends or [len(ids) - 1]
 
 
+def pad_right(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, S) token ids padded on the right with `pad_id`, and their attention mask."""
+    width = max(len(ids) for ids in sequences)
+    ids = torch.tensor([list(ids) + [pad_id] * (width - len(ids)) for ids in sequences])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in sequences])
+    return ids, mask
+
+
 @torch.no_grad()
 def score_steps(model: RewardModel, tokenizer, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 16
                 ) -> list[list[float]]:
@@ -134,9 +142,7 @@ def score_steps(model: RewardModel, tokenizer, items: Sequence[tuple[str, Sequen
     out: list[list[float]] = []
     for start in range(0, len(items), batch_size):
         encoded = [reward_model_inputs(tokenizer, prompt, steps) for prompt, steps in items[start:start + batch_size]]
-        width = max(len(ids) for ids, _ in encoded)
-        ids = torch.tensor([i + [tokenizer.pad_token_id or 0] * (width - len(i)) for i, _ in encoded], device=device)
-        mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in encoded], device=device)
-        probs = model(ids, attention_mask=mask).sigmoid().cpu()
+        ids, mask = pad_right([ids for ids, _ in encoded], tokenizer.pad_token_id or 0)
+        probs = model(ids.to(device), attention_mask=mask.to(device)).sigmoid().cpu()
         out += [probs[row, ends].tolist() for row, (_, ends) in enumerate(encoded)]
     return out

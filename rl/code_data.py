@@ -17,7 +17,7 @@ import json
 import random
 from typing import Any, Callable, Sequence
 
-from rl.data import Problem
+from rl.data import Problem, distinct_problems, held_out_first
 
 ENTRY_POINT = "solve"
 
@@ -91,34 +91,15 @@ def synthetic_code_problem(rng: random.Random, level: int, index: int = 0) -> Pr
 
 def synthetic_code_problems(n: int, seed: int, levels: Sequence[int] = (1, 2, 3)) -> list[Problem]:
     """`n` problems with distinct questions, levels round-robin; the same list for the same seed."""
-    if not levels:
-        raise ValueError("levels must not be empty")
-    rng = random.Random(seed)
-    problems, seen = [], set()
-    for attempt in range(50 * n + 1000):
-        if len(problems) == n:
-            break
-        level = levels[len(problems) % len(levels)]
-        problem = synthetic_code_problem(rng, level, len(problems))
-        if problem.question not in seen:
-            seen.add(problem.question)
-            problems.append(problem)
-    else:
-        raise ValueError(f"could not draw {n} distinct synthetic code problems for levels {list(levels)}")
-    return problems
+    return distinct_problems(synthetic_code_problem, n, seed, levels, "synthetic code problems",
+                             max_draws=50 * n + 1000)
 
 
 def split_synthetic_code(n_train: int, n_eval: int, seed: int, levels: Sequence[int] = (1, 2, 3)
                          ) -> tuple[list[Problem], list[Problem]]:
     """(training, held-out) problems with no question in both: the held-out set is drawn first from the seed's
     stream, so it does not depend on n_train."""
-    drawn = synthetic_code_problems(n_eval + n_train, seed, levels)
-    held_out, train = drawn[:n_eval], drawn[n_eval:]
-    for i, problem in enumerate(held_out):
-        problem.id = f"code-eval-{problem.level}-{i:05d}"
-    for i, problem in enumerate(train):
-        problem.id = f"code-train-{problem.level}-{i:05d}"
-    return train, held_out
+    return held_out_first(synthetic_code_problems(n_eval + n_train, seed, levels), n_eval, "code")
 
 
 def load_humaneval() -> list[Problem]:

@@ -132,22 +132,40 @@ def synthetic_problems(n: int, seed: int, levels: Sequence[int] = (1, 2, 3)) -> 
     Raises:
         ValueError: for an empty `levels`, a level < 1, or an `n` the templates cannot fill with distinct questions.
     """
+    return distinct_problems(synthetic_problem, n, seed, levels, "synthetic problems", max_draws=20 * n + 1000)
+
+
+def distinct_problems(make: Callable[[random.Random, int, int], Problem], n: int, seed: int, levels: Sequence[int],
+                      what: str, max_draws: int) -> list[Problem]:
+    """`n` problems `make(rng, level, index)` with distinct questions, levels round-robin, from one rng seeded
+    with `seed` (the same list for the same seed); a repeated question is drawn again, `max_draws` at most."""
     if not levels:
         raise ValueError("levels must not be empty")
     rng = random.Random(seed)
     problems: list[Problem] = []
     seen: set[str] = set()
-    attempts = 0
+    draws = 0
     while len(problems) < n:
-        attempts += 1
-        if attempts > 20 * n + 1000:
-            raise ValueError(f"could not draw {n} distinct synthetic problems for levels {list(levels)}")
-        level = levels[len(problems) % len(levels)]
-        problem = synthetic_problem(rng, level, index=len(problems))
+        draws += 1
+        if draws > max_draws:
+            raise ValueError(f"could not draw {n} distinct {what} for levels {list(levels)}")
+        problem = make(rng, levels[len(problems) % len(levels)], len(problems))
         if problem.question not in seen:
             seen.add(problem.question)
             problems.append(problem)
     return problems
+
+
+def held_out_first(problems: list[Problem], n_eval: int, prefix: str) -> tuple[list[Problem], list[Problem]]:
+    """(training, held-out) from one de-duplicated stream whose first `n_eval` problems are held out (so the
+    held-out set stays the same when the training size changes); ids become "<prefix>-eval-<level>-<i>" and
+    "<prefix>-train-<level>-<i>"."""
+    held_out, train = problems[:n_eval], problems[n_eval:]
+    for i, problem in enumerate(held_out):
+        problem.id = f"{prefix}-eval-{problem.level}-{i:05d}"
+    for i, problem in enumerate(train):
+        problem.id = f"{prefix}-train-{problem.level}-{i:05d}"
+    return train, held_out
 
 
 def split_synthetic(n_train: int, n_eval: int, seed: int, levels: Sequence[int] = (1, 2, 3),
@@ -156,13 +174,7 @@ def split_synthetic(n_train: int, n_eval: int, seed: int, levels: Sequence[int] 
 
     Evaluation problems come first in the stream, so the held-out set stays the same when `n_train` changes.
     """
-    problems = synthetic_problems(n_eval + n_train, seed, levels)
-    held_out, train = problems[:n_eval], problems[n_eval:]
-    for i, problem in enumerate(held_out):
-        problem.id = f"syn-eval-{problem.level}-{i:05d}"
-    for i, problem in enumerate(train):
-        problem.id = f"syn-train-{problem.level}-{i:05d}"
-    return train, held_out
+    return held_out_first(synthetic_problems(n_eval + n_train, seed, levels), n_eval, "syn")
 
 
 # ------------------------------------------------------------------------------------------------ real datasets

@@ -75,7 +75,7 @@ def training_targets(solution, kind: str, label: str) -> list[float]:
 def fit_reward_model(model, tokenizer, solutions: list, *, kind: str, label: str, epochs: int, lr: float,
                      batch_size: int, seed: int, log=print) -> list[float]:
     """Train in place with binary cross-entropy at the scored positions; returns each step's loss."""
-    from model.reward_model import reward_model_inputs
+    from model.reward_model import pad_right, reward_model_inputs
 
     if not solutions:
         raise ValueError("no labelled solutions to train the reward model on")
@@ -98,9 +98,7 @@ def fit_reward_model(model, tokenizer, solutions: list, *, kind: str, label: str
         epoch_start = len(losses)
         for start in range(0, len(order), batch_size):
             batch = [examples[i] for i in order[start:start + batch_size]]
-            width = max(len(ids) for ids, _, _ in batch)
-            ids = torch.tensor([i + [tokenizer.pad_token_id or 0] * (width - len(i)) for i, _, _ in batch])
-            mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _, _ in batch])
+            ids, mask = pad_right([ids for ids, _, _ in batch], tokenizer.pad_token_id or 0)
             rows = torch.tensor([r for r, (_, ends, _) in enumerate(batch) for _ in ends])
             cols = torch.tensor([e for _, ends, _ in batch for e in ends])
             targets = torch.tensor([t for _, _, ts in batch for t in ts])
