@@ -171,3 +171,55 @@ def test_hostile_samples_score_zero():
     ]
     scores = code_execution(hostile, tests=["assert add(1, 2) == 3"] * len(hostile))
     assert scores == [0.0] * len(hostile)
+
+
+@needs_ns
+def test_a_daemonized_child_dies_with_its_run():
+    code = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(60)
+    os._exit(0)
+print('parent done')
+"""
+    result = _run(code)
+    assert "parent done" in result.stdout
+    time.sleep(0.2)
+    assert [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) >= 60000] == []
+
+
+@needs_ns
+def test_each_run_has_a_fresh_private_box():
+    first = _run("import os; open('left-behind', 'w').write('x'); print(os.getcwd())")
+    second = _run("import os; print(os.getcwd(), os.listdir('.'), sorted(os.listdir('/boxes')) if os.access('/boxes', os.R_OK) else 'no-listing')")
+    assert first.returncode == 0 and second.returncode == 0
+    assert "left-behind" not in second.stdout and "no-listing" in second.stdout
+
+
+def test_interpreter_behaviour_of_a_script():
+    assert _run("exit(3)").returncode == 3 and _run("quit()").returncode == 0
+    assert _run("import sys; sys.exit('bye')").stderr.strip() == "bye"
+    crash = _run("def f():\n    raise ValueError('boom')\nf()")
+    assert crash.returncode == 1 and 'File "main.py", line 3' in crash.stderr and "ValueError: boom" in crash.stderr
+    assert "_zygote" not in crash.stderr and "run_program" not in crash.stderr
+    assert _run("import sys; print(sys.argv, __name__)").stdout.strip() == "['main.py'] __main__"
+    assert _run("import threading, time\nthreading.Thread(target=lambda: (time.sleep(0.2), print('late'))).start()").stdout == "late\n"
+
+
+def test_large_input_that_is_never_read_does_not_block():
+    result = _run("print('ignored my input')", "x" * (1 << 20))
+    assert result.stdout == "ignored my input\n" and result.reason == ""
+    echoed = _run("import sys; print(len(sys.stdin.read()))", "y" * (1 << 20))
+    assert echoed.stdout.strip() == str(1 << 20)
+
+
+@needs_ns
+def test_a_dead_fork_server_is_replaced():
+    import rewards.sandbox as sandbox
+
+    assert _run("print(1)").stdout == "1\n"
+    sandbox._zygote.proc.kill()
+    sandbox._zygote.proc.wait()
+    assert _run("print(2)").stdout == "2\n"
