@@ -75,7 +75,9 @@ def failure_kind(reason: str) -> str:
         return "syntax error"
     if reason in ("AssertionError", "wrong-answer"):
         return "wrong answer"
-    if reason in ("timeout", "memory"):
+    if reason in ("timeout", "cpu-limit"):  # out of wall time or of CPU time: it ran too long either way
+        return "timeout"
+    if reason == "memory":
         return reason
     return f"crash: {reason}"
 

@@ -81,10 +81,14 @@ def run_program(code, uid, limits, fds, box, libc):
                     pass
         os.chdir(box)
         mib = 1 << 20
-        for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * mib), (resource.RLIMIT_CPU, limits["cpu_s"]),
-                             (resource.RLIMIT_NPROC, limits["nproc"]), (resource.RLIMIT_NOFILE, limits["nofile"]),
-                             (resource.RLIMIT_FSIZE, limits["fsize_mb"] * mib), (resource.RLIMIT_CORE, 0)):
-            resource.setrlimit(which, (value, value))
+        # CPU: SIGXCPU at the limit (reported as "cpu-limit"), the kernel's SIGKILL a second later
+        for which, soft, hard in ((resource.RLIMIT_AS, limits["memory_mb"] * mib, limits["memory_mb"] * mib),
+                                  (resource.RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1),
+                                  (resource.RLIMIT_NPROC, limits["nproc"], limits["nproc"]),
+                                  (resource.RLIMIT_NOFILE, limits["nofile"], limits["nofile"]),
+                                  (resource.RLIMIT_FSIZE, limits["fsize_mb"] * mib, limits["fsize_mb"] * mib),
+                                  (resource.RLIMIT_CORE, 0, 0)):
+            resource.setrlimit(which, (soft, hard))
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)

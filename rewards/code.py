@@ -206,20 +206,27 @@ def run_tests(program: str, tests: Any, limits: SandboxLimits = SandboxLimits())
 
 
 class CodeExecution:
-    """Reward = fraction of a sample's tests that its program passes.
+    """Reward = fraction of a sample's tests that its program passes (or, with ``partial_credit=False``, 1.0 when
+    it passes all of them and 0.0 otherwise: DeepCoder's sparse outcome reward, which pays nothing for a program
+    that gets some asserts right by luck).
 
     Args:
         limits: Sandbox limits for each run.
         sample_timeout: Hard wall limit for all runs of one sample together (pool).
+        partial_credit: Pay the fraction of tests passed (True) or only a full pass (False).
     """
 
     __name__ = "code_execution"
 
     required_columns = [("tests",)]  # the test specs (rewards.calls.required_columns)
 
-    def __init__(self, limits: SandboxLimits = SandboxLimits(), sample_timeout: float = 60.0):
+    def __init__(self, limits: SandboxLimits = SandboxLimits(), sample_timeout: float = 60.0,
+                 partial_credit: bool = True):
         self.limits = limits
         self.sample_timeout = sample_timeout
+        self.partial_credit = partial_credit
+        if not partial_credit:
+            self.__name__ = "code_pass_all"
 
     def details(self, completions: Sequence[Any], tests: Sequence[Any] | None = None, **kwargs: Any) -> list[dict]:
         """Per-sample ``{"passed", "total", "reason"}``.
@@ -252,8 +259,14 @@ class CodeExecution:
         if log_extra is not None:
             log_extra("code_passed", [d["passed"] for d in details])
             log_extra("code_reason", [d["reason"] for d in details])
-        return [None if d["reason"].startswith("no-tests") else (d["passed"] / d["total"] if d["total"] else 0.0)
-                for d in details]
+        return [None if d["reason"].startswith("no-tests") else self._score(d) for d in details]
+
+    def _score(self, detail: dict) -> float:
+        if not detail["total"]:
+            return 0.0
+        if self.partial_credit:
+            return detail["passed"] / detail["total"]
+        return float(detail["passed"] == detail["total"])
 
 
 code_execution = CodeExecution()

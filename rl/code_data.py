@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from typing import Any, Callable, Sequence
 
 from rl.data import Problem, distinct_problems, held_out_first
@@ -124,6 +125,36 @@ def code_question(prompt: str) -> str:
     """The prompt template for code: the problem, then where the answer goes."""
     return (f"Complete the following Python function:\n```python\n{prompt}```\n"
             "Write the whole function, with any imports it needs, in a ```python block.")
+
+
+MBPP_HUB = ("google-research-datasets/mbpp", "full")  # 374 train / 90 validation / 500 test / 10 prompt problems
+
+
+def mbpp_problem(row: dict, split: str) -> Problem:
+    """One MBPP row (fields text, code, test_list, test_setup_code, task_id) as a code problem. The entry point is
+    the reference's function that the first assert calls; the question shows that assert, as MBPP's own prompt
+    does, so the policy knows the function's name and signature."""
+    tests = list(row["test_list"])
+    defined = re.findall(r"^def\s+([A-Za-z_]\w*)\s*\(", row["code"], re.M)
+    called = [name for name in defined if tests and re.search(rf"\b{name}\s*\(", tests[0])]
+    if not called:
+        raise ValueError(f"MBPP task {row.get('task_id')}: its first test {tests[:1]} calls none of the reference's "
+                         f"functions {defined}")
+    setup = (row.get("test_setup_code") or "").strip()
+    question = (f"{row['text'].strip()} Your code should pass this test:\n{tests[0]}\n"
+                "Write the function in a ```python block.")
+    return Problem(id=f"mbpp-{split}-{row['task_id']}", question=question, answer=row["code"],
+                   solution=f"```python\n{row['code'].strip()}\n```", source="mbpp", level=None,
+                   tests="\n".join(filter(None, [setup, *tests])), entry_point=called[0])
+
+
+def load_mbpp(split: str) -> list[Problem]:
+    """MBPP (Austin et al. 2021, google-research-datasets/mbpp, config full, CC BY 4.0) from the hub; no copy is
+    bundled, so it needs a machine that reaches the hub."""
+    from rl.data import _load_rows
+
+    hub_split = {"train": "train", "test": "test", "validation": "validation"}[split]
+    return [mbpp_problem(row, split) for row in _load_rows((*MBPP_HUB, hub_split), None)]
 
 
 LOADERS: dict[str, Callable[[], list[Problem]]] = {"humaneval": load_humaneval}

@@ -294,6 +294,7 @@ class DataSource:
         load: split -> problems, for the real datasets; None for the synthetic generator, which
             `load_split` draws itself (its held-out problems must stay disjoint from its training ones).
         aliases: other accepted names.
+        hub_only: no copy ships with the project: loading needs the Hugging Face hub.
     """
 
     name: str
@@ -301,6 +302,7 @@ class DataSource:
     splits: tuple[str, ...]
     load: Callable[[str], list[Problem]] | None
     aliases: tuple[str, ...] = ()
+    hub_only: bool = False
 
     def has(self, split: str) -> bool:
         return split in self.splits
@@ -311,8 +313,9 @@ DATA_SOURCES: dict[str, DataSource] = {source.name: source for source in (
     DataSource("synthetic_code", "synthetic one-line Python functions", ("train", "test"), None,
                aliases=("code",)),
     DataSource("humaneval", "HumanEval", ("test",), lambda split: _code_loader("humaneval")()),
+    DataSource("mbpp", "MBPP (hub only)", ("train", "test"), lambda split: _mbpp(split), hub_only=True),
     DataSource("gsm8k", "GSM8K", ("train", "test"), load_gsm8k),
-    DataSource("math_train", "MATH train (hub only)", ("train",), lambda split: load_math_train()),
+    DataSource("math_train", "MATH train (hub only)", ("train",), lambda split: load_math_train(), hub_only=True),
     DataSource("math500", "MATH-500", ("test",), lambda split: load_math500(), aliases=("math",)),
     DataSource("aime2024", "AIME 2024", ("test",), lambda split: load_aime(2024), aliases=("aime24",)),
     DataSource("aime2025", "AIME 2025", ("test",), lambda split: load_aime(2025), aliases=("aime25",)),
@@ -323,6 +326,12 @@ DATASET_NAMES: tuple[str, ...] = tuple(name for source in DATA_SOURCES.values()
                                       for name in (source.name, *source.aliases))
 TRAIN_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.items() if source.has("train"))
 TEST_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.items() if source.has("test"))
+
+
+def _mbpp(split: str) -> list[Problem]:
+    from rl.code_data import load_mbpp
+
+    return load_mbpp(split)
 
 
 def _code_loader(name: str) -> Callable[[], list[Problem]]:

@@ -27,11 +27,13 @@ def _registry(timeout_s: float) -> dict[str, Callable[[], Callable[..., list[flo
         "code_format": lambda: rewards.code_format_reward,
         "math_steps": lambda: rewards.MathSteps(timeout=timeout_s),
         "code_execution": lambda: rewards.CodeExecution(sample_timeout=max(timeout_s, 10.0)),
+        "code_pass_all": lambda: rewards.CodeExecution(sample_timeout=max(timeout_s, 10.0), partial_credit=False),
         "length_penalty": lambda: rewards.length_penalty,
     }
 
 
-REWARD_NAMES = ("math_accuracy", "format", "code_format", "math_steps", "code_execution", "length_penalty")
+REWARD_NAMES = ("math_accuracy", "format", "code_format", "math_steps", "code_execution", "code_pass_all",
+                "length_penalty")
 
 
 def reward_name_error(name: str) -> str | None:

@@ -95,3 +95,15 @@ def test_a_malformed_call_is_a_reward_call_error():
         code_execution([GOOD], tests="assert add(1, 2) == 3")  # used to be read as one test per character
     with pytest.raises(RewardCallError, match="2 completions but 1 value in column 'tests'"):
         code_execution([GOOD, GOOD], tests=["assert add(1, 2) == 3"])
+
+
+def test_all_or_nothing_variant_pays_only_a_full_pass():
+    from rewards.code import CodeExecution
+
+    tests = "assert f(1) == 2\nassert f(2) == 3\nassert f(3) == 5"
+    half = "```python\ndef f(x):\n    return x + 1\n```"  # passes 2 of 3
+    full = "```python\ndef f(x):\n    return {1: 2, 2: 3, 3: 5}[x]\n```"
+    assert code_execution([half, full], tests=[tests, tests]) == [pytest.approx(2 / 3), 1.0]
+    pass_all = CodeExecution(partial_credit=False)
+    assert pass_all([half, full, "no code"], tests=[tests, tests, tests]) == [0.0, 1.0, 0.0]
+    assert pass_all([half], tests=[None]) == [None] and pass_all.__name__ == "code_pass_all"

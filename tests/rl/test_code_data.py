@@ -57,3 +57,22 @@ def test_humaneval_canonical_solutions_pass_all_164():
     assert result.scores["pass@1"] == 1.0, [r["id"] for r in result.records if not r["correct"][0]][:5]
     body_only = problems[0].answer[problems[0].answer.index("def "):]  # the typing import left out
     assert grade_outputs("humaneval", problems[:1], [[body_only]]).records[0]["correct"] == [True]
+
+
+def test_mbpp_rows_map_to_code_problems_whose_reference_passes():
+    from evals.grading import grade_outputs
+    from rl.code_data import mbpp_problem
+
+    row = {"task_id": 2, "text": "Write a function to find the shared elements from the given two lists.",
+           "code": "def similar_elements(a, b):\n    return tuple(set(a) & set(b))",
+           "test_list": ["assert set(similar_elements((3, 4, 5, 6), (5, 7, 4, 10))) == set((4, 5))",
+                         "assert set(similar_elements((1, 2, 3, 4), (5, 4, 3, 7))) == set((3, 4))"],
+           "test_setup_code": "", "challenge_test_list": []}
+    problem = mbpp_problem(row, "train")
+    assert problem.entry_point == "similar_elements" and problem.id == "mbpp-train-2"
+    assert row["test_list"][0] in problem.question and row["test_list"][1] not in problem.question
+    result = grade_outputs("mbpp", [problem], [[problem.solution, "```python\ndef similar_elements(a, b):\n"
+                                                                  "    return ()\n```"]], settings={})
+    assert result.records[0]["correct"] == [True, False]
+    with pytest.raises(ValueError, match="calls none of the reference"):
+        mbpp_problem({**row, "test_list": ["assert True"]}, "train")

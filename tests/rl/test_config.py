@@ -28,7 +28,8 @@ def test_every_field_has_a_default_and_help():
     assert "algorithm.epsilon_high (float, default 0.28)" in describe()
 
 
-@pytest.mark.parametrize("name", ["tiny_arith.yaml", "gsm8k_grpo.yaml"])
+@pytest.mark.parametrize("name", ["tiny_arith.yaml", "gsm8k_grpo.yaml", "tiny_steps.yaml", "tiny_code.yaml",
+                                  "code_grpo.yaml"])
 def test_experiment_files_load(name):
     config = load_config(EXPERIMENTS / name)
     assert isinstance(config, Config)
@@ -81,7 +82,7 @@ def test_overrides_parse_yaml_values():
     ("rollout.group_size=1", r"rollout\.group_size: must be >= 2"),
     ("rollout.top_p=0", r"rollout\.top_p: must be in \(0, 1\]"),
     ("algorithm.lr_schedule=step", r"algorithm\.lr_schedule: must be one of 'constant', 'linear', 'cosine'"),
-    ("data.train=mnist", r"data\.train: must be one of 'synthetic', 'synthetic_code', 'code', 'humaneval', 'gsm8k', .*got 'mnist'"),
+    ("data.train=mnist", r"data\.train: must be one of 'synthetic', 'synthetic_code', 'code', 'humaneval', 'mbpp', 'gsm8k', .*got 'mnist'"),
     ("data.train=math", r"data\.train: 'math' is MATH-500, a test set"),
     ("algorithm.mini_batches=1000", r"algorithm\.mini_batches: 1000 mini-batches cannot split"),
     ("beta=0.1", r"must look like section\.field=value"),

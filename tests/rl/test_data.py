@@ -305,7 +305,7 @@ def test_gsm8k_train_and_test_limits():
 def test_training_on_a_test_set_is_refused(name, title):
     with pytest.raises(ValueError, match=rf"data\.train: '{name}' is {title}, a test set") as raised:
         data.load_problems(data_config(train=name, eval="synthetic"))
-    assert "Train on one of 'synthetic', 'synthetic_code', 'gsm8k'" in str(raised.value)
+    assert "Train on one of 'synthetic', 'synthetic_code', 'mbpp', 'gsm8k'" in str(raised.value)
 
 
 @pytest.mark.parametrize("field_name", ["train", "eval"])
@@ -320,9 +320,9 @@ def test_synthetic_training_needs_a_size():
 
 
 def test_table_names_and_splits():
-    assert data.DATASET_NAMES == ("synthetic", "synthetic_code", "code", "humaneval", "gsm8k", "math_train",
+    assert data.DATASET_NAMES == ("synthetic", "synthetic_code", "code", "humaneval", "mbpp", "gsm8k", "math_train",
                                   "math500", "math", "aime2024", "aime24", "aime2025", "aime25")
-    assert data.TRAIN_DATASETS == ("synthetic", "synthetic_code", "gsm8k", "math_train")
+    assert data.TRAIN_DATASETS == ("synthetic", "synthetic_code", "mbpp", "gsm8k", "math_train")
     assert "HumanEval, a test set" in data.split_error("humaneval", "train")
     assert all(data.split_error(name, "test") is None for name in data.DATASET_NAMES if name != "math_train")
     assert "a training set with no held-out split" in data.split_error("math_train", "test")

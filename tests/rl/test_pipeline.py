@@ -203,7 +203,8 @@ def test_code_grpo_job_runs_programs_in_the_sandbox_and_grades_held_out_code(ray
     sandbox, and the held-out evaluation grades code by running its tests."""
     config = load_config(REPO / "experiments" / "tiny_code.yaml",
                          [*SMALL, "data.levels=[1]", f"trainer.output_dir={tmp_path}", "trainer.steps=1",
-                          "trainer.eval_every=1", "sft.steps=4", "rollout.max_new_tokens=48"])
+                          "trainer.eval_every=1", "sft.steps=4", "rollout.max_new_tokens=48",
+                          "reward.functions=[code_execution, code_format]", "reward.weights=[1.0, 0.2]"])
     trainer = GRPOTrainer(config, log=lambda *_: None)
     try:
         trainer.fit()
