@@ -58,7 +58,8 @@ def write_results(out_dir: str | Path, results: Sequence[BenchmarkResult], setti
     out.mkdir(parents=True, exist_ok=True)
     summary = {"benchmarks": {r.name: r.scores for r in results}, "settings": settings,
                "benchmark_settings": {r.name: r.settings for r in results if r.settings},
-               "commit": code_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+               "commit": code_commit(),
+               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     (out / RESULTS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
     with open(out / SAMPLES_FILE, "w") as samples:
         for result in results:

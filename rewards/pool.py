@@ -276,7 +276,8 @@ class GradingPool:
         worker.kill()
         task = worker.task
         if task is not None and not task.future.done():
-            task.future.set_result(TaskResult(False, reason=reason or "crashed", elapsed=time.monotonic() - task.started))
+            elapsed = time.monotonic() - task.started
+            task.future.set_result(TaskResult(False, reason=reason or "crashed", elapsed=elapsed))
         with self._lock:
             self._workers.remove(worker)
         if not self._closed:

@@ -207,7 +207,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                                     "temperature": temperature, "top_p": top_p, "seed": seed,
                                                     "system_prompt": system_prompt, "few_shot": few_shot,
                                                     "workers": workers, "limit": limit, "search": search,
-                                                    "budget": budget, "reward_model": reward_model and str(reward_model), "with_checker": with_checker,
+                                                    "budget": budget, "reward_model": reward_model and str(reward_model),
+                                                    "with_checker": with_checker,
                                                     "synthetic_levels": list(levels)})
     return results
 

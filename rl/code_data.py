@@ -45,7 +45,8 @@ OPERATIONS: list[tuple[str, str, str, str, tuple[int, int]]] = [
     ("list", "list", "multiply each element by {k}", "[x * {k} for x in {e}]", (2, 4)),
     ("list", "list", "keep its first {k} elements", "{e}[:{k}]", (1, 3)),
 ]
-ARGUMENTS = {"int": ("n", "an integer n"), "str": ("s", "a string s"), "list": ("xs", "a non-empty list of integers xs")}
+ARGUMENTS = {"int": ("n", "an integer n"), "str": ("s", "a string s"),
+             "list": ("xs", "a non-empty list of integers xs")}
 WORDS = ["cat", "apple", "river", "stone", "moon", "tree", "book", "lamp", "cloud", "bird", "sand", "fire"]
 
 

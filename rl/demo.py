@@ -70,7 +70,8 @@ def reward_share(run_dir: Path) -> float | None:
     summed over the run's steps in metrics.jsonl."""
     steps = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in steps if "time/reward_s" in r]
-    total = sum(r.get(f"time/{stage}_s", 0.0) for r in steps for stage in ("generate", "reward", "learn", "weight_sync"))
+    stages = ("generate", "reward", "learn", "weight_sync")
+    total = sum(r.get(f"time/{stage}_s", 0.0) for r in steps for stage in stages)
     return round(sum(r["time/reward_s"] for r in steps) / total, 3) if total else None
 
 

@@ -63,8 +63,8 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
 
 def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prompts: list[list[int]], *,
                          method: str, budget_tokens: int, k: int = 1, reward_model: str | None = None,
-                         with_checker: bool = False, temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0, name: str = "held-out",
-                         progress: Callable[[int], None] | None = None, **options) -> dict:
+                         with_checker: bool = False, temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0,
+                         name: str = "held-out", progress: Callable[[int], None] | None = None, **options) -> dict:
     """Evaluation through search: each problem's answer is the solution `method` chooses with `budget_tokens` policy
     tokens (k searches per problem, each with its own seed), graded and scored like `evaluate`'s samples; the
     scores add the mean policy, prefill and reward-model tokens a search spent.

@@ -101,26 +101,33 @@ class RolloutWorker:
         return time.perf_counter() - started
 
 
+def round_robin(workers: list, items: list, seeds: list, call, per_item: int = 1) -> list:
+    """Deal items (with their seeds) to Ray actors round robin, item i to worker i % W, run `call(worker, items,
+    seeds)` (an ObjectRef of a list holding `per_item` results per item) on each shard at once, and return the
+    results in item order."""
+    import ray
+
+    shards = [(items[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
+    results = ray.get([call(worker, part, part_seeds) for worker, (part, part_seeds) in zip(workers, shards)])
+    ordered = []
+    for i in range(len(items)):  # item i is at position i // W of worker i % W's shard
+        position = i // len(workers)
+        ordered += results[i % len(workers)][position * per_item:(position + 1) * per_item]
+    return ordered
+
+
 def generate_on_workers(workers: list, prompts: list[list[int]], *, seed: int | list[int] | None = None,
                         **sampling) -> list[Sample]:
     """Spread one request over Ray RolloutWorker actors, round robin, and return its samples in prompt order
     (sample i belongs to prompt i // n), as one worker's `generate` would.
 
     Each prompt keeps the seed it would have in one worker (`prompt_seed(seed, i)`), so how a request is sharded
-    does not decide which random numbers a prompt draws (a list gives each prompt's seed itself). A dead worker raises ray.exceptions.RayActorError (the
-    trainer replaces it and asks again).
+    does not decide which random numbers a prompt draws (a list gives each prompt's seed itself). A dead worker
+    raises ray.exceptions.RayActorError (the trainer replaces it and asks again).
     """
-    import ray
-
     seeds = seed if isinstance(seed, list) else [prompt_seed(seed, i) for i in range(len(prompts))]
-    shards = [(prompts[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
-    results = ray.get([worker.generate.remote(p, seed=s, **sampling) for worker, (p, s) in zip(workers, shards)])
-    n = sampling.get("n", 1)
-    ordered = []
-    for i in range(len(prompts)):  # prompt i went to worker i % W, at position i // W of its shard
-        position = i // len(workers)
-        ordered += results[i % len(workers)][position * n:(position + 1) * n]
-    return ordered
+    return round_robin(workers, prompts, seeds, lambda worker, p, s: worker.generate.remote(p, seed=s, **sampling),
+                       per_item=sampling.get("n", 1))
 
 
 def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None = None, threads: int = 1,
@@ -147,12 +154,8 @@ def search_on_workers(workers: list, prompts: list[list[int]], seeds: list[int |
                       **options) -> list[dict]:
     """Spread searches over Ray RolloutWorker actors, round robin, each prompt with its own seed; the summaries come
     back in prompt order."""
-    import ray
-
-    shards = [(prompts[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
-    results = ray.get([worker.search.remote(p, s, method, budget_tokens, reward_model, with_checker, **options)
-                       for worker, (p, s) in zip(workers, shards)])
-    return [results[i % len(workers)][i // len(workers)] for i in range(len(prompts))]
+    return round_robin(workers, prompts, seeds, lambda worker, p, s: worker.search.remote(
+        p, s, method, budget_tokens, reward_model, with_checker, **options))
 
 
 @contextmanager
@@ -160,8 +163,8 @@ def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, worker
                    ) -> Iterator[Any]:
     """A `generate(prompts, n, max_tokens, ...)` serving `checkpoint` for as long as the block runs: one vLLM engine
     in this process, or `workers` RolloutWorker actors on Ray (the cluster at RAY_ADDRESS, else a local one started
-    here and shut down after) with each request spread over them. With `search`, a
-    `search(prompts, seeds, method, budget_tokens, reward_model, with_checker, **options)` instead, over the same engines
+    here and shut down after) with each request spread over them. With `search`, a `search(prompts, seeds,
+    method, budget_tokens, reward_model, with_checker, **options)` instead, over the same engines
     (`RolloutWorker.search`, `search_on_workers`).
 
     Raises:
