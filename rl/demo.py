@@ -80,6 +80,7 @@ def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CO
     seeds: how much of a difference between two evaluations is sampling alone."""
     from model import load_tokenizer
     from rl.config import load_config
+    from rl.data import ALIASES, DATA_SOURCES
     from rl.data import load_problems
     from rl.evaluate import evaluate
     from rl.rollout import RolloutWorker
@@ -156,7 +157,7 @@ def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_p
     config = Path(config).resolve()
     name = os.path.relpath(config, REPO)
     data = load_config(config, overrides).data  # a bad file or override fails here, before any seed runs
-    what = {"synthetic": "synthetic arithmetic", "synthetic_code": "synthetic code"}.get(data.eval, data.eval)
+    what = DATA_SOURCES[ALIASES.get(data.eval, data.eval)].title
     console.print(f"demo: {seeds} seed(s) of {name}, runs in {out}/seed_* (replaced)")
     runs = []
     for seed in range(seeds):
