@@ -43,7 +43,8 @@ def random_batch(batch: int, prompt_len: int, completion_len: int, vocab: int, s
                         completion_mask=torch.ones(batch, completion_len),
                         completion_ids=input_ids[:, prompt_len:].clone(),
                         rollout_logprobs=torch.zeros(batch, completion_len), advantages=advantages,
-                        is_sample=torch.ones(batch, dtype=torch.bool))
+                        is_sample=torch.ones(batch, dtype=torch.bool),
+                        completion_lengths=torch.full((batch,), completion_len))
 
 
 def synchronize(device: str) -> None:

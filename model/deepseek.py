@@ -401,7 +401,8 @@ class Transformer(nn.Module):
                 module.e_score_correction_bias.zero_()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None, with_mtp: bool | None = None) -> PolicyOutput:
+                cache: KVCache | None = None, with_mtp: bool | None = None, segment_ids: torch.Tensor | None = None,
+                logits_at: torch.Tensor | None = None) -> PolicyOutput:
         """Next-token logits for input_ids (B, S).
 
         Args:
@@ -410,10 +411,18 @@ class Transformer(nn.Module):
             cache: decode incrementally: input_ids continue the cache.length tokens already cached
                 (attention_mask, if given, then covers the cached tokens too: (B, cache.length + S)).
             with_mtp: also run the MTP modules (default: in training mode only).
+            segment_ids: (B, S) for packed rows, several sequences laid end to end in each: a token attends only
+                to the earlier tokens of its own segment (a contiguous run of one id), and positions restart at
+                each segment's first token. Not with attention_mask, cache or MTP.
+            logits_at: (N,) indices into the flattened B * S positions: only their logits are computed, and
+                logits is then (N, vocab). A learner needs the completion tokens' logits only, and the LM head
+                is a large share of a small model's work.
         """
-        x, balance, rope, mask = self._trunk(input_ids, attention_mask, cache)
-        logits = self.lm_head(self.norm(x))
-        with_mtp = self.training if with_mtp is None else with_mtp
+        if segment_ids is not None and (attention_mask is not None or cache is not None or with_mtp):
+            raise ValueError("segment_ids (packed rows) cannot be combined with attention_mask, cache or MTP")
+        x, balance, rope, mask = self._trunk(input_ids, attention_mask, cache, segment_ids)
+        logits = self.lm_head(self.norm(x if logits_at is None else x.flatten(0, 1).index_select(0, logits_at)))
+        with_mtp = (self.training and segment_ids is None) if with_mtp is None else with_mtp
         mtp_outputs = self._mtp_forward(x, input_ids, rope, mask) if with_mtp and cache is None else []
         for _, mtp_balance in mtp_outputs:
             balance = balance + mtp_balance
@@ -424,14 +433,17 @@ class Transformer(nn.Module):
         (model/reward_model.py); transformers' DeepseekV3Model.last_hidden_state."""
         return self.norm(self._trunk(input_ids, attention_mask, None)[0])
 
-    def _trunk(self, input_ids, attention_mask, cache):
+    def _trunk(self, input_ids, attention_mask, cache, segment_ids=None):
         """Embeddings through every block: (hidden states before the final norm, balance term, rope, mask)."""
         bsz, seqlen = input_ids.shape
         start = cache.length if cache is not None else 0
         if cache is not None and start + seqlen > cache.max_len:
             raise ValueError(f"KV cache holds {cache.max_len} tokens; {start} cached + {seqlen} new do not fit")
-        positions, mask = self._positions_and_mask(bsz, seqlen, start, attention_mask, input_ids.device,
-                                                   dense=cache is not None)
+        if segment_ids is not None:
+            positions, mask = self._segment_positions_and_mask(segment_ids)
+        else:
+            positions, mask = self._positions_and_mask(bsz, seqlen, start, attention_mask, input_ids.device,
+                                                       dense=cache is not None)
         rope = self.rotary.cos_sin(positions)
         x = self.embed_tokens(input_ids)
         balance = x.new_zeros(())
@@ -460,6 +472,19 @@ class Transformer(nn.Module):
         # A padding query sees no real key; let it see itself so softmax stays finite (its output is ignored).
         mask[:, torch.arange(seqlen, device=device), torch.arange(start, start + seqlen, device=device)] = True
         return positions, mask.unsqueeze(1)
+
+    @staticmethod
+    def _segment_positions_and_mask(segment_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Packed rows: positions (B, S) counted from each segment's first token, and the block-diagonal causal
+        mask (B, 1, S, S) (every token sees itself, so no softmax row is empty)."""
+        seqlen = segment_ids.size(1)
+        index = torch.arange(seqlen, device=segment_ids.device).expand_as(segment_ids)
+        first = torch.ones_like(segment_ids, dtype=torch.bool)
+        first[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+        segment_start = torch.where(first, index, 0).cummax(dim=-1).values
+        causal = torch.ones(seqlen, seqlen, dtype=torch.bool, device=segment_ids.device).tril()
+        mask = causal & (segment_ids[:, :, None] == segment_ids[:, None, :])
+        return index - segment_start, mask.unsqueeze(1)
 
     def _mtp_forward(self, hidden, input_ids, rope, mask) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Chain the MTP modules: depth k sees h^{k-1}_i and the embedding of token i + k."""

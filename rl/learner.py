@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rl import algos
-from rl.batch import LearnerBatch, completion_logits
+from rl.batch import LearnerBatch
 
 LEARNER_STATE = "learner_state.pt"
 
@@ -63,6 +63,34 @@ def checkpoint_state_dict(policy: torch.nn.Module, state_dict: dict[str, torch.T
     return revert_weight_conversion(policy, policy.state_dict() if state_dict is None else state_dict)
 
 
+def forward_completions(model: torch.nn.Module, batch: LearnerBatch, pack: bool) -> tuple[torch.Tensor, Any]:
+    """The logits (B, L, V) that predict the batch's completion tokens, and the model's whole output.
+
+    Our Transformer computes the LM head at those positions only, over packed rows when pack is set (no
+    padding between sequences: rl.batch.PackedRows); other models run the padded rows whole.
+    """
+    from model import Transformer
+
+    if not isinstance(model, Transformer):
+        output = model(batch.input_ids)
+        return output.logits.flatten(0, 1)[batch.logit_index()], output
+    if pack:
+        rows = batch.packed()
+        index = rows.logit_index
+        output = model(rows.input_ids, segment_ids=rows.segment_ids, logits_at=index.flatten(), with_mtp=False)
+    else:
+        index = batch.logit_index()
+        output = model(batch.input_ids, logits_at=index.flatten())
+    return output.logits.view(*index.shape, -1), output
+
+
+def padding_fraction(batch: LearnerBatch, pack: bool) -> float:
+    """The share of the positions a learner forward runs that hold padding, in the padded or packed layout."""
+    tokens = (batch.completion_start + batch.completion_lengths).sum().item()
+    positions = batch.packed().input_ids.numel() if pack else batch.input_ids.numel()
+    return 1.0 - tokens / positions
+
+
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
     """Multiplier of the base learning rate at optimizer step s: linear warm-up, then constant/linear/cosine."""
     def factor(step: int) -> float:
@@ -100,7 +128,7 @@ class Learner:
     def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int,
                  seed: int = 0, threads: int = 1, temperature: float = 1.0, device: str = "cpu",
                  precision: str = "fp32", rank: int = 0, world_size: int = 1,
-                 store_address: tuple[str, int] | None = None, implementation: str = "auto"):
+                 store_address: tuple[str, int] | None = None, implementation: str = "auto", pack: bool = False):
         """
         Args:
             algorithm: an AlgorithmConfig (rl/config.py).
@@ -116,7 +144,11 @@ class Learner:
                 world_size > 1. Given with world_size 1, the learner is an FSDP group of one (the code path of
                 a multi-GPU group, testable on one device).
             implementation: which model class runs the policy (see load_policy).
+            pack: run our Transformer on packed rows (sequences end to end, no padding between them) instead
+                of padded ones; other model classes always run padded rows.
         """
+        from model import Transformer
+
         torch.set_num_threads(threads)
         torch.manual_seed(seed)
         self.algorithm = algorithm
@@ -132,6 +164,7 @@ class Learner:
         if self.distributed:
             self._join_process_group(store_address)
         self.policy = self._prepare(load_policy(checkpoint, implementation=implementation))
+        self.pack = pack and isinstance(self.policy, Transformer)
         self.reference = None
         if algorithm.beta > 0:
             self.reference = self._prepare(load_policy(checkpoint, implementation=implementation)
@@ -186,8 +219,7 @@ class Learner:
         """Logprobs (B, L) of the completion tokens under model (at the sampling temperature), the (B, L, V)
         logits they came from, and the model's whole output."""
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            output = model(batch.input_ids)
-        logits = completion_logits(output.logits, batch.completion_start, batch.completion_ids.size(1))
+            logits, output = forward_completions(model, batch, self.pack)
         return algos.selective_log_softmax(logits, batch.completion_ids, self.temperature), logits, output
 
     @torch.no_grad()
@@ -258,10 +290,12 @@ class Learner:
         self.version += 1
         elapsed = time.perf_counter() - started
         forwards = algorithm.num_iterations + (0 if on_policy else 1) + (self.reference is not None)
-        tokens = sum(chunk.input_ids.numel() for chunk in mini_batches)
+        tokens = sum((chunk.completion_start + chunk.completion_lengths).sum().item() for chunk in mini_batches)
         metrics = (self._mismatch_metrics(torch.cat([lp.flatten() for lp in old_logprobs]), mini_batches)
                    | {key: sum(values) / len(values) for key, values in sums.items()}
-                   | {"throughput/learner_tokens_per_s": tokens * forwards / max(elapsed, 1e-9)})
+                   | {"throughput/learner_tokens_per_s": tokens * forwards / max(elapsed, 1e-9),
+                      "learner/padding_frac": sum(padding_fraction(chunk, self.pack) for chunk in mini_batches)
+                      / len(mini_batches)})
         metrics = self._mean_over_learners(metrics)
         metrics["throughput/learner_tokens_per_s"] *= self.world_size  # all learners together
         return metrics | {"lr": self.scheduler.get_last_lr()[0], "time/learn_s": elapsed}
@@ -426,7 +460,7 @@ class LearnerGroup:
 
     def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int, *,
                  num_learners: int = 1, device: str = "cpu", precision: str = "fp32", temperature: float = 1.0,
-                 seed: int = 0, threads: int = 1, resources: dict[str, float] | None = None):
+                 seed: int = 0, threads: int = 1, resources: dict[str, float] | None = None, pack: bool = False):
         """
         Args:
             device: "cpu" or "cuda" (each learner actor then asks Ray for one GPU).
@@ -447,7 +481,7 @@ class LearnerGroup:
                                     resources=resources)
         self.actors = [actor_class.remote(checkpoint, algorithm, total_steps, max_completion_length, seed=seed,
                                           threads=threads, temperature=temperature, device=device,
-                                          precision=precision, rank=rank, world_size=num_learners,
+                                          precision=precision, rank=rank, world_size=num_learners, pack=pack,
                                           store_address=store_address)
                        for rank in range(num_learners)]
         self.mini_batches = algorithm.mini_batches

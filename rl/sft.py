@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rl.batch import LearnerBatch, RolloutBatch, Sample, completion_logits
+from rl.batch import LearnerBatch, RolloutBatch, Sample
 from rl.data import build_prompt
+from rl.learner import forward_completions
 
 
 def sft_batch(problems, tokenizer, system_prompt: str | None = None, max_tokens: int | None = None) -> LearnerBatch:
@@ -42,8 +43,7 @@ def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, s
     policy.train()
     for step in range(steps):
         batch = sft_batch(rng.sample(problems, min(batch_size, len(problems))), tokenizer, system_prompt, max_tokens)
-        output = policy(batch.input_ids)
-        logits = completion_logits(output.logits, batch.completion_start, batch.completion_ids.size(1))
+        logits, output = forward_completions(policy, batch, pack=True)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.completion_ids.flatten(), reduction="none")
         loss = (loss * batch.completion_mask.flatten()).sum() / batch.completion_mask.sum()
         optimizer.zero_grad(set_to_none=True)

@@ -112,7 +112,8 @@ class GRPOTrainer:
             str(self.policy_path), config.algorithm, config.trainer.steps, config.rollout.max_new_tokens,
             num_learners=num_learners, device=self.learner_device(), precision=config.trainer.precision,
             temperature=config.rollout.temperature, seed=config.trainer.seed,
-            threads=max(1, (os.cpu_count() or 1) // num_learners), resources=config.ray.learner_resources)
+            threads=max(1, (os.cpu_count() or 1) // num_learners), resources=config.ray.learner_resources,
+            pack=config.trainer.pack_sequences)
         self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights,
                                                      config.reward.num_workers, config.reward.timeout_s)
         ray.get([w.ready.remote() for w in self.workers] + [self.rewarder.ready.remote()])

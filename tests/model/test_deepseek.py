@@ -150,6 +150,24 @@ def test_padding_left_or_right_does_not_change_real_tokens():
         torch.testing.assert_close(step.logits[0, 0], ref, atol=2e-5, rtol=1e-4)
 
 
+def test_packed_rows_equal_each_sequence_alone():
+    model = tiny_model(seed=9).eval()
+    first, second, third = (torch.randint(3, 2048, (n,)) for n in (6, 4, 7))
+    # row 0 holds two sequences and a padded tail, row 1 one sequence; segment ids need only be contiguous runs
+    ids = torch.stack([torch.cat([first, second, torch.zeros(1, dtype=torch.long)]), torch.cat([third, third[:4]])])
+    segments = torch.tensor([[0] * 6 + [1] * 4 + [-1], [5] * 7 + [-1] * 4])
+    with torch.no_grad():
+        packed = model(ids, segment_ids=segments).logits
+        for row, start, sequence in ((0, 0, first), (0, 6, second), (1, 0, third)):
+            alone = model(sequence[None]).logits[0]
+            torch.testing.assert_close(packed[row, start:start + len(sequence)], alone, atol=2e-5, rtol=1e-4)
+        # logits_at computes the head at the given flattened positions only
+        at = torch.tensor([3, 7, 11 + 2])
+        torch.testing.assert_close(model(ids, segment_ids=segments, logits_at=at).logits, packed.flatten(0, 1)[at])
+    with pytest.raises(ValueError, match="segment_ids"):
+        model(ids, segment_ids=segments, attention_mask=torch.ones_like(ids))
+
+
 def test_multi_token_prediction_module_trains_and_is_off_by_default():
     assert tiny_model().mtp.__len__() == 0
     model = tiny_model(seed=8, num_nextn_predict_layers=2).train()

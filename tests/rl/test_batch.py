@@ -1,0 +1,48 @@
+import torch
+
+from rl.batch import LearnerBatch, RolloutBatch, Sample
+
+
+def learner_batch(lengths, truncated=()):
+    """A LearnerBatch of (prompt length, completion length) pairs with distinct token ids."""
+    samples, next_id = [], 3
+    for i, (prompt, completion) in enumerate(lengths):
+        ids = list(range(next_id, next_id + prompt + completion))
+        next_id += prompt + completion
+        samples.append(Sample(ids[:prompt], ids[prompt:], [-0.5] * completion, truncated=i in truncated))
+    rollouts = RolloutBatch(samples, torch.arange(len(samples)), advantages=torch.ones(len(samples)))
+    return LearnerBatch.from_rollouts(rollouts, pad_id=2, mask_truncated=True)
+
+
+def test_padded_logit_index_points_before_each_completion_token():
+    batch = learner_batch([(3, 2), (2, 4)])
+    flat = batch.input_ids.flatten()
+    index = batch.logit_index()
+    real = batch.completion_mask.bool()
+    assert torch.equal(flat[index + 1][real], batch.completion_ids[real])
+
+
+def test_packing_keeps_every_token_once_and_needs_fewer_positions():
+    lengths = [(5, 9), (3, 2), (4, 1), (6, 3), (2, 2), (7, 7)]
+    batch = learner_batch(lengths, truncated={3})
+    rows = batch.packed()
+    longest = max(p + c for p, c in lengths)
+    assert rows.input_ids.size(1) == longest  # no row longer than the padded layout's
+    assert rows.input_ids.numel() < batch.input_ids.numel()
+    for b, (prompt, completion) in enumerate(lengths):
+        tokens = rows.input_ids[rows.segment_ids == b]
+        assert tokens.tolist() == batch.input_ids[b, :prompt + completion].tolist()  # contiguous, in order
+    assert (rows.segment_ids >= 0).sum() == sum(p + c for p, c in lengths)
+    # the logits predicting completion token j sit just before it, inside its own sequence
+    flat_ids, flat_segments = rows.input_ids.flatten(), rows.segment_ids.flatten()
+    real = batch.completion_lengths[:, None] > torch.arange(batch.completion_ids.size(1))[None, :]
+    assert torch.equal(flat_ids[rows.logit_index + 1][real], batch.completion_ids[real])
+    owner = torch.arange(len(lengths))[:, None].expand_as(rows.logit_index)
+    assert torch.equal(flat_segments[rows.logit_index], owner)  # padding positions too stay in their sequence
+
+
+def test_chunks_and_shards_carry_completion_lengths():
+    batch = learner_batch([(3, 2), (2, 4), (4, 4)])
+    assert [c.completion_lengths.tolist() for c in batch.chunks(2)] == [[2, 4], [4]]
+    shards = batch.shard(2, 1)
+    assert shards[0][0].completion_lengths.tolist() == [2, 4] and shards[1][0].completion_lengths.tolist() == [4]
