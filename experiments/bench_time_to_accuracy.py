@@ -58,7 +58,8 @@ ROOT = REPO / "runs" / "time_to_accuracy"
 RESULT = REPO / "experiments" / "results" / "time_to_accuracy.json"
 TARGET_RATIO = 0.5
 # Our recipe's variants, as config overrides on top of tiny_arith.yaml (the levers' runs).
-OURS = {"ours": [], "ours_padded": ["trainer.pack_sequences=false"]}
+OURS = {"ours": [], "ours_padded": ["trainer.pack_sequences=false"],
+        "ours_off_policy": ["trainer.one_step_off_policy=true", "algorithm.rollout_correction_cap=2.0"]}
 SYSTEMS = [*OURS, "trl"]
 EVAL_SAMPLES, EVAL_SEED = 8, 0
 
@@ -76,6 +77,7 @@ def warm_start() -> Path:
     """The demo's SFT-warmed tiny policy (model seed 0, trainer seed 0), built once."""
     import dataclasses
 
+    from model.tokenizer import TOKENIZER_DIR
     from rl.cli import model_init
     from rl.data import load_problems
     from rl.sft import sft_from_checkpoint
@@ -83,14 +85,17 @@ def warm_start() -> Path:
     config = load_recipe()
     folder, stamp = ROOT / "sft", ROOT / "sft" / "bench_key.json"
     key = {"sft": dataclasses.asdict(config.sft), "data": dataclasses.asdict(config.data), "model_seed": 0}
-    if stamp.is_file() and json.loads(stamp.read_text()) == key:
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    init = model_init("tiny", ROOT / "init", seed=0)
-    train, _ = load_problems(config.data)
-    sft_from_checkpoint(init, folder, train, steps=config.sft.steps, batch_size=config.sft.batch_size,
-                        lr=config.sft.lr, seed=0, threads=os.cpu_count() or 1, max_tokens=config.sft.max_tokens)
-    stamp.write_text(json.dumps(key))
+    if not (stamp.is_file() and json.loads(stamp.read_text()) == key):
+        shutil.rmtree(folder, ignore_errors=True)
+        init = model_init("tiny", ROOT / "init", seed=0)
+        train, _ = load_problems(config.data)
+        sft_from_checkpoint(init, folder, train, steps=config.sft.steps, batch_size=config.sft.batch_size,
+                            lr=config.sft.lr, seed=0, threads=os.cpu_count() or 1, max_tokens=config.sft.max_tokens)
+        stamp.write_text(json.dumps(key))
+    # The shipped tokenizer's files, whenever the folder was built: the weights do not depend on them, but TRL's
+    # decoding does (before the reasoning tags stopped being special tokens, TRL's format reward was always 0).
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(TOKENIZER_DIR / name, folder / name)
     return folder
 
 
@@ -343,7 +348,7 @@ def plot(curves: dict[str, list[dict]], target: float | None, path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"ours": "tab:blue", "ours_padded": "tab:cyan", "trl": "tab:red"}
+    colours = {"ours": "tab:blue", "ours_padded": "tab:cyan", "ours_off_policy": "tab:green", "trl": "tab:red"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curve in sorted(curves.items()):
         system = name.rsplit("_seed", 1)[0]

@@ -24,6 +24,10 @@ BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", 
 USER, ASSISTANT = "<｜User｜>", "<｜Assistant｜>"
 THINK, END_THINK = "<think>", "</think>"
 SPECIAL_TOKENS = [BOS, EOS, PAD, USER, ASSISTANT, THINK, END_THINK]
+# The reasoning tags are text the model writes: whole tokens, but not "special", so that decoding with
+# skip_special_tokens=True (TRL's GRPOTrainer, vLLM's output text) keeps them, as the tokenizers of
+# DeepSeek-R1's distilled models and Qwen3 do. Marked special, TRL's format rewards would never see them.
+TEXT_TOKENS = [THINK, END_THINK]
 
 # R1-style chat: bos, then user and assistant turns; an assistant turn ends with eos.
 CHAT_TEMPLATE = (
@@ -75,7 +79,10 @@ def build(vocab_size: int, out_dir: Path = OUT_DIR) -> Tokenizer:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(out_dir / "tokenizer.json"))
+    saved = json.loads(tokenizer.to_str())
+    for token in saved["added_tokens"]:
+        token["special"] = token["content"] not in TEXT_TOKENS
+    (out_dir / "tokenizer.json").write_text(json.dumps(saved, indent=2, ensure_ascii=False))
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
@@ -85,7 +92,7 @@ def build(vocab_size: int, out_dir: Path = OUT_DIR) -> Tokenizer:
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     special = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD,
-               "additional_special_tokens": [USER, ASSISTANT, THINK, END_THINK]}
+               "additional_special_tokens": [USER, ASSISTANT]}
     (out_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False) + "\n")
     return tokenizer
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
-# Special tokens that are part of what a reasoning model writes (and what format rewards read); every other
-# special token (begin/end of sentence, padding, chat-role markers) is control, not text.
+# Added tokens that are part of what a reasoning model writes (and what format rewards read); every special token
+# (begin/end of sentence, padding, chat-role markers) is control, not text. The shipped tokenizer does not mark
+# them special (model/build_tokenizer.py); checkpoints made before it did, so decoding keeps them either way.
 TEXT_SPECIAL_TOKENS = ("<think>", "</think>")
 
 

@@ -265,6 +265,12 @@ class TrainerConfig(_Section):
                                "weights and optimizer state and takes a share of every mini-batch); one per GPU.")
     learner_device: str = _field("auto", "Where the learners compute: cpu, cuda, or auto (cuda when the Ray cluster "
                                  "has a GPU for every learner).")
+    one_step_off_policy: bool = _field(False, "Send the next step's prompts to the rollout workers before the "
+                                       "learner takes this step, so generation overlaps learning (verl's one-step "
+                                       "off-policy): each batch then comes from the policy one update behind, which "
+                                       "algorithm.rollout_correction_cap (TIS) corrects; it must be set. Pays where "
+                                       "rollout workers and learners have hardware of their own, not on 2 CPU cores "
+                                       "(README, 'Speed').")
     pack_sequences: bool = _field(True, "Learner forward on packed rows (the batch's sequences laid end to end, "
                                   "attention kept within each) instead of rows padded to the longest; same logprobs "
                                   "and gradients up to float rounding, 1.5x faster learner steps on the tiny job "
@@ -341,6 +347,9 @@ class Config:
         for name, cls in SECTIONS.items():
             _require(isinstance(getattr(self, name), cls), name, f"must be a {cls.__name__}")
         batch = self.rollout.prompts_per_step * self.rollout.group_size
+        _require(not self.trainer.one_step_off_policy or self.algorithm.rollout_correction_cap is not None,
+                 "algorithm.rollout_correction_cap", "must be set with trainer.one_step_off_policy (its batches come "
+                 "from the policy one update behind; TIS uses 2.0)")
         _require(self.algorithm.mini_batches <= batch, "algorithm.mini_batches",
                  f"{self.algorithm.mini_batches} mini-batches cannot split a batch of {batch} completions")
 

@@ -7,7 +7,7 @@ import os
 import time
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed  # noqa: F401 (rl's API)
 from rl.batch import Sample
@@ -105,15 +105,26 @@ def round_robin(workers: list, items: list, seeds: list, call, per_item: int = 1
     """Deal items (with their seeds) to Ray actors round robin, item i to worker i % W, run `call(worker, items,
     seeds)` (an ObjectRef of a list holding `per_item` results per item) on each shard at once, and return the
     results in item order."""
+    return start_round_robin(workers, items, seeds, call, per_item)()
+
+
+def start_round_robin(workers: list, items: list, seeds: list, call, per_item: int = 1) -> Callable[[], list]:
+    """round_robin without waiting: the calls are sent now; the returned function waits for them and returns the
+    results in item order."""
     import ray
 
     shards = [(items[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
-    results = ray.get([call(worker, part, part_seeds) for worker, (part, part_seeds) in zip(workers, shards)])
-    ordered = []
-    for i in range(len(items)):  # item i is at position i // W of worker i % W's shard
-        position = i // len(workers)
-        ordered += results[i % len(workers)][position * per_item:(position + 1) * per_item]
-    return ordered
+    calls = [call(worker, part, part_seeds) for worker, (part, part_seeds) in zip(workers, shards)]
+
+    def results() -> list:
+        answers = ray.get(calls)
+        ordered = []
+        for i in range(len(items)):  # item i is at position i // W of worker i % W's shard
+            position = i // len(workers)
+            ordered += answers[i % len(workers)][position * per_item:(position + 1) * per_item]
+        return ordered
+
+    return results
 
 
 def generate_on_workers(workers: list, prompts: list[list[int]], *, seed: int | list[int] | None = None,
@@ -125,9 +136,17 @@ def generate_on_workers(workers: list, prompts: list[list[int]], *, seed: int | 
     does not decide which random numbers a prompt draws (a list gives each prompt's seed itself). A dead worker
     raises ray.exceptions.RayActorError (the trainer replaces it and asks again).
     """
+    return start_generation_on_workers(workers, prompts, seed=seed, **sampling)()
+
+
+def start_generation_on_workers(workers: list, prompts: list[list[int]], *, seed: int | list[int] | None = None,
+                                **sampling) -> Callable[[], list[Sample]]:
+    """generate_on_workers without waiting: the request is sent now (each worker runs its calls in order, so a
+    weight update sent later waits for it); the returned function waits for the samples."""
     seeds = seed if isinstance(seed, list) else [prompt_seed(seed, i) for i in range(len(prompts))]
-    return round_robin(workers, prompts, seeds, lambda worker, p, s: worker.generate.remote(p, seed=s, **sampling),
-                       per_item=sampling.get("n", 1))
+    return start_round_robin(workers, prompts, seeds,
+                             lambda worker, p, s: worker.generate.remote(p, seed=s, **sampling),
+                             per_item=sampling.get("n", 1))
 
 
 def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None = None, threads: int = 1,

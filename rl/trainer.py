@@ -13,6 +13,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -67,6 +68,18 @@ def prepare_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
 
 
+@dataclasses.dataclass
+class PendingRollouts:
+    """Rollouts sent to the workers and not yet collected."""
+
+    problems: list
+    prompts: list[list[int]]
+    sampling: dict  # the generate keyword arguments (n, max_tokens, temperature, top_p, seed)
+    wait: Callable[[], list]  # waits for the samples and returns them in prompt order
+    cursor_before: dict  # the prompt cursor's state before these problems were drawn (what a checkpoint keeps)
+    updates: int  # learner updates taken when they were sent
+
+
 class GRPOTrainer:
     """Runs a GRPO job described by a Config (rl/config.py) on a Ray cluster (in-process by default)."""
 
@@ -78,6 +91,9 @@ class GRPOTrainer:
         self.history: list[dict] = []
         self.timings: dict[str, float] = {}  # seconds per stage of this process's run (the demo reports them)
         self.all_dropped_streak = 0  # steps in a row whose groups were all dropped as zero-variance
+        self.updates = 0  # learner updates taken in this process (a step whose groups were all dropped takes none)
+        self.pending: PendingRollouts | None = None  # the next step's rollouts, sent early (one-step off-policy)
+        self.weight_syncs: list = []  # the last weight update's calls to the rollout workers
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -241,19 +257,43 @@ class GRPOTrainer:
                 blob = self.learners.weights_blob()
                 ray.get(self.workers[index].load_weights.remote(blob))
 
+    def start_rollouts(self, step: int) -> PendingRollouts:
+        """Draw the prompts of the step that follows `step` finished steps and send them to the rollout workers,
+        without waiting for the samples."""
+        from rl.data import build_prompt
+        from rl.rollout import start_generation_on_workers
+
+        config = self.config
+        cursor_before = self.cursor.state_dict()
+        problems = self.cursor.next_batch(config.rollout.prompts_per_step)
+        prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in problems]
+        sampling = dict(n=config.rollout.group_size, max_tokens=config.rollout.max_new_tokens,
+                        temperature=config.rollout.temperature, top_p=config.rollout.top_p,
+                        seed=config.trainer.seed * 100_003 + step)
+        wait = start_generation_on_workers(self.workers, prompts, **sampling)
+        return PendingRollouts(problems, prompts, sampling, wait, cursor_before, self.updates)
+
+    def collect_rollouts(self, pending: PendingRollouts) -> list:
+        """The samples of rollouts sent earlier; if a worker died meanwhile, it is replaced and they are asked for
+        again."""
+        from ray.exceptions import RayActorError
+
+        try:
+            return pending.wait()
+        except RayActorError:
+            self.replace_dead_workers()
+            return self.generate(pending.prompts, **pending.sampling)
+
     def train_step(self) -> dict:
         import ray
 
         from model import decode_completion
-        from rl.data import build_prompt
 
         config, timings = self.config, {}
-        problems = self.cursor.next_batch(config.rollout.prompts_per_step)
-        prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in problems]
-        with timed(timings, "generate"):
-            samples = self.generate(prompts, n=config.rollout.group_size, max_tokens=config.rollout.max_new_tokens,
-                                    temperature=config.rollout.temperature, top_p=config.rollout.top_p,
-                                    seed=config.trainer.seed * 100_003 + self.step)
+        pending, self.pending = self.pending or self.start_rollouts(self.step), None
+        problems = pending.problems
+        with timed(timings, "generate"):  # one-step off-policy: the wait for what was sent during the last step
+            samples = self.collect_rollouts(pending)
         batch = RolloutBatch.from_groups(samples, [dataclasses.asdict(p) for p in problems], config.rollout.group_size,
                                          [decode_completion(self.tokenizer, s.completion_ids) for s in samples])
         with timed(timings, "reward"):
@@ -271,14 +311,23 @@ class GRPOTrainer:
             keep &= ~algos.zero_variance_groups(batch.rewards, batch.group_ids)
         metrics = self.rollout_metrics(batch, scored, keep)
         metrics["batch/problem_ids_sha1"] = hashlib.sha1(" ".join(p.id for p in problems).encode()).hexdigest()[:12]
+        metrics["rollout/policy_lag"] = self.updates - pending.updates  # learner updates the sampling policy missed
+        if config.trainer.one_step_off_policy and self.step + 1 < config.trainer.steps:
+            # The next step's rollouts, sampled by the weights the workers hold now, while the learner learns.
+            self.pending = self.start_rollouts(self.step + 1)
         if keep.any():
             learner_batch = LearnerBatch.from_rollouts(batch.select(keep), pad_id=self.tokenizer.pad_token_id,
                                                        mask_truncated=config.algorithm.mask_truncated_completions)
             with timed(timings, "learn"):
                 metrics |= self.learners.train_step(learner_batch)
+            self.updates += 1
             with timed(timings, "weight_sync"):
+                ray.get(self.weight_syncs)  # the previous step's, long done: only to surface a failure
                 blob = self.learners.weights_blob()
-                ray.get([w.load_weights.remote(blob) for w in self.workers])
+                # A worker takes the new weights after the generation it is running (its calls run in order).
+                self.weight_syncs = [w.load_weights.remote(blob) for w in self.workers]
+                if self.pending is None:
+                    ray.get(self.weight_syncs)
         generated = sum(len(s.completion_ids) for s in samples)
         metrics["throughput/rollout_tokens_per_s"] = generated / max(timings["time/generate_s"], 1e-9)
         return metrics | timings
@@ -322,7 +371,9 @@ class GRPOTrainer:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         self.learners.save(str(tmp))
-        state = {"step": self.step, "cursor": self.cursor.state_dict(), "history": self.history}
+        # Rollouts already sent for the next step are not part of the checkpoint: a resumed run draws them again.
+        cursor = self.pending.cursor_before if self.pending is not None else self.cursor.state_dict()
+        state = {"step": self.step, "cursor": cursor, "history": self.history}
         (tmp / TRAINER_STATE).write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

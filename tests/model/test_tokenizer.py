@@ -47,6 +47,29 @@ def test_decode_completion_keeps_reasoning_tags_and_drops_control_tokens():
     assert decode_completion(tokenizer, [tokenizer.bos_token_id] + ids) == text
 
 
+def test_reasoning_tags_survive_decoding_that_skips_special_tokens():
+    """TRL's GRPOTrainer decodes completions with skip_special_tokens=True: marked special, <think> would vanish
+    there and a format reward would score every completion 0 (measured: TRL's format reward mean was 0 on the
+    demo's SFT policy, ours 0.96); so the tags are added tokens that are not special. Checkpoints made before
+    (tags marked special) still decode them through model.decode_completion."""
+    from model import decode_completion
+
+    tokenizer = load_tokenizer()
+    text = "<think>\n7 + 5 = 12\n</think>\nThe answer is \\boxed{12}."
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert ids[0] == tokenizer.convert_tokens_to_ids(THINK)  # still one whole token
+    assert tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True) == text
+    old = json.loads((TOKENIZER_DIR / "tokenizer.json").read_text())
+    for token in old["added_tokens"]:
+        token["special"] = True
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    legacy = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(old)),
+                                     additional_special_tokens=[THINK, "</think>"], eos_token=EOS)
+    assert decode_completion(legacy, ids + [legacy.eos_token_id]) == text
+
+
 def test_rl_decodes_completions_one_way_only():
     from pathlib import Path
 

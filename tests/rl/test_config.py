@@ -85,6 +85,7 @@ def test_overrides_parse_yaml_values():
     ("data.train=mnist", r"data\.train: must be one of 'synthetic', 'synthetic_code', 'code', 'humaneval', 'mbpp', 'gsm8k', .*got 'mnist'"),
     ("data.train=math", r"data\.train: 'math' is MATH-500, a test set"),
     ("algorithm.mini_batches=1000", r"algorithm\.mini_batches: 1000 mini-batches cannot split"),
+    ("trainer.one_step_off_policy=true", r"algorithm\.rollout_correction_cap: must be set with trainer\.one_step_off"),
     ("beta=0.1", r"must look like section\.field=value"),
     ("algorithm.beta", r"must look like section\.field=value"),
 ])

@@ -1,3 +1,5 @@
+import dataclasses
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -58,6 +60,24 @@ def test_packed_rows_give_the_padded_rows_logprobs_and_step(tiny_checkpoint):
     for name, grad in packed.gradients().items():
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-4 * padded_grads[name].abs().max().item(),
                                    rtol=0, msg=name)
+
+
+def test_rollout_correction_weights_each_token_by_the_capped_learner_to_engine_ratio(tiny_checkpoint):
+    """TIS: a batch the engine sampled with lower logprobs than the learner's (a stale or other-precision engine)
+    counts min(pi_learner / pi_engine, cap) times; the gradient of the dapo loss scales with it."""
+    policy = load_pretrained(tiny_checkpoint).eval()
+    rollouts = rollout_batch(policy, [[0, 3, 10, 11, 4]] * 2, [[20, 21, 22], [30, 31, 32]], [1.0, -1.0])
+    exact = LearnerBatch.from_rollouts(rollouts, 2, True)
+    gradients = {}
+    for name, shift, cap in (("exact", 0.0, None), ("ratio 1.5", math.log(1.5), 2.0), ("ratio 3, capped", math.log(3), 2.0)):
+        batch = dataclasses.replace(exact, rollout_logprobs=exact.rollout_logprobs - shift * exact.completion_mask)
+        learner = Learner(str(tiny_checkpoint), algorithm(rollout_correction_cap=cap, max_grad_norm=1e9),
+                          total_steps=1, max_completion_length=8)
+        learner.train_step(batch)
+        gradients[name] = learner.gradients()["lm_head.weight"]
+    reference = gradients["exact"].abs().max().item()
+    torch.testing.assert_close(gradients["ratio 1.5"], 1.5 * gradients["exact"], atol=1e-4 * reference, rtol=0)
+    torch.testing.assert_close(gradients["ratio 3, capped"], 2.0 * gradients["exact"], atol=1e-4 * reference, rtol=0)
 
 
 def test_train_step_moves_probability_toward_positive_advantages(tiny_checkpoint):
@@ -274,6 +294,8 @@ import json, sys
 import torch
 from safetensors.torch import save_file
 from torch.distributed import TCPStore, destroy_process_group
+import dataclasses
+import math
 from types import SimpleNamespace
 from rl.learner import Learner, checkpoint_state_dict
 

@@ -71,6 +71,42 @@ def test_grpo_job_runs_end_to_end_and_resumes_with_the_same_next_batch(ray_sessi
     assert step3[0]["batch/problem_ids_sha1"] == steps[2]["batch/problem_ids_sha1"]
 
 
+def test_one_step_off_policy_samples_each_batch_during_the_last_update_and_resumes_on_the_same_prompts(
+        ray_session, tmp_path):
+    """Generation of step t+1 is sent before the learner takes step t: every batch after the first comes from the
+    policy one update behind (logged, and corrected by TIS); a checkpoint taken with rollouts in flight keeps the
+    prompt cursor from before them, so a resumed run draws those prompts again."""
+    off_policy = ["trainer.steps=4", "trainer.eval_every=0", "trainer.one_step_off_policy=true",
+                  "algorithm.rollout_correction_cap=2.0", "algorithm.drop_zero_variance_groups=false"]
+    straight = GRPOTrainer(small_config(tmp_path / "a", *off_policy), log=lambda *_: None)
+    try:
+        straight.fit()
+    finally:
+        straight.shutdown()
+    steps = [r for r in records(tmp_path / "a") if "reward/mean" in r]
+    assert [r["rollout/policy_lag"] for r in steps] == [0, 1, 1, 1]
+    assert all(r["time/learn_s"] > 0 and "mismatch/kl" in r for r in steps)
+
+    interrupted = GRPOTrainer(small_config(tmp_path / "b", *off_policy), log=lambda *_: None)
+    try:
+        interrupted.setup()
+        for _ in range(2):
+            interrupted.train_step()
+            interrupted.step += 1
+        assert interrupted.pending is not None  # step 3's rollouts are in flight
+        interrupted.save_checkpoint()
+    finally:
+        interrupted.shutdown()
+    resumed = GRPOTrainer(small_config(tmp_path / "b", *off_policy, "trainer.resume=true"), log=lambda *_: None)
+    try:
+        resumed.fit()
+    finally:
+        resumed.shutdown()
+    after_resume = [r for r in records(tmp_path / "b") if "reward/mean" in r and r["step"] > 2]
+    assert [r["batch/problem_ids_sha1"] for r in after_resume] == [r["batch/problem_ids_sha1"] for r in steps[2:]]
+    assert [r["rollout/policy_lag"] for r in after_resume] == [0, 1]  # the first step after resume is on-policy
+
+
 def test_two_learners_train_one_policy_in_the_grpo_job(ray_session, tmp_path):
     """FSDP over two CPU learner actors inside the real job: the rollout workers get the gathered weights (the
     learner/vLLM logprob mismatch stays at float noise after each sync) and the checkpoint is complete."""
