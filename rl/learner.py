@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rl import algos
-from rl.batch import LearnerBatch
+from rl.batch import LearnerBatch, PackedRows
 
 LEARNER_STATE = "learner_state.pt"
 
@@ -63,19 +63,33 @@ def checkpoint_state_dict(policy: torch.nn.Module, state_dict: dict[str, torch.T
     return revert_weight_conversion(policy, policy.state_dict() if state_dict is None else state_dict)
 
 
+# Packed rows are used when they cut the positions a forward runs by at least this share. Measured on the demo's
+# batches (experiments/results/levers.json): sequences of similar lengths leave ~10% padding, none of them share a
+# row, and the block-diagonal mask then makes a step ~10% slower than plain causal attention over padded rows.
+PACK_MIN_SAVING = 0.1
+
+
+def packed_rows(batch: LearnerBatch, pack: bool) -> PackedRows | None:
+    """The batch as packed rows, when pack is set and packing saves at least PACK_MIN_SAVING of the positions."""
+    if not pack:
+        return None
+    rows = batch.packed()
+    return rows if rows.input_ids.numel() <= (1 - PACK_MIN_SAVING) * batch.input_ids.numel() else None
+
+
 def forward_completions(model: torch.nn.Module, batch: LearnerBatch, pack: bool) -> tuple[torch.Tensor, Any]:
     """The logits (B, L, V) that predict the batch's completion tokens, and the model's whole output.
 
-    Our Transformer computes the LM head at those positions only, over packed rows when pack is set (no
-    padding between sequences: rl.batch.PackedRows); other models run the padded rows whole.
+    Our Transformer computes the LM head at those positions only, over packed rows when pack is set and packing
+    pays (packed_rows: no padding between sequences); other models run the padded rows whole.
     """
     from model import Transformer
 
     if not isinstance(model, Transformer):
         output = model(batch.input_ids)
         return output.logits.flatten(0, 1)[batch.logit_index()], output
-    if pack:
-        rows = batch.packed()
+    rows = packed_rows(batch, pack)
+    if rows is not None:
         index = rows.logit_index
         output = model(rows.input_ids, segment_ids=rows.segment_ids, logits_at=index.flatten(), with_mtp=False)
     else:
@@ -85,10 +99,11 @@ def forward_completions(model: torch.nn.Module, batch: LearnerBatch, pack: bool)
 
 
 def padding_fraction(batch: LearnerBatch, pack: bool) -> float:
-    """The share of the positions a learner forward runs that hold padding, in the padded or packed layout."""
+    """The share of the positions a learner forward runs that hold padding, in the layout forward_completions
+    chooses."""
     tokens = (batch.completion_start + batch.completion_lengths).sum().item()
-    positions = batch.packed().input_ids.numel() if pack else batch.input_ids.numel()
-    return 1.0 - tokens / positions
+    rows = packed_rows(batch, pack)
+    return 1.0 - tokens / (rows.input_ids.numel() if rows is not None else batch.input_ids.numel())
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):

@@ -7,7 +7,7 @@ import torch
 
 from model import load_pretrained, to_hf_state_dict
 from rl.batch import LearnerBatch, RolloutBatch, Sample
-from rl.learner import Learner, lr_lambda
+from rl.learner import Learner, lr_lambda, packed_rows, padding_fraction
 
 
 def algorithm(**overrides):
@@ -60,6 +60,19 @@ def test_packed_rows_give_the_padded_rows_logprobs_and_step(tiny_checkpoint):
     for name, grad in packed.gradients().items():
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-4 * padded_grads[name].abs().max().item(),
                                    rtol=0, msg=name)
+
+
+def test_rows_are_packed_only_where_that_saves_positions():
+    def batch_of(lengths):
+        samples = [Sample(list(range(3, 3 + p)), list(range(3, 3 + c)), [0.0] * c, truncated=False) for p, c in lengths]
+        return LearnerBatch.from_rollouts(RolloutBatch(samples, torch.arange(len(samples)),
+                                                       advantages=torch.zeros(len(samples))), 2, True)
+
+    even, mixed = batch_of([(6, 4), (5, 5), (7, 3)]), batch_of([(6, 4), (2, 2), (3, 2)])
+    assert packed_rows(even, pack=True) is None  # nothing shares a row: padded rows, plain causal attention
+    assert packed_rows(mixed, pack=True).input_ids.shape == (2, 10)
+    assert packed_rows(mixed, pack=False) is None
+    assert padding_fraction(mixed, pack=True) < padding_fraction(mixed, pack=False)
 
 
 def test_rollout_correction_weights_each_token_by_the_capped_learner_to_engine_ratio(tiny_checkpoint):
