@@ -274,9 +274,9 @@ class TrainerConfig(_Section):
     pack_sequences: bool = _field(True, "Learner forward on packed rows (the batch's sequences laid end to end, "
                                   "attention kept within each) instead of rows padded to the longest, whenever that "
                                   "cuts the positions by 10% or more (rl.learner.PACK_MIN_SAVING); same logprobs "
-                                  "and gradients up to float rounding. Pays when lengths vary (1.5x on a batch of "
-                                  "mixed lengths); the demo's lengths are too even to pack (README, 'Speed'). Our "
-                                  "DeepSeek-V3 class only; other policies run padded rows.")
+                                  "and gradients up to float rounding. Pays when lengths vary; the demo's lengths are "
+                                  "too even to pack (README, 'Speed'). Our DeepSeek-V3 class only; other policies "
+                                  "run padded rows.")
     precision: str = _field("fp32", "Learner arithmetic: fp32, or bf16 (autocast forward/backward with fp32 master "
                             "weights, optimizer state and loss).")
 
