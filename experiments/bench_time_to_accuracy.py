@@ -385,7 +385,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--systems", default="ours,trl", help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--seeds", default="0,1", help="trainer seeds, comma-separated")
-    parser.add_argument("--steps", type=int, default=110, help="GRPO steps per run (the demo's)")
+    parser.add_argument("--steps", type=int, default=110, help="GRPO steps of a TRL run (the demo's)")
+    parser.add_argument("--ours-steps", type=int, default=None,
+                        help="GRPO steps of a run of ours (default --steps); more lets a faster system show where "
+                             "it crosses TRL's final accuracy")
     parser.add_argument("--save-every", type=int, default=10, help="steps between evaluated policies")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
@@ -394,19 +397,27 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
-    if args.steps < 1 or args.save_every < 1:
-        parser.error("--steps and --save-every must be >= 1")
+    args.ours_steps = args.ours_steps or args.steps
+    if min(args.steps, args.ours_steps, args.save_every) < 1:
+        parser.error("--steps, --ours-steps and --save-every must be >= 1")
+
+    def steps_of(system: str) -> int:
+        return args.ours_steps if system in OURS else args.steps
     os.environ.update(OFFLINE_ENV)
     ROOT.mkdir(parents=True, exist_ok=True)
     policy = warm_start()
     for system in systems:
         for seed in seeds:
-            train_run(system, seed, policy, args.steps, args.save_every)
+            train_run(system, seed, policy, steps_of(system), args.save_every)
+
+    def settings_of(run: Path) -> dict:
+        return {"steps": steps_of(run.name.rsplit("_seed", 1)[0]), "save_every": args.save_every,
+                "policy": str(policy)}
 
     # Every finished run with these settings goes into the result, not only this invocation's.
-    settings = {"steps": args.steps, "save_every": args.save_every, "policy": str(policy)}
     runs = sorted(run for run in ROOT.glob("*_seed*") if (run / "timeline.json").is_file()
-                  and json.loads((run / "settings.json").read_text()) == settings)
+                  and run.name.rsplit("_seed", 1)[0] in SYSTEMS
+                  and json.loads((run / "settings.json").read_text()) == settings_of(run))
     evaluator = Evaluator(policy)
     start_file = ROOT / "sft_evaluation.json"
     if not start_file.is_file():
@@ -421,7 +432,7 @@ def main() -> int:
     report = header("GRPO wall time to a held-out accuracy from one SFT-warmed tiny policy: ours "
                     "(experiments/tiny_arith.yaml's recipe) vs TRL GRPOTrainer (vLLM colocate)",
                     packages=("torch", "transformers", "trl", "vllm")) | {
-        "setup": {"steps": args.steps, "evaluated_every": args.save_every,
+        "setup": {"steps": {"trl": args.steps, "ours": args.ours_steps}, "evaluated_every": args.save_every,
                   "evaluation": f"{EVAL_SAMPLES} samples x 300 held-out problems, T=1, sampling seed {EVAL_SEED}",
                   "warm_start": "tiny preset (seed 0) + the recipe's SFT (runs/time_to_accuracy/sft)",
                   "wall_clock": "sum of step times: start-up, checkpoint saving and evaluation excluded",
