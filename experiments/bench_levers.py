@@ -167,7 +167,7 @@ def measure_learner(policy: str, repeats: int) -> dict:
                          "padding_share": round(padding_fraction(batch, pack), 3),
                          "max_logprob_difference_to_first": difference}
     first, last = (layouts[name]["seconds"] for name in (next(iter(layouts)), next(reversed(layouts))))
-    return {"samples": len(batch), "tokens": int((batch.completion_start + batch.completion_lengths).sum()),
+    return {"samples": len(batch), "tokens": int(batch.sequence_lengths().sum()),
             "layouts": layouts, "speedup_packed_vs_padded_full_head": round(first / last, 2),
             "threads": os.cpu_count(), "torch_threads_note": "learner threads = all cores, as the trainer's actor"}
 

@@ -11,6 +11,7 @@ padded tensors, which the learner may lay out as packed rows (`PackedRows`) inst
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -138,6 +139,10 @@ class LearnerBatch:
     def __len__(self) -> int:
         return self.input_ids.size(0)
 
+    def sequence_lengths(self) -> torch.Tensor:
+        """(B,) prompt + completion tokens of each row (the row's padding left out)."""
+        return self.completion_start + self.completion_lengths
+
     def logit_index(self) -> torch.Tensor:
         """(B, L): where in the flattened (B * T) input positions the logits predicting each completion token
         are (completion token j of row b: position completion_start[b] + j - 1; past the row's end, clamped
@@ -147,8 +152,10 @@ class LearnerBatch:
         positions = (self.completion_start[:, None] - 1 + offsets[None, :]).clamp(max=seq_len - 1)
         return positions + seq_len * torch.arange(len(self), device=self.input_ids.device)[:, None]
 
+    @functools.cached_property
     def packed(self) -> "PackedRows":
-        """The rows' sequences laid end to end without padding between them (see PackedRows)."""
+        """The rows' sequences laid end to end without padding between them (see PackedRows); computed once, as
+        every forward of a learner step and its padding metric read it."""
         return PackedRows.pack(self)
 
     def chunks(self, n_chunks: int) -> list["LearnerBatch"]:
@@ -205,7 +212,7 @@ class PackedRows:
 
     @classmethod
     def pack(cls, batch: LearnerBatch) -> "PackedRows":
-        lengths = (batch.completion_start + batch.completion_lengths).tolist()
+        lengths = batch.sequence_lengths().tolist()
         capacity = max(lengths)
         free: list[int] = []  # room left in each packed row
         placed: list[tuple[int, int]] = [(0, 0)] * len(lengths)  # (row, offset) of each sequence

@@ -80,7 +80,6 @@ def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CO
     seeds: how much of a difference between two evaluations is sampling alone."""
     from model import load_tokenizer
     from rl.config import load_config
-    from rl.data import ALIASES, DATA_SOURCES
     from rl.data import load_problems
     from rl.evaluate import evaluate
     from rl.rollout import RolloutWorker
@@ -149,8 +148,10 @@ def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_p
          measure_noise: bool = True, config: Path = CONFIG) -> dict:
     """Run the job of `config` (the main job by default) on seeds 0..seeds-1 into out/seed_S (replacing what is
     there), print the table, write result_path (None: don't)."""
-    from rl.config import load_config
     from rich.console import Console
+
+    from rl.config import load_config
+    from rl.data import ALIASES, DATA_SOURCES
 
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)  # one record a line in a log
     overrides = list(overrides or [])

@@ -74,7 +74,7 @@ def packed_rows(batch: LearnerBatch, pack: bool) -> PackedRows | None:
     """The batch as packed rows, when pack is set and packing saves at least PACK_MIN_SAVING of the positions."""
     if not pack:
         return None
-    rows = batch.packed()
+    rows = batch.packed
     return rows if rows.input_ids.numel() <= (1 - PACK_MIN_SAVING) * batch.input_ids.numel() else None
 
 
@@ -102,7 +102,7 @@ def forward_completions(model: torch.nn.Module, batch: LearnerBatch, pack: bool)
 def padding_fraction(batch: LearnerBatch, pack: bool) -> float:
     """The share of the positions a learner forward runs that hold padding, in the layout forward_completions
     chooses."""
-    tokens = (batch.completion_start + batch.completion_lengths).sum().item()
+    tokens = batch.sequence_lengths().sum().item()
     rows = packed_rows(batch, pack)
     return 1.0 - tokens / (rows.input_ids.numel() if rows is not None else batch.input_ids.numel())
 
@@ -306,7 +306,7 @@ class Learner:
         self.version += 1
         elapsed = time.perf_counter() - started
         forwards = algorithm.num_iterations + (0 if on_policy else 1) + (self.reference is not None)
-        tokens = sum((chunk.completion_start + chunk.completion_lengths).sum().item() for chunk in mini_batches)
+        tokens = sum(chunk.sequence_lengths().sum().item() for chunk in mini_batches)
         metrics = (self._mismatch_metrics(torch.cat([lp.flatten() for lp in old_logprobs]), mini_batches)
                    | {key: sum(values) / len(values) for key, values in sums.items()}
                    | {"throughput/learner_tokens_per_s": tokens * forwards / max(elapsed, 1e-9),

@@ -25,7 +25,7 @@ def test_padded_logit_index_points_before_each_completion_token():
 def test_packing_keeps_every_token_once_and_needs_fewer_positions():
     lengths = [(5, 9), (3, 2), (4, 1), (6, 3), (2, 2), (7, 7)]
     batch = learner_batch(lengths, truncated={3})
-    rows = batch.packed()
+    rows = batch.packed
     longest = max(p + c for p, c in lengths)
     assert rows.input_ids.size(1) == longest  # no row longer than the padded layout's
     assert rows.input_ids.numel() < batch.input_ids.numel()

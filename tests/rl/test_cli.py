@@ -215,6 +215,24 @@ def test_eval_through_search_mistakes_are_named_before_any_engine_starts(argv, m
     assert message in capsys.readouterr().err and time.perf_counter() - started < 10
 
 
+def test_demo_reads_its_job_and_benchmark_and_reaches_the_first_seed(tmp_path, capsys, monkeypatch):
+    """Everything demo() does before a seed trains (the job file, its held-out set's title) runs for real."""
+    import rl.demo
+
+    class FirstSeed(Exception):
+        pass
+
+    def first_seed(*_, **__):
+        raise FirstSeed
+
+    monkeypatch.setattr(rl.demo, "run_seed", first_seed)
+    with pytest.raises(FirstSeed):
+        rl.demo.demo(tmp_path / "runs", seeds=1, result_path=None,
+                     config=rl.demo.REPO / "experiments" / "tiny_code.yaml")
+    out = capsys.readouterr().out
+    assert "demo: 1 seed(s) of experiments/tiny_code.yaml" in out and "--- seed 0" in out
+
+
 def test_demo_of_a_missing_or_broken_job_file_fails_before_any_seed_runs(tmp_path, capsys):
     assert main(["demo", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "--config: no job file at" in capsys.readouterr().err

@@ -307,8 +307,6 @@ import json, sys
 import torch
 from safetensors.torch import save_file
 from torch.distributed import TCPStore, destroy_process_group
-import dataclasses
-import math
 from types import SimpleNamespace
 from rl.learner import Learner, checkpoint_state_dict
 
