@@ -130,7 +130,7 @@ def train_ours(args: dict) -> None:
                   f"kept {metrics['groups/kept_frac']:.2f}", flush=True)
             timeline.append({"step": trainer.step, "train_s": train_s,
                              **{k: v for k, v in metrics.items() if isinstance(v, float) and k.startswith(
-                                 ("time/", "reward/", "groups/", "completion/", "learner/"))}})
+                                 ("time/", "reward/", "groups/", "completion/", "learner/", "prompts/"))}})
             if trainer.step % args["save_every"] == 0 or trainer.step == args["steps"]:
                 folder = run / "checkpoints" / f"step_{trainer.step}"
                 trainer.learners.save(str(folder))
@@ -318,7 +318,27 @@ def step_costs(run: Path) -> dict:
         if values:
             costs[key + "_median" if key.startswith("time/") else key + "_mean"] = round(
                 statistics.median(values) if key.startswith("time/") else statistics.mean(values), 3)
+    prediction = zero_variance_prediction(timeline)
+    if prediction:
+        costs["zero_variance_prediction"] = prediction
     return costs
+
+
+def zero_variance_prediction(timeline: list[dict]) -> dict | None:
+    """How well a prompt's last group predicts that its next one is zero-variance too (GRESO's premise), over the
+    run's revisits (rl.prompt_filter's metrics, logged whether or not it skips): precision, recall, and the share
+    of the revisited prompts' generation that skipping every predicted one would have saved."""
+    seen = sum(entry.get("prompts/seen_before", 0.0) for entry in timeline)
+    if not seen:
+        return None
+    predicted = sum(entry["prompts/predicted_zero_variance"] for entry in timeline)
+    hits = sum(entry["prompts/prediction_hits"] for entry in timeline)
+    flat = sum(entry["prompts/zero_variance_seen_before"] for entry in timeline)
+    return {"revisited_prompts": int(seen), "zero_variance_among_revisited": round(flat / seen, 3),
+            "predicted": int(predicted), "precision": round(hits / predicted, 3) if predicted else None,
+            "recall": round(hits / flat, 3) if flat else None,
+            "revisited_generation_skippable": round(predicted / seen, 3),
+            "revisited_zero_variance_generation_avoided": round(hits / seen, 3)}
 
 
 def summarise(curves: dict[str, list[dict]], costs: dict[str, dict]) -> dict:

@@ -139,6 +139,15 @@ class RolloutConfig(_Section):
                                            "policies), AMX_MLA (CPUs with AMX, bf16 only), CPU_ATTN (non-MLA "
                                            "policies; their default). None = the default for the policy.")
 
+    skip_zero_variance_prompts: bool = _field(False, "Before rolling a prompt out, skip it with probability "
+                                              "1 - p ** z, z its zero-variance groups in a row so far (GRESO's "
+                                              "temporal filter, rl.prompt_filter; the next prompts take its place): "
+                                              "prompts always solved or never solved stop costing generation. p "
+                                              "adapts toward zero_variance_target. It acts only from a prompt's "
+                                              "second visit, i.e. after one epoch of data.train (README, 'Speed').")
+    zero_variance_target: float = _field(0.25, "Share of zero-variance groups per batch that skipping steers toward "
+                                         "(GRESO's 0.25): p falls while the share is above it, rises while below.")
+
     def validate(self) -> None:
         for name in ("num_workers", "prompts_per_step", "max_new_tokens", "eval_samples"):
             _require(getattr(self, name) >= 1, f"rollout.{name}", "must be >= 1")
@@ -148,6 +157,7 @@ class RolloutConfig(_Section):
         _require(self.kv_cache_gib > 0, "rollout.kv_cache_gib", "must be > 0")
         _require(self.threads >= 0, "rollout.threads", "must be >= 0 (0 = all cores)")
         _require(self.eval_temperature >= 0, "rollout.eval_temperature", "must be >= 0")
+        _require(0 <= self.zero_variance_target < 1, "rollout.zero_variance_target", "must be in [0, 1)")
         _choice(self.precision, "rollout.precision", ("fp32", "bf16"))
         _choice(self.attention_backend, "rollout.attention_backend", (None, "CPU_MLA", "AMX_MLA", "CPU_ATTN"))
         _require(self.attention_backend != "AMX_MLA" or self.precision == "bf16", "rollout.attention_backend",

@@ -78,6 +78,7 @@ class PendingRollouts:
     wait: Callable[[], list]  # waits for the samples and returns them in prompt order
     cursor_before: dict  # the prompt cursor's state before these problems were drawn (what a checkpoint keeps)
     updates: int  # learner updates taken when they were sent
+    skipped: int = 0  # prompts skipped as predicted zero-variance while drawing these (rl.prompt_filter)
 
 
 class GRPOTrainer:
@@ -103,6 +104,7 @@ class GRPOTrainer:
         from rl.config import save_config
         from rl.data import PromptCursor
         from rl.learner import LearnerGroup
+        from rl.prompt_filter import ZeroVarianceFilter
         from rl.logger import MetricsLogger
         from rl.rewarding import reward_worker_actor
 
@@ -136,6 +138,8 @@ class GRPOTrainer:
         self.learners.ready()
         self.timings["time/startup_s"] = time.perf_counter() - started
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
+        self.prompt_filter = ZeroVarianceFilter(config.rollout.zero_variance_target,
+                                                skip=config.rollout.skip_zero_variance_prompts, seed=config.trainer.seed)
         self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
                                      config.logging.wandb_project, config.to_dict())
         checkpoint = latest_checkpoint(self.output_dir, self.log) if config.trainer.resume else None
@@ -265,13 +269,13 @@ class GRPOTrainer:
 
         config = self.config
         cursor_before = self.cursor.state_dict()
-        problems = self.cursor.next_batch(config.rollout.prompts_per_step)
+        problems, skipped = self.prompt_filter.select(self.cursor, config.rollout.prompts_per_step, step)
         prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in problems]
         sampling = dict(n=config.rollout.group_size, max_tokens=config.rollout.max_new_tokens,
                         temperature=config.rollout.temperature, top_p=config.rollout.top_p,
                         seed=config.trainer.seed * 100_003 + step)
         wait = start_generation_on_workers(self.workers, prompts, **sampling)
-        return PendingRollouts(problems, prompts, sampling, wait, cursor_before, self.updates)
+        return PendingRollouts(problems, prompts, sampling, wait, cursor_before, self.updates, skipped)
 
     def collect_rollouts(self, pending: PendingRollouts) -> list:
         """The samples of rollouts sent earlier; if a worker died meanwhile, it is replaced and they are asked for
@@ -307,9 +311,14 @@ class GRPOTrainer:
         batch.advantages = algos.compute_grpo_advantages(batch.rewards, batch.group_ids,
                                                          scale_by_std=config.algorithm.scale_rewards)
         keep = ~batch.rewards.isnan()  # a sample no reward function applies to teaches nothing
+        flat = algos.zero_variance_groups(batch.rewards, batch.group_ids)
         if config.algorithm.drop_zero_variance_groups:
-            keep &= ~algos.zero_variance_groups(batch.rewards, batch.group_ids)
+            keep &= ~flat
         metrics = self.rollout_metrics(batch, scored, keep)
+        # Streaks of zero-variance groups per prompt: what the next draws skip by (before they are drawn, below)
+        metrics |= self.prompt_filter.update([p.id for p in problems],
+                                             flat.view(len(problems), config.rollout.group_size)[:, 0].tolist())
+        metrics["prompts/skipped"] = float(pending.skipped)
         metrics["batch/problem_ids_sha1"] = hashlib.sha1(" ".join(p.id for p in problems).encode()).hexdigest()[:12]
         metrics["rollout/policy_lag"] = self.updates - pending.updates  # learner updates the sampling policy missed
         if config.trainer.one_step_off_policy and self.step + 1 < config.trainer.steps:
@@ -373,7 +382,8 @@ class GRPOTrainer:
         self.learners.save(str(tmp))
         # Rollouts already sent for the next step are not part of the checkpoint: a resumed run draws them again.
         cursor = self.pending.cursor_before if self.pending is not None else self.cursor.state_dict()
-        state = {"step": self.step, "cursor": cursor, "history": self.history}
+        state = {"step": self.step, "cursor": cursor, "history": self.history,
+                 "prompt_filter": self.prompt_filter.state_dict()}
         (tmp / TRAINER_STATE).write_text(json.dumps(state))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
@@ -386,6 +396,8 @@ class GRPOTrainer:
         state = json.loads((checkpoint / TRAINER_STATE).read_text())
         self.step, self.history = state["step"], state["history"]
         self.cursor.load_state_dict(state["cursor"])
+        if "prompt_filter" in state:  # checkpoints from before the filter start it afresh
+            self.prompt_filter.load_state_dict(state["prompt_filter"])
         blob = self.learners.weights_blob()
         ray.get([w.load_weights.remote(blob) for w in self.workers])
         self.log(f"resumed from {checkpoint} at step {self.step}")

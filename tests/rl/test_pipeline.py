@@ -107,6 +107,42 @@ def test_one_step_off_policy_samples_each_batch_during_the_last_update_and_resum
     assert [r["rollout/policy_lag"] for r in after_resume] == [0, 1]  # the first step after resume is on-policy
 
 
+def test_skipping_predicted_zero_variance_prompts_draws_past_them_in_the_second_epoch_and_resumes_alike(
+        ray_session, tmp_path):
+    """8 training problems, 4 a step: steps 3-4 revisit them. The barely warmed policy answers nothing right, so
+    every group scores alike (all 0), each revisited prompt has a streak and is kept with probability about 0.5:
+    some are skipped, the draw goes on to the next ones, and a run resumed after step 3 draws step 4's prompts as
+    the straight run did."""
+    skipping = ["data.num_train=8", "trainer.eval_every=0", "rollout.skip_zero_variance_prompts=true",
+                "reward.functions=[math_accuracy]", "reward.weights=[1.0]"]
+    straight = GRPOTrainer(small_config(tmp_path / "a", "trainer.steps=4", *skipping), log=lambda *_: None)
+    try:
+        straight.fit()
+    finally:
+        straight.shutdown()
+    steps = [r for r in records(tmp_path / "a") if "reward/mean" in r]
+    assert [r["prompts/skipped"] for r in steps[:2]] == [0, 0]  # first epoch: nothing is known yet
+    assert [r["prompts/seen_before"] for r in steps[:2]] == [0, 0]
+    assert [r["prompts/zero_variance_frac"] for r in steps[:2]] == [1.0, 1.0]  # the premise: nothing solved yet
+    assert steps[2]["prompts/skipped"] + steps[3]["prompts/skipped"] > 0
+    assert all(r["prompts/seen_before"] > 0 for r in steps[2:])
+
+    first = GRPOTrainer(small_config(tmp_path / "b", "trainer.steps=3", *skipping), log=lambda *_: None)
+    try:
+        first.fit()
+    finally:
+        first.shutdown()
+    resumed = GRPOTrainer(small_config(tmp_path / "b", "trainer.steps=4", "trainer.resume=true", *skipping),
+                          log=lambda *_: None)
+    try:
+        resumed.fit()
+    finally:
+        resumed.shutdown()
+    step4 = [r for r in records(tmp_path / "b") if r["step"] == 4 and "reward/mean" in r]
+    assert step4[0]["batch/problem_ids_sha1"] == steps[3]["batch/problem_ids_sha1"]
+    assert step4[0]["prompts/skipped"] == steps[3]["prompts/skipped"]
+
+
 def test_two_learners_train_one_policy_in_the_grpo_job(ray_session, tmp_path):
     """FSDP over two CPU learner actors inside the real job: the rollout workers get the gathered weights (the
     learner/vLLM logprob mismatch stays at float noise after each sync) and the checkpoint is complete."""
