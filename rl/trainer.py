@@ -138,8 +138,8 @@ class GRPOTrainer:
         self.learners.ready()
         self.timings["time/startup_s"] = time.perf_counter() - started
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
-        self.prompt_filter = ZeroVarianceFilter(config.rollout.zero_variance_target,
-                                                skip=config.rollout.skip_zero_variance_prompts, seed=config.trainer.seed)
+        self.prompt_filter = ZeroVarianceFilter(config.rollout.zero_variance_target, seed=config.trainer.seed,
+                                                skip=config.rollout.skip_zero_variance_prompts)
         self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
                                      config.logging.wandb_project, config.to_dict())
         checkpoint = latest_checkpoint(self.output_dir, self.log) if config.trainer.resume else None

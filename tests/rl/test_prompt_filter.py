@@ -7,7 +7,8 @@ from rl.prompt_filter import EXPLORE_MIN, EXPLORE_START, EXPLORE_STEP, ZeroVaria
 
 
 def problems(n):
-    return [Problem(id=f"p{i}", question=f"q{i}", answer=str(i), solution=None, source="synthetic", level=1) for i in range(n)]
+    return [Problem(id=f"p{i}", question=f"q{i}", answer=str(i), solution=None, source="synthetic", level=1)
+            for i in range(n)]
 
 
 def test_prompts_never_seen_are_all_kept_so_the_first_epoch_is_the_cursors_own_order():
