@@ -3,6 +3,7 @@
 
     python experiments/bench_time_to_accuracy.py                       # ours and TRL, seeds 0 and 1
     python experiments/bench_time_to_accuracy.py --systems ours_padded --seeds 0   # one more run, kept with the others
+    python experiments/bench_time_to_accuracy.py --recheck-steps 15   # is the machine as fast as when the cache was made?
 
 What is the same for every run:
   * the starting policy: the tiny preset (seed 0) after the demo's SFT warm start (200 steps), built once and
@@ -36,6 +37,7 @@ every seed. Writes experiments/results/time_to_accuracy.json.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import multiprocessing as mp
 import os
@@ -220,9 +222,9 @@ def child(target: str, args: dict) -> None:
         raise
 
 
-def train_run(system: str, seed: int, policy: Path, steps: int, save_every: int) -> Path:
+def train_run(system: str, seed: int, policy: Path, steps: int, save_every: int, root: Path = ROOT) -> Path:
     """Train one (system, seed) run in a child process unless its timeline is already there."""
-    run = ROOT / f"{system}_seed{seed}"
+    run = root / f"{system}_seed{seed}"
     timeline = run / "timeline.json"
     settings = {"steps": steps, "save_every": save_every, "policy": str(policy)}
     if timeline.is_file() and json.loads((run / "settings.json").read_text()) == settings:
@@ -241,6 +243,30 @@ def train_run(system: str, seed: int, policy: Path, steps: int, save_every: int)
         raise RuntimeError(f"{run.name} failed (exit code {process.exitcode}): see {run / 'train.log'}")
     print(f"  done in {time.perf_counter() - started:.0f}s", flush=True)
     return run
+
+
+def recheck_machine(system: str, steps: int, policy: Path) -> dict | None:
+    """Runs are cached across sessions, and a machine of one kind can run slower one day than another: train the
+    first `steps` steps of `system`'s cached seed-0 run again, in a scratch folder, and compare their median step
+    time with the cached run's over the same steps (same seed, same prompts)."""
+    cached = ROOT / f"{system}_seed0" / "timeline.json"
+    if not cached.is_file():
+        return None
+    scratch = ROOT / "recheck"
+    shutil.rmtree(scratch / f"{system}_seed0", ignore_errors=True)
+    again = train_run(system, 0, policy, steps, steps, root=scratch)
+    shutil.rmtree(again / "checkpoints", ignore_errors=True)
+
+    def median_step_s(timeline_file: Path) -> float:
+        times = [entry["train_s"] for entry in json.loads(timeline_file.read_text())[:steps]]
+        return statistics.median(b - a for a, b in zip([0.0, *times], times))
+
+    now, then = median_step_s(again / "timeline.json"), median_step_s(cached)
+    result = {"run": f"{system}_seed0", "steps": steps, "date": datetime.date.today().isoformat(),
+              "step_s_median_now": round(now, 3), "step_s_median_cached": round(then, 3),
+              "ratio_now_over_cached": round(now / then, 3)}
+    (scratch / "result.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -410,6 +436,9 @@ def main() -> int:
                         help="GRPO steps of a run of ours (default --steps); more lets a faster system show where "
                              "it crosses TRL's final accuracy")
     parser.add_argument("--save-every", type=int, default=10, help="steps between evaluated policies")
+    parser.add_argument("--recheck-steps", type=int, default=0,
+                        help="train the first N steps of TRL's cached seed-0 run again and report today's step "
+                             "time over the cached one (the machine's drift since it was trained)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -429,6 +458,11 @@ def main() -> int:
     for system in systems:
         for seed in seeds:
             train_run(system, seed, policy, steps_of(system), args.save_every)
+
+    if args.recheck_steps:
+        recheck_machine("trl", args.recheck_steps, policy)
+    recheck_file = ROOT / "recheck" / "result.json"
+    recheck = json.loads(recheck_file.read_text()) if recheck_file.is_file() else None
 
     def settings_of(run: Path) -> dict:
         return {"steps": steps_of(run.name.rsplit("_seed", 1)[0]), "save_every": args.save_every,
@@ -461,6 +495,7 @@ def main() -> int:
         "costs": costs,
         "curves": {name: [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items()}
                           for point in curve] for name, curve in curves.items()},
+        "machine_recheck": recheck,
         "plot": plot_path.name,
     }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
