@@ -3,7 +3,7 @@
 
     python experiments/bench_time_to_accuracy.py                       # ours and TRL, seeds 0 and 1
     python experiments/bench_time_to_accuracy.py --systems ours_padded --seeds 0   # one more run, kept with the others
-    python experiments/bench_time_to_accuracy.py --recheck-steps 15   # is the machine as fast as when the cache was made?
+    python experiments/bench_time_to_accuracy.py --recheck-steps 15   # the machine as fast as when cached?
 
 What is the same for every run:
   * the starting policy: the tiny preset (seed 0) after the demo's SFT warm start (200 steps), built once and
