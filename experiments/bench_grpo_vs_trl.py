@@ -125,13 +125,14 @@ def run_ours(conn, args: dict) -> None:
         trainer.setup()
         setup_s = time.perf_counter() - started
         seen: list[str] = []
-        generate = trainer.generate
+        start_rollouts = trainer.start_rollouts  # where a step's prompts are sent to the rollout workers
 
-        def hashed_generate(prompts, **sampling):
-            seen.append(prompts_sha(prompts))
-            return generate(prompts, **sampling)
+        def hashed_start_rollouts(step):
+            pending = start_rollouts(step)
+            seen.append(prompts_sha(pending.prompts))
+            return pending
 
-        trainer.generate = hashed_generate
+        trainer.start_rollouts = hashed_start_rollouts
         conn.send({"ready": True, "setup_s": setup_s, "startup_s": trainer.timings.get("time/startup_s")})
     except BaseException as error:  # noqa: BLE001 - reported to the parent as the mode's result
         traceback.print_exc()
