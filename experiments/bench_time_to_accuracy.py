@@ -258,8 +258,7 @@ def recheck_machine(system: str, steps: int, policy: Path) -> dict | None:
     shutil.rmtree(again / "checkpoints", ignore_errors=True)
 
     def median_step_s(timeline_file: Path) -> float:
-        times = [entry["train_s"] for entry in json.loads(timeline_file.read_text())[:steps]]
-        return statistics.median(b - a for a, b in zip([0.0, *times], times))
+        return statistics.median(step_seconds(json.loads(timeline_file.read_text())[:steps]))
 
     now, then = median_step_s(again / "timeline.json"), median_step_s(cached)
     result = {"run": f"{system}_seed0", "steps": steps, "date": datetime.date.today().isoformat(),
@@ -332,10 +331,16 @@ def time_to_reach(curve: list[dict], accuracy: float) -> float | None:
     return None
 
 
+def step_seconds(timeline: list[dict]) -> list[float]:
+    """Each step's seconds, from a timeline's cumulative training seconds."""
+    times = [entry["train_s"] for entry in timeline]
+    return [b - a for a, b in zip([0.0, *times], times)]
+
+
 def step_costs(run: Path) -> dict:
     """Median seconds per step and, for ours, its parts."""
     timeline = json.loads((run / "timeline.json").read_text())
-    step_s = [b["train_s"] - a["train_s"] for a, b in zip([{"train_s": 0.0}] + timeline, timeline)]
+    step_s = step_seconds(timeline)
     costs = {"step_s_median": round(statistics.median(step_s), 3), "steps": len(timeline),
              "train_s": round(timeline[-1]["train_s"], 1)}
     for key in ("time/generate_s", "time/reward_s", "time/learn_s", "time/weight_sync_s", "groups/kept_frac",

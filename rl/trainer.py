@@ -104,8 +104,8 @@ class GRPOTrainer:
         from rl.config import save_config
         from rl.data import PromptCursor
         from rl.learner import LearnerGroup
-        from rl.prompt_filter import ZeroVarianceFilter
         from rl.logger import MetricsLogger
+        from rl.prompt_filter import ZeroVarianceFilter
         from rl.rewarding import reward_worker_actor
 
         config = self.config
