@@ -66,11 +66,21 @@ def prompts_sha(prompt_ids: list[list[int]]) -> str:
     return hashlib.sha1(json.dumps([list(map(int, p)) for p in prompt_ids]).encode()).hexdigest()[:12]
 
 
-def problem_order(num_train: int, levels: list[int], seed: int, n: int) -> list:
-    """The first n problems our trainer's PromptCursor hands out (same problems, seed and order)."""
-    from rl.data import PromptCursor, split_synthetic
+def training_problems() -> tuple[list, int]:
+    """The job file's training problems and data seed, loaded as our trainer loads them (rl.data.load_problems: the
+    synthetic training stream depends on num_eval too, so it is not re-derived here)."""
+    from rl.config import load_config
+    from rl.data import load_problems
 
-    train, _ = split_synthetic(num_train, 150, seed, levels)
+    data = load_config(CONFIG).data
+    return load_problems(data)[0], data.seed
+
+
+def problem_order(n: int) -> list:
+    """The first n problems our trainer's PromptCursor hands out (same problems, seed and order)."""
+    from rl.data import PromptCursor
+
+    train, seed = training_problems()
     return PromptCursor(train, seed=seed).next_batch(n)
 
 
@@ -179,7 +189,7 @@ def run_trl(conn, args: dict) -> None:
         from model import load_tokenizer
         from rl.data import to_hf_dataset
 
-        problems = problem_order(args["num_train"], args["levels"], args["seed"], args["prompts"] * args["rounds"])
+        problems = problem_order(args["prompts"] * args["rounds"])
         batch = args["prompts"] * args["group_size"]
         config = GRPOConfig(
             output_dir=args["out"], report_to=[], use_cpu=True, bf16=False, fp16=False, seed=args["seed"],
@@ -286,11 +296,10 @@ def fix_trl_weight_sync(trainer) -> None:
     generation.sync_weights = sync_weights
 
 
-def run_sft(checkpoint: str, out: str, steps: int, threads: int, num_train: int, levels: list[int], seed: int):
-    from rl.data import split_synthetic
+def run_sft(checkpoint: str, out: str, steps: int, threads: int):
     from rl.sft import sft_from_checkpoint
 
-    train, _ = split_synthetic(num_train, 150, seed, levels)
+    train, seed = training_problems()
     sft_from_checkpoint(checkpoint, out, train, steps=steps, batch_size=32, lr=1e-3, seed=seed, threads=threads)
 
 
@@ -386,8 +395,7 @@ def main() -> int:
     policy_note = "fresh tiny init (seed 0); completions run to max_new_tokens"
     ctx = mp.get_context("spawn")
     if args.sft_steps:
-        p = ctx.Process(target=run_sft, args=(str(checkpoint), str(tmp / "sft"), args.sft_steps, args.threads,
-                                              data["num_train"], data["levels"], data["seed"]))
+        p = ctx.Process(target=run_sft, args=(str(checkpoint), str(tmp / "sft"), args.sft_steps, args.threads))
         p.start()
         p.join()
         checkpoint, policy_note = tmp / "sft", f"tiny init + {args.sft_steps} SFT steps"
@@ -395,8 +403,7 @@ def main() -> int:
     common = {"checkpoint": str(checkpoint), "group_size": args.group_size, "prompts": args.prompts_per_step,
               "max_new_tokens": args.max_new_tokens, "rounds": rounds, "threads": args.threads,
               "rollout_threads": args.rollout_threads,
-              "num_train": data["num_train"], "levels": data["levels"], "seed": data["seed"],
-              "max_prompt_tokens": data["max_prompt_tokens"], "ray_cpus": 2}
+              "seed": data["seed"], "max_prompt_tokens": data["max_prompt_tokens"], "ray_cpus": 2}
     systems = ["ours"] + [m.strip() for m in args.modes.split(",") if m.strip()]
     children, setup, not_run = {}, {}, {}
     # start one system at a time, so that each start-up is timed alone
