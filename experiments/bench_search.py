@@ -11,9 +11,10 @@ Stages (each cached under runs/, so a run that stops resumes where it was):
 3. Reward models on that checkpoint (`reasonrl train-rm`): a PRM (Monte-Carlo soft labels) and an ORM on the same
    labels, with their step-ranking report.
 4. Every method on the same held-out problems at budgets of 1x, 2x, 4x, 8x and 16x greedy's mean tokens: greedy,
-   self-consistency, best-of-N and weighted best-of-N (ORM), step-level beam search (PRM), MCTS with PUCT and with
-   Gumbel sequential halving (PRM values; no verifier during search: the gold only grades the answer). Accuracy with
-   its standard error, policy and reward-model tokens, wall seconds per problem.
+   self-consistency, best-of-N and weighted best-of-N (ORM), step-level beam search (PRM), MCTS with PUCT, with
+   Gumbel sequential halving (PRM values) and with PUCT over scored rollouts (a node's value: the reward model's
+   score of one sampled finish); no verifier during search: the gold only grades the answer. Accuracy with its
+   standard error, policy and reward-model tokens, wall seconds per problem.
 
 Writes experiments/results/search.json and experiments/results/search.png.
 """
@@ -49,6 +50,8 @@ METHODS = {
     "mcts_puct": ("mcts", {"selection": "puct", "num_children": 4}, "prm"),
     "mcts_gumbel": ("mcts", {"selection": "gumbel", "num_children": 4, "simulations_per_step": 8, "top_k": 4},
                     "prm"),
+    # a node's value: the reward model's score of one sampled finish, kept in the tree as a candidate answer
+    "mcts_rollouts": ("mcts", {"selection": "puct", "num_children": 2, "scored_rollouts": True}, "prm"),
 }
 
 
@@ -164,7 +167,7 @@ def comparisons(runs: dict) -> dict:
     """MCTS minus each sampling baseline at the same budget, paired problem by problem: the mean difference in
     accuracy and its standard error (std of the per-problem differences / sqrt(problems))."""
     out = {}
-    for mcts in ("mcts_puct", "mcts_gumbel"):
+    for mcts in ("mcts_puct", "mcts_gumbel", "mcts_rollouts"):
         for baseline in ("self_consistency", "best_of_n", "weighted_best_of_n"):
             for multiple, run in runs.get(mcts, {}).items():
                 other = runs.get(baseline, {}).get(multiple)

@@ -3,14 +3,15 @@ node, value)`.
 
 Sampling methods hang each whole solution under the root as one terminal node; step methods (beam search, DVTS)
 grow a tree of steps like MCTS's, with each node's PRM score as its value. Every method stops starting generator
-calls once the budget is spent; the tokens it used are in `ctx.counter`.
+calls once the budget is spent (a tree method that has finished no solution by then makes one more, greedy, to
+answer: `finish_best_leaf`); the tokens it used are in `ctx.counter`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from search.tree import Node, SearchContext, answer_key, backup, choose_answer
+from search.tree import Node, SearchContext, answer_key, backup, choose_answer, finish_best_leaf
 
 __all__ = ["greedy", "self_consistency", "best_of_n", "weighted_best_of_n", "beam_search", "dvts"]
 
@@ -90,7 +91,7 @@ def beam_search(ctx: SearchContext, *, beam_width: int = 4, num_children: int = 
     frontier = [root]
     while frontier and not ctx.out_of_budget:
         frontier = _beam_step(ctx, frontier, beam_width, num_children, finished)
-    chosen = choose_answer(finished, answer_by)
+    chosen = choose_answer(finished, answer_by) or finish_best_leaf(ctx, root, ctx.reward)
     return root, chosen, chosen.value if chosen else None
 
 
@@ -102,5 +103,6 @@ def dvts(ctx: SearchContext, *, num_subtrees: int = 4, num_children: int = 4, an
     done: list[list[Node]] = [[] for _ in frontiers]
     while any(frontiers) and not ctx.out_of_budget:
         frontiers = [_beam_step(ctx, f, 1, num_children, d) if f else [] for f, d in zip(frontiers, done)]
-    chosen = choose_answer(finished + [n for d in done for n in d], answer_by)
+    solutions = finished + [n for d in done for n in d]
+    chosen = choose_answer(solutions, answer_by) or finish_best_leaf(ctx, root, ctx.reward)
     return root, chosen, chosen.value if chosen else None

@@ -8,6 +8,12 @@ such as a PRM, a rollout to the end checked by the verifier, or a weighted mix),
 steps whose priors are their probabilities normalised among siblings, and back the value up the path. Plain PUCT is
 known not to improve monotonically with budget on LLM steps, so `selection="gumbel"` instead decides each step by
 Gumbel top-k sampling with sequential halving at the root (Danihelka et al. 2022), PUCT below it.
+
+Two departures from AlphaZero, both so that the budget buys new solutions. A confident policy samples the same
+step again and again, so k samples often make one or two children, and such a tree is soon finished with budget
+left: selection passes over finished subtrees instead of re-scoring their solutions, and a node whose children are
+all finished is widened (sampled again for steps it does not have) until sampling brings nothing new. And a search
+whose budget ends before any solution is finished completes its best leaf greedily, so it always answers.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from rewards.math_answer import parse_number
 from search.generator import STEP_DELIMITER, Continuation, StepGenerator, TokenCounter, split_steps
 
 __all__ = ["Node", "SearchContext", "ValueFn", "Verifier", "MCTS", "mcts", "puct_score", "backup", "is_terminal",
-           "step_priors", "choose_answer", "answer_key"]
+           "step_priors", "choose_answer", "answer_key", "finish_best_leaf"]
 
 ValueFn = Callable[[str, list[str]], float]  # (problem, steps so far, maybe none) -> estimated P(correct) in [0, 1]
 Verifier = Callable[[str], bool]  # a whole solution's text -> is its answer correct (the gold is bound inside)
@@ -44,7 +50,8 @@ class Node:
     value_sum: float = 0.0
     score: float | None = None  # this node's own evaluation, computed once
     terminal: bool = False
-    exhausted: bool = False  # terminal, or every child is: nothing left to expand below
+    saturated: bool = False  # sampling more next steps here brought none that was not a child already
+    exhausted: bool = False  # terminal, or saturated with every child exhausted: nothing left to search below
     stop_reason: str = "step"
     answer: str | None = None  # the last \boxed{} of a terminal node's solution
     correct: bool | None = None  # the verifier's verdict, where it was asked
@@ -92,11 +99,11 @@ def step_priors(logprobs: list[float]) -> list[float]:
 
 
 def backup(node: Node, value: float) -> None:
-    """Add one visit of `value` to the node and every ancestor, and mark subtrees with nothing left to expand."""
+    """Add one visit of `value` to the node and every ancestor, and mark subtrees with nothing left to search."""
     while node is not None:
         node.visits += 1
         node.value_sum += value
-        node.exhausted = node.terminal or (bool(node.children) and all(c.exhausted for c in node.children))
+        node.exhausted = node.terminal or (node.saturated and all(c.exhausted for c in node.children))
         node = node.parent
 
 
@@ -165,9 +172,15 @@ class SearchContext:
         return out
 
     def expand(self, node: Node, k: int) -> list[Node]:
-        """Sample k next steps and hang the distinct ones under the node (a repeat adds no information)."""
-        distinct = {tuple(c.token_ids): c for c in self.sample(node, k, whole=False)}
-        self._attach(node, list(distinct.values()))
+        """Sample k next steps and hang the new distinct ones under the node (a repeat adds no information). A node
+        expanded again (widened) whose samples are all steps it has already is marked saturated."""
+        known = {tuple(c.token_ids) for c in node.children}
+        new: dict[tuple[int, ...], Continuation] = {}
+        for c in self.sample(node, k, whole=False):
+            if tuple(c.token_ids) not in known:
+                new.setdefault(tuple(c.token_ids), c)
+        node.saturated = node.saturated or (bool(known) and not new)
+        self._attach(node, list(new.values()))
         return node.children
 
     def complete(self, node: Node, k: int, *, temperature: float | None = None) -> list[Node]:
@@ -203,6 +216,22 @@ class SearchContext:
         return new
 
 
+def finish_best_leaf(ctx: SearchContext, root: Node, evaluate: Callable[[Node], float]) -> Node | None:
+    """When a tree search ends with no answered solution (its budget spent before any path finished): follow the
+    best-valued children from the root to a leaf and finish that solution at temperature 0, so the search still
+    answers. This one call starts past the budget; its tokens are counted like any other. Returns the finished
+    solution, evaluated and backed up, or None when the best leaf is a solution without an answer."""
+    node = root
+    while node.children:
+        parent = node  # an unvisited child is valued at its parent's value (first-play urgency), ties by prior
+        node = max(node.children, key=lambda c: (c.value if c.visits else parent.value, c.visits > 0, c.prior))
+    if node.terminal:
+        return None
+    (solution,) = ctx.complete(node, 1, temperature=0.0)
+    backup(solution, evaluate(solution))
+    return solution if solution.answer is not None else None
+
+
 def puct_score(parent: Node, child: Node, c_init: float = 1.25, c_base: float = 19652) -> float:
     """AlphaZero's PUCT: Q + c(N) * P * sqrt(N) / (1 + n), with c(N) = c_init + log((1 + N + c_base) / c_base).
     An unvisited child's Q is 0."""
@@ -213,19 +242,24 @@ def puct_score(parent: Node, child: Node, c_init: float = 1.25, c_base: float = 
 class MCTS:
     """Select, evaluate, expand, back up. `select_score(parent, child)` is the selection rule (PUCT by default).
 
-    Evaluation: `(1 - rollout_weight) * value_fn + rollout_weight * verified_rollout`, computed once per node.
+    Evaluation, computed once per node: `(1 - rollout_weight) * value_fn + rollout_weight * verified_rollout`; or,
+    with `scored_rollouts`, the value_fn on one sampled finish of the node's solution (an outcome score that needs
+    no gold), the finish kept in the tree as a terminal child so that every simulation also adds a candidate answer.
     """
 
     def __init__(self, ctx: SearchContext, *, num_children: int = 4, rollout_weight: float = 0.0,
-                 select_score: Callable[[Node, Node], float] = puct_score, max_simulations: int = 1000,
-                 c_visit: float = 50.0, c_scale: float = 1.0):
+                 scored_rollouts: bool = False, select_score: Callable[[Node, Node], float] = puct_score,
+                 max_simulations: int = 1000, c_visit: float = 50.0, c_scale: float = 1.0):
         if not 0.0 <= rollout_weight <= 1.0:
             raise ValueError(f"rollout_weight must be in [0, 1], got {rollout_weight}")
-        if rollout_weight < 1.0 and ctx.value_fn is None:
+        if (rollout_weight < 1.0 or scored_rollouts) and ctx.value_fn is None:
             raise ValueError("MCTS needs a value_fn unless rollout_weight=1 (rollouts checked by the verifier)")
         if rollout_weight > 0.0 and ctx.verifier is None:
             raise ValueError("rollout_weight > 0 needs a verifier (or the gold answer)")
+        if scored_rollouts and rollout_weight > 0.0:
+            raise ValueError("scored_rollouts replaces rollout_weight: give one of them")
         self.ctx, self.num_children, self.rollout_weight = ctx, num_children, rollout_weight
+        self.scored_rollouts = scored_rollouts
         self.select_score, self.max_simulations = select_score, max_simulations
         self.c_visit, self.c_scale = c_visit, c_scale  # Gumbel's sigma(q) = (c_visit + max visits) * c_scale * q
         self.simulations = 0
@@ -239,23 +273,39 @@ class MCTS:
     def simulate(self, start: Node) -> None:
         leaf = self.select(start)
         value = self.evaluate(leaf)
-        if not leaf.terminal:
+        if not leaf.terminal and not leaf.saturated:
             self.ctx.expand(leaf, self.num_children)
         backup(leaf, value)
         self.simulations += 1
 
     def select(self, node: Node) -> Node:
+        """Descend by the selection rule over the children with something left to search (re-selecting a scored
+        solution would spend a simulation and learn nothing) to a leaf, or to a node whose every child is
+        exhausted: that one is widened, sampled again for steps it does not have yet."""
         while node.children and not node.terminal:
-            node = max(node.children, key=lambda child: self.select_score(node, child))
+            candidates = [child for child in node.children if not child.exhausted]
+            if not candidates:
+                break
+            node = max(candidates, key=lambda child: self.select_score(node, child))
         return node
 
     def evaluate(self, node: Node) -> float:
+        if node.score is None and self.scored_rollouts:
+            node.score = self.ctx.reward(node) if node.terminal else self.scored_rollout(node)
         if node.score is None:
             w = self.rollout_weight
             learned = self.ctx.reward(node) if w < 1.0 else 0.0
             checked = float(self.verified_rollout(node)) if w > 0.0 else 0.0
             node.score = (1.0 - w) * learned + w * checked
         return node.score
+
+    def scored_rollout(self, node: Node) -> float:
+        """The value_fn's score of one sampled finish of the node's solution; the finish stays in the tree as a
+        terminal child holding that score as its one visit (the simulation backs it up from the node)."""
+        (finish,) = self.ctx.complete(node, 1)
+        finish.score = self.ctx.reward(finish)
+        finish.visits, finish.value_sum, finish.exhausted = 1, finish.score, True
+        return finish.score
 
     def verified_rollout(self, node: Node) -> bool:
         """Whether a sampled finish of the node's solution is correct (a terminal node is its own finish)."""
@@ -306,11 +356,13 @@ class MCTS:
 
 
 def mcts(ctx: SearchContext, *, num_children: int = 4, selection: str = "puct", answer_by: str = "value",
-         rollout_weight: float = 0.0, c_init: float = 1.25, c_base: float = 19652, max_simulations: int = 1000,
-         simulations_per_step: int = 16, top_k: int = 4) -> tuple[Node, Node | None, float | None]:
+         rollout_weight: float = 0.0, scored_rollouts: bool = False, c_init: float = 1.25, c_base: float = 19652,
+         max_simulations: int = 1000, simulations_per_step: int = 16, top_k: int = 4,
+         ) -> tuple[Node, Node | None, float | None]:
     """MCTS over steps: PUCT from the root until the budget is spent (`selection="puct"`), or a step at a time by
     Gumbel sequential halving (`selection="gumbel"`). Returns (root, chosen terminal node, its value)."""
-    searcher = MCTS(ctx, num_children=num_children, rollout_weight=rollout_weight, max_simulations=max_simulations,
+    searcher = MCTS(ctx, num_children=num_children, rollout_weight=rollout_weight, scored_rollouts=scored_rollouts,
+                    max_simulations=max_simulations,
                     select_score=lambda parent, child: puct_score(parent, child, c_init, c_base))
     root = Node()
     if selection == "puct":
@@ -321,4 +373,5 @@ def mcts(ctx: SearchContext, *, num_children: int = 4, selection: str = "puct", 
         chosen = choose_answer(reached.nodes(), answer_by) or choose_answer(root.nodes(), answer_by)
     else:
         raise ValueError(f"unknown selection {selection!r}: use 'puct' or 'gumbel'")
+    chosen = chosen or finish_best_leaf(ctx, root, searcher.evaluate)
     return root, chosen, chosen.value if chosen else None

@@ -27,8 +27,9 @@ CORRECT_PATH = ("Multiply first: 3*4=12.", "Then 2+12=14.", "The answer is \\box
 class FakeGenerator:
     """Meets search.generator.StepGenerator over a table of steps.
 
-    In step mode (a stop string given) sample i of a call is option i modulo the number of options (so k samples
-    cover every option, and repeat them when k is larger); temperature 0 repeats the most probable option. To the
+    In step mode (a stop string given) sample i of a call is option c * k + i modulo the number of options, c the
+    calls made on that prefix before (so k samples cover every option, and repeat them when k is larger, and a
+    prefix sampled again continues where the last call stopped); temperature 0 repeats the most probable option. To the
     end of text (stop=[]) each sample walks the table with a seeded random choice per step (the most probable
     option at temperature 0). A step with no entry after it ends the text ("eos"); with `default` set, a missing
     entry gets the default options instead, so the tree never ends. Every call is logged.
@@ -37,6 +38,7 @@ class FakeGenerator:
     def __init__(self, table, prompt=PROMPT, default=None):
         self.table, self.prompt, self.default = table, prompt, default
         self.calls: list[dict] = []  # per call: prefix length, k, tokens generated
+        self.step_calls: dict[str, int] = {}  # step-mode calls made so far per prefix text
 
     def encode(self, text):
         return [ord(ch) for ch in text]
@@ -52,7 +54,9 @@ class FakeGenerator:
         assert text.startswith(self.prompt)
         steps = [s.removesuffix(STEP_DELIMITER) for s in split_steps(text[len(self.prompt):])]
         if stop:
-            out = [self._step(steps, i, temperature, max_tokens) for i in range(k)]
+            first = self.step_calls.get(text, 0) * k
+            self.step_calls[text] = self.step_calls.get(text, 0) + 1
+            out = [self._step(steps, first + i, temperature, max_tokens) for i in range(k)]
         else:
             out = [self._to_end(steps, random.Random(f"{seed}-{i}"), temperature, max_tokens) for i in range(k)]
         self.calls.append({"prefix": len(prefix_ids), "k": k, "generated": sum(c.num_tokens for c in out)})

@@ -52,9 +52,11 @@ def test_mcts_stops_starting_calls_once_the_budget_is_spent(selection, fake):
     generator = fake({}, default=[("Keep going.", 0.5), ("Try again.", 0.5)])
     result = solve(generator.prompt, generator, "mcts", budget_tokens=300, value_fn=lambda p, s: 0.5,
                    selection=selection)
-    per_call = [c["generated"] for c in generator.calls]
-    assert sum(per_call[:-1]) < 300 <= sum(per_call) == result.tokens.policy
-    assert result.answer is None and result.steps == []  # nothing finished in an endless tree: no answer
+    *search_calls, finish = generator.calls  # nothing finished: one greedy call past the budget, to answer
+    per_call = [c["generated"] for c in search_calls]
+    assert sum(per_call[:-1]) < 300 <= sum(per_call)
+    assert finish["k"] == 1 and result.tokens.policy == generator.generated
+    assert result.answer is None and result.steps == []  # the endless tree's greedy finish has no answer either
 
 
 def test_json_export_round_trips_and_marks_the_chosen_path(order_of_operations):
@@ -97,7 +99,7 @@ def test_html_view_shows_every_node_and_marks_the_chosen_path(order_of_operation
     from html.parser import HTMLParser
 
     generator, value = order_of_operations
-    result = solve(generator.prompt, generator, "mcts", budget_tokens=400, gold="14", num_children=2,
+    result = solve(generator.prompt, generator, "mcts", budget_tokens=2000, gold="14", num_children=2,
                    rollout_weight=1.0)  # values from verified rollouts: the leaves carry their verdicts
     page = result.to_html(title="2+3*4 <search>")
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page  # self-contained

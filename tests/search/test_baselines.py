@@ -99,5 +99,10 @@ def test_no_call_starts_once_the_budget_is_spent(method, options, fake):
     generator = fake(**INFINITE)
     ctx = context(generator, value_fn=lambda p, s: 0.5, budget_tokens=300, max_tokens=100)
     method(ctx, **options)
-    per_call = [c["generated"] for c in generator.calls]
-    assert sum(per_call[:-1]) < 300 <= sum(per_call) == ctx.counter.policy
+    calls = generator.calls
+    if method in (beam_search, dvts):  # no solution finished: one greedy call past the budget answers (tree.py)
+        assert calls[-1]["k"] == 1
+        calls = calls[:-1]
+    per_call = [c["generated"] for c in calls]
+    assert sum(per_call[:-1]) < 300 <= sum(per_call)
+    assert ctx.counter.policy == generator.generated

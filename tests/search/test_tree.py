@@ -48,6 +48,9 @@ def test_backup_adds_a_visit_and_the_value_along_the_path():
     assert not a.exhausted  # b is not terminal
     b.terminal = True
     backup(b, 0.5)
+    assert b.exhausted and not a.exhausted  # a may still be widened: sampled again for steps it does not have
+    a.saturated = root.saturated = True
+    backup(b, 0.5)
     assert b.exhausted and a.exhausted and root.exhausted
 
 
@@ -86,12 +89,22 @@ def test_nodes_past_max_depth_are_terminal(fake):
 
 def test_mcts_with_a_perfect_value_finds_the_answer_the_most_probable_steps_miss(order_of_operations):
     generator, value = order_of_operations
-    ctx = context(generator, value_fn=value, budget_tokens=200)
+    ctx = context(generator, value_fn=value, budget_tokens=150)
     root, chosen, chosen_value = mcts(ctx, num_children=2)
     assert chosen.answer == "14" and chosen_value == 1.0
     assert root.children[0].prior > root.children[1].prior  # the prior prefers the wrong first step...
     assert root.children[1].visits > root.children[0].visits  # ...the search visits the right one more
-    assert root.exhausted and ctx.counter.policy < 200  # this small tree is searched to its end within budget
+    assert not root.exhausted and ctx.counter.policy >= 150  # ...and the budget ends before the tree does
+
+
+def test_a_small_tree_is_searched_to_its_end_within_budget(order_of_operations):
+    generator, value = order_of_operations
+    ctx = context(generator, value_fn=value, budget_tokens=1000)
+    root, chosen, _ = mcts(ctx, num_children=2)
+    assert chosen.answer == "14" and ctx.counter.policy < 1000
+    # every node sampled until it brought nothing new; each solution scored once, then passed over
+    assert root.exhausted and all(n.saturated for n in root.nodes() if not n.terminal)
+    assert [n.visits for n in root.nodes() if n.terminal] == [1, 1]
 
 
 def test_mcts_by_verified_rollouts_alone_finds_the_answer(order_of_operations):
@@ -166,3 +179,71 @@ def test_steps_split_at_the_delimiter_and_join_back():
     text = "First.\nSecond.\nThe answer is \\boxed{3}."
     assert split_steps(text) == ["First.\n", "Second.\n", "The answer is \\boxed{3}."]
     assert "".join(split_steps(text)) == text and split_steps("") == []
+
+
+# Two first steps of equal prior; each leads in two more steps to its own answer; "B" is right.
+TWO_WAYS = {
+    (): [("Way A.", 0.5), ("Way B.", 0.5)],
+    **{(f"Way {w}.",): [(f"Then {w}.", 1.0)] for w in "AB"},
+    **{(f"Way {w}.", f"Then {w}."): [(f"The answer is \\boxed{{{w}}}.", 1.0)] for w in "AB"},
+}
+
+
+def test_a_search_that_runs_out_of_budget_unfinished_answers_from_its_best_leaf_greedily(fake, value_knowing):
+    generator = fake(TWO_WAYS)
+    ctx = context(generator, value_fn=value_knowing(("Way B.", "Then B.", "The answer is \\boxed{B}.")),
+                  budget_tokens=20)  # the root's expansion (14 tokens) and one more: A, evaluated at 0
+    root, chosen, value = mcts(ctx, num_children=2)
+    a, b = root.children
+    assert a.value == 0.0 and a.visits == 1 and b.score is None and ctx.counter.policy_calls == 3  # b: never simulated
+    # no solution was finished: the best leaf is B (unvisited, so valued at its parent's value, above A's 0),
+    # finished at temperature 0 in one call past the budget, evaluated and backed up
+    assert chosen.parent is b and chosen.answer == "B" and value == 1.0 and b.visits == 1
+    assert generator.calls[-1]["k"] == 1 and ctx.counter.policy == generator.generated > 20
+
+
+def test_selection_passes_over_finished_subtrees_so_every_simulation_expands(fake, value_knowing):
+    generator = fake(FOUR_WAYS)
+    ctx = context(generator, value_fn=value_knowing(("Way C.", "The answer is \\boxed{C}.")), budget_tokens=10_000)
+    searcher = MCTS(ctx, num_children=4)
+    root = searcher.search(Node())
+    # 1 simulation expands the root, 4 expand its children, 4 score the solutions below them; then each node whose
+    # children are all finished is widened once (4 + 1), brings nothing new and is saturated. No solution is
+    # scored twice, and the search ends with the tree.
+    assert root.exhausted and searcher.simulations == 1 + 4 + 4 + 4 + 1
+    assert all(n.visits == 1 for n in root.nodes() if n.terminal)
+    assert all(n.saturated for n in root.nodes() if not n.terminal)
+
+
+def test_widening_finds_a_step_the_first_samples_missed(fake, value_knowing):
+    generator = fake({(): [("Way A.", 0.5), ("Way B.", 0.3), ("Way C.", 0.2)],
+                      **{(f"Way {w}.",): [(f"The answer is \\boxed{{{w}}}.", 1.0)] for w in "ABC"}})
+    ctx = context(generator, value_fn=value_knowing(("Way C.", "The answer is \\boxed{C}.")), budget_tokens=10_000)
+    root, chosen, _ = mcts(ctx, num_children=2)
+    # 2 samples a call: A and B first; once both are finished the root is sampled again (C, A), then once more
+    # (B, C: nothing new, saturated)
+    assert [c.step for c in root.children] == ["Way A.\n", "Way B.\n", "Way C.\n"]
+    assert generator.step_calls[generator.prompt] == 3 and root.saturated
+    assert chosen.answer == "C"
+
+
+def test_scored_rollouts_value_a_node_by_its_sampled_finish_and_keep_the_finish_as_a_candidate(order_of_operations):
+    generator, _ = order_of_operations
+
+    def outcome(problem, steps):  # an outcome scorer: 1 for a finished solution answering 14, else 0
+        return 1.0 if steps and "\\boxed{14}" in steps[-1] else 0.0
+
+    ctx = context(generator, value_fn=outcome, budget_tokens=400)
+    root, chosen, value = mcts(ctx, num_children=2, scored_rollouts=True)
+    assert chosen.answer == "14" and value == 1.0
+    finishes = [n for n in root.nodes() if n.terminal and n.parent is not None and len(split_steps(n.step)) > 1]
+    assert finishes  # whole finishes hang under the nodes they valued, one visit each, scored by the value_fn
+    for finish in finishes:
+        assert finish.visits == 1 and finish.score == outcome("", split_steps(finish.text())) and finish.exhausted
+        assert finish.parent.score == finish.score  # the node's value is its finish's score
+    assert ctx.counter.policy == generator.generated  # the rollouts' tokens are policy tokens too
+    with pytest.raises(ValueError, match="one of them"):
+        MCTS(context(generator, value_fn=outcome, verifier=lambda text: True), scored_rollouts=True,
+             rollout_weight=0.5)
+    with pytest.raises(ValueError, match="value_fn"):
+        MCTS(context(generator), scored_rollouts=True)

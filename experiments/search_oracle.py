@@ -1,0 +1,83 @@
+"""Does a search fail to find right solutions, or fail to pick them? (issue 9's diagnosis)
+
+For each method, on held-out synthetic problems of levels 2 and 3, the share of problems it answers right beside the
+share whose tree (or sample set) holds at least one right finished solution (its oracle accuracy: what a perfect
+picker would answer), with the finished solutions it holds, nodes and policy tokens. One local vLLM engine serves
+experiments/bench_search.py's policy; its reward models score (both are trained there first).
+
+    .venv/bin/python experiments/search_oracle.py --problems 30 --budget 661      # about 15 minutes
+
+Writes experiments/results/search_oracle.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "experiments" / "results" / "search_oracle.json"
+POLICY = REPO / "runs" / "tiny_steps" / "sft"
+REWARD_MODELS = REPO / "runs" / "bench_search"
+
+# name -> (method, options, reward model): best-of-N and the MCTS variants of bench_search.py
+CONFIGS = {
+    "best_of_n": ("best_of_n", {}, "orm"),
+    "mcts_puct": ("mcts", {"selection": "puct", "num_children": 4}, "prm"),
+    "mcts_rollouts": ("mcts", {"selection": "puct", "num_children": 2, "scored_rollouts": True}, "prm"),
+    "mcts_rollouts_k4": ("mcts", {"selection": "puct", "num_children": 4, "scored_rollouts": True}, "prm"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=30, help="held-out problems per level (levels 2 and 3)")
+    parser.add_argument("--budget", type=int, default=661, help="policy tokens per problem (661 = 16x greedy's)")
+    parser.add_argument("--methods", default=",".join(CONFIGS))
+    args = parser.parse_args()
+
+    from model import load_tokenizer
+    from model.vllm_engine import make_engine
+    from rl.data import build_prompt, load_split
+    from rl.demo import machine_description
+    from search.api import solve, verifier_for
+    from search.reward_models import value_function
+    from search.vllm_generator import VllmStepGenerator
+
+    tokenizer = load_tokenizer(POLICY)
+    generator = VllmStepGenerator(make_engine(POLICY, max_model_len=512, seed=0), tokenizer)
+    value_fns = {kind: value_function(REWARD_MODELS / f"rm_{kind}" / "model", True) for kind in ("prm", "orm")}
+    problems = [p for level in (2, 3)
+                for p in load_split("synthetic", "test", num_eval=args.problems, seed=7, levels=[level])]
+    results = {}
+    for name in args.methods.split(","):
+        method, options, rm = CONFIGS[name]
+        rows, started = [], time.perf_counter()
+        for i, problem in enumerate(problems):
+            result = solve(build_prompt(problem, tokenizer), generator, method, budget_tokens=args.budget,
+                           value_fn=value_fns[rm], gold=problem.answer, temperature=1.0, max_tokens=96,
+                           max_step_tokens=32, seed=1 + i, **options)
+            verify = verifier_for(problem.answer)
+            finished = [n for n in result.tree.nodes() if n.terminal and n.answer is not None]
+            rows.append({"level": problem.level, "correct": bool(result.correct),
+                         "oracle": any(verify(n.text()) for n in finished), "finished": len(finished),
+                         "nodes": sum(1 for _ in result.tree.nodes()), "policy_tokens": result.tokens.policy})
+        n = len(rows)
+        results[name] = {key: sum(float(r[key]) for r in rows) / n
+                         for key in ("correct", "oracle", "finished", "nodes", "policy_tokens")}
+        results[name]["seconds"] = time.perf_counter() - started
+        print(name, {k: round(v, 3) for k, v in results[name].items()}, flush=True)
+    RESULTS.write_text(json.dumps({
+        "machine": machine_description(), "date": time.strftime("%Y-%m-%d"), "problems": len(problems),
+        "levels": [2, 3], "budget_tokens": args.budget, "command": " ".join(["python", *sys.argv]),
+        "results": results}, indent=1) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
