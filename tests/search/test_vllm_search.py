@@ -87,3 +87,15 @@ def test_a_learned_reward_model_guides_beam_search_and_its_tokens_are_counted(ge
         result = solve(prompt, generator, "beam", budget_tokens=120, value_fn=value_fn, gold=gold,
                        max_step_tokens=12, max_tokens=40, seed=0, beam_width=2, num_children=2)
         assert result.tokens.reward_calls > 0 and result.tokens.reward >= result.tokens.reward_calls * len(prompt) // 2
+
+
+def test_mcts_over_scored_rollouts_keeps_every_finish_as_a_candidate_on_the_engine(generator, prompt_ids):
+    prompt, gold = prompt_ids
+    result = solve(prompt, generator, "mcts", budget_tokens=200, value_fn=step_checker_value, gold=gold,
+                   max_step_tokens=16, max_tokens=48, seed=1, num_children=2, scored_rollouts=True)
+    valued = [n for n in result.tree.nodes() if not n.terminal and n.score is not None]
+    assert valued
+    for node in valued:  # its value is the score of a sampled finish, which hangs under it as a visited candidate
+        assert any(c.terminal and c.visits == 1 and c.score == node.score for c in node.children)
+    assert sum(len(n.token_ids) for n in result.tree.nodes()) <= result.tokens.policy
+    assert result.tokens.policy < 200 + 2 * 48  # the last call started under budget, and perhaps a greedy finish
