@@ -52,6 +52,9 @@ METHODS = {
                     "prm"),
     # a node's value: the reward model's score of one sampled finish, kept in the tree as a candidate answer
     "mcts_rollouts": ("mcts", {"selection": "puct", "num_children": 2, "scored_rollouts": True}, "prm"),
+    # the same tree, answering by the value-weighted vote over its finished solutions (weighted best-of-N's rule)
+    "mcts_rollouts_vote": ("mcts", {"selection": "puct", "num_children": 2, "scored_rollouts": True,
+                                    "answer_by": "vote"}, "prm"),
 }
 
 
@@ -167,7 +170,7 @@ def comparisons(runs: dict) -> dict:
     """MCTS minus each sampling baseline at the same budget, paired problem by problem: the mean difference in
     accuracy and its standard error (std of the per-problem differences / sqrt(problems))."""
     out = {}
-    for mcts in ("mcts_puct", "mcts_gumbel", "mcts_rollouts"):
+    for mcts in ("mcts_puct", "mcts_gumbel", "mcts_rollouts", "mcts_rollouts_vote"):
         for baseline in ("self_consistency", "best_of_n", "weighted_best_of_n"):
             for multiple, run in runs.get(mcts, {}).items():
                 other = runs.get(baseline, {}).get(multiple)
