@@ -170,7 +170,7 @@ def comparisons(runs: dict) -> dict:
     """MCTS minus each sampling baseline at the same budget, paired problem by problem: the mean difference in
     accuracy and its standard error (std of the per-problem differences / sqrt(problems))."""
     out = {}
-    for mcts in ("mcts_puct", "mcts_gumbel", "mcts_rollouts", "mcts_rollouts_vote"):
+    for mcts in (name for name in METHODS if name.startswith("mcts")):
         for baseline in ("self_consistency", "best_of_n", "weighted_best_of_n"):
             for multiple, run in runs.get(mcts, {}).items():
                 other = runs.get(baseline, {}).get(multiple)

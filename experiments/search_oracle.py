@@ -21,15 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-RESULTS = REPO / "experiments" / "results" / "search_oracle.json"
-POLICY = REPO / "runs" / "tiny_steps" / "sft"
-REWARD_MODELS = REPO / "runs" / "bench_search"
+from bench_search import CACHE, METHODS, POLICY_RUN  # noqa: E402 - the benchmark's policy, reward models, methods
 
-# name -> (method, options, reward model): best-of-N and the MCTS variants of bench_search.py
+RESULTS = REPO / "experiments" / "results" / "search_oracle.json"
+POLICY = POLICY_RUN / "sft"
+
+# name -> (method, options, reward model): bench_search.py's best-of-N and MCTS variants, and one with 4 children
 CONFIGS = {
-    "best_of_n": ("best_of_n", {}, "orm"),
-    "mcts_puct": ("mcts", {"selection": "puct", "num_children": 4}, "prm"),
-    "mcts_rollouts": ("mcts", {"selection": "puct", "num_children": 2, "scored_rollouts": True}, "prm"),
+    **{name: METHODS[name] for name in ("best_of_n", "mcts_puct", "mcts_rollouts")},
     "mcts_rollouts_k4": ("mcts", {"selection": "puct", "num_children": 4, "scored_rollouts": True}, "prm"),
 }
 
@@ -51,7 +50,7 @@ def main() -> None:
 
     tokenizer = load_tokenizer(POLICY)
     generator = VllmStepGenerator(make_engine(POLICY, max_model_len=512, seed=0), tokenizer)
-    value_fns = {kind: value_function(REWARD_MODELS / f"rm_{kind}" / "model", True) for kind in ("prm", "orm")}
+    value_fns = {kind: value_function(CACHE / f"rm_{kind}" / "model", True) for kind in ("prm", "orm")}
     problems = [p for level in (2, 3)
                 for p in load_split("synthetic", "test", num_eval=args.problems, seed=7, levels=[level])]
     results = {}

@@ -292,7 +292,7 @@ class MCTS:
     def evaluate(self, node: Node) -> float:
         if node.score is None and self.scored_rollouts:
             node.score = self.ctx.reward(node) if node.terminal else self.scored_rollout(node)
-        if node.score is None:
+        elif node.score is None:
             w = self.rollout_weight
             learned = self.ctx.reward(node) if w < 1.0 else 0.0
             checked = float(self.verified_rollout(node)) if w > 0.0 else 0.0
