@@ -5,9 +5,10 @@ share whose tree (or sample set) holds at least one right finished solution (its
 picker would answer), with the finished solutions it holds, nodes and policy tokens. One local vLLM engine serves
 experiments/bench_search.py's policy; its reward models score (both are trained there first).
 
-    .venv/bin/python experiments/search_oracle.py --problems 30 --budget 661      # about 15 minutes
+    .venv/bin/python experiments/search_oracle.py --problems 30 --budget 661 --methods best_of_n,mcts_puct
+    # about 3 minutes a best-of-N or MCTS method, 6 with scored rollouts
 
-Writes experiments/results/search_oracle.json.
+Writes experiments/results/search_oracle.json, keeping the methods measured earlier on the same problems and budget.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from bench_search import CACHE, METHODS, POLICY_RUN  # noqa: E402 - the benchmar
 RESULTS = REPO / "experiments" / "results" / "search_oracle.json"
 POLICY = POLICY_RUN / "sft"
 
-# name -> (method, options, reward model): bench_search.py's best-of-N and MCTS variants, and one with 4 children
+# name -> (method, options, reward model): bench_search.py's best-of-N and MCTS variants, one with 4 children, and
+# the voting one with its step expansions sampled hotter than its rollouts (more distinct steps from a peaked policy)
 CONFIGS = {
-    **{name: METHODS[name] for name in ("best_of_n", "mcts_puct", "mcts_rollouts")},
+    **{name: METHODS[name] for name in METHODS if name == "best_of_n" or name.startswith("mcts")},
     "mcts_rollouts_k4": ("mcts", {"selection": "puct", "num_children": 4, "scored_rollouts": True}, "prm"),
+    **{f"mcts_rollouts_vote_step_T{t}": ("mcts", {**METHODS["mcts_rollouts_vote"][1], "step_temperature": t}, "prm")
+       for t in (1.3, 1.6)},
 }
 
 
@@ -71,10 +75,17 @@ def main() -> None:
                          for key in ("correct", "oracle", "finished", "nodes", "policy_tokens")}
         results[name]["seconds"] = time.perf_counter() - started
         print(name, {k: round(v, 3) for k, v in results[name].items()}, flush=True)
+    setting = {"problems": len(problems), "levels": [2, 3], "budget_tokens": args.budget}
+    earlier = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    commands = {}
+    if all(earlier.get(key) == value for key, value in setting.items()):  # same problems and budget: keep the rest
+        commands = earlier.get("commands") or {name: earlier.get("command") for name in earlier["results"]}
+        results = {**earlier["results"], **results}
+    commands.update({name: " ".join(["python", *sys.argv]) for name in args.methods.split(",")})
     RESULTS.write_text(json.dumps({
-        "machine": machine_description(), "date": time.strftime("%Y-%m-%d"), "problems": len(problems),
-        "levels": [2, 3], "budget_tokens": args.budget, "command": " ".join(["python", *sys.argv]),
-        "results": results}, indent=1) + "\n")
+        "machine": machine_description(), "date": time.strftime("%Y-%m-%d"), **setting,
+        "options": {name: CONFIGS[name][1] for name in results}, "commands": commands, "results": results},
+        indent=1) + "\n")
     print(f"wrote {RESULTS}")
 
 

@@ -272,15 +272,17 @@ def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, se
 
 def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_tokens: int = 2000, gold: str | None = None,
           temperature: float = 1.0, seed: int = 0, html: str | Path | None = None, json_out: str | Path | None = None,
-          **options) -> "SearchResult":
+          reward_model: str | Path | None = None, with_checker: bool = False, **options) -> "SearchResult":
     """Search for the answer to one problem with a checkpoint served by vLLM (search.solve on a local engine).
 
-    The value of a node is a rollout to the end checked against `gold` when it is given (MCTS's rollout_weight=1),
-    else the sympy step checker's share of valid equations (a rule-based process reward, no training needed).
+    The value of a node is the reward model's (`reasonrl train-rm`'s folder; with `with_checker`, zeroed where the
+    sympy step checker finds a false equation) when one is given; else, with MCTS and a `gold`, a rollout to the end
+    checked against it (rollout_weight=1); else the step checker's share of valid equations (a rule-based process
+    reward, no training needed). `options` are the method's and the search context's (search.method_options).
 
     Raises:
-        ConfigError: an unknown method, a budget < 1, or a checkpoint folder that is missing, a file or damaged:
-            before vLLM starts.
+        ConfigError: an unknown method or option, a budget < 1, or a checkpoint or reward-model folder that is
+            missing, a file or damaged: before vLLM starts.
     """
     from model import load_tokenizer
     from model.checkpoint import check_checkpoint
@@ -289,24 +291,33 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     from rl.data import Problem, build_prompt
     from search import METHODS
     from search import solve as search_solve
-    from search.reward_models import step_checker_value
+    from search.api import check_options
+    from search.reward_models import value_function
     from search.vllm_generator import VllmStepGenerator
 
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(sorted(METHODS))}, got {method!r}")
     if budget_tokens < 1:
         raise ConfigError(f"--budget must be >= 1, got {budget_tokens}")
+    try:
+        check_options(method, options)
+    except ValueError as error:
+        raise ConfigError(f"--option: {error}") from None
     check_checkpoint(model)
+    if reward_model is not None:
+        from model.reward_model import load_reward_model
+
+        load_reward_model(reward_model)  # a wrong folder is named now, not after the engine started
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's INFO lines would bury the answer
     tokenizer = load_tokenizer(model)
     prompt = build_prompt(Problem("cli", problem, gold or "", None, "cli", None), tokenizer)
     generator = VllmStepGenerator(make_engine(model, max_model_len=len(prompt) + options.get("max_tokens", 1024),
                                               seed=seed), tokenizer)
 
-    if method == "mcts" and gold is not None:
+    if method == "mcts" and gold is not None and reward_model is None and not options.get("scored_rollouts"):
         options.setdefault("rollout_weight", 1.0)
-    result = search_solve(prompt, generator, method, budget_tokens=budget_tokens, gold=gold,
-                          value_fn=None if options.get("rollout_weight") == 1.0 else step_checker_value,
+    value_fn = None if options.get("rollout_weight") == 1.0 else value_function(reward_model, with_checker)
+    result = search_solve(prompt, generator, method, budget_tokens=budget_tokens, gold=gold, value_fn=value_fn,
                           temperature=temperature, seed=seed, **options)
     if html is not None:
         Path(html).write_text(result.to_html(title=problem[:80]))
@@ -339,6 +350,16 @@ def _number_at_least(low: float, strictly: bool):
             raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strictly else '>='} {low:g}, got {text}")
         return value
     return parse
+
+
+def _search_option(text: str) -> tuple[str, object]:
+    """argparse type: NAME=VALUE, the value read as YAML (2, 1.3, true, gumbel)."""
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), yaml.safe_load(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,6 +450,14 @@ def build_parser() -> argparse.ArgumentParser:
                                              "the result says whether the answer is correct")
     solve_parser.add_argument("--temperature", type=_number_at_least(0, strictly=False), default=1.0)
     solve_parser.add_argument("--seed", type=int, default=0)
+    solve_parser.add_argument("--reward-model", help="reward model folder valuing the search (`reasonrl train-rm`'s "
+                                                     "<out>/model; default: the sympy step checker, or with --gold "
+                                                     "MCTS's rollouts checked against it)")
+    solve_parser.add_argument("--with-checker", action="store_true",
+                              help="zero the reward model's value where the step checker finds a false equation")
+    solve_parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", type=_search_option,
+                              help="a method option, repeatable: e.g. selection=gumbel, num_children=2, "
+                                   "scored_rollouts=true, answer_by=vote, step_temperature=1.3, max_tokens=256")
     solve_parser.add_argument("--html", type=Path, help="write the tree as a page to open in a browser")
     solve_parser.add_argument("--json", type=Path, help="write the result and the whole tree as JSON")
 
@@ -530,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results: {out}/results.json, per-problem records: {out}/samples.jsonl")
         elif args.command == "solve":
             result = solve(args.problem, args.model, method=args.method, budget_tokens=args.budget, gold=args.gold,
-                           temperature=args.temperature, seed=args.seed, html=args.html, json_out=args.json)
+                           temperature=args.temperature, seed=args.seed, html=args.html, json_out=args.json,
+                           reward_model=args.reward_model, with_checker=args.with_checker, **dict(args.option))
             print(f"answer: {result.answer}" + ("" if result.correct is None else
                                                 f" ({'correct' if result.correct else 'wrong'})"))
             print("".join(result.steps).rstrip())

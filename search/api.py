@@ -7,6 +7,7 @@ exports to JSON (each node: step, prior, visits, value, verdict; the chosen path
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -16,7 +17,8 @@ from search.baselines import beam_search, best_of_n, dvts, greedy, self_consiste
 from search.generator import StepGenerator, TokenCounter, split_steps
 from search.tree import Node, SearchContext, ValueFn, Verifier, mcts
 
-__all__ = ["METHODS", "SearchResult", "solve", "solve_many", "verifier_for", "tree_to_dict", "tree_from_dict"]
+__all__ = ["METHODS", "SearchResult", "solve", "method_options", "check_options", "solve_many", "verifier_for",
+           "tree_to_dict", "tree_from_dict"]
 
 METHODS: dict[str, Callable[..., tuple[Node, Node | None, float | None]]] = {
     "mcts": mcts, "greedy": greedy, "self_consistency": self_consistency, "best_of_n": best_of_n,
@@ -25,6 +27,22 @@ METHODS: dict[str, Callable[..., tuple[Node, Node | None, float | None]]] = {
 # Options every method shares; the rest go to the method itself.
 _CONTEXT_OPTIONS = {f.name for f in dataclasses.fields(SearchContext)} - {
     "generator", "prompt_ids", "problem", "value_fn", "verifier", "budget_tokens", "counter"}
+
+
+def method_options(method: str) -> list[str]:
+    """The options `solve` takes for a method: the shared SearchContext ones and the method's own."""
+    own = [name for name in inspect.signature(METHODS[method]).parameters if name != "ctx"]
+    return sorted(_CONTEXT_OPTIONS | set(own))
+
+
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """Raise ValueError naming the method and the options it lacks, before any engine starts."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: one of {sorted(METHODS)}")
+    unknown = sorted(set(options) - set(method_options(method)))
+    if unknown:
+        raise ValueError(f"{method} has no option {', '.join(unknown)}: its options are "
+                         f"{', '.join(method_options(method))}")
 
 
 @dataclass
@@ -80,8 +98,7 @@ def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = 
             with `rollout_weight > 0`; otherwise it only grades the result.
         options: SearchContext's (temperature, max_step_tokens, max_tokens, max_depth, seed) and the method's.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: one of {sorted(METHODS)}")
+    check_options(method, options)
     prompt_ids = generator.encode(problem) if isinstance(problem, str) else list(problem)
     text = problem if isinstance(problem, str) else generator.decode(prompt_ids)
     if verifier is None and gold is not None:

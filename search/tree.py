@@ -151,6 +151,8 @@ class SearchContext:
     max_tokens: int = 1024  # one whole solution (greedy, samples, rollouts)
     max_depth: int = 32  # steps; a node this deep is terminal
     temperature: float = 1.0
+    step_temperature: float | None = None  # of the next-step samples that expand a tree (None: `temperature`);
+    # above it, expansions are more diverse than the rollouts that value them
     seed: int | None = 0  # call i samples with prompt_seed(seed, i): reproducible, and no two calls share seeds
     counter: TokenCounter = field(default_factory=TokenCounter)
 
@@ -176,7 +178,7 @@ class SearchContext:
         expanded again (widened) whose samples are all steps it has already is marked saturated."""
         known = {tuple(c.token_ids) for c in node.children}
         new: dict[tuple[int, ...], Continuation] = {}
-        for c in self.sample(node, k, whole=False):
+        for c in self.sample(node, k, whole=False, temperature=self.step_temperature):
             if tuple(c.token_ids) not in known:
                 new.setdefault(tuple(c.token_ids), c)
         node.saturated = node.saturated or (bool(known) and not new)

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_solve_prints_the_answer_and_writes_the_tree(tiny_checkpoint, tmp_path):
     done = subprocess.run([sys.executable, "-m", "rl.cli", "solve", "Tom has 5 apples. He buys 3 more. How many apples "
                            "does Tom have now?", "--model", str(tiny_checkpoint), "--method", "mcts", "--budget", "200",
-                           "--gold", "8", "--html", str(tmp_path / "tree.html"), "--json", str(tmp_path / "tree.json")],
+                           "--gold", "8", "--option", "step_temperature=1.2", "--option", "answer_by=vote",
+                           "--html", str(tmp_path / "tree.html"), "--json", str(tmp_path / "tree.json")],
                           cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()  # vLLM's warnings may come first
@@ -36,6 +37,10 @@ def count_nodes(node):
 @pytest.mark.parametrize("argv, message", [
     (["--method", "magic"], "--method must be one of beam, best_of_n, dvts, greedy, mcts"),
     (["--budget", "0"], "argument --budget: must be >= 1, got 0"),
+    (["--option", "simulations=3"], "mcts has no option simulations: its options are"),
+    (["--method", "beam", "--option", "scored_rollouts=true"], "beam has no option scored_rollouts"),
+    (["--option", "selection"], "argument --option: expected NAME=VALUE, got 'selection'"),
+    (["--reward-model", "nowhere"], "nowhere"),
 ])
 def test_solve_mistakes_are_named_before_any_engine_starts(tmp_path, capsys, argv, message):
     assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0

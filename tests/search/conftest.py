@@ -37,7 +37,7 @@ class FakeGenerator:
 
     def __init__(self, table, prompt=PROMPT, default=None):
         self.table, self.prompt, self.default = table, prompt, default
-        self.calls: list[dict] = []  # per call: prefix length, k, tokens generated
+        self.calls: list[dict] = []  # per call: prefix length, k, tokens generated, step mode, temperature
         self.step_calls: dict[str, int] = {}  # step-mode calls made so far per prefix text
 
     def encode(self, text):
@@ -59,7 +59,8 @@ class FakeGenerator:
             out = [self._step(steps, first + i, temperature, max_tokens) for i in range(k)]
         else:
             out = [self._to_end(steps, random.Random(f"{seed}-{i}"), temperature, max_tokens) for i in range(k)]
-        self.calls.append({"prefix": len(prefix_ids), "k": k, "generated": sum(c.num_tokens for c in out)})
+        self.calls.append({"prefix": len(prefix_ids), "k": k, "generated": sum(c.num_tokens for c in out),
+                           "step": bool(stop), "temperature": temperature})
         return out
 
     def _step(self, steps, i, temperature, max_tokens):

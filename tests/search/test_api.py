@@ -5,6 +5,7 @@ import json
 import pytest
 
 from search import METHODS, Node, SearchContext, solve, tree_from_dict, tree_to_dict
+from search.api import method_options
 
 
 def test_mcts_solves_what_greedy_gets_wrong(order_of_operations):
@@ -91,8 +92,10 @@ def test_unknown_methods_and_options_are_refused(order_of_operations):
     generator, value = order_of_operations
     with pytest.raises(ValueError, match="unknown method"):
         solve(generator.prompt, generator, "bogo_search")
-    with pytest.raises(TypeError, match="beam_widht"):
+    with pytest.raises(ValueError, match="beam has no option beam_widht: its options are .*beam_width"):
         solve(generator.prompt, generator, "beam", value_fn=value, beam_widht=2)
+    assert generator.calls == []  # refused before any generation
+    assert {"temperature", "step_temperature", "scored_rollouts", "selection"} <= set(method_options("mcts"))
 
 
 def test_html_view_shows_every_node_and_marks_the_chosen_path(order_of_operations):

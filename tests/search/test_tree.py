@@ -247,3 +247,19 @@ def test_scored_rollouts_value_a_node_by_its_sampled_finish_and_keep_the_finish_
              rollout_weight=0.5)
     with pytest.raises(ValueError, match="value_fn"):
         MCTS(context(generator), scored_rollouts=True)
+
+
+def test_expansions_sample_at_the_step_temperature_and_rollouts_at_the_temperature(order_of_operations):
+    generator, _ = order_of_operations
+
+    def outcome(problem, steps):
+        return 1.0 if steps and "\\boxed{14}" in steps[-1] else 0.0
+
+    mcts(context(generator, value_fn=outcome, budget_tokens=400, temperature=0.7, step_temperature=1.3),
+         num_children=2, scored_rollouts=True)
+    temperatures = {(call["step"], call["temperature"]) for call in generator.calls}
+    assert temperatures == {(True, 1.3), (False, 0.7)}  # expansions, then rollouts
+    generator.calls.clear()
+    mcts(context(generator, value_fn=outcome, budget_tokens=400, temperature=0.7), num_children=2,
+         scored_rollouts=True)
+    assert {call["temperature"] for call in generator.calls} == {0.7}  # no step temperature: one temperature
