@@ -28,12 +28,13 @@ RESULTS = REPO / "experiments" / "results" / "search_oracle.json"
 POLICY = POLICY_RUN / "sft"
 
 # name -> (method, options, reward model): bench_search.py's best-of-N and MCTS variants, one with 4 children, and
-# the voting one with its step expansions sampled hotter than its rollouts (more distinct steps from a peaked policy)
+# the voting one with its step expansions sampled at other temperatures than its rollouts (hotter: more distinct
+# steps from a peaked policy; cooler: fewer garbled ones)
 CONFIGS = {
     **{name: METHODS[name] for name in METHODS if name == "best_of_n" or name.startswith("mcts")},
     "mcts_rollouts_k4": ("mcts", {"selection": "puct", "num_children": 4, "scored_rollouts": True}, "prm"),
     **{f"mcts_rollouts_vote_step_T{t}": ("mcts", {**METHODS["mcts_rollouts_vote"][1], "step_temperature": t}, "prm")
-       for t in (1.3, 1.6)},
+       for t in (0.7, 1.3, 1.6)},
 }
 
 
