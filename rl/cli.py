@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                               help="zero the reward model's value where the step checker finds a false equation")
     solve_parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", type=_search_option,
                               help="a method option, repeatable: e.g. selection=gumbel, num_children=2, "
-                                   "scored_rollouts=true, answer_by=vote, step_temperature=1.3, max_tokens=256")
+                                   "scored_rollouts=true, answer_by=vote, step_temperature=0.7, max_tokens=256")
     solve_parser.add_argument("--html", type=Path, help="write the tree as a page to open in a browser")
     solve_parser.add_argument("--json", type=Path, help="write the result and the whole tree as JSON")
 
