@@ -80,7 +80,7 @@ def main() -> None:
     earlier = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     commands = {}
     if all(earlier.get(key) == value for key, value in setting.items()):  # same problems and budget: keep the rest
-        commands = earlier.get("commands") or {name: earlier.get("command") for name in earlier["results"]}
+        commands = earlier["commands"]
         results = {**earlier["results"], **results}
     commands.update({name: " ".join(["python", *sys.argv]) for name in args.methods.split(",")})
     RESULTS.write_text(json.dumps({
