@@ -163,6 +163,38 @@ class LearnerBatch:
         parts = [getattr(self, name).tensor_split(n_chunks) for name in self.FIELDS]
         return [LearnerBatch(**dict(zip(self.FIELDS, values))) for values in zip(*parts) if len(values[0])]
 
+    def micro_batches(self, max_positions: int) -> list["LearnerBatch"]:
+        """The rows cut into micro-batches of at most max_positions padded positions each (rows x the part's
+        longest sequence; a longer sequence gets a part of its own), longest sequences first and together, each
+        part trimmed to its own longest sequence and completion, so short sequences run none of the long ones'
+        padding (verl's dynamic batch size). max_positions 0: the batch whole, untrimmed."""
+        if max_positions <= 0:
+            return [self]
+        lengths = self.sequence_lengths()
+        order = lengths.argsort(descending=True, stable=True).tolist()
+        parts: list[list[int]] = []
+        for row in order:  # sorted longest first, so a part's first row sets its width
+            if parts and (len(parts[-1]) + 1) * lengths[parts[-1][0]].item() <= max_positions:
+                parts[-1].append(row)
+            else:
+                parts.append([row])
+        return [self.rows(torch.tensor(part)).trimmed() for part in parts]
+
+    def rows(self, index: torch.Tensor) -> "LearnerBatch":
+        """The rows at index (a 1-D tensor of row numbers), in that order."""
+        return LearnerBatch(**{name: getattr(self, name)[index.to(self.input_ids.device)] for name in self.FIELDS})
+
+    def trimmed(self) -> "LearnerBatch":
+        """The same rows with the padding columns no row needs cut off (T = longest sequence, L = longest
+        completion)."""
+        seq_len = self.sequence_lengths().max().item()
+        comp_len = max(self.completion_lengths.max().item(), 1)
+        fields = {name: getattr(self, name) for name in self.FIELDS}
+        fields["input_ids"] = fields["input_ids"][:, :seq_len]
+        for name in ("completion_mask", "completion_ids", "rollout_logprobs"):
+            fields[name] = fields[name][:, :comp_len]
+        return LearnerBatch(**fields)
+
     def padding_row(self) -> "LearnerBatch":
         """One row that takes part in the forward and backward passes but counts for nothing (no completion
         token in the mask, advantage 0, is_sample False)."""

@@ -158,16 +158,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder to write results into")
     if search is not None:
-        from search import METHODS
-
-        if search not in METHODS:
-            raise ConfigError(f"--search must be one of {', '.join(sorted(METHODS))}, got {search!r}")
-        if budget < 1:
-            raise ConfigError(f"--search needs --budget (policy tokens per search, >= 1), got {budget}")
-        if reward_model is not None:
-            from model.reward_model import load_reward_model
-
-            load_reward_model(reward_model)  # a wrong folder is named now, not after the engine started
+        check_search_request("--search", search, budget, reward_model)
     benchmarks = load_benchmarks(bench, limit=limit, seed=seed, problem_field=problem_field,
                                  answer_field=answer_field, id_field=id_field, levels=levels)
     examples = {name: few_shot_examples(name, few_shot, seed=seed, levels=levels) for name in benchmarks}
@@ -270,6 +261,28 @@ def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, se
     return results
 
 
+def check_search_request(flag: str, method: str, budget: int, reward_model: str | Path | None,
+                         options: dict | None = None) -> None:
+    """The mistakes of a search request (`eval --search`, `solve --method`) as ConfigErrors, before any engine
+    starts: an unknown method (named by flag) or option, a budget < 1, a reward-model folder that does not load."""
+    from model.config import ConfigError
+    from search import METHODS
+    from search.api import check_options
+
+    if method not in METHODS:
+        raise ConfigError(f"{flag} must be one of {', '.join(sorted(METHODS))}, got {method!r}")
+    if budget < 1:
+        raise ConfigError(f"{flag} needs --budget (policy tokens per search, >= 1), got {budget}")
+    try:
+        check_options(method, options or {})
+    except ValueError as error:
+        raise ConfigError(f"--option: {error}") from None
+    if reward_model is not None:
+        from model.reward_model import load_reward_model
+
+        load_reward_model(reward_model)  # a wrong folder is named now, not after the engine started
+
+
 def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_tokens: int = 2000, gold: str | None = None,
           temperature: float = 1.0, seed: int = 0, html: str | Path | None = None, json_out: str | Path | None = None,
           reward_model: str | Path | None = None, with_checker: bool = False, **options) -> "SearchResult":
@@ -286,28 +299,14 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     """
     from model import load_tokenizer
     from model.checkpoint import check_checkpoint
-    from model.config import ConfigError
     from model.vllm_engine import make_engine
     from rl.data import Problem, build_prompt
-    from search import METHODS
     from search import solve as search_solve
-    from search.api import check_options
     from search.reward_models import value_function
     from search.vllm_generator import VllmStepGenerator
 
-    if method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(sorted(METHODS))}, got {method!r}")
-    if budget_tokens < 1:
-        raise ConfigError(f"--budget must be >= 1, got {budget_tokens}")
-    try:
-        check_options(method, options)
-    except ValueError as error:
-        raise ConfigError(f"--option: {error}") from None
+    check_search_request("--method", method, budget_tokens, reward_model, options)
     check_checkpoint(model)
-    if reward_model is not None:
-        from model.reward_model import load_reward_model
-
-        load_reward_model(reward_model)  # a wrong folder is named now, not after the engine started
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's INFO lines would bury the answer
     tokenizer = load_tokenizer(model)
     prompt = build_prompt(Problem("cli", problem, gold or "", None, "cli", None), tokenizer)

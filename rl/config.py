@@ -287,6 +287,13 @@ class TrainerConfig(_Section):
                                   "and gradients up to float rounding. Pays when lengths vary; the demo's lengths are "
                                   "too even to pack (README, 'Speed'). Our DeepSeek-V3 class only; other policies "
                                   "run padded rows.")
+    micro_batch_positions: int = _field(0, "The most padded positions (rows x their longest sequence) one learner "
+                                        "forward and backward runs: each mini-batch is cut into length-sorted "
+                                        "micro-batches under it, each trimmed to its own longest sequence, and their "
+                                        "gradients accumulated into one optimizer step (verl's dynamic batch size); "
+                                        "the same step up to float rounding. Bounds the learner's memory, and on a "
+                                        "CPU large batches run faster in parts (README, 'Speed'). 0 = each "
+                                        "mini-batch in one pass.")
     precision: str = _field("fp32", "Learner arithmetic: fp32, or bf16 (autocast forward/backward with fp32 master "
                             "weights, optimizer state and loss).")
 
@@ -301,6 +308,7 @@ class TrainerConfig(_Section):
         _require(not (self.resume and self.overwrite), "trainer.overwrite", "cannot be combined with trainer.resume")
         _require(self.save_every >= 0, "trainer.save_every", "must be >= 0")
         _require(self.eval_every >= 0, "trainer.eval_every", "must be >= 0")
+        _require(self.micro_batch_positions >= 0, "trainer.micro_batch_positions", "must be >= 0 (0 = no micro-batches)")
 
 
 @dataclass

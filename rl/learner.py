@@ -99,12 +99,16 @@ def forward_completions(model: torch.nn.Module, batch: LearnerBatch, pack: bool)
     return output.logits.view(*index.shape, -1), output
 
 
+def forward_positions(batch: LearnerBatch, pack: bool) -> int:
+    """The positions a learner forward of the batch runs, in the layout forward_completions chooses."""
+    rows = packed_rows(batch, pack)
+    return (rows.input_ids if rows is not None else batch.input_ids).numel()
+
+
 def padding_fraction(batch: LearnerBatch, pack: bool) -> float:
     """The share of the positions a learner forward runs that hold padding, in the layout forward_completions
     chooses."""
-    tokens = batch.sequence_lengths().sum().item()
-    rows = packed_rows(batch, pack)
-    return 1.0 - tokens / (rows.input_ids.numel() if rows is not None else batch.input_ids.numel())
+    return 1.0 - batch.sequence_lengths().sum().item() / forward_positions(batch, pack)
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
@@ -144,7 +148,8 @@ class Learner:
     def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int,
                  seed: int = 0, threads: int = 1, temperature: float = 1.0, device: str = "cpu",
                  precision: str = "fp32", rank: int = 0, world_size: int = 1,
-                 store_address: tuple[str, int] | None = None, implementation: str = "auto", pack: bool = False):
+                 store_address: tuple[str, int] | None = None, implementation: str = "auto", pack: bool = False,
+                 micro_batch_positions: int = 0):
         """
         Args:
             algorithm: an AlgorithmConfig (rl/config.py).
@@ -162,6 +167,8 @@ class Learner:
             implementation: which model class runs the policy (see load_policy).
             pack: run our Transformer on packed rows (sequences end to end, no padding between them) instead
                 of padded ones; other model classes always run padded rows.
+            micro_batch_positions: the most padded positions one forward and backward runs; a mini-batch is cut
+                into length-sorted micro-batches under it and their gradients accumulated (0: whole mini-batches).
         """
         from model import Transformer
 
@@ -181,6 +188,7 @@ class Learner:
             self._join_process_group(store_address)
         self.policy = self._prepare(load_policy(checkpoint, implementation=implementation))
         self.pack = pack and isinstance(self.policy, Transformer)
+        self.micro_batch_positions = micro_batch_positions
         self.reference = None
         if algorithm.beta > 0:
             self.reference = self._prepare(load_policy(checkpoint, implementation=implementation)
@@ -248,6 +256,10 @@ class Learner:
     def train_step(self, batch: LearnerBatch | list[LearnerBatch]) -> dict[str, float]:
         """num_iterations passes over the batch, one optimizer step per mini-batch.
 
+        A mini-batch runs forward and backward in micro-batches of at most `micro_batch_positions` padded
+        positions (LearnerBatch.micro_batches), whose gradients add up to the mini-batch's: each micro-batch's
+        loss is weighted by its share of the mini-batch, as a data-parallel shard's is (algos.shard_loss_weight).
+
         batch: the whole batch (a single learner splits it into algorithm.mini_batches), or this learner's
         mini-batches as LearnerBatch.shard cut them (every learner of a group gets the same count).
         """
@@ -255,49 +267,34 @@ class Learner:
         algorithm = self.algorithm
         mini_batches = batch.chunks(algorithm.mini_batches) if isinstance(batch, LearnerBatch) else list(batch)
         mini_batches = [chunk.to(self.device) for chunk in mini_batches]
+        micro = [self._micro_batches(chunk) for chunk in mini_batches]  # micro[i][j]: mini-batch i's part j
         # Fully on-policy (one pass, one mini-batch): the old logprobs are the training forward's own, detached,
         # as in TRL; otherwise they are computed once before the first update.
         on_policy = algorithm.num_iterations == 1 and len(mini_batches) == 1
-        old_logprobs = [None if on_policy else self.logprobs(chunk) for chunk in mini_batches]
-        references = [None] * len(mini_batches)
+        old_logprobs = [[None if on_policy else self.logprobs(part) for part in parts] for parts in micro]
+        references = [[None] * len(parts) for parts in micro]
         if self.reference is not None:
             with torch.no_grad():
-                references = [self._completion_logprobs(self.reference, chunk)[0] for chunk in mini_batches]
-        weights, balance_weights, num_items = self._shard_weights(mini_batches)
+                references = [[self._completion_logprobs(self.reference, part)[0] for part in parts]
+                              for parts in micro]
+        weights, balance_weights, num_items = self._shard_weights(micro)
         sums: dict[str, list[float]] = {}
         self.policy.train()
         for _ in range(algorithm.num_iterations):
-            for i, chunk in enumerate(mini_batches):
-                logprobs, logits, output = self._completion_logprobs(self.policy, chunk)
-                if old_logprobs[i] is None:
-                    old_logprobs[i] = logprobs.detach()
-                correction = None
-                if getattr(algorithm, "rollout_correction_cap", None) is not None:
-                    correction = algos.truncated_importance_weights(old_logprobs[i], chunk.rollout_logprobs,
-                                                                    chunk.completion_mask,
-                                                                    algorithm.rollout_correction_cap)
-                loss, loss_metrics = algos.policy_loss(
-                    logprobs, old_logprobs[i], chunk.advantages, chunk.completion_mask,
-                    loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low,
-                    epsilon_high=algorithm.epsilon_high, beta=algorithm.beta, ref_logprobs=references[i],
-                    max_completion_length=self.max_completion_length, num_items_in_batch=num_items,
-                    importance_sampling_level=algorithm.importance_sampling_level,
-                    kl_bias_correction=algorithm.kl_bias_correction, importance_sampling_ratio=correction,
-                    **({"delta": algorithm.delta} if algorithm.delta is not None else {}))
-                balance = getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
-                total = loss * weights[i] + balance * balance_weights[i]  # this learner's share of the batch's
+            for i, parts in enumerate(micro):
                 self.optimizer.zero_grad(set_to_none=True)
-                (total * self.world_size).backward()  # FSDP averages gradients over the learners
+                tokens = sum(part.completion_mask.sum().item() for part in parts)
+                step_metrics: dict[str, float] = {}
+                for j, part in enumerate(parts):
+                    part_metrics = self._accumulate_gradients(part, old_logprobs[i], references[i], j, weights[i][j],
+                                                              balance_weights[i][j], num_items)
+                    share = part.completion_mask.sum().item() / max(tokens, 1.0)  # token means over the mini-batch
+                    for key, value in part_metrics.items():
+                        step_metrics[key] = step_metrics.get(key, 0.0) + value * (1.0 if key in self.SUMMED else share)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), algorithm.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
-                with torch.no_grad():
-                    entropy = algos.masked_mean(algos.entropy_from_logits(logits.float() / self.temperature),
-                                                chunk.completion_mask)
-                step_metrics = {"loss": loss.item(), "grad_norm": _full(grad_norm).item(), "entropy": entropy.item()}
-                step_metrics |= {k: float(v) for k, v in loss_metrics.items()}
-                for key in ("loss", "actor/pg_loss"):  # the batch's loss once averaged over the learners
-                    step_metrics[key] *= weights[i] * self.world_size
+                step_metrics["grad_norm"] = _full(grad_norm).item()
                 if hasattr(self.policy, "update_balance_bias") and algorithm.balance_bias_speed > 0:
                     self._all_reduce_expert_load()
                     step_metrics |= self.policy.update_balance_bias(algorithm.balance_bias_speed)
@@ -306,29 +303,77 @@ class Learner:
         self.version += 1
         elapsed = time.perf_counter() - started
         forwards = algorithm.num_iterations + (0 if on_policy else 1) + (self.reference is not None)
-        tokens = sum(chunk.sequence_lengths().sum().item() for chunk in mini_batches)
-        metrics = (self._mismatch_metrics(torch.cat([lp.flatten() for lp in old_logprobs]), mini_batches)
+        parts = [part for parts in micro for part in parts]
+        tokens = sum(part.sequence_lengths().sum().item() for part in parts)
+        metrics = (self._mismatch_metrics([lp for lps in old_logprobs for lp in lps], parts)
                    | {key: sum(values) / len(values) for key, values in sums.items()}
                    | {"throughput/learner_tokens_per_s": tokens * forwards / max(elapsed, 1e-9),
-                      "learner/padding_frac": sum(padding_fraction(chunk, self.pack) for chunk in mini_batches)
-                      / len(mini_batches)})
+                      "learner/padding_frac": 1.0 - tokens / sum(forward_positions(part, self.pack) for part in parts),
+                      "learner/micro_batches": len(parts) / len(micro)})
         metrics = self._mean_over_learners(metrics)
         metrics["throughput/learner_tokens_per_s"] *= self.world_size  # all learners together
         return metrics | {"lr": self.scheduler.get_last_lr()[0], "time/learn_s": elapsed}
 
-    def _shard_weights(self, mini_batches: list[LearnerBatch]) -> tuple[list[float], list[float], float]:
-        """Per mini-batch, the weight of this learner's policy loss (algos.shard_loss_weight) and of its MoE
-        balance term (a mean over sequences: its share of the rows), both 1.0 for a single learner; and the
-        token-sum-global normaliser: the whole batch's completion tokens over all learners / mini-batches."""
-        local = torch.tensor([[chunk.is_sample.sum().item(), chunk.completion_mask.sum().item()]
-                              for chunk in mini_batches], dtype=torch.float64)
+    # Metrics that are already the mini-batch's sums of its weighted parts (the others are token means).
+    SUMMED = ("loss", "actor/pg_loss")
+
+    def _accumulate_gradients(self, part: LearnerBatch, old_logprobs: list[torch.Tensor | None],
+                              references: list[torch.Tensor | None], j: int, weight: float, balance_weight: float,
+                              num_items: float) -> dict[str, float]:
+        """Forward and backward of micro-batch j of a mini-batch, its loss weighted by its share; the gradients
+        add to those already there. Returns its metrics (loss and pg_loss weighted: the parts' sum is the
+        mini-batch's). old_logprobs[j] is filled in with this forward's own logprobs when still None."""
+        algorithm = self.algorithm
+        logprobs, logits, output = self._completion_logprobs(self.policy, part)
+        if old_logprobs[j] is None:
+            old_logprobs[j] = logprobs.detach()
+        correction = None
+        if getattr(algorithm, "rollout_correction_cap", None) is not None:
+            correction = algos.truncated_importance_weights(old_logprobs[j], part.rollout_logprobs,
+                                                            part.completion_mask, algorithm.rollout_correction_cap)
+        loss, loss_metrics = algos.policy_loss(
+            logprobs, old_logprobs[j], part.advantages, part.completion_mask,
+            loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low,
+            epsilon_high=algorithm.epsilon_high, beta=algorithm.beta, ref_logprobs=references[j],
+            max_completion_length=self.max_completion_length, num_items_in_batch=num_items,
+            importance_sampling_level=algorithm.importance_sampling_level,
+            kl_bias_correction=algorithm.kl_bias_correction, importance_sampling_ratio=correction,
+            **({"delta": algorithm.delta} if algorithm.delta is not None else {}))
+        balance = getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
+        total = loss * weight + balance * balance_weight  # this part's share of the mini-batch's loss
+        (total * self.world_size).backward()  # FSDP averages gradients over the learners
+        with torch.no_grad():
+            entropy = algos.masked_mean(algos.entropy_from_logits(logits.float() / self.temperature),
+                                        part.completion_mask)
+        metrics = {"loss": loss.item(), "entropy": entropy.item()} | {k: float(v) for k, v in loss_metrics.items()}
+        for key in self.SUMMED:  # the mini-batch's loss once summed over parts and averaged over the learners
+            metrics[key] *= weight * self.world_size
+        return metrics
+
+    def _micro_batches(self, chunk: LearnerBatch) -> list[LearnerBatch]:
+        """A mini-batch's micro-batches (LearnerBatch.micro_batches). Learners of a group must run as many
+        forward and backward passes (each is a collective), so one with fewer parts gets padding rows."""
+        parts = chunk.micro_batches(self.micro_batch_positions)
+        if self.distributed:
+            most = int(self._all_reduce(torch.tensor([len(parts)]), op="max").item())
+            parts += [chunk.padding_row()] * (most - len(parts))
+        return parts
+
+    def _shard_weights(self, micro: list[list[LearnerBatch]]) -> tuple[list[list[float]], list[list[float]], float]:
+        """Per micro-batch j of mini-batch i, the weight of its policy loss (algos.shard_loss_weight: its share of
+        the mini-batch over all learners) and of its MoE balance term (a mean over sequences: its share of the
+        rows; none for a part of padding rows only), both 1.0 for a single learner with whole mini-batches; and
+        the token-sum-global normaliser: the whole batch's completion tokens over all learners / mini-batches."""
+        local = torch.tensor([[sum(part.is_sample.sum().item() for part in parts),
+                               sum(part.completion_mask.sum().item() for part in parts)] for parts in micro],
+                             dtype=torch.float64)
         summed = self._all_reduce(local)
-        loss_weights = [algos.shard_loss_weight(self.loss_spec.agg, len(chunk), local[i, 1].item(),
-                                                summed[i, 0].item(), summed[i, 1].item())
-                        for i, chunk in enumerate(mini_batches)]
-        balance_weights = [algos.shard_loss_weight("seq-mean-token-mean", len(chunk), 0.0, summed[i, 0].item(), 0.0)
-                           for i, chunk in enumerate(mini_batches)]
-        return loss_weights, balance_weights, summed[:, 1].sum().item() / len(mini_batches)
+        loss_weights = [[algos.shard_loss_weight(self.loss_spec.agg, len(part), part.completion_mask.sum().item(),
+                                                 summed[i, 0].item(), summed[i, 1].item()) for part in parts]
+                        for i, parts in enumerate(micro)]
+        balance_weights = [[algos.shard_loss_weight("seq-mean-token-mean", len(part), 0.0, summed[i, 0].item(), 0.0)
+                            if part.is_sample.any() else 0.0 for part in parts] for i, parts in enumerate(micro)]
+        return loss_weights, balance_weights, summed[:, 1].sum().item() / len(micro)
 
     def _all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         """tensor reduced over the learners ("sum" or "max"), as a new CPU tensor (itself for a single learner)."""
@@ -366,14 +411,14 @@ class Learner:
                 dist.all_reduce(buffer)
 
     @staticmethod
-    def _mismatch_metrics(learner_logprobs: torch.Tensor, mini_batches: list[LearnerBatch]) -> dict[str, float]:
+    def _mismatch_metrics(learner_logprobs: list[torch.Tensor], parts: list[LearnerBatch]) -> dict[str, float]:
         """How far the learner's logprobs of the sampled tokens are from the rollout engine's, before the update.
 
-        learner_logprobs: the mini-batches' (B_i, L_i) logprobs, flattened and concatenated in order.
+        learner_logprobs: each part's (B_i, L_i) logprobs, in the order of parts.
         """
-        rollout = torch.cat([chunk.rollout_logprobs.flatten() for chunk in mini_batches])
-        mask = torch.cat([chunk.completion_mask.flatten() for chunk in mini_batches])
-        learner_logprobs = learner_logprobs.float()
+        rollout = torch.cat([part.rollout_logprobs.flatten() for part in parts])
+        mask = torch.cat([part.completion_mask.flatten() for part in parts])
+        learner_logprobs = torch.cat([lp.flatten() for lp in learner_logprobs]).float()
         diff = (learner_logprobs - rollout).abs() * mask
         n_tokens = mask.sum().clamp(min=1).item()
         return {"mismatch/logprob_abs_diff_mean": diff.sum().item() / n_tokens,
@@ -476,7 +521,8 @@ class LearnerGroup:
 
     def __init__(self, checkpoint: str, algorithm: Any, total_steps: int, max_completion_length: int, *,
                  num_learners: int = 1, device: str = "cpu", precision: str = "fp32", temperature: float = 1.0,
-                 seed: int = 0, threads: int = 1, resources: dict[str, float] | None = None, pack: bool = False):
+                 seed: int = 0, threads: int = 1, resources: dict[str, float] | None = None, pack: bool = False,
+                 micro_batch_positions: int = 0):
         """
         Args:
             device: "cpu" or "cuda" (each learner actor then asks Ray for one GPU).
@@ -498,7 +544,7 @@ class LearnerGroup:
         self.actors = [actor_class.remote(checkpoint, algorithm, total_steps, max_completion_length, seed=seed,
                                           threads=threads, temperature=temperature, device=device,
                                           precision=precision, rank=rank, world_size=num_learners, pack=pack,
-                                          store_address=store_address)
+                                          micro_batch_positions=micro_batch_positions, store_address=store_address)
                        for rank in range(num_learners)]
         self.mini_batches = algorithm.mini_batches
         self._pending: list = []  # calls of ranks > 0 whose answers nobody reads (see weights_blob)

@@ -131,7 +131,7 @@ class GRPOTrainer:
             num_learners=num_learners, device=self.learner_device(), precision=config.trainer.precision,
             temperature=config.rollout.temperature, seed=config.trainer.seed,
             threads=max(1, (os.cpu_count() or 1) // num_learners), resources=config.ray.learner_resources,
-            pack=config.trainer.pack_sequences)
+            pack=config.trainer.pack_sequences, micro_batch_positions=config.trainer.micro_batch_positions)
         self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights,
                                                      config.reward.num_workers, config.reward.timeout_s)
         ray.get([w.ready.remote() for w in self.workers] + [self.rewarder.ready.remote()])

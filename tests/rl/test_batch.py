@@ -46,3 +46,23 @@ def test_chunks_and_shards_carry_completion_lengths():
     assert [c.completion_lengths.tolist() for c in batch.chunks(2)] == [[2, 4], [4]]
     shards = batch.shard(2, 1)
     assert shards[0][0].completion_lengths.tolist() == [2, 4] and shards[1][0].completion_lengths.tolist() == [4]
+
+
+def test_micro_batches_group_long_sequences_under_the_position_budget_and_trim_padding():
+    lengths = [(5, 9), (3, 2), (4, 1), (6, 3), (2, 2), (7, 7)]  # sequences of 14, 5, 5, 9, 4, 14 tokens
+    batch = learner_batch(lengths, truncated={3})
+    parts = batch.micro_batches(30)
+    # Longest first, greedily under 30 positions: [14, 14] (28), [9, 5, 5] (27), [4].
+    assert [p.sequence_lengths().tolist() for p in parts] == [[14, 14], [9, 5, 5], [4]]
+    assert all(len(p) * p.input_ids.size(1) <= 30 for p in parts)
+    assert [p.input_ids.size(1) for p in parts] == [14, 9, 4]  # each trimmed to its own longest sequence
+    assert [p.completion_ids.size(1) for p in parts] == [9, 3, 2]
+    # Every row once, with what it carries (tokens, mask, logprobs) intact.
+    original = {b: (batch.input_ids[b, :p + c].tolist(), batch.completion_mask[b, :c].tolist()) for b, (p, c)
+                in enumerate(lengths)}
+    seen = sorted((part.input_ids[r, :n].tolist(), part.completion_mask[r, :part.completion_lengths[r]].tolist())
+                  for part in parts for r, n in enumerate(part.sequence_lengths().tolist()))
+    assert seen == sorted(original.values())
+    assert sum(p.completion_mask.sum() for p in parts) == batch.completion_mask.sum()
+    assert batch.micro_batches(0) == [batch]  # 0: the mini-batch whole
+    assert [len(p) for p in batch.micro_batches(10)] == [1, 1, 1, 2, 1]  # a 14-token sequence alone over budget

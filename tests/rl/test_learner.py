@@ -153,6 +153,39 @@ def test_several_iterations_and_mini_batches_use_the_logprobs_from_before_the_up
     assert learner.scheduler.last_epoch == 4
 
 
+@pytest.mark.parametrize("overrides", [
+    dict(loss_type="dapo"),  # token-sum-global
+    dict(loss_type="grpo", beta=0.01),  # sequence means, a reference policy
+    dict(loss_type="bnpo", mini_batches=2),  # token mean, two optimizer steps
+    dict(loss_type="dr_grpo"),  # token sum over a constant
+])
+def test_micro_batches_accumulate_the_whole_mini_batchs_gradient(tiny_checkpoint, overrides):
+    """Length-sorted micro-batches (each trimmed to its own longest sequence) with accumulated gradients take the
+    step the whole mini-batch takes. Gradients are compared (see test_two_learners_take_the_step_one_learner_takes
+    for why, and for the tolerances: the micro-batches add partial sums in another order, nothing more); a wrong
+    weighting of a part moves whole tensors by tens of percent."""
+    config = algorithm(**overrides, lr=0.0)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    generator = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (7, 3, 2, 9, 4, 5)]
+    completions = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (2, 8, 2, 1, 3, 6)]
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, prompts, completions, [1.0, -1.0, 0.5, -0.5, 1.0, -0.25]),
+                                       pad_id=2, mask_truncated=True)
+    whole = Learner(str(tiny_checkpoint), config, total_steps=1, max_completion_length=8)
+    parts = Learner(str(tiny_checkpoint), config, total_steps=1, max_completion_length=8, micro_batch_positions=24)
+    expected, metrics = whole.train_step(batch), parts.train_step(batch)
+    assert metrics["learner/micro_batches"] >= 2  # (2 at 3 rows a mini-batch, 4 at 6)
+    assert metrics["learner/padding_frac"] < expected["learner/padding_frac"]
+    reference = whole.gradients()
+    scale = max(t.abs().max().item() for t in reference.values())
+    assert scale > 0
+    for name, gradient in parts.gradients().items():
+        torch.testing.assert_close(gradient, reference[name], atol=5e-5 * scale, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+        assert (gradient - reference[name]).norm() <= 1e-2 * reference[name].norm(), name
+    for key in ("loss", "grad_norm", "entropy", "actor/ratio_mean", "mismatch/logprob_abs_diff_mean"):
+        assert metrics[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+
+
 def _hf_weights(learner):
     from rl.learner import checkpoint_state_dict
 
@@ -165,6 +198,7 @@ def _hf_weights(learner):
     (5, dict(loss_type="bnpo", mini_batches=2)),  # uneven shards
     (3, dict(loss_type="dr_grpo", mini_batches=2)),  # one shard's second mini-batch is a padding row
     (5, dict(loss_type="bnpo")),
+    (5, dict(loss_type="grpo", micro_batch_positions=10)),  # micro-batches: 3 parts on one learner, 2 (+ a padding row) on the other
 ])
 def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_session, n_samples, overrides):
     """FSDP over two gloo learner actors: the gradient the optimizer applies is the one a single learner computes
@@ -185,6 +219,7 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
     """
     from rl.learner import LearnerGroup
 
+    micro_batch_positions = overrides.pop("micro_batch_positions", 0)
     config = algorithm(**overrides, lr=0.0)
     policy = load_pretrained(tiny_checkpoint).eval()
     completions = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16]][:n_samples]
@@ -194,7 +229,8 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
     single = Learner(str(tiny_checkpoint), config, total_steps=2, max_completion_length=8)
     expected = single.train_step(batch)
     reference = single.gradients()
-    group = LearnerGroup(str(tiny_checkpoint), config, total_steps=2, max_completion_length=8, num_learners=2)
+    group = LearnerGroup(str(tiny_checkpoint), config, total_steps=2, max_completion_length=8, num_learners=2,
+                         micro_batch_positions=micro_batch_positions)
     try:
         metrics = group.train_step(batch)
         gradients = group.gradients()
