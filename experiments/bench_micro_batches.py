@@ -39,14 +39,11 @@ from rl.learner import Learner, forward_positions  # noqa: E402
 CONFIG = REPO / "experiments" / "tiny_code.yaml"
 
 
-def recipe_batch(config, policy: str, rows: int, seed: int = 0) -> LearnerBatch:
-    """rows of the recipe's held-out prompts + reference solutions, with random advantages."""
-    from model import load_tokenizer
-    from rl.data import load_problems
+def recipe_batch(problems: list, tokenizer, rows: int, seed: int = 0) -> LearnerBatch:
+    """The first rows of the recipe's held-out problems as prompts + reference solutions, random advantages."""
     from rl.sft import sft_batch
 
-    _, problems = load_problems(config.data)
-    batch = sft_batch(problems[:rows], load_tokenizer(policy))
+    batch = sft_batch(problems[:rows], tokenizer)
     batch.advantages = torch.randn(len(batch), generator=torch.Generator().manual_seed(seed))
     batch.rollout_logprobs.fill_(-1.0)  # unused by the loss (the first pass's own logprobs are the old ones)
     return batch
@@ -67,16 +64,19 @@ def main() -> int:
     out = args.out or REPO / "experiments" / "results" / f"micro_batches_{args.config.stem}.json"
     if 0 not in args.budgets:
         parser.error("--budgets must include 0, the whole mini-batch every other budget is compared with")
-    from model import init_pretrained
+    from model import init_pretrained, load_tokenizer
+    from rl.data import load_problems
 
     config = load_config(args.config, [])
+    _, problems = load_problems(config.data)
     started = time.time()
     results = []
     with tempfile.TemporaryDirectory() as folder:
         policy = str(Path(folder) / "policy")
         init_pretrained("tiny", policy, seed=0)
+        tokenizer = load_tokenizer(policy)
         for rows in args.rows:
-            batch = recipe_batch(config, policy, rows)
+            batch = recipe_batch(problems, tokenizer, rows)
             learners = {budget: Learner(policy, config.algorithm, total_steps=args.repeats + 2,
                                         max_completion_length=config.rollout.max_new_tokens, threads=args.threads,
                                         pack=config.trainer.pack_sequences, micro_batch_positions=budget)

@@ -278,19 +278,19 @@ class Learner:
                 references = [[self._completion_logprobs(self.reference, part)[0] for part in parts]
                               for parts in micro]
         weights, balance_weights, num_items = self._shard_weights(micro)
+        token_shares = [_token_shares(parts) for parts in micro]  # a part's share of its mini-batch's token means
         sums: dict[str, list[float]] = {}
         self.policy.train()
         for _ in range(algorithm.num_iterations):
             for i, parts in enumerate(micro):
                 self.optimizer.zero_grad(set_to_none=True)
-                tokens = sum(part.completion_mask.sum().item() for part in parts)
                 step_metrics: dict[str, float] = {}
                 for j, part in enumerate(parts):
-                    part_metrics = self._accumulate_gradients(part, old_logprobs[i], references[i], j, weights[i][j],
-                                                              balance_weights[i][j], num_items)
-                    share = part.completion_mask.sum().item() / max(tokens, 1.0)  # token means over the mini-batch
+                    part_metrics, old_logprobs[i][j] = self._accumulate_gradients(
+                        part, old_logprobs[i][j], references[i][j], weights[i][j], balance_weights[i][j], num_items)
                     for key, value in part_metrics.items():
-                        step_metrics[key] = step_metrics.get(key, 0.0) + value * (1.0 if key in self.SUMMED else share)
+                        share = 1.0 if key in self.SUMMED else token_shares[i][j]
+                        step_metrics[key] = step_metrics.get(key, 0.0) + value * share
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), algorithm.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
@@ -317,24 +317,27 @@ class Learner:
     # Metrics that are already the mini-batch's sums of its weighted parts (the others are token means).
     SUMMED = ("loss", "actor/pg_loss")
 
-    def _accumulate_gradients(self, part: LearnerBatch, old_logprobs: list[torch.Tensor | None],
-                              references: list[torch.Tensor | None], j: int, weight: float, balance_weight: float,
-                              num_items: float) -> dict[str, float]:
-        """Forward and backward of micro-batch j of a mini-batch, its loss weighted by its share; the gradients
-        add to those already there. Returns its metrics (loss and pg_loss weighted: the parts' sum is the
-        mini-batch's). old_logprobs[j] is filled in with this forward's own logprobs when still None."""
+    def _accumulate_gradients(self, part: LearnerBatch, old_logprobs: torch.Tensor | None,
+                              reference_logprobs: torch.Tensor | None, weight: float, balance_weight: float,
+                              num_items: float) -> tuple[dict[str, float], torch.Tensor]:
+        """Forward and backward of one micro-batch, its loss weighted by its share of the mini-batch; the gradients
+        add to those already there. old_logprobs None: this forward's own (fully on-policy).
+
+        Returns:
+            its metrics (loss and pg_loss weighted: the parts' sum is the mini-batch's), and the old logprobs used.
+        """
         algorithm = self.algorithm
         logprobs, logits, output = self._completion_logprobs(self.policy, part)
-        if old_logprobs[j] is None:
-            old_logprobs[j] = logprobs.detach()
+        if old_logprobs is None:
+            old_logprobs = logprobs.detach()
         correction = None
         if getattr(algorithm, "rollout_correction_cap", None) is not None:
-            correction = algos.truncated_importance_weights(old_logprobs[j], part.rollout_logprobs,
+            correction = algos.truncated_importance_weights(old_logprobs, part.rollout_logprobs,
                                                             part.completion_mask, algorithm.rollout_correction_cap)
         loss, loss_metrics = algos.policy_loss(
-            logprobs, old_logprobs[j], part.advantages, part.completion_mask,
+            logprobs, old_logprobs, part.advantages, part.completion_mask,
             loss_type=algorithm.loss_type, epsilon_low=algorithm.epsilon_low,
-            epsilon_high=algorithm.epsilon_high, beta=algorithm.beta, ref_logprobs=references[j],
+            epsilon_high=algorithm.epsilon_high, beta=algorithm.beta, ref_logprobs=reference_logprobs,
             max_completion_length=self.max_completion_length, num_items_in_batch=num_items,
             importance_sampling_level=algorithm.importance_sampling_level,
             kl_bias_correction=algorithm.kl_bias_correction, importance_sampling_ratio=correction,
@@ -348,7 +351,7 @@ class Learner:
         metrics = {"loss": loss.item(), "entropy": entropy.item()} | {k: float(v) for k, v in loss_metrics.items()}
         for key in self.SUMMED:  # the mini-batch's loss once summed over parts and averaged over the learners
             metrics[key] *= weight * self.world_size
-        return metrics
+        return metrics, old_logprobs
 
     def _micro_batches(self, chunk: LearnerBatch) -> list[LearnerBatch]:
         """A mini-batch's micro-batches (LearnerBatch.micro_batches). Learners of a group must run as many
@@ -496,6 +499,12 @@ class Learner:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         if self.reference is not None and state.get("reference") is not None:
             set_model_state_dict(self.reference, state["reference"], options=full)
+
+
+def _token_shares(parts: list[LearnerBatch]) -> list[float]:
+    """Each part's share of the completion tokens of all of them (what a token mean over the whole weighs it by)."""
+    tokens = [part.completion_mask.sum().item() for part in parts]
+    return [count / max(sum(tokens), 1.0) for count in tokens]
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
