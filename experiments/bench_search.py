@@ -109,7 +109,7 @@ def ensure_reward_models(policy: Path, problems: int, rollouts: int) -> dict[str
 
 def search_stage(policy: Path, reward_models: dict[str, Path], methods: list[str], multiples: list[int],
                  problems_per_level: int, levels: list[int], temperature: float, workers: int,
-                 cached_only: bool = False) -> dict:
+                 concurrency: int = 1, cached_only: bool = False) -> dict:
     """Every method at every budget on the same problems, through `reasonrl eval --search`'s code: searches run
     inside Ray rollout workers next to their engines, answers graded by the rewards grader."""
     from model import load_tokenizer
@@ -136,7 +136,8 @@ def search_stage(policy: Path, reward_models: dict[str, Path], methods: list[str
                 result = evaluate_with_search(search, problems, prompts, method=method, budget_tokens=budget,
                                               reward_model=folders.get(rm), with_checker=rm is not None,
                                               temperature=temperature, max_tokens=96,
-                                              max_step_tokens=32, seed=1, name=name, **options)["result"]
+                                              max_step_tokens=32, seed=1, name=name, concurrency=concurrency,
+                                              **options)["result"]
                 rows = [{"id": p.id, "level": p.level, "correct": r["correct"][0],
                          **{f"{k}_tokens": v for k, v in r["search"][0]["tokens"].items() if k in ("policy", "reward")},
                          "prefill": r["search"][0]["tokens"]["prefill"],
@@ -231,6 +232,8 @@ def main() -> None:
     parser.add_argument("--rm-rollouts", type=int, default=8)
     parser.add_argument("--pass-at-k-limit", type=int, default=200, help="problems per level for pass@k")
     parser.add_argument("--workers", type=int, default=2, help="Ray rollout workers the searches run in")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="searches at once per worker, their engine calls batched (answers do not depend on it)")
     parser.add_argument("--cached-only", action="store_true",
                         help="report what runs/bench_search already holds; measure nothing new")
     args = parser.parse_args()
@@ -245,7 +248,7 @@ def main() -> None:
     reward_models = ensure_reward_models(policy, args.rm_problems, args.rm_rollouts)
     reports = {kind: json.loads((folder / "report.json").read_text()) for kind, folder in reward_models.items()}
     search = search_stage(policy, reward_models, args.methods.split(","), [int(m) for m in args.multiples.split(",")],
-                          args.problems, levels, args.temperature, args.workers, args.cached_only)
+                          args.problems, levels, args.temperature, args.workers, args.concurrency, args.cached_only)
     RESULTS.write_text(json.dumps({
         "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),

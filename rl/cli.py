@@ -82,6 +82,7 @@ def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1
     return sft_from_checkpoint(checkpoint, out, train_problems, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
 
 
+SEARCH_CONCURRENCY = 16  # searches at once per engine in `eval --search` (experiments/bench_search_batching.py)
 EVAL_OUT = Path("runs/eval")  # where `reasonrl eval` writes results.json and samples.jsonl unless --out says
 
 
@@ -118,7 +119,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                         max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
                         system_prompt: str | None = None, few_shot: int = 0, workers: int = 1,
                         search: str | None = None, budget: int = 0, reward_model: str | Path | None = None,
-                        with_checker: bool = False,
+                        with_checker: bool = False, concurrency: int = SEARCH_CONCURRENCY,
                         out: str | Path | None = None, problem_field: str = "problem", answer_field: str = "answer",
                         id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
@@ -129,7 +130,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `search` (a search.METHODS key),
     each of a problem's n answers is what that search chooses with `budget` policy tokens, valued by the reward
     model folder `reward_model` (zeroed where the sympy step checker finds a false equation, `with_checker`; no
-    folder: the checker alone); searches are spread over the workers like samples.
+    folder: the checker alone); searches are spread over the workers like samples, `concurrency` at once on each
+    engine with their engine calls batched.
     With `out`, writes results.json and samples.jsonl there.
 
     Returns:
@@ -148,7 +150,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     from rl.evaluate import evaluate, evaluate_with_search
     from rl.rollout import open_generator
 
-    for name, value, low in (("n", n, 1), ("max_tokens", max_tokens, 1), ("workers", workers, 1)):
+    for name, value, low in (("n", n, 1), ("max_tokens", max_tokens, 1), ("workers", workers, 1),
+                             ("concurrency", concurrency, 1)):
         if value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}")
     if not temperature >= 0:
@@ -181,7 +184,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                     result = evaluate_with_search(generate, problems, prompts[name], method=search,
                                                   budget_tokens=budget, k=n,
                                                   reward_model=reward_model and str(Path(reward_model).resolve()),
-                                                  with_checker=with_checker,
+                                                  with_checker=with_checker, concurrency=concurrency,
                                                   temperature=temperature, max_tokens=max_tokens, seed=seed,
                                                   name=name, progress=progress)["result"]
             result.settings["model"] = str(model)
@@ -432,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--with-checker", action="store_true",
                              help="with --reward-model: zero its value where the sympy step checker finds a false "
                                   "equation (the best step ranker measured: see the README)")
+    eval_parser.add_argument("--concurrency", type=_at_least(1), default=SEARCH_CONCURRENCY,
+                             help=f"with --search: searches run at once on each engine, their engine calls batched "
+                                  f"(default {SEARCH_CONCURRENCY}; the answers do not depend on it)")
     eval_parser.add_argument("--out", type=Path, help=f"folder for results.json and samples.jsonl "
                                                       f"(default: {EVAL_OUT}/<model or predictions name>)")
     eval_parser.add_argument("--problem-field", default=None, help="a benchmark or predictions file's problem field")
@@ -550,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
                                               top_p=args.top_p, seed=args.seed, system_prompt=args.system_prompt,
                                               few_shot=args.few_shot, workers=args.workers, search=args.search,
                                               budget=args.budget, reward_model=args.reward_model,
+                                              concurrency=args.concurrency,
                                               with_checker=args.with_checker, out=out,
                                               problem_field=args.problem_field or "problem",
                                               answer_field=args.answer_field, id_field=args.id_field or "id",

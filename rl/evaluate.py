@@ -64,7 +64,8 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
 def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prompts: list[list[int]], *,
                          method: str, budget_tokens: int, k: int = 1, reward_model: str | None = None,
                          with_checker: bool = False, temperature: float = 1.0, max_tokens: int = 1024, seed: int = 0,
-                         name: str = "held-out", progress: Callable[[int], None] | None = None, **options) -> dict:
+                         concurrency: int = 1, name: str = "held-out", progress: Callable[[int], None] | None = None,
+                         **options) -> dict:
     """Evaluation through search: each problem's answer is the solution `method` chooses with `budget_tokens` policy
     tokens (k searches per problem, each with its own seed), graded and scored like `evaluate`'s samples; the
     scores add the mean policy, prefill and reward-model tokens a search spent.
@@ -74,6 +75,8 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
             RolloutWorker's `search`, or rl.rollout.search_on_workers over several.
         reward_model: the folder of the reward model valuing the search (None: the sympy step checker).
         with_checker: the reward model's value is zeroed where the step checker finds a false equation.
+        concurrency: searches run at once on each engine, their engine and reward-model calls batched
+            (search/batching.py); the answers do not depend on it, the wall time does.
 
     Returns:
         {"scores", "records", "result"} as `evaluate` returns them.
@@ -83,13 +86,14 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
     started = time.perf_counter()
     options = {"temperature": temperature, "max_tokens": max_tokens,
                "max_step_tokens": min(max_tokens, 256), **options}  # a step is never longer than a whole solution
-    chunk = max(-(-len(prompts) // 20), PROGRESS_CHUNK) if progress else max(len(prompts), 1)
+    # between two progress reports, enough searches to keep `concurrency` of them running
+    chunk = max(-(-len(prompts) // 20), PROGRESS_CHUNK * concurrency) if progress else max(len(prompts), 1)
     summaries = []
     for start in range(0, len(prompts), chunk):
         indices = range(start, min(start + chunk, len(prompts)))
         summaries += search([prompts[i] for i in indices for _ in range(k)],
                             [prompt_seed(seed, i * k + j) for i in indices for j in range(k)],
-                            method, budget_tokens, reward_model, with_checker, **options)
+                            method, budget_tokens, reward_model, with_checker, concurrency=concurrency, **options)
         if progress:
             progress(indices[-1] + 1)
     outputs = [["".join(s["steps"]) for s in summaries[i * k:(i + 1) * k]] for i in range(len(problems))]

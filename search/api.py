@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 
 from rewards.math_answer import grade_answer
 from search.baselines import beam_search, best_of_n, dvts, greedy, self_consistency, weighted_best_of_n
+from search.batching import map_concurrently
 from search.generator import StepGenerator, TokenCounter, split_steps
 from search.tree import Node, SearchContext, ValueFn, Verifier, mcts
 
@@ -114,11 +115,23 @@ def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = 
 
 
 def solve_many(prompts: Sequence[Sequence[int]], generator: StepGenerator, method: str, *, budget_tokens: int,
-               seeds: Sequence[int | None], value_fn: ValueFn | None = None, **options: Any) -> list[dict[str, Any]]:
-    """`solve` on each prompt in turn, prompt i with seeds[i]; each result's `summary()` (no verifier: the caller
-    grades the answers, e.g. in the rewards pool)."""
-    return [solve(list(prompt), generator, method, budget_tokens=budget_tokens, value_fn=value_fn, seed=seed,
-                  **options).summary() for prompt, seed in zip(prompts, seeds, strict=True)]
+               seeds: Sequence[int | None], value_fn: ValueFn | None = None, concurrency: int = 1,
+               **options: Any) -> list[dict[str, Any]]:
+    """`solve` on each prompt, prompt i with seeds[i]; each result's `summary()` (no verifier: the caller grades the
+    answers, e.g. in the rewards pool). With `concurrency` > 1 that many searches run at once in threads, their
+    engine and reward-model calls merged into batched calls (search/batching.py); each search's samples, tokens
+    and answer are its own either way."""
+    check_options(method, options)
+
+    def one(generator: StepGenerator, value_fn: ValueFn | None, item: tuple[Sequence[int], int | None]) -> dict:
+        prompt, seed = item
+        return solve(list(prompt), generator, method, budget_tokens=budget_tokens, value_fn=value_fn, seed=seed,
+                     **options).summary()
+
+    items = list(zip(prompts, seeds, strict=True))
+    if concurrency <= 1:
+        return [one(generator, value_fn, item) for item in items]
+    return map_concurrently(one, items, concurrency, generator, value_fn)
 
 
 _NODE_FIELDS = ("step", "token_ids", "logprob", "prior", "visits", "value_sum", "score", "terminal", "stop_reason",

@@ -45,6 +45,10 @@ class LearnedRewardModel:
         """The state's value: P(correct) after the last step (before any step: at the prompt's last token)."""
         return self.step_scores(problem, steps)[-1]
 
+    def many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[float]:
+        """Each (problem, steps) state's value, in batched forward passes."""
+        return [scores[-1] for scores in self.step_scores_many(items)]
+
 
 def step_checker_scores(problem: str, steps: Sequence[str]) -> list[float]:
     """Per step: 0 if it states an equation the sympy checker finds false, 1 if every equation it states holds,
@@ -88,6 +92,15 @@ class CombinedValue:
         if steps and min(step_checker_scores(problem, steps)) == 0.0:
             return 0.0  # no reward-model call needed: the state holds a false equation
         return self.learned(problem, steps)
+
+    def many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[float]:
+        """Each state's value: the checker on each, then the learned model in one batch on those it passes."""
+        values: list[float] = [0.0] * len(items)
+        passed = [i for i, (problem, steps) in enumerate(items)
+                  if not (steps and min(step_checker_scores(problem, steps)) == 0.0)]
+        for i, value in zip(passed, self.learned.many([items[i] for i in passed])):
+            values[i] = value
+        return values
 
 
 def value_function(reward_model: str | Path | None, combine_with_checker: bool = False):

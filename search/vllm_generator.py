@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from search.batching import GenerationRequest
 from search.generator import Continuation
 
 
@@ -23,13 +24,20 @@ class VllmStepGenerator:
     def continue_prefixes(self, prefixes: list[list[int]], k: int, *, max_tokens: int, temperature: float,
                           stop: Sequence[str], seeds: Sequence[int | None]) -> list[list[Continuation]]:
         """k continuations of each prefix, all in one engine call (prefix i sampled with seeds[i])."""
+        return self.continue_requests([GenerationRequest(list(p), k, max_tokens, temperature, tuple(stop), seed)
+                                       for p, seed in zip(prefixes, seeds, strict=True)])
+
+    def continue_requests(self, requests: Sequence[GenerationRequest]) -> list[list[Continuation]]:
+        """Each request's continuations, all in one engine call, each request with its own sampling settings
+        (search.batching merges concurrent searches' calls into one of these)."""
         from vllm import SamplingParams
 
         from model import decode_completion
 
-        params = [SamplingParams(n=k, max_tokens=max_tokens, temperature=temperature, seed=seed, logprobs=0,
-                                 stop=list(stop) or None, include_stop_str_in_output=True) for seed in seeds]
-        results = self.engine.generate([{"prompt_token_ids": list(p)} for p in prefixes], params, use_tqdm=False)
+        params = [SamplingParams(n=r.k, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed, logprobs=0,
+                                 stop=list(r.stop) or None, include_stop_str_in_output=True) for r in requests]
+        results = self.engine.generate([{"prompt_token_ids": list(r.prefix_ids)} for r in requests], params,
+                                       use_tqdm=False)
         out = []
         for result in results:
             continuations = []

@@ -99,3 +99,36 @@ def test_mcts_over_scored_rollouts_keeps_every_finish_as_a_candidate_on_the_engi
         assert any(c.terminal and c.visits == 1 and c.score == node.score for c in node.children)
     assert sum(len(n.token_ids) for n in result.tree.nodes()) <= result.tokens.policy
     assert result.tokens.policy < 200 + 2 * 48  # the last call started under budget, and perhaps a greedy finish
+
+
+def test_concurrent_searches_share_engine_calls_on_the_engine(generator, prompt_ids):
+    from search.api import solve_many
+    from search.reward_models import step_checker_value
+
+    class Counting:
+        """The engine, counting the requests each batched call carries."""
+
+        def __init__(self):
+            self.batches = []
+
+        def continue_requests(self, requests):
+            self.batches.append(len(requests))
+            return generator.continue_requests(requests)
+
+        def encode(self, text):
+            return generator.encode(text)
+
+        def decode(self, ids):
+            return generator.decode(ids)
+
+    prompt, _ = prompt_ids
+    counting = Counting()
+    budget, max_tokens = 120, 48
+    summaries = solve_many([prompt] * 4, counting, "mcts", budget_tokens=budget, seeds=[0, 1, 2, 3],
+                           value_fn=step_checker_value, concurrency=4, max_step_tokens=16, max_tokens=max_tokens,
+                           num_children=2)
+    assert len(summaries) == 4
+    for summary in summaries:
+        assert 0 < summary["tokens"]["policy"] < budget + 2 * max_tokens
+    assert sum(counting.batches) == sum(s["tokens"]["policy_calls"] for s in summaries)
+    assert max(counting.batches) > 1  # calls of different searches went to the engine together
