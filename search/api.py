@@ -134,8 +134,8 @@ def solve_many(prompts: Sequence[Sequence[int]], generator: StepGenerator, metho
     return map_concurrently(one, items, concurrency, generator, value_fn)
 
 
-_NODE_FIELDS = ("step", "token_ids", "logprob", "prior", "visits", "value_sum", "score", "terminal", "stop_reason",
-                "answer", "correct")
+_NODE_FIELDS = ("step", "token_ids", "logprob", "prior", "visits", "value_sum", "score", "terminal", "pruned",
+                "stop_reason", "answer", "correct")
 
 
 def tree_to_dict(node: Node, chosen: Node | None = None) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def tree_to_dict(node: Node, chosen: Node | None = None) -> dict[str, Any]:
 
 def tree_from_dict(data: dict[str, Any]) -> tuple[Node, Node | None]:
     """The tree `tree_to_dict` wrote, and the end of its chosen path (None when nothing was chosen)."""
-    node = Node(**{name: data[name] for name in _NODE_FIELDS})
+    node = Node(**{name: data[name] for name in _NODE_FIELDS if name in data})  # older exports lack "pruned"
     chosen = node if data["chosen"] else None
     for child_data in data["children"]:
         child, child_chosen = tree_from_dict(child_data)

@@ -51,7 +51,8 @@ class Node:
     score: float | None = None  # this node's own evaluation, computed once
     terminal: bool = False
     saturated: bool = False  # sampling more next steps here brought none that was not a child already
-    exhausted: bool = False  # terminal, or saturated with every child exhausted: nothing left to search below
+    pruned: bool = False  # valued at or below MCTS's prune_at, so its path ended here: nothing below is searched
+    exhausted: bool = False  # terminal, pruned, or saturated with every child exhausted: nothing left below
     stop_reason: str = "step"
     answer: str | None = None  # the last \boxed{} of a terminal node's solution
     correct: bool | None = None  # the verifier's verdict, where it was asked
@@ -103,7 +104,8 @@ def backup(node: Node, value: float) -> None:
     while node is not None:
         node.visits += 1
         node.value_sum += value
-        node.exhausted = node.terminal or (node.saturated and all(c.exhausted for c in node.children))
+        node.exhausted = (node.terminal or node.pruned
+                          or (node.saturated and all(c.exhausted for c in node.children)))
         node = node.parent
 
 
@@ -185,6 +187,14 @@ class SearchContext:
         self._attach(node, list(new.values()))
         return node.children
 
+    def step(self, node: Node) -> Node:
+        """Sample one next step: the child the node already has with that step, or a new one."""
+        (sampled,) = self.sample(node, 1, whole=False, temperature=self.step_temperature)
+        for child in node.children:
+            if child.token_ids == sampled.token_ids:
+                return child
+        return self._attach(node, [sampled])[0]
+
     def complete(self, node: Node, k: int, *, temperature: float | None = None) -> list[Node]:
         """Sample k whole solutions from the node, each one terminal child (repeats kept: they are votes)."""
         new = self._attach(node, self.sample(node, k, whole=True, temperature=temperature))
@@ -234,6 +244,14 @@ def finish_best_leaf(ctx: SearchContext, root: Node, evaluate: Callable[[Node], 
     return solution if solution.answer is not None else None
 
 
+SATURATED_MASS = 0.01  # path expansion: a node whose children hold all but this much probability is not branched off
+
+
+def unsampled_mass(node: Node) -> float:
+    """The probability that a new sample of the node's next step is none of its children's steps."""
+    return max(0.0, 1.0 - sum(math.exp(child.logprob) for child in node.children))
+
+
 def puct_score(parent: Node, child: Node, c_init: float = 1.25, c_base: float = 19652) -> float:
     """AlphaZero's PUCT: Q + c(N) * P * sqrt(N) / (1 + n), with c(N) = c_init + log((1 + N + c_base) / c_base).
     An unvisited child's Q is 0."""
@@ -247,11 +265,21 @@ class MCTS:
     Evaluation, computed once per node: `(1 - rollout_weight) * value_fn + rollout_weight * verified_rollout`; or,
     with `scored_rollouts`, the value_fn on one sampled finish of the node's solution (an outcome score that needs
     no gold), the finish kept in the tree as a terminal child so that every simulation also adds a candidate answer.
+
+    With `expansion="path"` a simulation adds a whole path instead of k children: it descends while a child's PUCT
+    score beats branching off at the node, then samples one step at a time to the end of the solution, every step
+    kept as a node and valued by the value_fn; the end's value is backed up. Branching off is a pseudo-child whose
+    prior is the probability the node's children leave unsampled and whose value is the node's own, so a confident
+    step that keeps failing is abandoned for the rarer ones, and a prefix is never sampled twice. A step valued at
+    or below `prune_at` (0: the step checker found a false equation) ends its path: no tokens are spent finishing a
+    solution already wrong, and the next simulation branches off above it.
     """
 
     def __init__(self, ctx: SearchContext, *, num_children: int = 4, rollout_weight: float = 0.0,
                  scored_rollouts: bool = False, select_score: Callable[[Node, Node], float] = puct_score,
-                 max_simulations: int = 1000, c_visit: float = 50.0, c_scale: float = 1.0):
+                 max_simulations: int = 1000, c_visit: float = 50.0, c_scale: float = 1.0,
+                 expansion: str = "children", prune_at: float | None = None, c_init: float = 1.25,
+                 c_base: float = 19652):
         if not 0.0 <= rollout_weight <= 1.0:
             raise ValueError(f"rollout_weight must be in [0, 1], got {rollout_weight}")
         if (rollout_weight < 1.0 or scored_rollouts) and ctx.value_fn is None:
@@ -260,6 +288,12 @@ class MCTS:
             raise ValueError("rollout_weight > 0 needs a verifier (or the gold answer)")
         if scored_rollouts and rollout_weight > 0.0:
             raise ValueError("scored_rollouts replaces rollout_weight: give one of them")
+        if expansion not in ("children", "path"):
+            raise ValueError(f"unknown expansion {expansion!r}: use 'children' or 'path'")
+        if expansion == "path" and (scored_rollouts or rollout_weight > 0.0):
+            raise ValueError("expansion='path' values each step of its path with the value_fn: it takes neither "
+                             "scored_rollouts nor rollout_weight")
+        self.expansion, self.prune_at, self.c_init, self.c_base = expansion, prune_at, c_init, c_base
         self.ctx, self.num_children, self.rollout_weight = ctx, num_children, rollout_weight
         self.scored_rollouts = scored_rollouts
         self.select_score, self.max_simulations = select_score, max_simulations
@@ -268,8 +302,9 @@ class MCTS:
 
     def search(self, root: Node) -> Node:
         """Simulate from the root until the budget is spent or nothing is left to expand."""
+        simulate = self.simulate_path if self.expansion == "path" else self.simulate
         while not self.ctx.out_of_budget and not root.exhausted and self.simulations < self.max_simulations:
-            self.simulate(root)
+            simulate(root)
         return root
 
     def simulate(self, start: Node) -> None:
@@ -289,6 +324,36 @@ class MCTS:
             if not candidates:
                 break
             node = max(candidates, key=lambda child: self.select_score(node, child))
+        return node
+
+    def simulate_path(self, root: Node) -> None:
+        """Path expansion (see the class): select where to branch off, sample a path from there step by step to
+        the end (or to a pruned step, or until the budget is spent), back up the value where it stopped."""
+        node = self.select_branch(root)
+        while not node.terminal and not node.pruned and not self.ctx.out_of_budget:
+            node = self.ctx.step(node)
+            node.parent.saturated = unsampled_mass(node.parent) < SATURATED_MASS
+            if self.prune_at is not None and self.evaluate(node) <= self.prune_at:
+                node.pruned = True
+                break
+        backup(node, self.evaluate(node))
+        self.simulations += 1
+
+    def select_branch(self, node: Node) -> Node:
+        """Descend by PUCT, with absolute step probabilities as priors, while the best child with something left
+        to search scores above branching off at the node (a new step: prior the unsampled mass, value the node's
+        own); return the node to branch off at."""
+        while not node.terminal:
+            c = self.c_init + math.log((1 + node.visits + self.c_base) / self.c_base)
+            explore = c * math.sqrt(node.visits)
+            open_children = [child for child in node.children if not child.exhausted]
+            branch = (-math.inf if node.saturated else
+                      (self.evaluate(node) if node.parent else 0.0) + explore * unsampled_mass(node))
+            best = max(open_children, default=None,
+                       key=lambda child: child.value + explore * math.exp(child.logprob) / (1 + child.visits))
+            if best is None or branch >= best.value + explore * math.exp(best.logprob) / (1 + best.visits):
+                return node
+            node = best
         return node
 
     def evaluate(self, node: Node) -> float:
@@ -359,13 +424,16 @@ class MCTS:
 
 def mcts(ctx: SearchContext, *, num_children: int = 4, selection: str = "puct", answer_by: str = "value",
          rollout_weight: float = 0.0, scored_rollouts: bool = False, c_init: float = 1.25, c_base: float = 19652,
-         max_simulations: int = 1000, simulations_per_step: int = 16, top_k: int = 4,
-         ) -> tuple[Node, Node | None, float | None]:
+         max_simulations: int = 1000, simulations_per_step: int = 16, top_k: int = 4, expansion: str = "children",
+         prune_at: float | None = None) -> tuple[Node, Node | None, float | None]:
     """MCTS over steps: PUCT from the root until the budget is spent (`selection="puct"`), or a step at a time by
-    Gumbel sequential halving (`selection="gumbel"`). Returns (root, chosen terminal node, its value)."""
+    Gumbel sequential halving (`selection="gumbel"`); a simulation expands k children (`expansion="children"`) or
+    a whole sampled path (`"path"`, PUCT only; see MCTS). Returns (root, chosen terminal node, its value)."""
+    if expansion == "path" and selection != "puct":
+        raise ValueError("expansion='path' runs with selection='puct'")
     searcher = MCTS(ctx, num_children=num_children, rollout_weight=rollout_weight, scored_rollouts=scored_rollouts,
-                    max_simulations=max_simulations,
-                    select_score=lambda parent, child: puct_score(parent, child, c_init, c_base))
+                    max_simulations=max_simulations, expansion=expansion, prune_at=prune_at, c_init=c_init,
+                    c_base=c_base, select_score=lambda parent, child: puct_score(parent, child, c_init, c_base))
     root = Node()
     if selection == "puct":
         searcher.search(root)

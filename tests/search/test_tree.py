@@ -263,3 +263,45 @@ def test_expansions_sample_at_the_step_temperature_and_rollouts_at_the_temperatu
     mcts(context(generator, value_fn=outcome, budget_tokens=400, temperature=0.7), num_children=2,
          scored_rollouts=True)
     assert {call["temperature"] for call in generator.calls} == {0.7}  # no step temperature: one temperature
+
+
+def test_path_expansion_keeps_every_sampled_step_and_stops_at_a_pruned_one(order_of_operations):
+    generator, value = order_of_operations  # the value knows the answer: 0 on "Add first", 1 on the right path
+    ctx = context(generator, value_fn=value, budget_tokens=10_000)
+    searcher = MCTS(ctx, expansion="path", prune_at=0.0)
+    root = searcher.search(Node())
+    add, multiply = root.children
+    # the first path stops at its first step, valued 0: no tokens are spent finishing a wrong solution; the next
+    # branches off at the root (nothing else is open there) and samples the right path to its end, step by step
+    assert add.step == "Add first: 2+3=5.\n" and add.pruned and add.children == [] and add.value == 0.0
+    assert [n.step for n in multiply.nodes()] == ["Multiply first: 3*4=12.\n", "Then 2+12=14.\n",
+                                                  "The answer is \\boxed{14}."]
+    assert all(n.score == 1.0 and n.visits == 1 for n in multiply.nodes())
+    # both steps the root can take are in the tree, and so is every step below: the search ends with budget left
+    assert root.exhausted and searcher.simulations == 2 and ctx.counter.policy_calls == 4
+    assert ctx.counter.policy == generator.generated == sum(len(n.token_ids) for n in root.nodes())
+
+
+def test_path_expansion_branches_off_where_a_confident_step_keeps_failing(order_of_operations):
+    generator, _ = order_of_operations
+
+    def outcome(problem, steps):  # no pruning: only a finished solution answering 14 is worth anything
+        return 1.0 if steps and "\\boxed{14}" in steps[-1] else 0.0
+
+    root, chosen, value = mcts(context(generator, value_fn=outcome, budget_tokens=10_000), expansion="path")
+    # the first path follows the likelier step (prior .6) to the wrong answer; then branching off at the root
+    # (prior .4, the mass the root's child leaves unsampled, value 0) beats that child (Q 0, prior .6, one visit)
+    assert chosen.answer == "14" and value == 1.0
+    add, multiply = root.children
+    assert add.visits == 1 and add.value == 0.0 and multiply.value == 1.0
+    assert [call["k"] for call in generator.calls] == [1] * 6  # one step a call: 3 steps a path, 2 paths
+
+
+def test_path_expansion_refuses_what_it_does_not_combine_with(order_of_operations):
+    generator, value = order_of_operations
+    with pytest.raises(ValueError, match="neither"):
+        MCTS(context(generator, value_fn=value), expansion="path", scored_rollouts=True)
+    with pytest.raises(ValueError, match="selection='puct'"):
+        mcts(context(generator, value_fn=value), expansion="path", selection="gumbel")
+    with pytest.raises(ValueError, match="unknown expansion"):
+        MCTS(context(generator, value_fn=value), expansion="leaves")

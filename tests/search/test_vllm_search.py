@@ -132,3 +132,16 @@ def test_concurrent_searches_share_engine_calls_on_the_engine(generator, prompt_
         assert 0 < summary["tokens"]["policy"] < budget + 2 * max_tokens
     assert sum(counting.batches) == sum(s["tokens"]["policy_calls"] for s in summaries)
     assert max(counting.batches) > 1  # calls of different searches went to the engine together
+
+
+def test_mcts_with_path_expansion_on_the_engine(generator, prompt_ids):
+    prompt, gold = prompt_ids
+    budget, max_step_tokens = 200, 16
+    result = solve(prompt, generator, "mcts", budget_tokens=budget, value_fn=step_checker_value, gold=gold,
+                   max_step_tokens=max_step_tokens, max_tokens=48, seed=1, expansion="path", prune_at=0.0,
+                   answer_by="vote")
+    nodes = list(result.tree.nodes())[1:]
+    assert nodes and all(n.score is not None for n in nodes)  # every sampled step is a node, valued
+    assert all(not n.children for n in nodes if n.pruned)  # nothing is sampled below a pruned step
+    assert result.tokens.policy_calls >= len(nodes)  # one call a sampled step; a repeated step adds no node
+    assert sum(len(n.token_ids) for n in nodes) <= result.tokens.policy < budget + max_step_tokens + 48
