@@ -12,8 +12,9 @@ Stages (each cached under runs/, so a run that stops resumes where it was):
    labels, with their step-ranking report.
 4. Every method on the same held-out problems at budgets of 1x, 2x, 4x, 8x and 16x greedy's mean tokens: greedy,
    self-consistency, best-of-N and weighted best-of-N (ORM), step-level beam search (PRM), MCTS with PUCT, with
-   Gumbel sequential halving (PRM values) and with PUCT over scored rollouts (a node's value: the reward model's
-   score of one sampled finish); no verifier during search: the gold only grades the answer. Accuracy with its
+   Gumbel sequential halving (PRM values), with PUCT over scored rollouts (a node's value: the reward model's
+   score of one sampled finish) and with path expansion (each simulation samples a path to the end, pruned at a
+   false equation); no verifier during search: the gold only grades the answer. Accuracy with its
    standard error, policy and reward-model tokens, wall seconds per problem.
 
 Writes experiments/results/search.json and experiments/results/search.png.
@@ -55,6 +56,10 @@ METHODS = {
     # the same tree, answering by the value-weighted vote over its finished solutions (weighted best-of-N's rule)
     "mcts_rollouts_vote": ("mcts", {"selection": "puct", "num_children": 2, "scored_rollouts": True,
                                     "answer_by": "vote"}, "prm"),
+    # a simulation samples a whole path step by step from where it branches off, every step a node; a step with a
+    # false equation (value 0) ends its path; answers by the value-weighted vote
+    "mcts_paths_vote": ("mcts", {"selection": "puct", "expansion": "path", "prune_at": 0.0, "answer_by": "vote"},
+                        "prm"),
 }
 
 

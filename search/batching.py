@@ -41,7 +41,6 @@ class Rendezvous:
         self._lock = threading.Lock()
         self._members = members
         self._pending: list[_Call] = []
-        self.batches = 0  # how many times the pending calls were made together
 
     def leave(self) -> None:
         """A member is done: the others no longer wait for its calls."""
@@ -66,7 +65,6 @@ class Rendezvous:
         # a member has at most one call pending (call blocks), so this many pending means every member waits
         if self._pending and len(self._pending) >= self._members:
             ready, self._pending = self._pending, []
-            self.batches += 1
             return ready
         return []
 
