@@ -16,7 +16,7 @@ from rewards.math_answer import grade_answer
 from search.baselines import beam_search, best_of_n, dvts, greedy, self_consistency, weighted_best_of_n
 from search.batching import map_concurrently
 from search.generator import StepGenerator, TokenCounter, split_steps
-from search.tree import Node, SearchContext, ValueFn, Verifier, mcts
+from search.tree import Node, SearchContext, ValueFn, Verifier, check_mcts_options, mcts
 
 __all__ = ["METHODS", "SearchResult", "solve", "method_options", "check_options", "solve_many", "verifier_for",
            "tree_to_dict", "tree_from_dict"]
@@ -37,13 +37,16 @@ def method_options(method: str) -> list[str]:
 
 
 def check_options(method: str, options: dict[str, Any]) -> None:
-    """Raise ValueError naming the method and the options it lacks, before any engine starts."""
+    """Raise ValueError naming the method and the options it lacks (and, for mcts, the values and combinations it
+    refuses), before any engine starts."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: one of {sorted(METHODS)}")
     unknown = sorted(set(options) - set(method_options(method)))
     if unknown:
         raise ValueError(f"{method} has no option {', '.join(unknown)}: its options are "
                          f"{', '.join(method_options(method))}")
+    if method == "mcts":
+        check_mcts_options(**options)
 
 
 @dataclass

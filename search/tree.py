@@ -29,7 +29,7 @@ from rewards.extract import find_last_boxed, normalize_answer
 from rewards.math_answer import parse_number
 from search.generator import STEP_DELIMITER, Continuation, StepGenerator, TokenCounter, split_steps
 
-__all__ = ["Node", "SearchContext", "ValueFn", "Verifier", "MCTS", "mcts", "puct_score", "backup", "is_terminal",
+__all__ = ["Node", "SearchContext", "ValueFn", "Verifier", "MCTS", "mcts", "check_mcts_options", "puct_score", "backup", "is_terminal",
            "step_priors", "choose_answer", "answer_key", "finish_best_leaf"]
 
 ValueFn = Callable[[str, list[str]], float]  # (problem, steps so far, maybe none) -> estimated P(correct) in [0, 1]
@@ -280,19 +280,11 @@ class MCTS:
                  max_simulations: int = 1000, c_visit: float = 50.0, c_scale: float = 1.0,
                  expansion: str = "children", prune_at: float | None = None, c_init: float = 1.25,
                  c_base: float = 19652):
-        if not 0.0 <= rollout_weight <= 1.0:
-            raise ValueError(f"rollout_weight must be in [0, 1], got {rollout_weight}")
+        check_mcts_options(rollout_weight=rollout_weight, scored_rollouts=scored_rollouts, expansion=expansion)
         if (rollout_weight < 1.0 or scored_rollouts) and ctx.value_fn is None:
             raise ValueError("MCTS needs a value_fn unless rollout_weight=1 (rollouts checked by the verifier)")
         if rollout_weight > 0.0 and ctx.verifier is None:
             raise ValueError("rollout_weight > 0 needs a verifier (or the gold answer)")
-        if scored_rollouts and rollout_weight > 0.0:
-            raise ValueError("scored_rollouts replaces rollout_weight: give one of them")
-        if expansion not in ("children", "path"):
-            raise ValueError(f"unknown expansion {expansion!r}: use 'children' or 'path'")
-        if expansion == "path" and (scored_rollouts or rollout_weight > 0.0):
-            raise ValueError("expansion='path' values each step of its path with the value_fn: it takes neither "
-                             "scored_rollouts nor rollout_weight")
         self.expansion, self.prune_at, self.c_init, self.c_base = expansion, prune_at, c_init, c_base
         self.ctx, self.num_children, self.rollout_weight = ctx, num_children, rollout_weight
         self.scored_rollouts = scored_rollouts
@@ -422,6 +414,26 @@ class MCTS:
         return (self.c_visit + max_visits) * self.c_scale * child.value if child.visits else 0.0
 
 
+def check_mcts_options(*, selection: str = "puct", answer_by: str = "value", rollout_weight: float = 0.0,
+                       scored_rollouts: bool = False, expansion: str = "children", **_: object) -> None:
+    """The option values and combinations `mcts` refuses (ValueError), checkable before any engine starts."""
+    if selection not in ("puct", "gumbel"):
+        raise ValueError(f"unknown selection {selection!r}: use 'puct' or 'gumbel'")
+    if answer_by not in ("value", "visits", "vote"):
+        raise ValueError(f"unknown answer selection {answer_by!r}: use 'value', 'visits' or 'vote'")
+    if expansion not in ("children", "path"):
+        raise ValueError(f"unknown expansion {expansion!r}: use 'children' or 'path'")
+    if not 0.0 <= rollout_weight <= 1.0:
+        raise ValueError(f"rollout_weight must be in [0, 1], got {rollout_weight}")
+    if scored_rollouts and rollout_weight > 0.0:
+        raise ValueError("scored_rollouts replaces rollout_weight: give one of them")
+    if expansion == "path" and (scored_rollouts or rollout_weight > 0.0):
+        raise ValueError("expansion='path' values each step of its path with the value_fn: it takes neither "
+                         "scored_rollouts nor rollout_weight")
+    if expansion == "path" and selection != "puct":
+        raise ValueError("expansion='path' runs with selection='puct'")
+
+
 def mcts(ctx: SearchContext, *, num_children: int = 4, selection: str = "puct", answer_by: str = "value",
          rollout_weight: float = 0.0, scored_rollouts: bool = False, c_init: float = 1.25, c_base: float = 19652,
          max_simulations: int = 1000, simulations_per_step: int = 16, top_k: int = 4, expansion: str = "children",
@@ -429,8 +441,8 @@ def mcts(ctx: SearchContext, *, num_children: int = 4, selection: str = "puct", 
     """MCTS over steps: PUCT from the root until the budget is spent (`selection="puct"`), or a step at a time by
     Gumbel sequential halving (`selection="gumbel"`); a simulation expands k children (`expansion="children"`) or
     a whole sampled path (`"path"`, PUCT only; see MCTS). Returns (root, chosen terminal node, its value)."""
-    if expansion == "path" and selection != "puct":
-        raise ValueError("expansion='path' runs with selection='puct'")
+    check_mcts_options(selection=selection, answer_by=answer_by, rollout_weight=rollout_weight,
+                       scored_rollouts=scored_rollouts, expansion=expansion)
     searcher = MCTS(ctx, num_children=num_children, rollout_weight=rollout_weight, scored_rollouts=scored_rollouts,
                     max_simulations=max_simulations, expansion=expansion, prune_at=prune_at, c_init=c_init,
                     c_base=c_base, select_score=lambda parent, child: puct_score(parent, child, c_init, c_base))
@@ -438,10 +450,8 @@ def mcts(ctx: SearchContext, *, num_children: int = 4, selection: str = "puct", 
     if selection == "puct":
         searcher.search(root)
         chosen = choose_answer(root.nodes(), answer_by)
-    elif selection == "gumbel":
+    else:
         reached = searcher.search_gumbel(root, simulations_per_step, top_k)
         chosen = choose_answer(reached.nodes(), answer_by) or choose_answer(root.nodes(), answer_by)
-    else:
-        raise ValueError(f"unknown selection {selection!r}: use 'puct' or 'gumbel'")
     chosen = chosen or finish_best_leaf(ctx, root, searcher.evaluate)
     return root, chosen, chosen.value if chosen else None

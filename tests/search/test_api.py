@@ -5,7 +5,7 @@ import json
 import pytest
 
 from search import METHODS, Node, SearchContext, solve, tree_from_dict, tree_to_dict
-from search.api import method_options
+from search.api import check_options, method_options
 
 
 def test_mcts_solves_what_greedy_gets_wrong(order_of_operations):
@@ -94,6 +94,10 @@ def test_unknown_methods_and_options_are_refused(order_of_operations):
         solve(generator.prompt, generator, "bogo_search")
     with pytest.raises(ValueError, match="beam has no option beam_widht: its options are .*beam_width"):
         solve(generator.prompt, generator, "beam", value_fn=value, beam_widht=2)
+    with pytest.raises(ValueError, match="expansion='path' runs with selection='puct'"):
+        check_options("mcts", {"expansion": "path", "selection": "gumbel"})  # what the CLI checks before vLLM starts
+    with pytest.raises(ValueError, match="unknown answer selection 'votes'"):
+        solve(generator.prompt, generator, "mcts", value_fn=value, answer_by="votes")
     assert generator.calls == []  # refused before any generation
     assert {"temperature", "step_temperature", "scored_rollouts", "selection"} <= set(method_options("mcts"))
 
