@@ -82,6 +82,11 @@ def combined_scores(learned: Sequence[float], checker: Sequence[float]) -> list[
     return [0.0 if check == 0.0 else score for score, check in zip(learned, checker, strict=True)]
 
 
+def states_a_false_equation(problem: str, steps: Sequence[str]) -> bool:
+    """Whether the checker finds a false equation in any step so far."""
+    return bool(steps) and min(step_checker_scores(problem, steps)) == 0.0
+
+
 class CombinedValue:
     """A learned reward model's value, 0 once the checker finds a false equation in any step so far."""
 
@@ -89,15 +94,14 @@ class CombinedValue:
         self.learned = learned
 
     def __call__(self, problem: str, steps: Sequence[str]) -> float:
-        if steps and min(step_checker_scores(problem, steps)) == 0.0:
-            return 0.0  # no reward-model call needed: the state holds a false equation
+        if states_a_false_equation(problem, steps):
+            return 0.0  # no reward-model call needed
         return self.learned(problem, steps)
 
     def many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[float]:
         """Each state's value: the checker on each, then the learned model in one batch on those it passes."""
         values: list[float] = [0.0] * len(items)
-        passed = [i for i, (problem, steps) in enumerate(items)
-                  if not (steps and min(step_checker_scores(problem, steps)) == 0.0)]
+        passed = [i for i, (problem, steps) in enumerate(items) if not states_a_false_equation(problem, steps)]
         for i, value in zip(passed, self.learned.many([items[i] for i in passed])):
             values[i] = value
         return values

@@ -29,8 +29,8 @@ from rewards.extract import find_last_boxed, normalize_answer
 from rewards.math_answer import parse_number
 from search.generator import STEP_DELIMITER, Continuation, StepGenerator, TokenCounter, split_steps
 
-__all__ = ["Node", "SearchContext", "ValueFn", "Verifier", "MCTS", "mcts", "check_mcts_options", "puct_score", "backup", "is_terminal",
-           "step_priors", "choose_answer", "answer_key", "finish_best_leaf"]
+__all__ = ["Node", "SearchContext", "ValueFn", "Verifier", "MCTS", "mcts", "check_mcts_options", "puct_score",
+           "backup", "is_terminal", "step_priors", "choose_answer", "answer_key", "finish_best_leaf"]
 
 ValueFn = Callable[[str, list[str]], float]  # (problem, steps so far, maybe none) -> estimated P(correct) in [0, 1]
 Verifier = Callable[[str], bool]  # a whole solution's text -> is its answer correct (the gold is bound inside)
@@ -252,10 +252,14 @@ def unsampled_mass(node: Node) -> float:
     return max(0.0, 1.0 - sum(math.exp(child.logprob) for child in node.children))
 
 
+def puct_c(parent: Node, c_init: float = 1.25, c_base: float = 19652) -> float:
+    """PUCT's exploration weight c(N) = c_init + log((1 + N + c_base) / c_base), N the parent's visits."""
+    return c_init + math.log((1 + parent.visits + c_base) / c_base)
+
+
 def puct_score(parent: Node, child: Node, c_init: float = 1.25, c_base: float = 19652) -> float:
-    """AlphaZero's PUCT: Q + c(N) * P * sqrt(N) / (1 + n), with c(N) = c_init + log((1 + N + c_base) / c_base).
-    An unvisited child's Q is 0."""
-    c = c_init + math.log((1 + parent.visits + c_base) / c_base)
+    """AlphaZero's PUCT: Q + c(N) * P * sqrt(N) / (1 + n) (c(N): `puct_c`). An unvisited child's Q is 0."""
+    c = puct_c(parent, c_init, c_base)
     return child.value + c * child.prior * math.sqrt(parent.visits) / (1 + child.visits)
 
 
@@ -336,14 +340,15 @@ class MCTS:
         to search scores above branching off at the node (a new step: prior the unsampled mass, value the node's
         own); return the node to branch off at."""
         while not node.terminal:
-            c = self.c_init + math.log((1 + node.visits + self.c_base) / self.c_base)
-            explore = c * math.sqrt(node.visits)
-            open_children = [child for child in node.children if not child.exhausted]
+            explore = puct_c(node, self.c_init, self.c_base) * math.sqrt(node.visits)
+
+            def score(child: Node) -> float:
+                return child.value + explore * math.exp(child.logprob) / (1 + child.visits)
+
             branch = (-math.inf if node.saturated else
                       (self.evaluate(node) if node.parent else 0.0) + explore * unsampled_mass(node))
-            best = max(open_children, default=None,
-                       key=lambda child: child.value + explore * math.exp(child.logprob) / (1 + child.visits))
-            if best is None or branch >= best.value + explore * math.exp(best.logprob) / (1 + best.visits):
+            best = max((child for child in node.children if not child.exhausted), default=None, key=score)
+            if best is None or branch >= score(best):
                 return node
             node = best
         return node

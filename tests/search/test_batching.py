@@ -45,6 +45,16 @@ def seeded_fake(fake):
     return SeededFake
 
 
+def run_members(member, n):
+    """member(0), ..., member(n - 1), each in its own thread; all must finish within 30 s (none hangs)."""
+    threads = [threading.Thread(target=member, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+
+
 def test_each_batch_holds_one_call_from_every_waiting_thread():
     rendezvous, sizes = Rendezvous(members=4), []
 
@@ -58,12 +68,7 @@ def test_each_batch_holds_one_call_from_every_waiting_thread():
         results[name] = [rendezvous.call(double, name * 100 + i) for i in range(name + 2)]
         rendezvous.leave()
 
-    threads = [threading.Thread(target=member, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
+    run_members(member, 4)
     assert results == {n: [2 * (n * 100 + i) for i in range(n + 2)] for n in range(4)}
     assert sizes == [4, 4, 3, 2, 1]  # each round waits for every member still making calls
 
@@ -96,11 +101,7 @@ def test_a_value_function_with_many_is_called_once_per_batch():
         out[n] = value("problem", ["step\n"] * n)
         rendezvous.leave()
 
-    threads = [threading.Thread(target=member, args=(n,)) for n in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    run_members(member, 3)
     assert out == {0: 0.0, 1: 0.1, 2: 0.2} and calls == [3]
 
 
