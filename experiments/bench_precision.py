@@ -119,7 +119,8 @@ def learner_figures(checkpoint: str, rollouts: dict, threads: int, step_budget_s
     algorithm = SimpleNamespace(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1,
                                 mini_batches=1, max_grad_norm=1.0, lr=1e-6, lr_schedule="constant", warmup_steps=0,
                                 weight_decay=0.0, balance_bias_speed=0.0, importance_sampling_level="token",
-                                kl_bias_correction=True, delta=None, rollout_correction_cap=None)
+                                kl_bias_correction=True, delta=None, rollout_correction_cap=None,
+                                entropy_coeff=0.0)
 
     def batch_of(samples: list) -> LearnerBatch:
         rows = [Sample(*row) for row in samples]

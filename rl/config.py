@@ -213,6 +213,10 @@ class AlgorithmConfig(_Section):
                                                   "rollout engine's other arithmetic (e.g. bf16 rollouts); 2.0 is "
                                                   "TIS's value. None = off (fp32 engine and learner agree to ~1e-6).")
     mask_truncated_completions: bool = _field(True, "Leave completions cut at max_new_tokens out of the loss (DAPO).")
+    entropy_coeff: float = _field(0.0, "Weight of the completion tokens' mean entropy in the loss, as verl's "
+                                  "entropy_coeff: loss = policy loss - entropy_coeff * entropy. Positive is an "
+                                  "exploration bonus; negative minimises entropy (sharpens the sampling "
+                                  "distribution, Agarwal et al. 2025); 0 = off.")
     max_grad_norm: float = _field(1.0, "Gradient clipping by global norm.")
     lr: float = _field(1e-5, "Learning rate (AdamW). 1e-6 to 3e-6 suits 1.5B-7B models (TRL's and verl's GRPO "
                        "default is 1e-6); for the 4M-parameter tiny policy see experiments/tiny_arith.yaml (measured "

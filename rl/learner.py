@@ -277,7 +277,7 @@ class Learner:
             with torch.no_grad():
                 references = [[self._completion_logprobs(self.reference, part)[0] for part in parts]
                               for parts in micro]
-        weights, balance_weights, num_items = self._shard_weights(micro)
+        weights, balance_weights, entropy_weights, num_items = self._shard_weights(micro)
         token_shares = [_token_shares(parts) for parts in micro]  # a part's share of its mini-batch's token means
         sums: dict[str, list[float]] = {}
         self.policy.train()
@@ -287,7 +287,8 @@ class Learner:
                 step_metrics: dict[str, float] = {}
                 for j, part in enumerate(parts):
                     part_metrics, old_logprobs[i][j] = self._accumulate_gradients(
-                        part, old_logprobs[i][j], references[i][j], weights[i][j], balance_weights[i][j], num_items)
+                        part, old_logprobs[i][j], references[i][j], weights[i][j], balance_weights[i][j],
+                        entropy_weights[i][j], num_items)
                     for key, value in part_metrics.items():
                         share = 1.0 if key in self.SUMMED else token_shares[i][j]
                         step_metrics[key] = step_metrics.get(key, 0.0) + value * share
@@ -319,7 +320,7 @@ class Learner:
 
     def _accumulate_gradients(self, part: LearnerBatch, old_logprobs: torch.Tensor | None,
                               reference_logprobs: torch.Tensor | None, weight: float, balance_weight: float,
-                              num_items: float) -> tuple[dict[str, float], torch.Tensor]:
+                              entropy_weight: float, num_items: float) -> tuple[dict[str, float], torch.Tensor]:
         """Forward and backward of one micro-batch, its loss weighted by its share of the mini-batch; the gradients
         add to those already there. old_logprobs None: this forward's own (fully on-policy).
 
@@ -343,11 +344,12 @@ class Learner:
             kl_bias_correction=algorithm.kl_bias_correction, importance_sampling_ratio=correction,
             **({"delta": algorithm.delta} if algorithm.delta is not None else {}))
         balance = getattr(output, "balance_loss", 0.0)  # MoE sequence-wise balance term
-        total = loss * weight + balance * balance_weight  # this part's share of the mini-batch's loss
-        (total * self.world_size).backward()  # FSDP averages gradients over the learners
-        with torch.no_grad():
+        with torch.set_grad_enabled(algorithm.entropy_coeff != 0):  # graph only when the loss uses it
             entropy = algos.masked_mean(algos.entropy_from_logits(logits.float() / self.temperature),
                                         part.completion_mask)
+        # this part's share of the mini-batch's loss; the entropy term is a token mean over the whole mini-batch
+        total = loss * weight + balance * balance_weight - algorithm.entropy_coeff * entropy * entropy_weight
+        (total * self.world_size).backward()  # FSDP averages gradients over the learners
         metrics = {"loss": loss.item(), "entropy": entropy.item()} | {k: float(v) for k, v in loss_metrics.items()}
         for key in self.SUMMED:  # the mini-batch's loss once summed over parts and averaged over the learners
             metrics[key] *= weight * self.world_size
@@ -362,11 +364,13 @@ class Learner:
             parts += [chunk.padding_row()] * (most - len(parts))
         return parts
 
-    def _shard_weights(self, micro: list[list[LearnerBatch]]) -> tuple[list[list[float]], list[list[float]], float]:
+    def _shard_weights(self, micro: list[list[LearnerBatch]]) -> tuple[list[list[float]], list[list[float]],
+                                                                    list[list[float]], float]:
         """Per micro-batch j of mini-batch i, the weight of its policy loss (algos.shard_loss_weight: its share of
-        the mini-batch over all learners) and of its MoE balance term (a mean over sequences: its share of the
-        rows; none for a part of padding rows only), both 1.0 for a single learner with whole mini-batches; and
-        the token-sum-global normaliser: the whole batch's completion tokens over all learners / mini-batches."""
+        the mini-batch over all learners), of its MoE balance term (a mean over sequences: its share of the rows;
+        none for a part of padding rows only) and of its entropy term (a token mean: its share of the tokens), all
+        1.0 for a single learner with whole mini-batches; and the token-sum-global normaliser: the whole batch's
+        completion tokens over all learners / mini-batches."""
         local = torch.tensor([[sum(part.is_sample.sum().item() for part in parts),
                                sum(part.completion_mask.sum().item() for part in parts)] for parts in micro],
                              dtype=torch.float64)
@@ -376,7 +380,10 @@ class Learner:
                         for i, parts in enumerate(micro)]
         balance_weights = [[algos.shard_loss_weight("seq-mean-token-mean", len(part), 0.0, summed[i, 0].item(), 0.0)
                             if part.is_sample.any() else 0.0 for part in parts] for i, parts in enumerate(micro)]
-        return loss_weights, balance_weights, summed[:, 1].sum().item() / len(micro)
+        entropy_weights = [[algos.shard_loss_weight("token-mean", len(part), part.completion_mask.sum().item(),
+                                                    summed[i, 0].item(), summed[i, 1].item()) for part in parts]
+                           for i, parts in enumerate(micro)]
+        return loss_weights, balance_weights, entropy_weights, summed[:, 1].sum().item() / len(micro)
 
     def _all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         """tensor reduced over the learners ("sum" or "max"), as a new CPU tensor (itself for a single learner)."""

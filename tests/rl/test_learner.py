@@ -13,7 +13,8 @@ from rl.learner import Learner, lr_lambda, packed_rows, padding_fraction
 def algorithm(**overrides):
     values = dict(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1, mini_batches=1,
                   max_grad_norm=1.0, lr=1e-3, lr_schedule="constant", warmup_steps=0, weight_decay=0.0,
-                  balance_bias_speed=0.001, importance_sampling_level="token", kl_bias_correction=True, delta=None)
+                  balance_bias_speed=0.001, importance_sampling_level="token", kl_bias_correction=True, delta=None,
+                  entropy_coeff=0.0)
     return SimpleNamespace(**(values | overrides))
 
 
@@ -108,6 +109,21 @@ def test_train_step_moves_probability_toward_positive_advantages(tiny_checkpoint
     assert {"loss", "grad_norm", "entropy", "actor/clip_frac", "moe/max_load_ratio", "lr"} <= metrics.keys()
 
 
+@pytest.mark.parametrize("entropy_coeff", [-1.0, 1.0])
+def test_entropy_coeff_lowers_or_raises_the_completions_entropy(tiny_checkpoint, entropy_coeff):
+    """With zero advantages the policy loss has no gradient, so the step follows the entropy term alone: negative
+    sharpens the distributions at the completion positions, positive flattens them."""
+    learner = Learner(str(tiny_checkpoint), algorithm(entropy_coeff=entropy_coeff), total_steps=5,
+                      max_completion_length=8)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    prompts = [[0, 3, 10, 11, 4]] * 2
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, prompts, [[20, 21, 22], [30, 31, 32]], [0.0, 0.0]), 2,
+                                       True)
+    before = learner.train_step(batch)["entropy"]  # the entropy the first step saw
+    after = learner.train_step(batch)["entropy"]
+    assert (after - before) * entropy_coeff > 0.01 * before, (before, after)
+
+
 def test_first_step_sees_no_mismatch_and_truncated_completions_are_masked(tiny_checkpoint):
     learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
@@ -158,6 +174,7 @@ def test_several_iterations_and_mini_batches_use_the_logprobs_from_before_the_up
     dict(loss_type="grpo", beta=0.01),  # sequence means, a reference policy
     dict(loss_type="bnpo", mini_batches=2),  # token mean, two optimizer steps
     dict(loss_type="dr_grpo"),  # token sum over a constant
+    dict(loss_type="grpo", entropy_coeff=-0.1),  # the entropy term, a token mean over the mini-batch
 ])
 def test_micro_batches_accumulate_the_whole_mini_batchs_gradient(tiny_checkpoint, overrides):
     """Length-sorted micro-batches (each trimmed to its own longest sequence) with accumulated gradients take the
@@ -198,7 +215,8 @@ def _hf_weights(learner):
     (5, dict(loss_type="bnpo", mini_batches=2)),  # uneven shards
     (3, dict(loss_type="dr_grpo", mini_batches=2)),  # one shard's second mini-batch is a padding row
     (5, dict(loss_type="bnpo")),
-    (5, dict(loss_type="grpo", micro_batch_positions=10)),  # micro-batches: 3 parts on one learner, 2 (+ a padding row) on the other
+    (5, dict(loss_type="grpo", micro_batch_positions=10)),
+    (5, dict(loss_type="dapo", entropy_coeff=-0.1)),  # the entropy term's token mean over both learners' shards  # micro-batches: 3 parts on one learner, 2 (+ a padding row) on the other
 ])
 def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_session, n_samples, overrides):
     """FSDP over two gloo learner actors: the gradient the optimizer applies is the one a single learner computes
