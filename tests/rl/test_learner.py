@@ -215,8 +215,8 @@ def _hf_weights(learner):
     (5, dict(loss_type="bnpo", mini_batches=2)),  # uneven shards
     (3, dict(loss_type="dr_grpo", mini_batches=2)),  # one shard's second mini-batch is a padding row
     (5, dict(loss_type="bnpo")),
-    (5, dict(loss_type="grpo", micro_batch_positions=10)),
-    (5, dict(loss_type="dapo", entropy_coeff=-0.1)),  # the entropy term's token mean over both learners' shards  # micro-batches: 3 parts on one learner, 2 (+ a padding row) on the other
+    (5, dict(loss_type="grpo", micro_batch_positions=10)),  # micro-batches: 3 parts on one learner, 2 (+ a padding row) on the other
+    (5, dict(loss_type="dapo", entropy_coeff=-0.1)),  # the entropy term's token mean over both learners' shards
 ])
 def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_session, n_samples, overrides):
     """FSDP over two gloo learner actors: the gradient the optimizer applies is the one a single learner computes
