@@ -120,7 +120,7 @@ def learner_figures(checkpoint: str, rollouts: dict, threads: int, step_budget_s
                                 mini_batches=1, max_grad_norm=1.0, lr=1e-6, lr_schedule="constant", warmup_steps=0,
                                 weight_decay=0.0, balance_bias_speed=0.0, importance_sampling_level="token",
                                 kl_bias_correction=True, delta=None, rollout_correction_cap=None,
-                                entropy_coeff=0.0)
+                                entropy_coeff=0.0, norm_lr_scale=1.0)
 
     def batch_of(samples: list) -> LearnerBatch:
         rows = [Sample(*row) for row in samples]

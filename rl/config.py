@@ -221,6 +221,9 @@ class AlgorithmConfig(_Section):
     lr: float = _field(1e-5, "Learning rate (AdamW). 1e-6 to 3e-6 suits 1.5B-7B models (TRL's and verl's GRPO "
                        "default is 1e-6); for the 4M-parameter tiny policy see experiments/tiny_arith.yaml (measured "
                        "there: 1e-4 lowered held-out accuracy).")
+    norm_lr_scale: float = _field(1.0, "Learning-rate multiplier for the RMSNorm gains (the 1-D *norm.weight "
+                                  "parameters). AdamW moves every parameter by about lr a step whatever its size, "
+                                  "so gains of size 1 barely move at RL learning rates; 1 = the same lr as the rest.")
     lr_schedule: str = _field("constant", "Learning-rate schedule after warm-up: constant, linear or cosine (to 0).")
     warmup_steps: int = _field(0, "Linear warm-up, in optimizer steps.")
     weight_decay: float = _field(0.0, "AdamW weight decay.")
@@ -242,6 +245,7 @@ class AlgorithmConfig(_Section):
         _require(self.beta >= 0, "algorithm.beta", "must be >= 0")
         _require(self.max_grad_norm > 0, "algorithm.max_grad_norm", "must be > 0")
         _require(self.lr > 0, "algorithm.lr", "must be > 0")
+        _require(self.norm_lr_scale > 0, "algorithm.norm_lr_scale", "must be > 0")
         _choice(self.lr_schedule, "algorithm.lr_schedule", ("constant", "linear", "cosine"))
         _require(self.warmup_steps >= 0, "algorithm.warmup_steps", "must be >= 0")
         _require(self.weight_decay >= 0, "algorithm.weight_decay", "must be >= 0")

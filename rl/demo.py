@@ -27,6 +27,7 @@ CONFIG = REPO / "experiments" / "tiny_arith.yaml"
 RESULT = REPO / "experiments" / "results" / "demo.json"
 TARGETS = {"mean_gain_points": 15.0, "worst_gain_points": 10.0, "minutes_per_seed": 15.0}
 NOISE_SEEDS = 3  # sampling seeds of the evaluation-noise measurement
+R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek-R1's pass@1 protocol, beside the job's own sampling
 METRICS = ("pass@1", "pass@1_stderr", "maj@n", "maj@n_stderr", "pass@n", "pass@n_stderr")
 
 
@@ -107,6 +108,41 @@ def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CO
             "range_points": round(100 * (max(scores) - min(scores)), 2)}
 
 
+def gains_at_r1_sampling(runs: list[dict], overrides: list[str], config_path: Path = CONFIG) -> list[dict]:
+    """Each seed's pass@1 before GRPO and after it, on the same held-out problems, sampled as DeepSeek-R1 reports
+    pass@1 (temperature 0.6, top-p 0.95) rather than at the job's own temperature. A gain at temperature 1 that is
+    absent here is sharpening: the policy's spread shrank toward answers its mode already gave.
+
+    One engine serves every policy in turn, its weights replaced in place as after a GRPO step."""
+    from model import load_tokenizer
+    from rl.config import load_config
+    from rl.data import load_problems
+    from rl.evaluate import evaluate
+    from rl.rollout import RolloutWorker
+    from rl.trainer import latest_checkpoint
+
+    config = load_config(config_path, overrides)
+    _, problems = load_problems(config.data)
+    policies = []
+    for run in runs:
+        run_dir = Path(run["output_dir"])
+        start = next((run_dir / name for name in ("sft", "init") if (run_dir / name).is_dir()), Path(config.model.path))
+        policies += [(run, "before", start), (run, "after", latest_checkpoint(run_dir))]
+    worker = RolloutWorker(str(policies[0][2]), max_model_len=config.data.max_prompt_tokens
+                           + config.rollout.max_new_tokens, quiet=True)
+    tokenizer = load_tokenizer(policies[0][2])
+    scores = {}
+    for run, when, checkpoint in policies:
+        worker.load_weights((Path(checkpoint) / "model.safetensors").read_bytes())
+        result = evaluate(worker.generate, problems, tokenizer, k=config.rollout.eval_samples,
+                          max_tokens=config.rollout.max_new_tokens, seed=run["seed"],
+                          system_prompt=config.data.system_prompt, **R1_SAMPLING)["scores"]
+        scores[run["seed"], when] = {name: round(result[name], 4) for name in METRICS}
+    return [{"before": scores[run["seed"], "before"], "after": scores[run["seed"], "after"],
+             "pass@1_gain_points": round(100 * (scores[run["seed"], "after"]["pass@1"]
+                                                - scores[run["seed"], "before"]["pass@1"]), 1)} for run in runs]
+
+
 def summarise(runs: list[dict]) -> dict:
     gains = [r["pass@1_gain_points"] for r in runs]
     minutes = [r["minutes"] for r in runs]
@@ -147,6 +183,12 @@ def print_report(runs: list[dict], summary: dict, noise: dict | None, console, w
                   f"(std {summary['std_gain_points']:.1f}), worst {summary['worst_gain_points']:+.1f}; targets: mean "
                   f"+{TARGETS['mean_gain_points']:g}, worst +{TARGETS['worst_gain_points']:g}, pass@n not below its "
                   f"SFT value, {TARGETS['minutes_per_seed']:g} minutes a seed. Met: {summary['targets_met']}")
+    at_r1 = [(r["seed"], r["at_r1_sampling"]) for r in runs if "at_r1_sampling" in r]
+    if at_r1:
+        per_seed = [f"seed {seed} {r1['before']['pass@1']:.3f} -> {r1['after']['pass@1']:.3f} "
+                    f"({r1['pass@1_gain_points']:+.1f})" for seed, r1 in at_r1]
+        console.print("the same policies sampled as DeepSeek-R1 reports pass@1 (temperature 0.6, top-p 0.95): "
+                      + "; ".join(per_seed))
     if noise:
         console.print(f"evaluation noise (one policy, {noise['sampling_seeds']} sampling seeds): pass@1 "
                       f"{noise['pass@1']}, std {noise['std_points']:.2f} points")
@@ -173,6 +215,8 @@ def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_p
         console.print(f"--- seed {seed}")
         runs.append(run_seed(seed, Path(out) / f"seed_{seed}", overrides, console.print, config))
     noise = evaluation_noise(Path(runs[0]["output_dir"]), overrides, config) if measure_noise else None
+    for run, at_r1 in zip(runs, gains_at_r1_sampling(runs, overrides, config)):  # after the timed seeds
+        run["at_r1_sampling"] = at_r1
     summary = summarise(runs)
     print_report(runs, summary, noise, console, what)
     command = f"reasonrl demo --seeds {seeds}" + ("" if config == CONFIG else f" --config {name}")

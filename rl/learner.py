@@ -125,6 +125,17 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
     return factor
 
 
+def parameter_groups(policy: torch.nn.Module, lr: float, norm_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW's parameter groups: the RMSNorm gains (names ending in "norm.weight") at lr * norm_lr_scale, the rest
+    at lr; one group when the scale is 1 (and when the policy has no such gains)."""
+    named = list(policy.named_parameters())
+    gains = [p for name, p in named if name.endswith("norm.weight")]
+    rest = [p for name, p in named if not name.endswith("norm.weight")]
+    if norm_lr_scale == 1.0 or not gains:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    return [{"params": rest, "lr": lr}, {"params": gains, "lr": lr * norm_lr_scale}]
+
+
 def resolve_device(device: str) -> torch.device:
     """"auto" -> cuda when a GPU is visible, else cpu; a cuda request without a GPU is a clear error."""
     if device == "auto":
@@ -193,8 +204,8 @@ class Learner:
         if algorithm.beta > 0:
             self.reference = self._prepare(load_policy(checkpoint, implementation=implementation)
                                            ).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=algorithm.lr,
-                                           weight_decay=algorithm.weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.policy, algorithm.lr, algorithm.norm_lr_scale),
+                                           lr=algorithm.lr, weight_decay=algorithm.weight_decay)
         updates = total_steps * algorithm.num_iterations * algorithm.mini_batches
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(algorithm.lr_schedule, algorithm.warmup_steps, updates))

@@ -1,5 +1,6 @@
 """The command line, as a user meets it: what works, and each mistake a new user made, with the message it gets."""
 
+import shutil
 import time
 from pathlib import Path
 
@@ -240,3 +241,48 @@ def test_demo_of_a_missing_or_broken_job_file_fails_before_any_seed_runs(tmp_pat
     broken.write_text("data:\n  train: synthetic_code\n  num_train: 0\n")
     assert main(["demo", "--config", str(broken), "--out", str(tmp_path / "runs")]) == 2
     assert "data.num_train" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_demo_scores_each_seeds_policies_at_r1_sampling_on_one_engine(tmp_path, monkeypatch):
+    """Each seed's start (its sft/ folder) and last checkpoint are scored in turn on one engine whose weights are
+    swapped in place, sampled at temperature 0.6 and top-p 0.95 (the engine and the grading are faked here; the
+    swap from a checkpoint's weights file runs for real in tests/rl/test_rollout.py)."""
+    import rl.demo
+    import rl.evaluate
+    import rl.rollout
+
+    runs = []
+    for seed in (0, 1):
+        run_dir = tmp_path / f"seed_{seed}"
+        for folder, weights in (("sft", f"start {seed}"), ("checkpoints/step_4", f"end {seed}")):
+            (run_dir / folder).mkdir(parents=True)
+            for name in ("config.json", "learner_state.pt", "trainer_state.json"):
+                (run_dir / folder / name).write_text("{}")
+            (run_dir / folder / "model.safetensors").write_text(weights)
+            for tokenizer_file in (rl.demo.REPO / "model" / "tokenizer").iterdir():
+                shutil.copy(tokenizer_file, run_dir / folder)
+        runs.append({"seed": seed, "output_dir": str(run_dir)})
+    engines, scored = [], []
+
+    class Engine:
+        def __init__(self, checkpoint, **_):
+            engines.append(checkpoint)
+            self.weights = None
+
+        def load_weights(self, blob):
+            self.weights = blob.decode()
+
+        def generate(self, *_, **__):
+            return self.weights
+
+    def evaluate(generate, problems, tokenizer, *, temperature, top_p, **_):
+        scored.append((generate(), temperature, top_p))
+        return {"scores": {name: (0.5 if generate().startswith("end") else 0.25) for name in rl.demo.METRICS}}
+
+    monkeypatch.setattr(rl.rollout, "RolloutWorker", Engine)
+    monkeypatch.setattr(rl.evaluate, "evaluate", evaluate)
+    results = rl.demo.gains_at_r1_sampling(runs, ["data.num_eval=4"], rl.demo.REPO / "experiments" / "tiny_code.yaml")
+    assert engines == [str(tmp_path / "seed_0" / "sft")]
+    assert scored == [(w, 0.6, 0.95) for w in ("start 0", "end 0", "start 1", "end 1")]
+    assert [r["pass@1_gain_points"] for r in results] == [25.0, 25.0]
+    assert results[1]["before"]["pass@1"] == 0.25 and results[1]["after"]["pass@1"] == 0.5

@@ -81,6 +81,7 @@ def test_overrides_parse_yaml_values():
     ("reward.weights=[1.0]", r"reward\.weights: has 1 entries for 2 reward functions"),
     ("rollout.group_size=1", r"rollout\.group_size: must be >= 2"),
     ("rollout.top_p=0", r"rollout\.top_p: must be in \(0, 1\]"),
+    ("algorithm.norm_lr_scale=0", r"algorithm\.norm_lr_scale: must be > 0"),
     ("algorithm.lr_schedule=step", r"algorithm\.lr_schedule: must be one of 'constant', 'linear', 'cosine'"),
     ("data.train=mnist", r"data\.train: must be one of 'synthetic', 'synthetic_code', 'code', 'humaneval', 'mbpp', 'gsm8k', .*got 'mnist'"),
     ("data.train=math", r"data\.train: 'math' is MATH-500, a test set"),

@@ -7,14 +7,14 @@ import torch
 
 from model import load_pretrained, to_hf_state_dict
 from rl.batch import LearnerBatch, RolloutBatch, Sample
-from rl.learner import Learner, lr_lambda, packed_rows, padding_fraction
+from rl.learner import Learner, lr_lambda, packed_rows, padding_fraction, parameter_groups
 
 
 def algorithm(**overrides):
     values = dict(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1, mini_batches=1,
                   max_grad_norm=1.0, lr=1e-3, lr_schedule="constant", warmup_steps=0, weight_decay=0.0,
                   balance_bias_speed=0.001, importance_sampling_level="token", kl_bias_correction=True, delta=None,
-                  entropy_coeff=0.0)
+                  entropy_coeff=0.0, norm_lr_scale=1.0)
     return SimpleNamespace(**(values | overrides))
 
 
@@ -122,6 +122,34 @@ def test_entropy_coeff_lowers_or_raises_the_completions_entropy(tiny_checkpoint,
     before = learner.train_step(batch)["entropy"]  # the entropy the first step saw
     after = learner.train_step(batch)["entropy"]
     assert (after - before) * entropy_coeff > 0.01 * before, (before, after)
+
+
+def test_parameter_groups_put_the_rmsnorm_gains_apart_only_when_scaled(tiny_checkpoint):
+    policy = load_pretrained(tiny_checkpoint)
+    names = {id(p): name for name, p in policy.named_parameters()}
+    assert len(parameter_groups(policy, 1e-3)) == 1
+    rest, gains = parameter_groups(policy, 1e-3, norm_lr_scale=10.0)
+    assert rest["lr"] == 1e-3 and gains["lr"] == pytest.approx(1e-2)
+    assert {names[id(p)] for p in gains["params"]} == {n for n in names.values() if n.endswith("norm.weight")}
+    assert "norm.weight" in {names[id(p)] for p in gains["params"]}  # the final norm, before the output head
+    assert len(rest["params"]) + len(gains["params"]) == len(names)
+
+
+def test_norm_lr_scale_moves_the_gains_that_much_faster(tiny_checkpoint):
+    """AdamW's first step moves every parameter with a gradient by lr (m / sqrt(v) = sign(g)), so the gains move
+    by lr * norm_lr_scale and nothing moves further than that."""
+    learner = Learner(str(tiny_checkpoint), algorithm(lr=1e-4, norm_lr_scale=30.0), total_steps=5,
+                      max_completion_length=8)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    before = {name: p.detach().clone() for name, p in learner.policy.named_parameters()}
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, [[0, 3, 10, 11, 4]] * 2, [[20, 21, 22], [30, 31, 32]],
+                                                     [1.0, -1.0]), 2, True)
+    learner.train_step(batch)
+    moved = {name: (p.detach() - before[name]).abs().max().item() for name, p in learner.policy.named_parameters()}
+    gains = [v for name, v in moved.items() if name.endswith("norm.weight")]
+    others = [v for name, v in moved.items() if not name.endswith("norm.weight")]
+    assert max(gains) == pytest.approx(3e-3, rel=0.01) and min(gains) > 1e-3, gains
+    assert max(others) == pytest.approx(1e-4, rel=0.01), max(others)
 
 
 def test_first_step_sees_no_mismatch_and_truncated_completions_are_masked(tiny_checkpoint):

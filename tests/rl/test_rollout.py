@@ -41,6 +41,10 @@ def test_rollout_worker_samples_and_takes_new_weights_in_place(ray_session, tiny
     # below temperature 1 the engine reports the logprobs of the distribution it sampled from, as the learner's
     hot = ray.get(worker.generate.remote(prompts, n=2, max_tokens=16, temperature=0.7, seed=2))
     assert max_logprob_diff(policy, hot, temperature=0.7) <= 1e-4 < max_logprob_diff(policy, hot)
+    # A checkpoint folder's weights file is such a blob too (the demo swaps the policies it scores this way).
+    ray.get(worker.load_weights.remote((tiny_checkpoint / "model.safetensors").read_bytes()))
+    back = ray.get(worker.generate.remote(prompts, n=3, max_tokens=24, temperature=1.0, seed=1))
+    assert max_logprob_diff(load_pretrained(tiny_checkpoint).eval(), back) <= 1e-4 < max_logprob_diff(policy, back)
     ray.kill(worker)
 
 
