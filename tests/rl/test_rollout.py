@@ -118,3 +118,23 @@ def test_searches_spread_over_workers_come_back_in_prompt_order(ray_session):
     assert results == [{"prompt": [i], "seed": 10 + i, "method": "beam", "budget": 64} for i in range(5)]
     for worker in workers:
         ray_session.kill(worker)
+
+
+def test_only_the_reloads_expected_warnings_are_dropped():
+    """vLLM warns on every in-place reload that the rotary cache and MLA's absorbed matrices were not loaded (both
+    are recomputed); those two are dropped, any other weight left unloaded is still reported."""
+    import logging
+
+    from rl.weight_sync import ExpectedReloadWarnings
+
+    def record(msg, *args):
+        return logging.LogRecord("vllm", logging.WARNING, "inplace.py", 1, msg, args, None)
+
+    keep = ExpectedReloadWarnings().filter
+    assert not keep(record("%s: Failed to load weights", "RotaryEmbedding"))
+    assert not keep(record("Following weights were not loaded from checkpoint: %s",
+                           {"model.layers.0.self_attn.mla_attn.mla_attn.W_UK_T", "model.layers.3.mla_attn.W_UV"}))
+    assert keep(record("%s: Failed to load weights", "FusedMoE"))
+    assert keep(record("Following weights were not loaded from checkpoint: %s",
+                       {"model.layers.0.mla_attn.W_UV", "model.layers.0.mlp.experts.w13_weight"}))
+    assert keep(record("Reloading and processing weights took %.2f seconds", 0.1))
