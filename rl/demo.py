@@ -73,7 +73,8 @@ def run_seed(seed: int, out: Path, overrides: list[str], log, config: Path = CON
             "minutes_by_stage": {k.removeprefix("time/").removesuffix("_s"): round(v / 60, 2)
                                  for k, v in summary["timings"].items()},
             "reward_share_of_step": reward_share(out),
-            "grpo_steps": summary["steps"], "output_dir": str(out), "plot": summary["plot"]}
+            "grpo_steps": summary["steps"], "output_dir": str(out), "start_policy": summary["start_policy"],
+            "plot": summary["plot"]}
 
 
 def reward_share(run_dir: Path) -> float | None:
@@ -86,59 +87,65 @@ def reward_share(run_dir: Path) -> float | None:
     return round(sum(r["time/reward_s"] for r in steps) / total, 3) if total else None
 
 
+def held_out_engine(checkpoint: Path | str, config):
+    """A rollout worker serving `checkpoint`, long enough for the job's held-out prompts and completions."""
+    from rl.rollout import RolloutWorker
+
+    return RolloutWorker(str(checkpoint), max_model_len=config.data.max_prompt_tokens + config.rollout.max_new_tokens,
+                         quiet=True)
+
+
+def held_out_scores(worker, problems: list, tokenizer, config, *, seed: int, temperature: float,
+                    top_p: float = 1.0) -> dict:
+    """The scores of the worker's policy on the held-out problems, sampled as the job evaluates (its samples a
+    problem, tokens and system prompt) at the given temperature and top-p."""
+    from rl.evaluate import evaluate
+
+    return evaluate(worker.generate, problems, tokenizer, k=config.rollout.eval_samples,
+                    max_tokens=config.rollout.max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                    system_prompt=config.data.system_prompt)["scores"]
+
+
 def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CONFIG) -> dict:
     """pass@1 of one policy (the run's last checkpoint) on the same held-out problems with NOISE_SEEDS sampling
     seeds: how much of a difference between two evaluations is sampling alone."""
     from model import load_tokenizer
     from rl.config import load_config
     from rl.data import load_problems
-    from rl.evaluate import evaluate
-    from rl.rollout import RolloutWorker
     from rl.trainer import latest_checkpoint
 
     config = load_config(config_path, [*overrides, f"trainer.output_dir={run_dir}", "trainer.resume=true"])
     checkpoint = latest_checkpoint(run_dir)
     _, problems = load_problems(config.data)
-    worker = RolloutWorker(str(checkpoint), max_model_len=config.data.max_prompt_tokens + config.rollout.max_new_tokens,
-                           quiet=True)
-    scores = [evaluate(worker.generate, problems, load_tokenizer(checkpoint), k=config.rollout.eval_samples,
-                       max_tokens=config.rollout.max_new_tokens, temperature=config.rollout.eval_temperature,
-                       seed=1000 + s, system_prompt=config.data.system_prompt)["scores"]["pass@1"]
-              for s in range(NOISE_SEEDS)]
+    worker, tokenizer = held_out_engine(checkpoint, config), load_tokenizer(checkpoint)
+    scores = [held_out_scores(worker, problems, tokenizer, config, seed=1000 + s,
+                              temperature=config.rollout.eval_temperature)["pass@1"] for s in range(NOISE_SEEDS)]
     return {"checkpoint": str(checkpoint), "sampling_seeds": NOISE_SEEDS, "pass@1": [round(p, 4) for p in scores],
             "std_points": round(100 * statistics.stdev(scores), 2),
             "range_points": round(100 * (max(scores) - min(scores)), 2)}
 
 
 def gains_at_r1_sampling(runs: list[dict], overrides: list[str], config_path: Path = CONFIG) -> list[dict]:
-    """Each seed's pass@1 before GRPO and after it, on the same held-out problems, sampled as DeepSeek-R1 reports
-    pass@1 (temperature 0.6, top-p 0.95) rather than at the job's own temperature. A gain at temperature 1 that is
-    absent here is sharpening: the policy's spread shrank toward answers its mode already gave.
+    """Each seed's pass@1 before GRPO (the policy it started from) and after it (its last checkpoint), on the same
+    held-out problems, sampled as DeepSeek-R1 reports pass@1 (temperature 0.6, top-p 0.95) rather than at the job's
+    own temperature. A gain at temperature 1 that is absent here is sharpening: the policy's spread shrank toward
+    answers its mode already gave.
 
     One engine serves every policy in turn, its weights replaced in place as after a GRPO step."""
     from model import load_tokenizer
     from rl.config import load_config
     from rl.data import load_problems
-    from rl.evaluate import evaluate
-    from rl.rollout import RolloutWorker
     from rl.trainer import latest_checkpoint
 
     config = load_config(config_path, overrides)
     _, problems = load_problems(config.data)
-    policies = []
-    for run in runs:
-        run_dir = Path(run["output_dir"])
-        start = next((run_dir / name for name in ("sft", "init") if (run_dir / name).is_dir()), Path(config.model.path))
-        policies += [(run, "before", start), (run, "after", latest_checkpoint(run_dir))]
-    worker = RolloutWorker(str(policies[0][2]), max_model_len=config.data.max_prompt_tokens
-                           + config.rollout.max_new_tokens, quiet=True)
-    tokenizer = load_tokenizer(policies[0][2])
+    policies = [(run, when, Path(checkpoint)) for run in runs for when, checkpoint in
+                (("before", run["start_policy"]), ("after", latest_checkpoint(Path(run["output_dir"]))))]
+    worker, tokenizer = held_out_engine(policies[0][2], config), load_tokenizer(policies[0][2])
     scores = {}
     for run, when, checkpoint in policies:
-        worker.load_weights((Path(checkpoint) / "model.safetensors").read_bytes())
-        result = evaluate(worker.generate, problems, tokenizer, k=config.rollout.eval_samples,
-                          max_tokens=config.rollout.max_new_tokens, seed=run["seed"],
-                          system_prompt=config.data.system_prompt, **R1_SAMPLING)["scores"]
+        worker.load_weights((checkpoint / "model.safetensors").read_bytes())
+        result = held_out_scores(worker, problems, tokenizer, config, seed=run["seed"], **R1_SAMPLING)
         scores[run["seed"], when] = {name: round(result[name], 4) for name in METRICS}
     return [{"before": scores[run["seed"], "before"], "after": scores[run["seed"], "after"],
              "pass@1_gain_points": round(100 * (scores[run["seed"], "after"]["pass@1"]

@@ -127,7 +127,8 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int):
 
 def parameter_groups(policy: torch.nn.Module, lr: float, norm_lr_scale: float = 1.0) -> list[dict]:
     """AdamW's parameter groups: the RMSNorm gains (names ending in "norm.weight") at lr * norm_lr_scale, the rest
-    at lr; one group when the scale is 1 (and when the policy has no such gains)."""
+    at lr; one group when the scale is 1 (and when the policy has no such gains), so an optimizer state saved
+    before this setting existed still loads."""
     named = list(policy.named_parameters())
     gains = [p for name, p in named if name.endswith("norm.weight")]
     rest = [p for name, p in named if not name.endswith("norm.weight")]

@@ -440,6 +440,7 @@ class GRPOTrainer:
                         title=f"GRPO on {config.data.train} ({self.output_dir.name})")
         evals = [h for h in self.history if "eval/pass@1" in h]
         return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step, "timings": self.timings,
+                "start_policy": str(self.policy_path),  # what GRPO started from: the warm start, or model.path
                 "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None}
 
     def warn_if_nothing_learned(self, metrics: dict) -> None:

@@ -244,9 +244,9 @@ def test_demo_of_a_missing_or_broken_job_file_fails_before_any_seed_runs(tmp_pat
 
 
 def test_demo_scores_each_seeds_policies_at_r1_sampling_on_one_engine(tmp_path, monkeypatch):
-    """Each seed's start (its sft/ folder) and last checkpoint are scored in turn on one engine whose weights are
-    swapped in place, sampled at temperature 0.6 and top-p 0.95 (the engine and the grading are faked here; the
-    swap from a checkpoint's weights file runs for real in tests/rl/test_rollout.py)."""
+    """Each seed's start (the policy its GRPO started from) and last checkpoint are scored in turn on one engine
+    whose weights are swapped in place, sampled at temperature 0.6 and top-p 0.95 (the engine and the grading are
+    faked here; the swap from a checkpoint's weights file runs for real in tests/rl/test_rollout.py)."""
     import rl.demo
     import rl.evaluate
     import rl.rollout
@@ -261,7 +261,7 @@ def test_demo_scores_each_seeds_policies_at_r1_sampling_on_one_engine(tmp_path, 
             (run_dir / folder / "model.safetensors").write_text(weights)
             for tokenizer_file in (rl.demo.REPO / "model" / "tokenizer").iterdir():
                 shutil.copy(tokenizer_file, run_dir / folder)
-        runs.append({"seed": seed, "output_dir": str(run_dir)})
+        runs.append({"seed": seed, "output_dir": str(run_dir), "start_policy": str(run_dir / "sft")})
     engines, scored = [], []
 
     class Engine:
