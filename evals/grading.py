@@ -33,7 +33,7 @@ def grade_outputs(name: str, problems: Sequence[Any], outputs: Sequence[Sequence
     """Grade `outputs[i]` (any number of texts) against problem i's gold answer and score the benchmark.
 
     Args:
-        problems: objects with `id`, `question` and `answer` attributes (rl.data.Problem, or any such record);
+        problems: objects with `id`, `question` and `answer` attributes (problems.Problem, or any such record);
             problems with `tests` are code problems, graded by running them (`grade_programs`).
         outputs: per problem, its output texts in generation order (the order majority ties are broken by).
         timeout_s: the grader's wall-time limit per output; an output over it is wrong with reason "timeout".

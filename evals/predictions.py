@@ -13,10 +13,11 @@ Our own samples.jsonl (id, problem, outputs) reads as it is, so a run can be re-
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
+
+from problems.custom import jsonl_rows
 
 ID_FIELDS = ("id", "problem_id", "unique_id")
 PROBLEM_FIELDS = ("problem", "question", "prompt")
@@ -47,24 +48,6 @@ def _outputs(value: Any, where: str) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, (str, dict)) for v in value):
         return [v if isinstance(v, str) else str(v.get("content", "")) for v in value]
     raise PredictionsError(f"{where}: outputs must be a string or a list of strings, got {type(value).__name__}")
-
-
-def jsonl_rows(path: str | Path, what: str, error: type[Exception]) -> Iterator[tuple[int, dict]]:
-    """(line number, row) for each non-blank line of a JSON Lines file; `error` (with `what` naming the file's
-    role, e.g. "predictions") for a missing file, a line that is not JSON or a row that is not an object."""
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{what} file {path} does not exist" if not path.exists() else f"{what} path {path} is not a file")
-    for line_number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as decode_error:
-            raise error(f"{path}:{line_number}: not JSON ({decode_error.msg})") from None
-        if not isinstance(row, dict):
-            raise error(f"{path}:{line_number}: each line must be a JSON object, got {type(row).__name__}")
-        yield line_number, row
 
 
 def read_predictions(path: str | Path, problems: Sequence[Any], *, id_field: str | None = None,

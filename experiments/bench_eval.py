@@ -53,7 +53,7 @@ def users_loop(checkpoint: str, bench: str, limit: int, n: int, max_tokens: int)
     from model import decode_completion, load_tokenizer
     from model.vllm_engine import make_engine
     from rl.cli import load_benchmarks
-    from rl.data import build_prompt
+    from problems import build_prompt
 
     os.environ["VLLM_LOGGING_LEVEL"] = "WARNING"
     started = time.perf_counter()

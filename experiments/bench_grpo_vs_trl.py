@@ -67,10 +67,10 @@ def prompts_sha(prompt_ids: list[list[int]]) -> str:
 
 
 def training_problems() -> tuple[list, int]:
-    """The job file's training problems and data seed, loaded as our trainer loads them (rl.data.load_problems: the
+    """The job file's training problems and data seed, loaded as our trainer loads them (problems.load_problems: the
     synthetic training stream depends on num_eval too, so it is not re-derived here)."""
     from rl.config import load_config
-    from rl.data import load_problems
+    from problems import load_problems
 
     data = load_config(CONFIG).data
     return load_problems(data)[0], data.seed
@@ -78,7 +78,7 @@ def training_problems() -> tuple[list, int]:
 
 def problem_order(n: int) -> list:
     """The first n problems our trainer's PromptCursor hands out (same problems, seed and order)."""
-    from rl.data import PromptCursor
+    from rl.prompt_cursor import PromptCursor
 
     train, seed = training_problems()
     return PromptCursor(train, seed=seed).next_batch(n)
@@ -187,7 +187,7 @@ def run_trl(conn, args: dict) -> None:
 
         import rewards
         from model import load_tokenizer
-        from rl.data import to_hf_dataset
+        from problems import to_hf_dataset
 
         problems = problem_order(args["prompts"] * args["rounds"])
         batch = args["prompts"] * args["group_size"]

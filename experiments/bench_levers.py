@@ -41,7 +41,8 @@ def recipe_prompts(policy: str) -> tuple[list, list[list[int]]]:
     """The first step's problems of the demo's recipe and their prompt token ids."""
     from model import load_tokenizer
     from rl.config import load_config
-    from rl.data import PromptCursor, build_prompt, load_problems
+    from problems import build_prompt, load_problems
+    from rl.prompt_cursor import PromptCursor
 
     config = load_config(CONFIG, [])
     train, _ = load_problems(config.data)

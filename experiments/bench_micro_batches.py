@@ -65,7 +65,7 @@ def main() -> int:
     if 0 not in args.budgets:
         parser.error("--budgets must include 0, the whole mini-batch every other budget is compared with")
     from model import init_pretrained, load_tokenizer
-    from rl.data import load_problems
+    from problems import load_problems
 
     config = load_config(args.config, [])
     _, problems = load_problems(config.data)

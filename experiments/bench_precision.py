@@ -44,7 +44,7 @@ def engine_settings() -> list[tuple[str, str]]:
 
 def prompts_of(n: int) -> list[list[int]]:
     from model import load_tokenizer
-    from rl.data import build_prompt, split_synthetic
+    from problems import build_prompt, split_synthetic
 
     tokenizer = load_tokenizer()
     _, problems = split_synthetic(0, n, seed=7, levels=[1])
@@ -164,7 +164,7 @@ def default_checkpoint() -> str:
     if (demo / "config.json").exists():
         return str(demo)
     from model import init_pretrained
-    from rl.data import split_synthetic
+    from problems import split_synthetic
     from rl.sft import sft_from_checkpoint
 
     folder = REPO / "runs" / "bench_precision"

@@ -37,7 +37,7 @@ RESULT = REPO / "experiments" / "results" / "sandbox.json"
 
 def workload(n: int, humaneval: bool, seed: int = 0) -> list[tuple[str, str, bool]]:
     """(completion, tests, should pass) triples: right, wrong and crashing synthetic programs, HumanEval's own."""
-    from rl.code_data import load_humaneval, synthetic_code_problems
+    from problems import load_humaneval, synthetic_code_problems
 
     rng = random.Random(seed)
     samples = []

@@ -118,7 +118,7 @@ def search_stage(policy: Path, reward_models: dict[str, Path], methods: list[str
     """Every method at every budget on the same problems, through `reasonrl eval --search`'s code: searches run
     inside Ray rollout workers next to their engines, answers graded by the rewards grader."""
     from model import load_tokenizer
-    from rl.data import build_prompt, load_split
+    from problems import build_prompt, load_split
     from rl.evaluate import evaluate_with_search
     from rl.rollout import open_generator
 

@@ -43,7 +43,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from model import load_tokenizer
-    from rl.data import build_prompt, load_split
+    from problems import build_prompt, load_split
     from rl.rollout import open_generator
 
     policy = POLICY_RUN / "sft"

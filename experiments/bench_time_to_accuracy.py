@@ -81,7 +81,7 @@ def warm_start() -> Path:
 
     from model.tokenizer import TOKENIZER_DIR
     from rl.cli import model_init
-    from rl.data import load_problems
+    from problems import load_problems
     from rl.sft import sft_from_checkpoint
 
     config = load_recipe()
@@ -158,7 +158,7 @@ def train_trl(args: dict) -> None:
 
     import rewards
     from model import load_tokenizer
-    from rl.data import load_problems, to_hf_dataset
+    from problems import load_problems, to_hf_dataset
 
     torch.set_num_threads(os.cpu_count() or 1)
     recipe = load_recipe()
@@ -276,7 +276,7 @@ class Evaluator:
 
     def __init__(self, policy: Path):
         from model import load_tokenizer
-        from rl.data import load_problems
+        from problems import load_problems
         from rl.rollout import RolloutWorker
 
         recipe = load_recipe()

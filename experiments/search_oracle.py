@@ -47,7 +47,7 @@ def main() -> None:
 
     from model import load_tokenizer
     from model.vllm_engine import make_engine
-    from rl.data import build_prompt, load_split
+    from problems import build_prompt, load_split
     from rl.demo import machine_description
     from search.api import solve, verifier_for
     from search.reward_models import value_function

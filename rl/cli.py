@@ -72,7 +72,7 @@ def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1
     """Supervised warm start of a checkpoint on synthetic reference solutions."""
     from model import ConfigError
     from model.checkpoint import check_checkpoint
-    from rl.data import split_synthetic
+    from problems import split_synthetic
     from rl.sft import sft_from_checkpoint
 
     check_checkpoint(checkpoint)
@@ -89,7 +89,7 @@ EVAL_OUT = Path("runs/eval")  # where `reasonrl eval` writes results.json and sa
 def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, problem_field: str = "problem",
                     answer_field: str = "answer", id_field: str = "id",
                     levels: tuple[int, ...] = (1, 2, 3)) -> dict[str, list]:
-    """Benchmark name -> its problems, for a comma-separated list (or a list) of names: a test set of rl.data's
+    """Benchmark name -> its problems, for a comma-separated list (or a list) of names: a test set of problems'
     table (synthetic, gsm8k, math500/math, aime2024/aime24, aime2025/aime25) or a JSON Lines file of the user's own
     (its fields named by problem_field, answer_field and id_field). `limit` keeps the first N of each (0 = all;
     synthetic: its standard 200 held-out problems); `levels` are the synthetic set's (the demo trains on [1]).
@@ -98,7 +98,7 @@ def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, pr
         ConfigError: an unknown or training-only set, a missing or malformed file, limit < 0.
     """
     from model.config import ConfigError
-    from rl.data import load_custom, load_split
+    from problems import load_custom, load_split
 
     names = [b.strip() for b in (bench.split(",") if isinstance(bench, str) else bench) if b.strip()]
     if not names:
@@ -126,7 +126,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
 
     n samples per problem at (temperature, top_p); graded by the rewards grader training uses; pass@1, pass@k for
     k = 1, 2, 4, ..., n and maj@n, each with its standard error (evals.metrics). `few_shot` worked examples go
-    before each problem (rl.data.few_shot_examples; for base models). `workers` > 1 spreads generation over that
+    before each problem (problems.few_shot_examples; for base models). `workers` > 1 spreads generation over that
     many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `search` (a search.METHODS key),
     each of a problem's n answers is what that search chooses with `budget` policy tokens, valued by the reward
     model folder `reward_model` (zeroed where the sympy step checker finds a false equation, `with_checker`; no
@@ -146,7 +146,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     from model import load_tokenizer
     from model.checkpoint import check_checkpoint
     from model.config import ConfigError
-    from rl.data import build_prompt, few_shot_examples
+    from problems import build_prompt, few_shot_examples
     from rl.evaluate import evaluate, evaluate_with_search
     from rl.rollout import open_generator
 
@@ -303,7 +303,7 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     from model import load_tokenizer
     from model.checkpoint import check_checkpoint
     from model.vllm_engine import make_engine
-    from rl.data import Problem, build_prompt
+    from problems import Problem, build_prompt
     from search import solve as search_solve
     from search.reward_models import value_function
     from search.vllm_generator import VllmStepGenerator
@@ -366,7 +366,7 @@ def _search_option(text: str) -> tuple[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     from rl.config import describe
-    from rl.data import TEST_DATASETS, DATA_SOURCES
+    from problems import TEST_DATASETS, DATA_SOURCES
 
     test_names = [name for source in DATA_SOURCES.values() if source.name in TEST_DATASETS
                   for name in (source.name, *source.aliases)]

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import yaml
 
 from model.config import ConfigError as _ModelConfigError
-from rl.data import DATASET_NAMES, split_error
+from problems import split_error
 
 
 class ConfigError(_ModelConfigError):
@@ -93,7 +93,7 @@ class DataConfig(_Section):
     num_eval: int = _field(200, "Evaluation problems to use; 0 = the whole evaluation set.")
     seed: int = _field(0, "Seed of the synthetic generator and of the prompt order.")
     max_prompt_tokens: int = _field(256, "Longest prompt (in tokens) the rollout engine must accept.")
-    system_prompt: str | None = _field(None, "System message put before every question (rl.data.build_prompt), "
+    system_prompt: str | None = _field(None, "System message put before every question (problems.build_prompt), "
                                        "e.g. Qwen2.5-Math's 'Please reason step by step, and put your final answer "
                                        "within \\boxed{}.'; None = the question alone (the tiny policy's format).")
 

@@ -111,7 +111,7 @@ def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CO
     seeds: how much of a difference between two evaluations is sampling alone."""
     from model import load_tokenizer
     from rl.config import load_config
-    from rl.data import load_problems
+    from problems import load_problems
     from rl.trainer import latest_checkpoint
 
     config = load_config(config_path, [*overrides, f"trainer.output_dir={run_dir}", "trainer.resume=true"])
@@ -134,7 +134,7 @@ def gains_at_r1_sampling(runs: list[dict], overrides: list[str], config_path: Pa
     One engine serves every policy in turn, its weights replaced in place as after a GRPO step."""
     from model import load_tokenizer
     from rl.config import load_config
-    from rl.data import load_problems
+    from problems import load_problems
     from rl.trainer import latest_checkpoint
 
     config = load_config(config_path, overrides)
@@ -210,7 +210,7 @@ def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_p
     from rich.console import Console
 
     from rl.config import load_config
-    from rl.data import ALIASES, DATA_SOURCES
+    from problems import ALIASES, DATA_SOURCES
 
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)  # one record a line in a log
     overrides = list(overrides or [])

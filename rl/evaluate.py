@@ -22,7 +22,7 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
     a request over every worker), grade them and score them.
 
     Args:
-        examples: few-shot worked examples shown before each problem (rl.data.build_prompt).
+        examples: few-shot worked examples shown before each problem (problems.build_prompt).
         prompts: the problems' prompt token ids, when the caller has built them already.
         progress: called with the number of problems generated so far. Generation then goes in about 20 chunks
             (of at least PROGRESS_CHUNK problems, so an engine stays busy), each prompt keeping its own seed, so the
@@ -33,7 +33,7 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
         "result": the evals.BenchmarkResult}.
     """
     from model import decode_completion
-    from rl.data import build_prompt
+    from problems import build_prompt
     from rl.rollout import prompt_seed
 
     started = time.perf_counter()

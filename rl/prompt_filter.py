@@ -43,7 +43,7 @@ class ZeroVarianceFilter:
         return self.explore ** self.streak.get(problem_id, 0)
 
     def select(self, cursor: Any, n: int, step: int) -> tuple[list, int]:
-        """The next `n` problems from `cursor` (rl.data.PromptCursor), each kept with its keep_probability, and
+        """The next `n` problems from `cursor` (rl.prompt_cursor.PromptCursor), each kept with its keep_probability, and
         how many were skipped. At most one pass over the dataset is skipped in one call; past that, every problem
         drawn is kept (a run whose every prompt is predicted zero-variance still trains)."""
         if not self.skip:

@@ -6,7 +6,7 @@
 2. Training: the policy's backbone with a new scalar head (model.reward_model), binary cross-entropy at the last
    token of every step (PRM: against the soft or hard label) or of the solution (ORM: against its verdict).
 3. Evaluation on the held-out solutions, whose steps also have gold labels from the reference solutions
-   (rl.data.reference_step_correct): step-level AUC against the gold labels (steps up to the first error) and
+   (problems.reference_step_correct): step-level AUC against the gold labels (steps up to the first error) and
    against the Monte-Carlo labels, ProcessBench's first-error-step accuracy and F1, and the outcome AUC (last
    step's score against the solution's verdict). The same figures for the sympy step checker alone and combined
    with the learned model, so the report says which ranks steps better.
@@ -31,7 +31,7 @@ def label_problems(policy: str | Path, problems: list, *, solutions: int, rollou
     """Math-Shepherd labels for the problems' sampled solutions (a local vLLM engine serving `policy`)."""
     from model import load_tokenizer
     from model.vllm_engine import make_engine
-    from rl.data import build_prompt
+    from problems import build_prompt
     from search.step_labels import monte_carlo_labels
     from search.vllm_generator import VllmStepGenerator
 
@@ -153,7 +153,7 @@ def train_reward_model(policy: str | Path, out: str | Path, *, kind: str = "prm"
     from model import ConfigError, load_tokenizer
     from model.checkpoint import check_checkpoint
     from model.reward_model import RewardModel, save_reward_model, score_steps
-    from rl.data import load_split, reference_step_correct
+    from problems import load_split, reference_step_correct
     from evals.reward_models import best_threshold
     from search.reward_models import combined_scores, step_checker_scores
 

@@ -124,10 +124,10 @@ def test_train_help_lists_every_config_field(capsys):
 
 
 def test_eval_takes_its_problems_from_the_dataset_table_or_a_file(monkeypatch, tmp_path):
-    """`reasonrl eval --bench` accepts every test set of rl.data's table (and its aliases), several at once, and a
+    """`reasonrl eval --bench` accepts every test set of the problems table (and its aliases), several at once, and a
     JSON Lines file of the user's own with its fields named."""
     from rl.cli import load_benchmarks
-    from rl.data import DATA_SOURCES, TEST_DATASETS, load_aime, split_synthetic
+    from problems import DATA_SOURCES, TEST_DATASETS, load_aime, split_synthetic
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for name in TEST_DATASETS:

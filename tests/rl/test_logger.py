@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 
 from rl.batch import RolloutBatch, Sample
-from rl.data import synthetic_problems
+from problems import synthetic_problems
 from rl.logger import MetricsLogger, sample_markdown, sample_records
 from rl.rewarding import RewardWorker
 

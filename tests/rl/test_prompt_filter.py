@@ -2,7 +2,8 @@
 
 import pytest
 
-from rl.data import Problem, PromptCursor
+from problems import Problem
+from rl.prompt_cursor import PromptCursor
 from rl.prompt_filter import EXPLORE_MIN, EXPLORE_START, EXPLORE_STEP, ZeroVarianceFilter
 
 

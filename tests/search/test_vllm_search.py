@@ -22,7 +22,7 @@ def generator(vllm_engine, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def prompt_ids(tiny_checkpoint):
     from model import load_tokenizer
-    from rl.data import build_prompt, split_synthetic
+    from problems import build_prompt, split_synthetic
 
     _, problems = split_synthetic(0, 1, seed=5, levels=[2])
     return build_prompt(problems[0], load_tokenizer(tiny_checkpoint)), problems[0].answer

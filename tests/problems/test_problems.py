@@ -1,16 +1,14 @@
-"""rl.data: synthetic problems, bundled dataset loaders (offline), prompts, the HF dataset view, the cursor."""
+"""problems: synthetic problems, bundled dataset loaders (offline), the sources table, prompts, the HF dataset view."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from model.config import ConfigError
-from rl import data
-from rl.data import (PromptCursor, Problem, build_prompt, load_aime, load_gsm8k, load_math500, split_synthetic,
-                     synthetic_problems, to_hf_dataset)
+from problems import (Problem, build_prompt, gsm8k_answer, hub, load_aime, load_gsm8k, load_math500, sources,
+                      split_synthetic, synthetic_math, synthetic_problems, to_hf_dataset)
 
 LINE = re.compile(r"^(\d+) ([+\-*]) (\d+) = (\d+)$")
 SOLUTION = re.compile(r"^<think>\n((?:\d+ [+\-*] \d+ = \d+\n)+)</think>\nThe answer is \\boxed\{(\d+)\}\.$")
@@ -59,7 +57,7 @@ def test_synthetic_numbers_stay_small_per_level():
             numbers = [int(x) for x in re.findall(r"\d+", problem.question)]
             assert max(numbers) < bound, problem.question
             totals = [int(line.split(" = ")[1]) for line in problem.solution.split("\n")[1:-2]]
-            assert max(totals) <= data.LIMITS[level][2], problem.solution
+            assert max(totals) <= synthetic_math.LIMITS[level][2], problem.solution
 
 
 def test_synthetic_language_is_templated_and_small():
@@ -109,7 +107,7 @@ def test_offline_loaders_return_the_bundled_sets():
 
 
 def test_gsm8k_answer_strips_thousands_separators():
-    assert data.gsm8k_answer("so 1,000 + 234 = <<1000+234=1234>>1,234\n#### 1,234") == "1234"
+    assert gsm8k_answer("so 1,000 + 234 = <<1000+234=1234>>1,234\n#### 1,234") == "1234"
     assert all("," not in p.answer and p.answer.lstrip("-").replace(".", "").isdigit()
                for p in load_gsm8k("train"))
 
@@ -124,15 +122,15 @@ def test_loaders_reject_unknown_splits():
 def test_math_train_needs_the_hub_and_says_so(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="DigitalLearningGmbH/MATH-lighteval is not bundled in data/"):
-        data.load_split("math_train", "train")
+        sources.load_split("math_train", "train")
 
 
 def test_hub_is_not_tried_offline(monkeypatch):
     def fail(*_, **__):
         raise AssertionError("the hub was probed while HF_HUB_OFFLINE=1")
 
-    monkeypatch.setattr(data, "_hub_reachable", fail)
-    assert data.hub_offline()
+    monkeypatch.setattr(hub, "_hub_reachable", fail)
+    assert hub.hub_offline()
     assert len(load_aime(2025)) == 30
 
 
@@ -168,7 +166,7 @@ def test_build_prompt_without_a_chat_template_is_plain_text():
 def test_few_shot_prompts_show_worked_examples_first():
     """A base model sees "Problem: ... Solution: ..." pairs before the problem; a chat model earlier turns."""
     from model import load_tokenizer
-    from rl.data import few_shot_examples
+    from problems import few_shot_examples
 
     problem = load_gsm8k("test")[0]
     examples = few_shot_examples("gsm8k", 2)
@@ -188,7 +186,7 @@ def test_few_shot_examples_never_come_from_the_evaluated_problems():
     """Synthetic examples come from the training stream (disjoint from the held-out set); sets without a
     training split (MATH-500, AIME, a user's file) take the project's own examples, which grade as correct."""
     from rewards import math_accuracy
-    from rl.data import FEW_SHOT_MATH, few_shot_examples, load_split
+    from problems import FEW_SHOT_MATH, few_shot_examples, load_split
 
     held_out = {p.question for p in load_split("synthetic", "test", levels=[1])}
     shots = few_shot_examples("synthetic", 4, levels=[1])
@@ -213,32 +211,6 @@ def test_to_hf_dataset_columns():
 # ------------------------------------------------------------------------------------------------ cursor
 
 
-def test_cursor_covers_each_epoch_and_reshuffles():
-    problems = synthetic_problems(10, seed=0, levels=[1])
-    cursor = PromptCursor(problems, seed=3)
-    epoch0 = cursor.next_batch(10)
-    epoch1 = cursor.next_batch(10)
-    assert sorted(p.id for p in epoch0) == sorted(p.id for p in problems) == sorted(p.id for p in epoch1)
-    assert [p.id for p in epoch0] != [p.id for p in epoch1]
-    assert cursor.epoch == 1
-    unshuffled = PromptCursor(problems, shuffle=False).next_batch(12)
-    assert [p.id for p in unshuffled] == [p.id for p in problems] + [p.id for p in problems[:2]]
-
-
-def test_cursor_resumes_exactly():
-    problems = synthetic_problems(7, seed=0, levels=[1, 2])
-    original = PromptCursor(problems, seed=11)
-    for _ in range(3):
-        original.next_batch(3)  # 9 problems: one batch crossed an epoch boundary
-    state = json.loads(json.dumps(original.state_dict()))  # what a checkpoint stores
-    resumed = PromptCursor(problems, seed=0)
-    resumed.load_state_dict(state)
-    for _ in range(5):
-        assert resumed.next_batch(4) == original.next_batch(4)
-    with pytest.raises(ValueError, match="7 problems"):
-        PromptCursor(problems[:5]).load_state_dict(state)
-
-
 def test_problem_is_a_plain_dataclass():
     problem = Problem("x", "q", "1", None, "synthetic", None)
     assert problem.solution is None and problem.level is None
@@ -258,15 +230,15 @@ def data_config(**fields):
 
 
 def test_synthetic_train_and_eval_are_the_disjoint_split():
-    train, held_out = data.load_problems(data_config(train="synthetic", eval="synthetic", num_train=300, num_eval=40))
+    train, held_out = sources.load_problems(data_config(train="synthetic", eval="synthetic", num_train=300, num_eval=40))
     assert (train, held_out) == split_synthetic(300, 40, seed=0, levels=[1, 2, 3])  # what runs so far trained on
     assert len(train) == 300 and len(held_out) == 40
     assert not {p.question for p in train} & {p.question for p in held_out}
 
 
 def test_synthetic_eval_of_0_is_the_standard_held_out_set():
-    _, held_out = data.load_problems(data_config(train="synthetic", eval="synthetic", num_train=10, num_eval=0))
-    assert len(held_out) == data.SYNTHETIC_EVAL_SIZE == 200
+    _, held_out = sources.load_problems(data_config(train="synthetic", eval="synthetic", num_train=10, num_eval=0))
+    assert len(held_out) == sources.SYNTHETIC_EVAL_SIZE == 200
 
 
 @pytest.mark.parametrize("name, source, size", [("gsm8k", "gsm8k", 1319), ("math", "math500", 500),
@@ -274,17 +246,17 @@ def test_synthetic_eval_of_0_is_the_standard_held_out_set():
                                                 ("aime25", "aime2025", 30)])
 def test_synthetic_train_with_any_eval_set(name, source, size):
     config = data_config(train="synthetic", eval=name, num_train=50, num_eval=0)
-    train, evaluation = data.load_problems(config)
+    train, evaluation = sources.load_problems(config)
     assert len(evaluation) == size and {p.source for p in evaluation} == {source}
     # The synthetic training problems do not depend on the evaluation set chosen.
-    same_train, _ = data.load_problems(data_config(train="synthetic", eval="synthetic", num_train=50, num_eval=0))
+    same_train, _ = sources.load_problems(data_config(train="synthetic", eval="synthetic", num_train=50, num_eval=0))
     assert train == same_train and {p.source for p in train} == {"synthetic"}
-    limited = data.load_problems(data_config(train="synthetic", eval=name, num_train=50, num_eval=7))[1]
+    limited = sources.load_problems(data_config(train="synthetic", eval=name, num_train=50, num_eval=7))[1]
     assert limited == evaluation[:7]
 
 
 def test_gsm8k_train_with_synthetic_eval():
-    train, held_out = data.load_problems(data_config(train="gsm8k", eval="synthetic", num_train=100, num_eval=30))
+    train, held_out = sources.load_problems(data_config(train="gsm8k", eval="synthetic", num_train=100, num_eval=30))
     assert len(train) == 100 and all(p.id.startswith("gsm8k-train-") for p in train)
     # The same held-out problems as a synthetic run with this num_eval, never one of its training problems.
     synthetic_train, synthetic_held_out = split_synthetic(500, 30, seed=0, levels=[1, 2, 3])
@@ -293,10 +265,10 @@ def test_gsm8k_train_with_synthetic_eval():
 
 
 def test_gsm8k_train_and_test_limits():
-    train, test = data.load_problems(data_config(train="gsm8k", eval="gsm8k", num_train=0, num_eval=0))
+    train, test = sources.load_problems(data_config(train="gsm8k", eval="gsm8k", num_train=0, num_eval=0))
     assert len(train) == 7473 and len(test) == 1319
     assert all(p.id.startswith("gsm8k-train-") for p in train) and all(p.id.startswith("gsm8k-test-") for p in test)
-    train, test = data.load_problems(data_config(train="gsm8k", eval="gsm8k", num_train=20, num_eval=5))
+    train, test = sources.load_problems(data_config(train="gsm8k", eval="gsm8k", num_train=20, num_eval=5))
     assert [p.id for p in train] == [f"gsm8k-train-{i}" for i in range(20)] and len(test) == 5
 
 
@@ -304,35 +276,35 @@ def test_gsm8k_train_and_test_limits():
                                          ("aime2025", "AIME 2025")])
 def test_training_on_a_test_set_is_refused(name, title):
     with pytest.raises(ValueError, match=rf"data\.train: '{name}' is {title}, a test set") as raised:
-        data.load_problems(data_config(train=name, eval="synthetic"))
+        sources.load_problems(data_config(train=name, eval="synthetic"))
     assert "Train on one of 'synthetic', 'synthetic_code', 'mbpp', 'gsm8k'" in str(raised.value)
 
 
 @pytest.mark.parametrize("field_name", ["train", "eval"])
 def test_unknown_dataset_names_the_field_and_the_choices(field_name):
     with pytest.raises(ValueError, match=rf"data\.{field_name}: must be one of 'synthetic', .*'gsm8k', .*got 'mnist'"):
-        data.load_problems(data_config(**{field_name: "mnist"}))
+        sources.load_problems(data_config(**{field_name: "mnist"}))
 
 
 def test_synthetic_training_needs_a_size():
     with pytest.raises(ValueError, match="num_train > 0"):
-        data.load_problems(data_config(train="synthetic", num_train=0))
+        sources.load_problems(data_config(train="synthetic", num_train=0))
 
 
 def test_table_names_and_splits():
-    assert data.DATASET_NAMES == ("synthetic", "synthetic_code", "code", "humaneval", "mbpp", "gsm8k", "math_train",
+    assert sources.DATASET_NAMES == ("synthetic", "synthetic_code", "code", "humaneval", "mbpp", "gsm8k", "math_train",
                                   "math500", "math", "aime2024", "aime24", "aime2025", "aime25")
-    assert data.TRAIN_DATASETS == ("synthetic", "synthetic_code", "mbpp", "gsm8k", "math_train")
-    assert "HumanEval, a test set" in data.split_error("humaneval", "train")
-    assert all(data.split_error(name, "test") is None for name in data.DATASET_NAMES if name != "math_train")
-    assert "a training set with no held-out split" in data.split_error("math_train", "test")
-    assert data.data_source("math", "test").name == "math500"
+    assert sources.TRAIN_DATASETS == ("synthetic", "synthetic_code", "mbpp", "gsm8k", "math_train")
+    assert "HumanEval, a test set" in sources.split_error("humaneval", "train")
+    assert all(sources.split_error(name, "test") is None for name in sources.DATASET_NAMES if name != "math_train")
+    assert "a training set with no held-out split" in sources.split_error("math_train", "test")
+    assert sources.data_source("math", "test").name == "math500"
     with pytest.raises(ValueError, match="split must be"):
-        data.split_error("gsm8k", "validation")
+        sources.split_error("gsm8k", "validation")
 
 
 def test_load_split_is_what_evaluation_reads():
-    assert data.load_split("aime24", "test") == load_aime(2024)
-    assert data.load_split("math", "test", num_eval=3) == load_math500()[:3]
+    assert sources.load_split("aime24", "test") == load_aime(2024)
+    assert sources.load_split("math", "test", num_eval=3) == load_math500()[:3]
     # Synthetic: a shorter held-out set is the start of the standard one (the stream puts evaluation first).
-    assert data.load_split("synthetic", "test", num_eval=5, seed=3) == split_synthetic(0, 200, 3)[1][:5]
+    assert sources.load_split("synthetic", "test", num_eval=5, seed=3) == split_synthetic(0, 200, 3)[1][:5]
