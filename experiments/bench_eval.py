@@ -1,4 +1,4 @@
-"""Evaluation throughput: `reasonrl eval` (rl.cli.evaluate_checkpoint) against the loop a user would otherwise write
+"""Evaluation throughput: `reasonrl eval` (rl.api.evaluate_checkpoint) against the loop a user would otherwise write
 (`vllm.LLM.generate`, then math-verify's `verify(parse(gold), parse(output))` per output, in one process), on the
 same model, benchmark problems, sampling settings and engine settings, in one run.
 
@@ -31,7 +31,7 @@ RESULT = REPO / "experiments" / "results" / "eval.json"
 
 
 def ours(checkpoint: str, bench: str, limit: int, n: int, max_tokens: int) -> dict:
-    from rl.cli import evaluate_checkpoint
+    from rl.api import evaluate_checkpoint
 
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -52,7 +52,7 @@ def users_loop(checkpoint: str, bench: str, limit: int, n: int, max_tokens: int)
 
     from model import decode_completion, load_tokenizer
     from model.vllm_engine import make_engine
-    from rl.cli import load_benchmarks
+    from rl.api import load_benchmarks
     from problems import build_prompt
 
     os.environ["VLLM_LOGGING_LEVEL"] = "WARNING"

@@ -10,7 +10,7 @@ and not counted; the figures are medians over the measured steps. Start-up (Ray,
 TRL's model load and trainer construction) is timed apart and not part of the per-step time.
 
 What "the same" means here:
-  * weights: one freshly initialised `tiny` checkpoint (rl.cli.model_init, seed 0) read by both; ours serves it
+  * weights: one freshly initialised `tiny` checkpoint (rl.api.model_init, seed 0) read by both; ours serves it
     with vLLM and trains our DeepSeek-V3 Transformer, TRL generates and trains transformers' DeepseekV3ForCausalLM.
     The untrained policy almost never emits eos (vocabulary 2048), so completions run to max_new_tokens on both
     sides: the work per step is pinned by the length limit (mean lengths are reported). `--sft-steps N` warms the
@@ -389,7 +389,7 @@ def main() -> int:
     started_all = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]
     tmp = Path(tempfile.mkdtemp(prefix="bench_grpo_vs_trl_"))
-    from rl.cli import model_init
+    from rl.api import model_init
 
     checkpoint = model_init("tiny", tmp / "policy", seed=0)
     policy_note = "fresh tiny init (seed 0); completions run to max_new_tokens"

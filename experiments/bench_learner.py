@@ -100,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from model import ModelArgs
-    from rl.cli import model_init
+    from rl.api import model_init
 
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = model_init(args.preset, Path(folder) / "policy", seed=0)

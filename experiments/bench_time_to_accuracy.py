@@ -80,7 +80,7 @@ def warm_start() -> Path:
     import dataclasses
 
     from model.tokenizer import TOKENIZER_DIR
-    from rl.cli import model_init
+    from rl.api import model_init
     from problems import load_problems
     from rl.sft import sft_from_checkpoint
 

@@ -1,9 +1,9 @@
-"""GRPO training on Ray with vLLM rollout workers; the `reasonrl` command line lives here.
+"""GRPO training on Ray with vLLM rollout workers; the Python API (rl/api.py) and the `reasonrl` command line (rl/cli.py).
 
     from rl import train
     summary = train("experiments/tiny_arith.yaml", ["trainer.steps=20"])
 """
 
-from rl.cli import evaluate_checkpoint, grade_predictions, model_init, sft, train
+from rl.api import evaluate_checkpoint, grade_predictions, model_init, sft, solve, train
 
-__all__ = ["evaluate_checkpoint", "grade_predictions", "model_init", "sft", "train"]
+__all__ = ["evaluate_checkpoint", "grade_predictions", "model_init", "sft", "solve", "train"]

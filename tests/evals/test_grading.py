@@ -27,7 +27,7 @@ def offline(monkeypatch):
     ("aime25", lambda p: p.answer),
 ])
 def test_each_benchmarks_gold_scores_full_marks(bench, gold_text):
-    from rl.cli import load_benchmarks
+    from rl.api import load_benchmarks
 
     problems = load_benchmarks(bench)[bench]
     result = grade_outputs(bench, problems, [[gold_text(p)] for p in problems])
@@ -42,7 +42,7 @@ def test_each_benchmarks_gold_scores_full_marks(bench, gold_text):
 ])
 def test_regrading_labeled_outputs_reproduces_the_grader_benchmark(tmp_path, file, bench):
     from evals.predictions import normalise_text
-    from rl.cli import grade_predictions
+    from rl.api import grade_predictions
 
     path = REPO / "data" / "grading" / file
     rows = [json.loads(line) for line in path.read_text().splitlines()]

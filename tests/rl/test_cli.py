@@ -126,7 +126,7 @@ def test_train_help_lists_every_config_field(capsys):
 def test_eval_takes_its_problems_from_the_dataset_table_or_a_file(monkeypatch, tmp_path):
     """`reasonrl eval --bench` accepts every test set of the problems table (and its aliases), several at once, and a
     JSON Lines file of the user's own with its fields named."""
-    from rl.cli import load_benchmarks
+    from rl.api import load_benchmarks
     from problems import DATA_SOURCES, TEST_DATASETS, load_aime, split_synthetic
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -169,7 +169,7 @@ def test_a_bad_benchmark_is_named_before_any_engine_starts(tmp_path, monkeypatch
 
 def test_eval_progress_goes_to_a_log_file_as_a_line_per_tenth(monkeypatch):
     """Written to a file (not a terminal), `reasonrl eval` reports progress as at most 11 plain lines per set."""
-    from rl.cli import progress_report
+    from rl.api import progress_report
 
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     lines = []
@@ -248,8 +248,6 @@ def test_demo_scores_each_seeds_policies_at_r1_sampling_on_one_engine(tmp_path, 
     whose weights are swapped in place, sampled at temperature 0.6 and top-p 0.95 (the engine and the grading are
     faked here; the swap from a checkpoint's weights file runs for real in tests/rl/test_rollout.py)."""
     import rl.demo
-    import rl.evaluate
-    import rl.rollout
 
     runs = []
     for seed in (0, 1):
@@ -279,8 +277,8 @@ def test_demo_scores_each_seeds_policies_at_r1_sampling_on_one_engine(tmp_path, 
         scored.append((generate(), temperature, top_p))
         return {"scores": {name: (0.5 if generate().startswith("end") else 0.25) for name in rl.demo.METRICS}}
 
-    monkeypatch.setattr(rl.rollout, "RolloutWorker", Engine)
-    monkeypatch.setattr(rl.evaluate, "evaluate", evaluate)
+    monkeypatch.setattr(rl.demo, "RolloutWorker", Engine)
+    monkeypatch.setattr(rl.demo, "evaluate", evaluate)
     results = rl.demo.gains_at_r1_sampling(runs, ["data.num_eval=4"], rl.demo.REPO / "experiments" / "tiny_code.yaml")
     assert engines == [str(tmp_path / "seed_0" / "sft")]
     assert scored == [(w, 0.6, 0.95) for w in ("start 0", "end 0", "start 1", "end 1")]

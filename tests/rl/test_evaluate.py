@@ -17,7 +17,8 @@ def test_eval_scores_every_benchmark_and_its_samples_regrade_to_the_same_verdict
     """`reasonrl eval` runs as a user runs it, in a process of its own (a second vLLM engine in this process would
     tear down the distributed state of the session's shared engine when it is freed)."""
     from evals.report import markdown_table
-    from rl.cli import grade_predictions, main
+    from rl.api import grade_predictions
+    from rl.cli import main
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "eval"
@@ -55,7 +56,7 @@ def test_eval_scores_every_benchmark_and_its_samples_regrade_to_the_same_verdict
 def test_eval_spread_over_two_ray_workers_with_few_shot_prompts(tiny_checkpoint, tmp_path):
     """`reasonrl eval --workers 2` starts a local Ray cluster with two rollout workers, spreads each benchmark over
     them, and reports progress line by line into a log file; --few-shot puts worked examples in every prompt."""
-    from rl.cli import load_benchmarks
+    from rl.api import load_benchmarks
 
     out = tmp_path / "eval"
     log = tmp_path / "eval.log"

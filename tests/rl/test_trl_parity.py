@@ -1,7 +1,7 @@
 """Our policy loss and its gradients equal TRL 1.16 GRPOTrainer's on identical inputs, for every TRL loss type.
 
 A real `trl.GRPOTrainer` is built around a tiny local DeepseekV3ForCausalLM checkpoint (our `tiny` preset, written
-by `rl.cli.model_init`; no download) and its `_compute_loss(model, inputs)` is called on an inputs dict built here:
+by `rl.api.model_init`; no download) and its `_compute_loss(model, inputs)` is called on an inputs dict built here:
 prompt/completion ids and masks (left-padded prompts, completions of different lengths), advantages, old and
 reference log-probabilities that differ from the current ones enough for clipping to bite, and the global token
 count. Ours runs `selective_log_softmax` on the same model's logits and `rl.algos.policy_loss`. Both losses are
@@ -48,7 +48,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from rl.cli import model_init
+    from rl.api import model_init
 
     return model_init("tiny", tmp_path_factory.mktemp("parity") / "policy", seed=0)
 
