@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from evals.metrics import score_problems
+from rewards import grade_batch
+from rewards.code import extract_program, run_tests
+from rewards.pool import get_default_pool
 
 
 @dataclass
@@ -41,8 +44,6 @@ def grade_outputs(name: str, problems: Sequence[Any], outputs: Sequence[Sequence
     Raises:
         ValueError: `outputs` has not one entry per problem, or a problem has no output.
     """
-    from rewards import grade_batch
-
     if len(outputs) != len(problems):
         raise ValueError(f"{name}: {len(outputs)} output lists for {len(problems)} problems")
     if any(getattr(p, "tests", None) for p in problems):
@@ -87,9 +88,6 @@ def grade_programs(name: str, problems: Sequence[Any], outputs: Sequence[Sequenc
     """Code problems: the program in each output's last ```python block (with the reference's imports before it)
     runs against the problem's tests in the sandbox, through the rewards pool; an output is correct when every
     test passes. Identical programs vote together for maj@n."""
-    from rewards.code import extract_program, run_tests
-    from rewards.pool import get_default_pool
-
     jobs = [(program_header(p.answer) + extract_program(text or ""), p.tests)
             for p, texts in zip(problems, outputs) for text in texts]
     results = iter(get_default_pool().map(run_tests, jobs, timeout=60.0, memory_mb=None))

@@ -17,9 +17,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from model.config import ConfigError, ModelArgs
+from model.config import ConfigError, ModelArgs, preset
 from model.deepseek import Gate, Transformer
-from model.tokenizer import TOKENIZER_DIR
+from model.tokenizer import TOKENIZER_DIR, load_tokenizer
 
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
@@ -174,9 +174,6 @@ def init_pretrained(preset_name: str, folder: str | Path, seed: int = 0) -> Tran
     Raises:
         ConfigError: for an unknown preset, or a folder path that is an existing file.
     """
-    from model.config import preset
-    from model.tokenizer import load_tokenizer
-
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{folder} is a file, not a folder to write a checkpoint into")

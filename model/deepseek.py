@@ -13,7 +13,6 @@ R qk_rope_head_dim, N qk_nope_head_dim, V v_head_dim, E routed experts, K expert
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -77,10 +76,6 @@ class KVCache:
                        for _ in range(args.num_hidden_layers)]
         self.length = 0
         self.max_len = max_len
-
-    def bytes_per_token(self) -> int:
-        """Cache bytes one token occupies across all layers."""
-        return sum(c.kv_latent[0, 0].nbytes + c.k_rope[0, 0].nbytes for c in self.layers)
 
 
 class MLA(nn.Module):

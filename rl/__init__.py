@@ -4,6 +4,14 @@
     summary = train("experiments/tiny_arith.yaml", ["trainer.steps=20"])
 """
 
-from rl.api import evaluate_checkpoint, grade_predictions, model_init, sft, solve, train
-
 __all__ = ["evaluate_checkpoint", "grade_predictions", "model_init", "sft", "solve", "train"]
+
+
+def __getattr__(name: str):
+    """`rl.train` and the rest of the API, imported on first use: a process that imports one rl module (a Ray
+    actor's rl.learner, say) should not import the whole API with search and the engine set-up."""
+    if name in __all__:
+        from rl import api  # lazy, see the docstring
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'rl' has no attribute {name!r}")

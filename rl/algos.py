@@ -4,7 +4,7 @@ Nothing here reads a config object or touches a model: every function takes tens
 learner, the tests and the TRL parity test call exactly the same code. Shapes use B = completions in the batch,
 T = completion tokens (padded), V = vocabulary size, G = group size (completions per prompt).
 
-Policy losses live in a registry (`@register_loss("grpo")`, `get_loss_fn("grpo")`) and follow TRL 1.16's
+Policy losses live in a registry (`@register_loss("grpo")`, `get_loss_spec("grpo")`) and follow TRL 1.16's
 `GRPOTrainer._compute_loss` term for term (importance ratio, clip-higher, two-sided clipping, GSPO
 sequence-level ratios, the k3 KL with its importance-sampling bias correction, vLLM importance-sampling
 weights); `agg_loss` is the single home of the normalisers that distinguish `grpo`, `bnpo`, `dr_grpo` and `dapo`.
@@ -15,13 +15,11 @@ here the caller owns accumulation (a learner that splits one batch into k micro-
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # ------------------------------------------------------------------------------------------------ small helpers
@@ -315,16 +313,6 @@ def get_loss_spec(name: str) -> LossSpec:
     if name not in _LOSSES:
         raise ValueError(f"unknown loss_type {name!r}; valid: {', '.join(loss_names())}")
     return _LOSSES[name]
-
-
-def get_loss_fn(name: str) -> Callable[..., tuple[Tensor, dict[str, Tensor]]]:
-    """`policy_loss` bound to `loss_type=name`: `fn(logprobs, old_logprobs, advantages, mask, **options)`.
-
-    Raises:
-        ValueError: listing the valid names, if `name` is not registered (checked now, not at the first call).
-    """
-    get_loss_spec(name)
-    return functools.partial(policy_loss, loss_type=name)
 
 
 def loss_names() -> list[str]:

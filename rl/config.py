@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import math
+import os
 import re
 import types
 import typing
@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 import yaml
 
 from model.config import ConfigError as _ModelConfigError
 from problems import split_error
+from rl.algos import loss_names
+from rl.rewarding import reward_name_error
 
 
 class ConfigError(_ModelConfigError):
@@ -179,7 +182,6 @@ class RewardConfig(_Section):
                  f"has {len(self.weights)} entries for {len(self.functions)} reward functions (or leave it empty)")
         _require(self.num_workers >= 1, "reward.num_workers", "must be >= 1")
         _require(self.timeout_s > 0, "reward.timeout_s", "must be > 0")
-        from rl.rewarding import reward_name_error
 
         for i, name in enumerate(self.functions):
             error = reward_name_error(name)
@@ -231,8 +233,6 @@ class AlgorithmConfig(_Section):
                                        "each optimizer step (DeepSeek-V3's gamma); 0 = off.")
 
     def validate(self) -> None:
-        from rl.algos import loss_names
-
         _choice(self.loss_type, "algorithm.loss_type", loss_names())
         _require(0 <= self.epsilon_low < 1, "algorithm.epsilon_low", "must be in [0, 1)")
         _require(self.epsilon_high >= 0, "algorithm.epsilon_high", "must be >= 0")
@@ -419,8 +419,6 @@ def cpus_needed(config: Config) -> float:
 def local_resources(config: Config) -> dict[str, float]:
     """What an in-process Ray instance started with this config will hold: this machine's GPUs and ray.num_cpus
     CPUs (all of them when unset), so a job can be checked before anything starts."""
-    import torch
-
     return {"CPU": float(config.ray.num_cpus or os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
 

@@ -9,6 +9,9 @@ from dataclasses import asdict
 from typing import Callable, Sequence
 
 from evals.grading import BenchmarkResult, grade_outputs
+from model import decode_completion
+from model.vllm_engine import prompt_seed
+from problems import build_prompt
 from rl.batch import RolloutBatch, Sample
 
 PROGRESS_CHUNK = 16  # fewest problems generated between two progress reports
@@ -32,10 +35,6 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
         {"scores": evals' scores plus k, seconds and mean_completion_tokens, "records": one dict per problem,
         "result": the evals.BenchmarkResult}.
     """
-    from model import decode_completion
-    from problems import build_prompt
-    from rl.rollout import prompt_seed
-
     started = time.perf_counter()
     if prompts is None:
         prompts = [build_prompt(problem, tokenizer, system_prompt, examples) for problem in problems]
@@ -81,8 +80,6 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
     Returns:
         {"scores", "records", "result"} as `evaluate` returns them.
     """
-    from model.vllm_engine import prompt_seed
-
     started = time.perf_counter()
     options = {"temperature": temperature, "max_tokens": max_tokens,
                "max_step_tokens": min(max_tokens, 256), **options}  # a step is never longer than a whole solution

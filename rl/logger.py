@@ -26,12 +26,12 @@ class MetricsLogger:
         self.samples = None  # samples.jsonl, opened by the first log_samples
         self.tensorboard = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: only runs that write TensorBoard pay its import
 
             self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
         self.wandb = None
         if wandb_project:
-            import wandb  # optional dependency: pip install wandb
+            import wandb  # lazy: an optional dependency (pip install wandb), needed only with a project
 
             self.wandb = wandb.init(project=wandb_project, config=config, dir=str(self.folder))
 
@@ -61,7 +61,7 @@ class MetricsLogger:
             self.tensorboard.add_text("samples", "\n\n---\n\n".join(map(sample_markdown, records)), step)
             self.tensorboard.flush()
         if self.wandb:
-            import wandb
+            import wandb  # lazy: optional, as above
 
             columns = ["problem_id", "answer", "reward", "completion"]
             rows = [[str(record.get(column, "")) for column in columns] for record in records]
@@ -174,7 +174,7 @@ def moving_average(values: Sequence[float], window: int) -> list[float]:
 def plot_run(metrics_path: Path, out: Path, title: str = "GRPO run", window: int = 10) -> Path:
     """PNG of the training reward (each step faint, its moving average over `window` steps) and the held-out pass@1
     with its standard error, over GRPO steps."""
-    import matplotlib
+    import matplotlib  # lazy: a second of import time that only plotting needs; Agg before pyplot (no screen)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

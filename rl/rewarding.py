@@ -14,13 +14,16 @@ import logging
 import time
 from typing import Any, Callable
 
+import ray
+
+import rewards
+from rewards.calls import missing_columns
+
 logger = logging.getLogger(__name__)
 
 
 def _registry(timeout_s: float) -> dict[str, Callable[[], Callable[..., list[float | None]]]]:
     """config name -> a factory of the reward function, with the configured per-sample time limit."""
-    import rewards
-
     return {
         "math_accuracy": lambda: rewards.MathAccuracy(timeout=timeout_s),
         "format": lambda: rewards.format_reward,
@@ -32,8 +35,7 @@ def _registry(timeout_s: float) -> dict[str, Callable[[], Callable[..., list[flo
     }
 
 
-REWARD_NAMES = ("math_accuracy", "format", "code_format", "math_steps", "code_execution", "code_pass_all",
-                "length_penalty")
+REWARD_NAMES = tuple(_registry(timeout_s=0.0))  # the names the config accepts, in the registry's order
 
 
 def reward_name_error(name: str) -> str | None:
@@ -67,8 +69,6 @@ def column_errors(functions: list[str], columns: list[str], dataset: str) -> lis
     """Why each reward function cannot run on a dataset with these columns (one message per missing column group),
     so a reward that would only ever see None (and score every sample 0 or "not applicable") stops the run at
     start-up instead of dropping every group, silently."""
-    from rewards.calls import missing_columns
-
     errors = []
     for i, name in enumerate(functions):
         for group in missing_columns(resolve_reward(name), columns):
@@ -83,8 +83,6 @@ class RewardWorker:
 
     def __init__(self, functions: list[str], weights: list[float] | None = None, num_workers: int | None = None,
                  timeout_s: float = 5.0):
-        import rewards
-
         if weights and len(weights) != len(functions):
             raise ValueError(f"{len(weights)} reward weights for {len(functions)} reward functions")
         if num_workers:
@@ -107,6 +105,4 @@ class RewardWorker:
 
 
 def reward_worker_actor(num_cpus: float = 0) -> Any:
-    import ray
-
     return ray.remote(num_cpus=num_cpus)(RewardWorker)

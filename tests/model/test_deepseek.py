@@ -125,7 +125,8 @@ def test_incremental_decoding_with_the_compressed_cache_equals_a_full_forward(mt
         steps += [model(ids[:, t:t + 1], cache=cache).logits for t in range(7, 20)]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=2e-5, rtol=1e-4)
     # the cache stores only the latent and the rope key: (kv_lora_rank + qk_rope_head_dim) floats per layer
-    assert cache.bytes_per_token() == 4 * 576 * model.args.num_hidden_layers
+    per_token = sum(layer.kv_latent[0, 0].nbytes + layer.k_rope[0, 0].nbytes for layer in cache.layers)
+    assert per_token == 4 * 576 * model.args.num_hidden_layers
 
 
 def test_padding_left_or_right_does_not_change_real_tokens():
