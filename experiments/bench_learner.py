@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from rl.batch import LearnerBatch  # noqa: E402
 from rl.config import AlgorithmConfig  # noqa: E402
 from rl.learner import Learner  # noqa: E402
+from rl.learner_settings import LearnerSettings  # noqa: E402
 
 
 def random_batch(batch: int, prompt_len: int, completion_len: int, vocab: int, seed: int = 0) -> LearnerBatch:
@@ -58,7 +59,7 @@ def measure(checkpoint: str, implementation: str, precision: str, device: str, b
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    learner = Learner(checkpoint, AlgorithmConfig(lr=1e-6), total_steps=steps + 1,
+    learner = Learner(checkpoint, LearnerSettings.from_config(AlgorithmConfig(lr=1e-6)), total_steps=steps + 1,
                       max_completion_length=batch.completion_ids.size(1), threads=torch.get_num_threads(),
                       device=device, precision=precision, implementation=implementation)
     times = []

@@ -34,7 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from rl.batch import LearnerBatch  # noqa: E402
 from rl.config import load_config  # noqa: E402
-from rl.learner import Learner, forward_positions  # noqa: E402
+from rl.learner import Learner  # noqa: E402
+from rl.learner_settings import LearnerSettings  # noqa: E402
+from rl.policy import forward_positions  # noqa: E402
 
 CONFIG = REPO / "experiments" / "tiny_code.yaml"
 
@@ -77,7 +79,8 @@ def main() -> int:
         tokenizer = load_tokenizer(policy)
         for rows in args.rows:
             batch = recipe_batch(problems, tokenizer, rows)
-            learners = {budget: Learner(policy, config.algorithm, total_steps=args.repeats + 2,
+            settings = LearnerSettings.from_config(config.algorithm)
+            learners = {budget: Learner(policy, settings, total_steps=args.repeats + 2,
                                         max_completion_length=config.rollout.max_new_tokens, threads=args.threads,
                                         pack=config.trainer.pack_sequences, micro_batch_positions=budget)
                         for budget in args.budgets}

@@ -106,21 +106,20 @@ def run_rollouts(checkpoint: str, args) -> dict:
 
 def learner_figures(checkpoint: str, rollouts: dict, threads: int, step_budget_s: float = 120.0) -> dict:
     """Per learner precision: step time on the fp32 engine's batch, and the mismatch against every engine."""
-    from types import SimpleNamespace
-
     import torch
 
     from model import load_tokenizer
     from rl.algos import k3_kl
     from rl.batch import LearnerBatch, RolloutBatch, Sample
     from rl.learner import Learner
+    from rl.learner_settings import LearnerSettings
 
     pad = load_tokenizer().pad_token_id
-    algorithm = SimpleNamespace(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1,
-                                mini_batches=1, max_grad_norm=1.0, lr=1e-6, lr_schedule="constant", warmup_steps=0,
-                                weight_decay=0.0, balance_bias_speed=0.0, importance_sampling_level="token",
-                                kl_bias_correction=True, delta=None, rollout_correction_cap=None,
-                                entropy_coeff=0.0, norm_lr_scale=1.0)
+    settings = LearnerSettings(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1,
+                               mini_batches=1, max_grad_norm=1.0, lr=1e-6, lr_schedule="constant", warmup_steps=0,
+                               weight_decay=0.0, balance_bias_speed=0.0, importance_sampling_level="token",
+                               kl_bias_correction=True, delta=None, rollout_correction_cap=None,
+                               entropy_coeff=0.0, norm_lr_scale=1.0)
 
     def batch_of(samples: list) -> LearnerBatch:
         rows = [Sample(*row) for row in samples]
@@ -129,7 +128,7 @@ def learner_figures(checkpoint: str, rollouts: dict, threads: int, step_budget_s
 
     figures = {}
     for precision in ("fp32", "bf16"):
-        learner = Learner(checkpoint, algorithm, total_steps=10, max_completion_length=64, threads=threads,
+        learner = Learner(checkpoint, settings, total_steps=10, max_completion_length=64, threads=threads,
                           precision=precision)
         entry: dict = {"mismatch": {}}
         for name, result in rollouts.items():

@@ -103,7 +103,8 @@ class GRPOTrainer:
         from model import load_tokenizer
         from rl.config import save_config
         from rl.data import PromptCursor
-        from rl.learner import LearnerGroup
+        from rl.learner_group import LearnerGroup
+        from rl.learner_settings import LearnerSettings
         from rl.logger import MetricsLogger
         from rl.prompt_filter import ZeroVarianceFilter
         from rl.rewarding import reward_worker_actor
@@ -127,9 +128,9 @@ class GRPOTrainer:
         self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
         num_learners = config.trainer.num_learners
         self.learners = LearnerGroup(
-            str(self.policy_path), config.algorithm, config.trainer.steps, config.rollout.max_new_tokens,
-            num_learners=num_learners, device=self.learner_device(), precision=config.trainer.precision,
-            temperature=config.rollout.temperature, seed=config.trainer.seed,
+            str(self.policy_path), LearnerSettings.from_config(config.algorithm), config.trainer.steps,
+            config.rollout.max_new_tokens, num_learners=num_learners, device=self.learner_device(),
+            precision=config.trainer.precision, temperature=config.rollout.temperature, seed=config.trainer.seed,
             threads=max(1, (os.cpu_count() or 1) // num_learners), resources=config.ray.learner_resources,
             pack=config.trainer.pack_sequences, micro_batch_positions=config.trainer.micro_batch_positions)
         self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights,

@@ -1,21 +1,40 @@
 import dataclasses
 import math
-from types import SimpleNamespace
 
 import pytest
+import ray
 import torch
 
-from model import load_pretrained, to_hf_state_dict
+from model import load_pretrained
 from rl.batch import LearnerBatch, RolloutBatch, Sample
-from rl.learner import Learner, lr_lambda, packed_rows, padding_fraction, parameter_groups
+from rl.config import AlgorithmConfig
+from rl.learner import Learner
+from rl.learner_group import LearnerGroup
+from rl.learner_settings import LearnerSettings
+from rl.optimizer import lr_lambda, parameter_groups
+from rl.policy import packed_rows, padding_fraction
+from rl.sharding import full_tensor
 
 
-def algorithm(**overrides):
+def settings(**overrides):
     values = dict(loss_type="dapo", epsilon_low=0.2, epsilon_high=0.28, beta=0.0, num_iterations=1, mini_batches=1,
                   max_grad_norm=1.0, lr=1e-3, lr_schedule="constant", warmup_steps=0, weight_decay=0.0,
                   balance_bias_speed=0.001, importance_sampling_level="token", kl_bias_correction=True, delta=None,
-                  entropy_coeff=0.0, norm_lr_scale=1.0)
-    return SimpleNamespace(**(values | overrides))
+                  entropy_coeff=0.0, norm_lr_scale=1.0, rollout_correction_cap=None)
+    return LearnerSettings(**(values | overrides))
+
+
+def applied_gradients(learner):
+    """The gradients the last optimizer step applied (after clipping), whole and on the CPU, by parameter name
+    (sharded ones gathered: every learner of a group must call)."""
+    return {name: full_tensor(p.grad).detach().cpu() for name, p in learner.policy.named_parameters()
+            if p.grad is not None}
+
+
+def group_applied_gradients(group):
+    """applied_gradients of a LearnerGroup's learners, run on every one of them (each gathers the same whole
+    gradients)."""
+    return ray.get([actor.__ray_call__.remote(applied_gradients) for actor in group.actors])[0]
 
 
 def rollout_batch(policy, prompts, completions, advantages):
@@ -31,7 +50,7 @@ def rollout_batch(policy, prompts, completions, advantages):
 
 
 def test_learner_logprobs_line_up_with_each_completion(tiny_checkpoint):
-    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=8)
+    learner = Learner(str(tiny_checkpoint), settings(), total_steps=1, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     prompts = [[0, 3, 10, 11, 4], [0, 3, 12, 4]]
     completions = [[20, 21, 22], [30, 31, 32, 33, 34]]
@@ -49,16 +68,16 @@ def test_packed_rows_give_the_padded_rows_logprobs_and_step(tiny_checkpoint):
     completions = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (2, 8, 2, 1, 3)]
     batch = LearnerBatch.from_rollouts(rollout_batch(policy, prompts, completions, [1.0, -1.0, 0.5, -0.5, 1.0]),
                                        pad_id=2, mask_truncated=True)
-    padded = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=8, pack=False)
-    packed = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=8, pack=True)
+    padded = Learner(str(tiny_checkpoint), settings(), total_steps=1, max_completion_length=8, pack=False)
+    packed = Learner(str(tiny_checkpoint), settings(), total_steps=1, max_completion_length=8, pack=True)
     mask = batch.completion_mask
     torch.testing.assert_close(packed.logprobs(batch) * mask, padded.logprobs(batch) * mask, atol=1e-5, rtol=0)
     packed_metrics, padded_metrics = packed.train_step(batch), padded.train_step(batch)
     assert packed_metrics["learner/padding_frac"] < padded_metrics["learner/padding_frac"]
     torch.testing.assert_close(packed_metrics["loss"], padded_metrics["loss"], atol=1e-6, rtol=1e-4)
     # The gradients, not the weights: AdamW's first step is sign-like, so rounding flips near-zero entries.
-    padded_grads = padded.gradients()
-    for name, grad in packed.gradients().items():
+    padded_grads = applied_gradients(padded)
+    for name, grad in applied_gradients(packed).items():
         torch.testing.assert_close(grad, padded_grads[name], atol=1e-4 * padded_grads[name].abs().max().item(),
                                    rtol=0, msg=name)
 
@@ -85,17 +104,17 @@ def test_rollout_correction_weights_each_token_by_the_capped_learner_to_engine_r
     gradients = {}
     for name, shift, cap in (("exact", 0.0, None), ("ratio 1.5", math.log(1.5), 2.0), ("ratio 3, capped", math.log(3), 2.0)):
         batch = dataclasses.replace(exact, rollout_logprobs=exact.rollout_logprobs - shift * exact.completion_mask)
-        learner = Learner(str(tiny_checkpoint), algorithm(rollout_correction_cap=cap, max_grad_norm=1e9),
+        learner = Learner(str(tiny_checkpoint), settings(rollout_correction_cap=cap, max_grad_norm=1e9),
                           total_steps=1, max_completion_length=8)
         learner.train_step(batch)
-        gradients[name] = learner.gradients()["lm_head.weight"]
+        gradients[name] = applied_gradients(learner)["lm_head.weight"]
     reference = gradients["exact"].abs().max().item()
     torch.testing.assert_close(gradients["ratio 1.5"], 1.5 * gradients["exact"], atol=1e-4 * reference, rtol=0)
     torch.testing.assert_close(gradients["ratio 3, capped"], 2.0 * gradients["exact"], atol=1e-4 * reference, rtol=0)
 
 
 def test_train_step_moves_probability_toward_positive_advantages(tiny_checkpoint):
-    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=5, max_completion_length=8)
+    learner = Learner(str(tiny_checkpoint), settings(), total_steps=5, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     prompts = [[0, 3, 10, 11, 4]] * 2
     completions = [[20, 21, 22], [30, 31, 32]]
@@ -113,7 +132,7 @@ def test_train_step_moves_probability_toward_positive_advantages(tiny_checkpoint
 def test_entropy_coeff_lowers_or_raises_the_completions_entropy(tiny_checkpoint, entropy_coeff):
     """With zero advantages the policy loss has no gradient, so the step follows the entropy term alone: negative
     sharpens the distributions at the completion positions, positive flattens them."""
-    learner = Learner(str(tiny_checkpoint), algorithm(entropy_coeff=entropy_coeff), total_steps=5,
+    learner = Learner(str(tiny_checkpoint), settings(entropy_coeff=entropy_coeff), total_steps=5,
                       max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     prompts = [[0, 3, 10, 11, 4]] * 2
@@ -138,7 +157,7 @@ def test_parameter_groups_put_the_rmsnorm_gains_apart_only_when_scaled(tiny_chec
 def test_norm_lr_scale_moves_the_gains_that_much_faster(tiny_checkpoint):
     """AdamW's first step moves every parameter with a gradient by lr (m / sqrt(v) = sign(g)), so the gains move
     by lr * norm_lr_scale and nothing moves further than that."""
-    learner = Learner(str(tiny_checkpoint), algorithm(lr=1e-4, norm_lr_scale=30.0), total_steps=5,
+    learner = Learner(str(tiny_checkpoint), settings(lr=1e-4, norm_lr_scale=30.0), total_steps=5,
                       max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     before = {name: p.detach().clone() for name, p in learner.policy.named_parameters()}
@@ -153,7 +172,7 @@ def test_norm_lr_scale_moves_the_gains_that_much_faster(tiny_checkpoint):
 
 
 def test_first_step_sees_no_mismatch_and_truncated_completions_are_masked(tiny_checkpoint):
-    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=8)
+    learner = Learner(str(tiny_checkpoint), settings(), total_steps=1, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     rollouts = rollout_batch(policy, [[0, 3, 10, 4]] * 2, [[5, 6], [7, 8]], [1.0, -1.0])
     rollouts.samples[1].truncated = True
@@ -164,18 +183,28 @@ def test_first_step_sees_no_mismatch_and_truncated_completions_are_masked(tiny_c
 
 
 def test_save_load_restores_policy_optimizer_and_version(tiny_checkpoint, tmp_path):
-    learner = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4, max_completion_length=8)
+    learner = Learner(str(tiny_checkpoint), settings(beta=0.01), total_steps=4, max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = LearnerBatch.from_rollouts(rollout_batch(policy, [[0, 3, 10, 4]] * 2, [[5, 6], [7, 8]], [1.0, -1.0]),
                                        2, True)
     learner.train_step(batch)
     learner.save(str(tmp_path))
     expected = learner.train_step(batch)
-    restored = Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4, max_completion_length=8)
+    restored = Learner(str(tiny_checkpoint), settings(beta=0.01), total_steps=4, max_completion_length=8)
     restored.load(str(tmp_path))
     assert restored.version == 1
     again = restored.train_step(batch)
     assert abs(again["loss"] - expected["loss"]) < 1e-6 and abs(again["grad_norm"] - expected["grad_norm"]) < 1e-5
+
+
+def test_settings_from_config_are_the_algorithm_sections_fields():
+    algorithm = AlgorithmConfig(loss_type="grpo", beta=0.01, delta=1.5, rollout_correction_cap=2.0, norm_lr_scale=3.0)
+    learner_settings = LearnerSettings.from_config(algorithm)
+    assert {f.name: getattr(learner_settings, f.name) for f in dataclasses.fields(LearnerSettings)} == {
+        f.name: getattr(algorithm, f.name) for f in dataclasses.fields(LearnerSettings)}
+    assert (learner_settings.loss_type, learner_settings.rollout_correction_cap) == ("grpo", 2.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        learner_settings.lr = 1.0
 
 
 def test_learning_rate_schedules():
@@ -185,7 +214,7 @@ def test_learning_rate_schedules():
 
 
 def test_several_iterations_and_mini_batches_use_the_logprobs_from_before_the_update(tiny_checkpoint):
-    learner = Learner(str(tiny_checkpoint), algorithm(num_iterations=2, mini_batches=2), total_steps=1,
+    learner = Learner(str(tiny_checkpoint), settings(num_iterations=2, mini_batches=2), total_steps=1,
                       max_completion_length=8)
     policy = load_pretrained(tiny_checkpoint).eval()
     prompts = [[0, 3, 10, 4]] * 4
@@ -209,7 +238,7 @@ def test_micro_batches_accumulate_the_whole_mini_batchs_gradient(tiny_checkpoint
     step the whole mini-batch takes. Gradients are compared (see test_two_learners_take_the_step_one_learner_takes
     for why, and for the tolerances: the micro-batches add partial sums in another order, nothing more); a wrong
     weighting of a part moves whole tensors by tens of percent."""
-    config = algorithm(**overrides, lr=0.0)
+    config = settings(**overrides, lr=0.0)
     policy = load_pretrained(tiny_checkpoint).eval()
     generator = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (7, 3, 2, 9, 4, 5)]
@@ -221,20 +250,14 @@ def test_micro_batches_accumulate_the_whole_mini_batchs_gradient(tiny_checkpoint
     expected, metrics = whole.train_step(batch), parts.train_step(batch)
     assert metrics["learner/micro_batches"] >= 2  # (2 at 3 rows a mini-batch, 4 at 6)
     assert metrics["learner/padding_frac"] < expected["learner/padding_frac"]
-    reference = whole.gradients()
+    reference = applied_gradients(whole)
     scale = max(t.abs().max().item() for t in reference.values())
     assert scale > 0
-    for name, gradient in parts.gradients().items():
+    for name, gradient in applied_gradients(parts).items():
         torch.testing.assert_close(gradient, reference[name], atol=5e-5 * scale, rtol=1e-4, msg=lambda m: f"{name}: {m}")
         assert (gradient - reference[name]).norm() <= 1e-2 * reference[name].norm(), name
     for key in ("loss", "grad_norm", "entropy", "actor/ratio_mean", "mismatch/logprob_abs_diff_mean"):
         assert metrics[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
-
-
-def _hf_weights(learner):
-    from rl.learner import checkpoint_state_dict
-
-    return checkpoint_state_dict(learner.policy, learner._full_state_dict(learner.policy))
 
 
 @pytest.mark.parametrize("n_samples, overrides", [
@@ -263,10 +286,8 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
     kernels, while a wrong loss weighting (a shard counted twice, a wrong token normaliser) moves every tensor by
     tens of percent of its norm.
     """
-    from rl.learner import LearnerGroup
-
     micro_batch_positions = overrides.pop("micro_batch_positions", 0)
-    config = algorithm(**overrides, lr=0.0)
+    config = settings(**overrides, lr=0.0)
     policy = load_pretrained(tiny_checkpoint).eval()
     completions = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16]][:n_samples]
     advantages = [1.0, -1.0, 0.5, -0.5, 0.25][:n_samples]
@@ -274,12 +295,12 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
                                        2, True)
     single = Learner(str(tiny_checkpoint), config, total_steps=2, max_completion_length=8)
     expected = single.train_step(batch)
-    reference = single.gradients()
+    reference = applied_gradients(single)
     group = LearnerGroup(str(tiny_checkpoint), config, total_steps=2, max_completion_length=8, num_learners=2,
                          micro_batch_positions=micro_batch_positions)
     try:
         metrics = group.train_step(batch)
-        gradients = group.gradients()
+        gradients = group_applied_gradients(group)
     finally:
         group.kill()
     assert gradients.keys() == reference.keys()
@@ -300,9 +321,7 @@ def test_two_learners_take_the_step_one_learner_takes(tiny_checkpoint, ray_sessi
 
 def test_two_learners_save_what_one_learner_resumes_from(tiny_checkpoint, ray_session, tmp_path):
     """A sharded group's checkpoint (weights and the gathered optimizer state) continues exactly on one learner."""
-    from rl.learner import LearnerGroup
-
-    config = algorithm(beta=0.01)
+    config = settings(beta=0.01)
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = LearnerBatch.from_rollouts(rollout_batch(policy, [[0, 3, 10, 4]] * 4, [[5, 6], [7, 8], [9], [11, 12]],
                                                      [1.0, -1.0, 0.5, -0.5]), 2, True)
@@ -336,7 +355,7 @@ def batch_of(policy, advantages=(1.0, -1.0, 0.5, -0.5)):
 def test_gpu_logprobs_match_the_cpu_fp32_policy(tiny_checkpoint, precision, tolerance):
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = batch_of(policy)
-    learner = Learner(str(tiny_checkpoint), algorithm(), total_steps=1, max_completion_length=32, device="cuda",
+    learner = Learner(str(tiny_checkpoint), settings(), total_steps=1, max_completion_length=32, device="cuda",
                       precision=precision)
     assert next(learner.policy.parameters()).device.type == "cuda"
     assert next(learner.policy.parameters()).dtype == torch.float32  # master weights stay fp32
@@ -357,7 +376,7 @@ def test_gpu_step_moves_the_policy_as_the_cpu_fp32_step_does(tiny_checkpoint, pr
     """The change of each completion's logprob over one update (lr 1e-4; about -0.7 to -3 nats here)."""
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = batch_of(policy)
-    make = lambda device, precision: Learner(str(tiny_checkpoint), algorithm(beta=0.01, lr=1e-4),  # noqa: E731
+    make = lambda device, precision: Learner(str(tiny_checkpoint), settings(beta=0.01, lr=1e-4),  # noqa: E731
                                              total_steps=4, max_completion_length=32, device=device,
                                              precision=precision)
     expected = logprob_change_after_one_step(make("cpu", "fp32"), batch)
@@ -369,7 +388,7 @@ def test_gpu_step_moves_the_policy_as_the_cpu_fp32_step_does(tiny_checkpoint, pr
 def test_gpu_bf16_checkpoint_resumes_exactly(tiny_checkpoint, tmp_path):
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = batch_of(policy)
-    make = lambda: Learner(str(tiny_checkpoint), algorithm(beta=0.01), total_steps=4,  # noqa: E731
+    make = lambda: Learner(str(tiny_checkpoint), settings(beta=0.01), total_steps=4,  # noqa: E731
                            max_completion_length=32, device="cuda", precision="bf16")
     learner = make()
     learner.train_step(batch)
@@ -389,17 +408,17 @@ import json, sys
 import torch
 from safetensors.torch import save_file
 from torch.distributed import TCPStore, destroy_process_group
-from types import SimpleNamespace
-from rl.learner import Learner, checkpoint_state_dict
+from rl.learner import Learner
+from rl.learner_settings import LearnerSettings
 
-checkpoint, batch_file, out, device, precision, algorithm = sys.argv[1:]
+checkpoint, batch_file, out, device, precision, settings = sys.argv[1:]
 torch.set_num_threads(1)
 batch = torch.load(batch_file, weights_only=False)
 store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
-learner = Learner(checkpoint, SimpleNamespace(**json.loads(algorithm)), total_steps=4, max_completion_length=32,
+learner = Learner(checkpoint, LearnerSettings(**json.loads(settings)), total_steps=4, max_completion_length=32,
                   device=device, precision=precision, store_address=("127.0.0.1", store.port))
 first = learner.train_step(batch)
-save_file(checkpoint_state_dict(learner.policy, learner._full_state_dict(learner.policy)), out + "/weights.safetensors")
+save_file(learner.checkpoint_weights(), out + "/weights.safetensors")
 learner.save(out + "/checkpoint")
 second = learner.train_step(batch)
 destroy_process_group()
@@ -423,9 +442,9 @@ def test_an_fsdp_group_of_one_takes_the_plain_learners_step_and_checkpoints(tiny
     policy = load_pretrained(tiny_checkpoint).eval()
     batch = batch_of(policy)
     torch.save(batch, tmp_path / "batch.pt")
-    config = algorithm(beta=0.01)
+    config = settings(beta=0.01)
     run = subprocess.run([sys.executable, "-c", FSDP_OF_ONE, str(tiny_checkpoint), str(tmp_path / "batch.pt"),
-                          str(tmp_path), device, precision, json.dumps(vars(config))],
+                          str(tmp_path), device, precision, json.dumps(dataclasses.asdict(config))],
                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2])
     assert run.returncode == 0, run.stderr[-3000:]
     sharded = json.loads(run.stdout.strip().splitlines()[-1])
@@ -434,7 +453,7 @@ def test_an_fsdp_group_of_one_takes_the_plain_learners_step_and_checkpoints(tiny
                            device=device, precision=precision)
     plain = make()
     expected = plain.train_step(batch)
-    reference = _hf_weights(plain)
+    reference = plain.checkpoint_weights()
     for name, tensor in load_file(str(tmp_path / "weights.safetensors")).items():
         torch.testing.assert_close(tensor, reference[name], atol=2e-6, rtol=1e-4, msg=name)
     assert sharded["first"]["grad_norm"] == pytest.approx(expected["grad_norm"], rel=1e-4)
