@@ -1,58 +1,32 @@
 """`solve`: one problem, one search method, a token budget -> the answer, its path, the tokens spent and the tree.
 
-Every method runs through a `SearchContext` (search/tree.py), so the same counter measures all of them. The tree
-exports to JSON (each node: step, prior, visits, value, verdict; the chosen path marked) and loads back.
+Every method runs through a `SearchContext` (search/context.py), so the same counter measures all of them; the
+methods and their options are search/methods.py's table. The tree exports to JSON (each node: step, prior, visits,
+value, verdict; the chosen path marked) and to a page for a browser (search/html.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from rewards.math_answer import grade_answer
-from search.baselines import beam_search, best_of_n, dvts, greedy, self_consistency, weighted_best_of_n
 from search.batching import map_concurrently
+from search.context import SearchContext
 from search.generator import StepGenerator, TokenCounter, split_steps
-from search.tree import Node, SearchContext, ValueFn, Verifier, check_mcts_options, mcts
+from search.html import tree_html
+from search.methods import CONTEXT_OPTIONS, METHODS, build_algorithm, check_options, method_options
+from search.task import MathTask, Task, ValueFn, Verifier, require, verifier_for
+from search.tree import Node, tree_to_dict
 
 __all__ = ["METHODS", "SearchResult", "solve", "method_options", "check_options", "solve_many", "verifier_for",
-           "tree_to_dict", "tree_from_dict"]
-
-METHODS: dict[str, Callable[..., tuple[Node, Node | None, float | None]]] = {
-    "mcts": mcts, "greedy": greedy, "self_consistency": self_consistency, "best_of_n": best_of_n,
-    "weighted_best_of_n": weighted_best_of_n, "beam": beam_search, "dvts": dvts,
-}
-# Options every method shares; the rest go to the method itself.
-_CONTEXT_OPTIONS = {f.name for f in dataclasses.fields(SearchContext)} - {
-    "generator", "prompt_ids", "problem", "value_fn", "verifier", "budget_tokens", "counter"}
-
-
-def method_options(method: str) -> list[str]:
-    """The options `solve` takes for a method: the shared SearchContext ones and the method's own."""
-    own = [name for name in inspect.signature(METHODS[method]).parameters if name != "ctx"]
-    return sorted(_CONTEXT_OPTIONS | set(own))
-
-
-def check_options(method: str, options: dict[str, Any]) -> None:
-    """Raise ValueError naming the method and the options it lacks (and, for mcts, the values and combinations it
-    refuses), before any engine starts."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: one of {sorted(METHODS)}")
-    unknown = sorted(set(options) - set(method_options(method)))
-    if unknown:
-        raise ValueError(f"{method} has no option {', '.join(unknown)}: its options are "
-                         f"{', '.join(method_options(method))}")
-    if method == "mcts":
-        check_mcts_options(**options)
+           "tree_to_dict"]
 
 
 @dataclass
 class SearchResult:
     method: str
-    answer: str | None  # the chosen solution's last \boxed{}; None when no solution was finished
+    answer: str | None  # the chosen solution's answer (math: its last \boxed{}); None when no solution was finished
     steps: list[str]  # the chosen solution, step by step
     value: float | None  # the chosen solution's value (MCTS, reward models) or vote share (self-consistency)
     correct: bool | None  # the verifier's verdict on the chosen solution, where a verifier or gold was given
@@ -75,20 +49,13 @@ class SearchResult:
 
     def to_html(self, title: str = "search tree") -> str:
         """A self-contained page to open in a browser (search/html.py): every node, the chosen path marked."""
-        from search.html import tree_html
-
         return tree_html(self.to_dict(), title)
 
 
-def verifier_for(gold: object) -> Verifier:
-    """A verifier from the gold answer, with the grader training pays with. It calls math-verify in this process,
-    which needs the main thread (docs/ARCHITECTURE.md); from threads or actors, grade through rewards' pool."""
-    return lambda text: grade_answer(text, gold).correct
-
-
 def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = "mcts", *,
-          budget_tokens: int = 4096, value_fn: ValueFn | None = None, verifier: Verifier | None = None,
-          gold: object = None, **options: Any) -> SearchResult:
+          budget_tokens: int = 4096, value_fn: ValueFn | None = None,
+          verifier: Verifier | None = None, gold: object = None, task: Task | None = None,
+          **options: Any) -> SearchResult:
     """Search for the answer to one problem.
 
     Args:
@@ -100,20 +67,33 @@ def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = 
         value_fn: (problem, steps) -> [0, 1]: the PRM / ORM / value model.
         verifier: solution text -> correct; built from `gold` when only that is given. MCTS uses it in search only
             with `rollout_weight > 0`; otherwise it only grades the result.
-        options: SearchContext's (temperature, max_step_tokens, max_tokens, max_depth, seed) and the method's.
+        gold: the gold answer.
+        task: the task (search.task.Task) instead of value_fn, verifier and gold (default: a MathTask of them).
+        options: SearchContext's (temperature, step_temperature, max_step_tokens, max_tokens, max_depth, seed) and
+            the method's (`method_options(method)`).
+
+    Returns:
+        The answer, the chosen solution's steps, its value and verdict, the tokens spent and the tree.
+
+    Raises:
+        ValueError: an unknown method or option, a value or combination the method refuses, or a value function or
+            verifier it needs and lacks; all before any generation.
     """
-    check_options(method, options)
+    if task is not None and (value_fn, verifier, gold) != (None, None, None):
+        raise ValueError("give the task, or its value_fn, verifier and gold, not both")
+    algorithm = build_algorithm(method, options)
+    if task is None:
+        task = MathTask(value_fn, verifier if verifier is not None or gold is None else verifier_for(gold))
+    require(task, algorithm.requires, method)
     prompt_ids = generator.encode(problem) if isinstance(problem, str) else list(problem)
     text = problem if isinstance(problem, str) else generator.decode(prompt_ids)
-    if verifier is None and gold is not None:
-        verifier = verifier_for(gold)
-    shared = {name: options.pop(name) for name in list(options) if name in _CONTEXT_OPTIONS}
-    ctx = SearchContext(generator, prompt_ids, text, value_fn=value_fn, verifier=verifier,
-                        budget_tokens=budget_tokens, **shared)
-    tree, chosen, value = METHODS[method](ctx, **options)
+    ctx = SearchContext(generator, prompt_ids, text, task=task, budget_tokens=budget_tokens,
+                        **{name: value for name, value in options.items() if name in CONTEXT_OPTIONS})
+    tree, chosen, value = algorithm(ctx)
     solution = chosen.text() if chosen else ""
-    return SearchResult(method=method, answer=chosen.answer if chosen else None, steps=split_steps(solution),
-                        value=value, correct=bool(verifier(solution)) if verifier and chosen else None,
+    return SearchResult(method=method, answer=chosen.answer if chosen else None,
+                        steps=split_steps(solution, task.step_end), value=value,
+                        correct=bool(task.verifier(solution)) if task.verifier and chosen else None,
                         tokens=ctx.counter, tree=tree, chosen=chosen)
 
 
@@ -135,30 +115,3 @@ def solve_many(prompts: Sequence[Sequence[int]], generator: StepGenerator, metho
     if concurrency <= 1:
         return [one(generator, value_fn, item) for item in items]
     return map_concurrently(one, items, concurrency, generator, value_fn)
-
-
-_NODE_FIELDS = ("step", "token_ids", "logprob", "prior", "visits", "value_sum", "score", "terminal", "pruned",
-                "stop_reason", "answer", "correct")
-
-
-def tree_to_dict(node: Node, chosen: Node | None = None) -> dict[str, Any]:
-    """The tree as plain data: each node's fields, its mean `value`, and `chosen` on the chosen path (root too)."""
-    on_path = {id(n) for n in ([node, *chosen.path()] if chosen else [])}
-
-    def export(n: Node) -> dict[str, Any]:
-        return {**{name: getattr(n, name) for name in _NODE_FIELDS}, "value": n.value, "chosen": id(n) in on_path,
-                "children": [export(c) for c in n.children]}
-
-    return export(node)
-
-
-def tree_from_dict(data: dict[str, Any]) -> tuple[Node, Node | None]:
-    """The tree `tree_to_dict` wrote, and the end of its chosen path (None when nothing was chosen)."""
-    node = Node(**{name: data[name] for name in _NODE_FIELDS if name in data})  # older exports lack "pruned"
-    chosen = node if data["chosen"] else None
-    for child_data in data["children"]:
-        child, child_chosen = tree_from_dict(child_data)
-        child.parent = node
-        node.children.append(child)
-        chosen = child_chosen or chosen
-    return node, chosen

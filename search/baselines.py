@@ -1,31 +1,37 @@
-"""The methods MCTS has to beat at equal tokens, with MCTS's call shape: `method(ctx, **options) -> (root, chosen
-node, value)`.
+"""The methods MCTS has to beat at equal tokens, each called like every search method: `method(ctx) -> Outcome`.
 
 Sampling methods hang each whole solution under the root as one terminal node; step methods (beam search, DVTS)
 grow a tree of steps like MCTS's, with each node's PRM score as its value. Every method stops starting generator
 calls once the budget is spent (a tree method that has finished no solution by then makes one more, greedy, to
-answer: `finish_best_leaf`); the tokens it used are in `ctx.counter`.
+answer: `finish_best_leaf`); the tokens it used are in `ctx.counter`. Options are the classes' fields; none keeps
+state between calls.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from typing import ClassVar
 
-from search.tree import Node, SearchContext, answer_key, backup, choose_answer, finish_best_leaf
+from search.context import SearchContext, finish_best_leaf
+from search.tree import Node, Outcome, backup, check_answer_by, choose_answer
 
-__all__ = ["greedy", "self_consistency", "best_of_n", "weighted_best_of_n", "beam_search", "dvts"]
-
-Outcome = tuple[Node, Node | None, float | None]  # (root of the tree, the chosen solution, its value)
+__all__ = ["Greedy", "SelfConsistency", "BestOfN", "WeightedBestOfN", "BeamSearch", "DVTS"]
 
 
-def greedy(ctx: SearchContext) -> Outcome:
+@dataclass(frozen=True)
+class Greedy:
     """One solution at temperature 0."""
-    root = Node()
-    (solution,) = ctx.complete(root, 1, temperature=0.0)
-    return root, solution, None
+
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __call__(self, ctx: SearchContext) -> Outcome:
+        root = Node()
+        (solution,) = ctx.complete(root, 1, temperature=0.0)
+        return Outcome(root, solution, None)
 
 
-def _sample_solutions(ctx: SearchContext, n: int | None, batch: int) -> Node:
+def sample_solutions(ctx: SearchContext, n: int | None, batch: int) -> Node:
     """Whole solutions, `batch` per call, until n are drawn (n=None: until the budget is spent)."""
     root = Node()
     while not ctx.out_of_budget and (n is None or len(root.children) < n):
@@ -33,41 +39,64 @@ def _sample_solutions(ctx: SearchContext, n: int | None, batch: int) -> Node:
     return root
 
 
-def self_consistency(ctx: SearchContext, *, n: int | None = None, batch: int = 4) -> Outcome:
-    """Majority vote over the sampled answers (ties go to the answer seen first); value = the winner's vote share."""
-    root = _sample_solutions(ctx, n, batch)
-    answered = [c for c in root.children if c.answer is not None]
-    if not answered:
-        return root, None, None
-    votes = Counter(answer_key(c.answer) for c in answered)  # Counter keeps first-seen order among ties
-    winner, count = votes.most_common(1)[0]
-    chosen = next(c for c in answered if answer_key(c.answer) == winner)
-    return root, chosen, count / len(root.children)
+@dataclass(frozen=True)
+class SelfConsistency:
+    """Majority vote over the sampled answers (ties go to the answer seen first); value = the winner's vote share.
+
+    Attributes:
+        n: solutions to sample (None: as many as the budget buys).
+        batch: solutions per generator call.
+    """
+
+    n: int | None = None
+    batch: int = 4
+
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __call__(self, ctx: SearchContext) -> Outcome:
+        root = sample_solutions(ctx, self.n, self.batch)
+        answered = [c for c in root.children if c.answer is not None]
+        if not answered:
+            return Outcome(root, None, None)
+        vote_key = ctx.task.vote_key
+        votes = Counter(vote_key(c.answer) for c in answered)  # Counter keeps first-seen order among ties
+        winner, count = votes.most_common(1)[0]
+        chosen = next(c for c in answered if vote_key(c.answer) == winner)
+        return Outcome(root, chosen, count / len(root.children))
 
 
-def _scored_solutions(ctx: SearchContext, n: int | None, batch: int) -> Node:
-    root = _sample_solutions(ctx, n, batch)
-    for solution in root.children:
-        solution.score = ctx.reward(solution)
-        backup(solution, solution.score)
-    return root
+@dataclass(frozen=True)
+class BestOfN:
+    """The sampled solution the outcome reward model (the value function on the whole solution) scores highest.
+
+    Attributes:
+        n: solutions to sample (None: as many as the budget buys).
+        batch: solutions per generator call.
+    """
+
+    n: int | None = None
+    batch: int = 4
+
+    requires: ClassVar[tuple[str, ...]] = ("value_fn",)
+    answer_by: ClassVar[str] = "value"
+
+    def __call__(self, ctx: SearchContext) -> Outcome:
+        root = sample_solutions(ctx, self.n, self.batch)
+        for solution in root.children:
+            solution.score = ctx.reward(solution)
+            backup(solution, solution.score)
+        chosen = choose_answer(root.children, self.answer_by, ctx.task.vote_key)
+        return Outcome(root, chosen, chosen.value if chosen else None)
 
 
-def best_of_n(ctx: SearchContext, *, n: int | None = None, batch: int = 4) -> Outcome:
-    """The sampled solution the outcome reward model (`value_fn` on the whole solution) scores highest."""
-    root = _scored_solutions(ctx, n, batch)
-    chosen = choose_answer(root.children, "value")
-    return root, chosen, chosen.value if chosen else None
-
-
-def weighted_best_of_n(ctx: SearchContext, *, n: int | None = None, batch: int = 4) -> Outcome:
+@dataclass(frozen=True)
+class WeightedBestOfN(BestOfN):
     """The answer whose solutions' ORM scores sum highest (search-and-learn's weighted best-of-N)."""
-    root = _scored_solutions(ctx, n, batch)
-    chosen = choose_answer(root.children, "vote")
-    return root, chosen, chosen.value if chosen else None
+
+    answer_by: ClassVar[str] = "vote"
 
 
-def _beam_step(ctx: SearchContext, frontier: list[Node], width: int, k: int, finished: list[Node]) -> list[Node]:
+def beam_step(ctx: SearchContext, frontier: list[Node], width: int, k: int, finished: list[Node]) -> list[Node]:
     """Expand each open node with k steps, score them with the PRM, move terminal ones to `finished` (they hold
     beam slots) and return the best `width - len(finished)` open ones."""
     candidates = []
@@ -83,26 +112,61 @@ def _beam_step(ctx: SearchContext, frontier: list[Node], width: int, k: int, fin
     return open_nodes[:max(0, width - len(finished))]
 
 
-def beam_search(ctx: SearchContext, *, beam_width: int = 4, num_children: int = 4, answer_by: str = "value",
-                ) -> Outcome:
+@dataclass(frozen=True)
+class BeamSearch:
     """Step-level beam search with a PRM: keep the `beam_width` best partial solutions, each expanded by
-    `num_children` sampled steps, until `beam_width` solutions are finished or the budget is spent."""
-    root, finished = Node(), []
-    frontier = [root]
-    while frontier and not ctx.out_of_budget:
-        frontier = _beam_step(ctx, frontier, beam_width, num_children, finished)
-    chosen = choose_answer(finished, answer_by) or finish_best_leaf(ctx, root, ctx.reward)
-    return root, chosen, chosen.value if chosen else None
+    `num_children` sampled steps, until `beam_width` solutions are finished or the budget is spent.
+
+    Attributes:
+        beam_width: partial solutions kept.
+        num_children: next steps sampled for each.
+        answer_by: the answer rule (search.tree.ANSWER_RULES) over the finished solutions.
+    """
+
+    beam_width: int = 4
+    num_children: int = 4
+    answer_by: str = "value"
+
+    requires: ClassVar[tuple[str, ...]] = ("value_fn",)
+
+    def __post_init__(self):
+        check_answer_by(self.answer_by)
+
+    def __call__(self, ctx: SearchContext) -> Outcome:
+        root, finished = Node(), []
+        frontier = [root]
+        while frontier and not ctx.out_of_budget:
+            frontier = beam_step(ctx, frontier, self.beam_width, self.num_children, finished)
+        chosen = choose_answer(finished, self.answer_by, ctx.task.vote_key) or finish_best_leaf(ctx, root, ctx.reward)
+        return Outcome(root, chosen, chosen.value if chosen else None)
 
 
-def dvts(ctx: SearchContext, *, num_subtrees: int = 4, num_children: int = 4, answer_by: str = "vote") -> Outcome:
+@dataclass(frozen=True)
+class DVTS:
     """Diverse verifier tree search: the root's first steps start independent width-1 beams, advanced in lock step
-    so that each gets an equal share of the budget; the answer is voted over their solutions."""
-    root, finished = Node(), []
-    frontiers = [[node] for node in _beam_step(ctx, [root], num_subtrees, num_subtrees, finished)]
-    done: list[list[Node]] = [[] for _ in frontiers]
-    while any(frontiers) and not ctx.out_of_budget:
-        frontiers = [_beam_step(ctx, f, 1, num_children, d) if f else [] for f, d in zip(frontiers, done)]
-    solutions = finished + [n for d in done for n in d]
-    chosen = choose_answer(solutions, answer_by) or finish_best_leaf(ctx, root, ctx.reward)
-    return root, chosen, chosen.value if chosen else None
+    so that each gets an equal share of the budget; the answer is voted over their solutions.
+
+    Attributes:
+        num_subtrees: first steps sampled, each the root of one beam.
+        num_children: next steps sampled for each beam's node.
+        answer_by: the answer rule (search.tree.ANSWER_RULES) over the finished solutions.
+    """
+
+    num_subtrees: int = 4
+    num_children: int = 4
+    answer_by: str = "vote"
+
+    requires: ClassVar[tuple[str, ...]] = ("value_fn",)
+
+    def __post_init__(self):
+        check_answer_by(self.answer_by)
+
+    def __call__(self, ctx: SearchContext) -> Outcome:
+        root, finished = Node(), []
+        frontiers = [[node] for node in beam_step(ctx, [root], self.num_subtrees, self.num_subtrees, finished)]
+        done: list[list[Node]] = [[] for _ in frontiers]
+        while any(frontiers) and not ctx.out_of_budget:
+            frontiers = [beam_step(ctx, f, 1, self.num_children, d) if f else [] for f, d in zip(frontiers, done)]
+        solutions = finished + [n for d in done for n in d]
+        chosen = choose_answer(solutions, self.answer_by, ctx.task.vote_key) or finish_best_leaf(ctx, root, ctx.reward)
+        return Outcome(root, chosen, chosen.value if chosen else None)

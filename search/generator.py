@@ -3,8 +3,8 @@
 Search asks an engine one thing: continue a token prefix with k samples, each stopping at the end of a reasoning
 step (`STEP_DELIMITER`), at the end of text, or at a token limit, and say how it stopped and how likely the sampled
 tokens were. A local vLLM engine meets the protocol with `SamplingParams(n=k, stop=stop, max_tokens=...,
-temperature=..., seed=..., logprobs=0, include_stop_str_in_output=True)`; rl's rollout workers will once their
-sampling call moves below rl/ (docs/ARCHITECTURE.md, "Not built yet").
+temperature=..., seed=..., logprobs=0, include_stop_str_in_output=True)` (search/vllm_generator.py); rl's rollout
+workers run their searches next to their own engine that way.
 
 Compute is counted in three kinds that never mix: tokens the policy generated (the budget), prompt tokens sent to
 the policy for prefill, and tokens a reward model read. Sibling expansions and rollouts share prefixes, so the
@@ -70,9 +70,9 @@ def continue_many(generator: StepGenerator, prefixes: Sequence[list[int]], k: in
             for prefix, seed in zip(prefixes, seeds, strict=True)]
 
 
-def split_steps(text: str) -> list[str]:
+def split_steps(text: str, delimiter: str = STEP_DELIMITER) -> list[str]:
     """A solution's steps, each keeping its delimiter, so that `"".join(split_steps(text)) == text`."""
-    return [step for step in re.split(f"(?<={re.escape(STEP_DELIMITER)})", text) if step]
+    return [step for step in re.split(f"(?<={re.escape(delimiter)})", text) if step]
 
 
 @dataclass

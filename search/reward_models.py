@@ -14,6 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from model import load_tokenizer
+from model.reward_model import load_reward_model, score_steps
+from rewards import check_steps, step_summary
+
 __all__ = ["LearnedRewardModel", "step_checker_scores", "step_checker_value", "combined_scores", "CombinedValue",
            "value_function"]
 
@@ -22,9 +26,6 @@ class LearnedRewardModel:
     """A trained reward model, scoring in this process (a tiny model on CPU; batched)."""
 
     def __init__(self, folder: str | Path, device: str = "cpu", batch_size: int = 16):
-        from model import load_tokenizer
-        from model.reward_model import load_reward_model
-
         self.model = load_reward_model(folder, device)
         self.tokenizer = load_tokenizer(folder)
         self.batch_size = batch_size
@@ -34,8 +35,6 @@ class LearnedRewardModel:
         return self.model.kind
 
     def step_scores_many(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
-        from model.reward_model import score_steps
-
         return score_steps(self.model, self.tokenizer, items, self.batch_size)
 
     def step_scores(self, problem: str, steps: Sequence[str]) -> list[float]:
@@ -54,8 +53,6 @@ def step_checker_scores(problem: str, steps: Sequence[str]) -> list[float]:
     """Per step: 0 if it states an equation the sympy checker finds false, 1 if every equation it states holds,
     0.5 if it states none that can be checked. (The checker reads the whole text, so a variable set in an earlier
     step is known in a later one.)"""
-    from rewards import check_steps
-
     text = "".join(steps)
     starts, offset = [], 0
     for step in steps:
@@ -71,8 +68,6 @@ def step_checker_scores(problem: str, steps: Sequence[str]) -> list[float]:
 def step_checker_value(problem: str, steps: Sequence[str]) -> float:
     """The step checker as a value function: the fraction of the solution's checkable equations that hold (0.5
     where none can be checked)."""
-    from rewards import check_steps, step_summary
-
     score = step_summary(check_steps("".join(steps)))["score"]
     return 0.5 if score is None else score
 

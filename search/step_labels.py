@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 from model.vllm_engine import prompt_seed
+from rewards.math_reward import grade_batch
 from search.generator import StepGenerator, continue_many, split_steps
 
 __all__ = ["LabelledSolution", "monte_carlo_labels"]
@@ -49,8 +50,6 @@ class LabelledSolution:
 
 def grade_with_rewards(texts: list[str], golds: list[str]) -> list[bool]:
     """The grader training pays with, run in the rewards worker pool (time- and memory-limited per text)."""
-    from rewards.math_reward import grade_batch
-
     return [verdict.correct for verdict in grade_batch(texts, golds)]
 
 

@@ -1,13 +1,16 @@
 """A local vLLM engine as search's StepGenerator: k samples continuing a token prefix, each stopping at the step
 delimiter (kept in the output, so prefix + output is exactly what the engine saw), at end of text, or at the token
-limit."""
+limit; and `load_generator`, a checkpoint folder's engine and tokenizer started once and reused."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
+from model import decode_completion
 from search.batching import GenerationRequest
 from search.generator import Continuation
+
+__all__ = ["VllmStepGenerator"]
 
 
 class VllmStepGenerator:
@@ -30,9 +33,8 @@ class VllmStepGenerator:
     def continue_requests(self, requests: Sequence[GenerationRequest]) -> list[list[Continuation]]:
         """Each request's continuations, all in one engine call, each request with its own sampling settings
         (search.batching merges concurrent searches' calls into one of these)."""
+        # lazy: importing vLLM fixes its log level and reads its environment, which make_engine sets first
         from vllm import SamplingParams
-
-        from model import decode_completion
 
         params = [SamplingParams(n=r.k, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed, logprobs=0,
                                  stop=list(r.stop) or None, include_stop_str_in_output=True) for r in requests]
@@ -55,6 +57,4 @@ class VllmStepGenerator:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def decode(self, ids: Sequence[int]) -> str:
-        from model import decode_completion
-
         return decode_completion(self.tokenizer, ids)

@@ -8,7 +8,9 @@ import random
 
 import pytest
 
+from search.context import SearchContext
 from search.generator import STEP_DELIMITER, Continuation, split_steps
+from search.task import MathTask
 
 PROMPT = "Q: 2+3*4?\n"
 
@@ -102,6 +104,18 @@ def perfect_value(correct_path):
         taken = tuple(s.removesuffix(STEP_DELIMITER) for s in steps)
         return 1.0 if taken == correct_path[:len(taken)] else 0.0
     return value
+
+
+def make_context(generator, value_fn=None, verifier=None, **options):
+    """A SearchContext on the scripted generator's prompt, its task a MathTask with the value function and verifier."""
+    return SearchContext(generator, generator.encode(generator.prompt), generator.prompt,
+                         task=MathTask(value_fn, verifier), **options)
+
+
+@pytest.fixture
+def context():
+    """make_context, for tests that build a SearchContext themselves."""
+    return make_context
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from search import METHODS, Node, SearchContext, solve, tree_from_dict, tree_to_dict
+from search import METHODS, Node, SearchContext, solve, tree_to_dict
 from search.api import check_options, method_options
 
 
@@ -60,13 +60,15 @@ def test_mcts_stops_starting_calls_once_the_budget_is_spent(selection, fake):
     assert result.answer is None and result.steps == []  # the endless tree's greedy finish has no answer either
 
 
-def test_json_export_round_trips_and_marks_the_chosen_path(order_of_operations):
+def test_json_export_holds_every_node_and_marks_the_chosen_path(order_of_operations):
     generator, value = order_of_operations
     result = solve(generator.prompt, generator, "mcts", value_fn=value, gold="14", num_children=2)
     data = json.loads(result.to_json())
     assert data["answer"] == "14" and data["tokens"]["policy"] == result.tokens.policy
-    root, chosen = tree_from_dict(data["tree"])
-    assert tree_to_dict(root, chosen) == data["tree"]
+    root, chosen = result.tree, result.chosen
+    assert tree_to_dict(root, chosen) == data["tree"]  # nothing lost or changed on the way through JSON
+    for exported, node in _pairs(data["tree"], root):
+        assert (exported["step"], exported["visits"], exported["value"]) == (node.step, node.visits, node.value)
     assert chosen.text() == "".join(data["steps"]) and chosen.answer == "14"
     marked = [node for exported, node in _pairs(data["tree"], root) if exported["chosen"]]
     assert marked == [root, *chosen.path()]
@@ -74,7 +76,7 @@ def test_json_export_round_trips_and_marks_the_chosen_path(order_of_operations):
 
 
 def _pairs(exported, node):
-    """(exported dict, node) for every node, walking the export and the loaded tree together."""
+    """(exported dict, node) for every node, walking the export and the tree together."""
     yield exported, node
     for exported_child, child in zip(exported["children"], node.children, strict=True):
         yield from _pairs(exported_child, child)
