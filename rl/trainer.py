@@ -473,11 +473,3 @@ class GRPOTrainer:
             self.learners.kill()
         if getattr(self, "owns_ray", False):
             ray.shutdown()
-
-    def placement(self) -> dict[str, list[str]]:
-        """The Ray node id of each actor (to check where a cluster put them)."""
-        import ray
-
-        return {"rollout": ray.get([w.node_id.remote() for w in self.workers]),
-                "learner": self.learners.node_ids()}
-

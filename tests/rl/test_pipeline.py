@@ -235,8 +235,9 @@ def test_two_node_ray_cluster_rollout_and_learner_on_different_nodes(tmp_path):
                                  "ray.rollout_resources={{rollout_node: 1}}", "ray.learner_resources={{learner_node: 1}}"]
         trainer = GRPOTrainer(load_config({str(REPO / "experiments" / "tiny_arith.yaml")!r}, overrides))
         summary = trainer.fit()
-        placement = trainer.placement()
         import ray
+        placement = {{"rollout": ray.get([w.node_id.remote() for w in trainer.workers]),
+                     "learner": trainer.learners.node_ids()}}
         nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
         trainer.shutdown()  # it joined the cluster itself, so it disconnects too
         cluster.shutdown()
