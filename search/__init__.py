@@ -1,6 +1,7 @@
 """Test-time search over reasoning steps: MCTS and its baselines, at budgets counted in generated tokens.
 
-`solve(prompt, generator, method=..., budget_tokens=...)` runs one method on one problem with any engine that meets
+`solve("question", model="checkpoint", method="mcts", budget_tokens=2000)` starts (once) a vLLM engine for the
+checkpoint and searches; `solve(prompt, generator, method=..., budget_tokens=...)` runs on any engine that meets
 `StepGenerator` (search/generator.py). The layers, from the bottom:
 
 - `task.py`: the task apart from the search (how a step ends, how an answer is read and voted, what values and

@@ -1,5 +1,8 @@
 """`solve`: one problem, one search method, a token budget -> the answer, its path, the tokens spent and the tree.
 
+    result = search.solve("Tom has 5 apples. He buys 3 more. How many now?", model="runs/demo/checkpoints/step_110",
+                          method="mcts", budget_tokens=2000)
+
 Every method runs through a `SearchContext` (search/context.py), so the same counter measures all of them; the
 methods and their options are search/methods.py's table. The tree exports to JSON (each node: step, prior, visits,
 value, verdict; the chosen path marked) and to a page for a browser (search/html.py).
@@ -9,15 +12,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
+from problems import Problem, build_prompt
 from search.batching import map_concurrently
 from search.context import SearchContext
 from search.generator import StepGenerator, TokenCounter, split_steps
 from search.html import tree_html
 from search.methods import CONTEXT_OPTIONS, METHODS, build_algorithm, check_options, method_options
+from search.reward_models import step_checker_value
 from search.task import MathTask, Task, ValueFn, Verifier, require, verifier_for
 from search.tree import Node, tree_to_dict
+from search.vllm_generator import load_generator
 
 __all__ = ["METHODS", "SearchResult", "solve", "method_options", "check_options", "solve_many", "verifier_for",
            "tree_to_dict"]
@@ -52,16 +59,22 @@ class SearchResult:
         return tree_html(self.to_dict(), title)
 
 
-def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = "mcts", *,
-          budget_tokens: int = 4096, value_fn: ValueFn | None = None,
+def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, method: str = "mcts", *,
+          model: str | Path | None = None, budget_tokens: int = 4096, value_fn: ValueFn | None = None,
           verifier: Verifier | None = None, gold: object = None, task: Task | None = None,
           **options: Any) -> SearchResult:
     """Search for the answer to one problem.
 
+    Give the engine as `generator`, or a checkpoint folder as `model`: its vLLM engine and tokenizer are then started
+    on the first call and reused by later ones (`search.vllm_generator.load_generator`), the question is put in the
+    chat template, and a node is valued as `reasonrl solve` values it (`default_evaluation`).
+
     Args:
-        problem: the prompt as text (chat template already applied) or as token ids.
+        problem: with `generator`, the prompt as text (chat template already applied) or as token ids; with `model`,
+            the question as text (or the prompt's token ids).
         generator: the policy engine (search.generator.StepGenerator).
         method: a key of METHODS.
+        model: a checkpoint folder, instead of `generator`.
         budget_tokens: policy tokens to spend; no generator call starts once they are spent, so the last call may
             pass the budget by up to one call's tokens (`result.tokens.policy` is what was spent).
         value_fn: (problem, steps) -> [0, 1]: the PRM / ORM / value model.
@@ -79,12 +92,21 @@ def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = 
         ValueError: an unknown method or option, a value or combination the method refuses, or a value function or
             verifier it needs and lacks; all before any generation.
     """
+    if (generator is None) == (model is None):
+        raise ValueError("solve needs the engine: give a generator or a model (a checkpoint folder), not both")
     if task is not None and (value_fn, verifier, gold) != (None, None, None):
         raise ValueError("give the task, or its value_fn, verifier and gold, not both")
+    if model is not None and task is None and value_fn is None:
+        value_fn, options = default_evaluation(method, options, gold)
     algorithm = build_algorithm(method, options)
     if task is None:
         task = MathTask(value_fn, verifier if verifier is not None or gold is None else verifier_for(gold))
     require(task, algorithm.requires, method)
+    if model is not None:
+        generator = load_generator(model)
+        if isinstance(problem, str):
+            question = Problem("solve", problem, "" if gold is None else str(gold), None, "solve", None)
+            problem = build_prompt(question, generator.tokenizer)
     prompt_ids = generator.encode(problem) if isinstance(problem, str) else list(problem)
     text = problem if isinstance(problem, str) else generator.decode(prompt_ids)
     ctx = SearchContext(generator, prompt_ids, text, task=task, budget_tokens=budget_tokens,
@@ -95,6 +117,21 @@ def solve(problem: str | Sequence[int], generator: StepGenerator, method: str = 
                         steps=split_steps(solution, task.step_end), value=value,
                         correct=bool(task.verifier(solution)) if task.verifier and chosen else None,
                         tokens=ctx.counter, tree=tree, chosen=chosen)
+
+
+def default_evaluation(method: str, options: dict[str, Any], gold: object) -> tuple[ValueFn | None, dict[str, Any]]:
+    """How a node is valued when the caller gives no value function, as `reasonrl solve` does: MCTS with a gold
+    answer (and neither scored rollouts nor path expansion) by rollouts to the end checked against it
+    (`rollout_weight` 1 unless given); otherwise by the sympy step checker's share of valid equations (a rule-based
+    process reward, no training needed).
+
+    Returns:
+        The value function (None where rollouts alone value a node) and the options with that default.
+    """
+    if (method == "mcts" and gold is not None and not options.get("scored_rollouts")
+            and options.get("expansion", "children") != "path"):
+        options = {"rollout_weight": 1.0, **options}
+    return (None if options.get("rollout_weight") == 1.0 else step_checker_value), options
 
 
 def solve_many(prompts: Sequence[Sequence[int]], generator: StepGenerator, method: str, *, budget_tokens: int,

@@ -4,13 +4,17 @@ limit; and `load_generator`, a checkpoint folder's engine and tokenizer started 
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any, Sequence
 
-from model import decode_completion
+from model import decode_completion, load_tokenizer
+from model.checkpoint import check_checkpoint
+from model.vllm_engine import make_engine
 from search.batching import GenerationRequest
 from search.generator import Continuation
 
-__all__ = ["VllmStepGenerator"]
+__all__ = ["VllmStepGenerator", "load_generator"]
 
 
 class VllmStepGenerator:
@@ -58,3 +62,19 @@ class VllmStepGenerator:
 
     def decode(self, ids: Sequence[int]) -> str:
         return decode_completion(self.tokenizer, ids)
+
+
+def load_generator(model: str | Path) -> VllmStepGenerator:
+    """The StepGenerator serving a checkpoint folder with the project's engine settings (`make_engine`'s defaults):
+    started on the first call for that folder (15-45 s on CPU) and the same object on every later call.
+
+    Raises:
+        ConfigError: the folder is missing, a file or damaged (before vLLM starts).
+    """
+    return _load_generator(str(Path(model).resolve()))
+
+
+@functools.cache  # one engine per folder, for the life of the process (a vLLM engine is not cheaply freed)
+def _load_generator(folder: str) -> VllmStepGenerator:
+    check_checkpoint(folder)
+    return VllmStepGenerator(make_engine(folder), load_tokenizer(folder))

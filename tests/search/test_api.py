@@ -131,3 +131,54 @@ def test_html_view_shows_every_node_and_marks_the_chosen_path(order_of_operation
     for step in result.steps:
         assert step.rstrip("\n") in page
     assert "✔ correct" in page and "✘ wrong" in page  # the verified leaves of both branches
+
+
+def test_solve_takes_a_generator_or_a_model_and_names_a_missing_checkpoint_before_any_engine(order_of_operations,
+                                                                                             tmp_path):
+    from model.config import ConfigError
+
+    generator, value = order_of_operations
+    with pytest.raises(ValueError, match="give a generator or a model"):
+        solve(generator.prompt, method="greedy")
+    with pytest.raises(ValueError, match="not both"):
+        solve(generator.prompt, generator, "greedy", model=tmp_path)
+    with pytest.raises(ConfigError, match="no such checkpoint folder"):
+        solve("What is 2 + 2?", model=tmp_path / "nowhere", method="greedy")
+    with pytest.raises(ValueError, match="unknown answer selection"):  # options are checked first
+        solve("What is 2 + 2?", model=tmp_path / "nowhere", method="mcts", answer_by="votes")
+
+
+SOLVE_FROM_A_CHECKPOINT = """
+import json, sys
+from problems import Problem, build_prompt
+from search import solve, vllm_generator
+from search.reward_models import step_checker_value
+
+checkpoint, question = sys.argv[1], "Tom has 5 apples. He buys 3 more. How many apples does Tom have now?"
+options = dict(method="mcts", budget_tokens=120, max_step_tokens=16, max_tokens=48, num_children=2)
+runs = {"first": solve(question, model=checkpoint, **options), "again": solve(question, model=checkpoint, **options),
+        "gold": solve(question, model=checkpoint, gold="8", **options)}
+generator = vllm_generator.load_generator(checkpoint)
+prompt = build_prompt(Problem("q", question, "8", None, "q", None), generator.tokenizer)
+runs["by_hand"] = solve(prompt, generator, value_fn=step_checker_value, **options)
+runs["gold_by_hand"] = solve(prompt, generator, gold="8", rollout_weight=1.0, **options)
+print(json.dumps({"engines": vllm_generator._load_generator.cache_info().currsize,
+                  **{name: result.to_dict() for name, result in runs.items()}}))
+"""
+
+
+def test_solve_from_a_checkpoint_starts_one_engine_and_searches_as_with_a_generator(tiny_checkpoint):
+    """`solve(question, model=...)` on the real engine, in its own process as a user runs it: the engine is started
+    once for all the searches, and each searches exactly as `solve(prompt_ids, generator, ...)` with the prompt
+    built by hand and `reasonrl solve`'s value (the step checker; with a gold answer, MCTS's verified rollouts)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-c", SOLVE_FROM_A_CHECKPOINT, str(tiny_checkpoint)],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])  # vLLM's lines may come first
+    assert out["engines"] == 1
+    assert out["first"] == out["again"] == out["by_hand"] and out["first"]["tokens"]["policy"] > 0
+    assert out["gold"] == out["gold_by_hand"] and out["gold"]["tokens"]["policy"] > 0
