@@ -23,15 +23,14 @@ from rl import algos
 from rl.batch import LearnerBatch
 from rl.learner_settings import LearnerSettings
 from rl.optimizer import make_optimizer
-from rl.policy import (checkpoint_state_dict, forward_completions, forward_positions, load_policy, padding_fraction,
-                       resolve_device)
+from rl.policy import checkpoint_state_dict, forward_completions, forward_positions, load_policy, resolve_device
 from rl.sharding import Collectives, full_tensor, join_process_group
 from rl.weight_sync import serialize_weights
 
-# checkpoint_state_dict, forward_completions, forward_positions, load_policy and padding_fraction lived here once:
-# they stay importable from here for the modules that import them so (new code imports them from rl.policy).
+# checkpoint_state_dict, forward_completions and load_policy lived here once and rl/sft.py and experiments/ still
+# import them from here; their home is rl.policy.
 __all__ = ["LEARNER_STATE", "Learner", "LearnerSettings", "checkpoint_state_dict", "forward_completions",
-           "forward_positions", "load_policy", "padding_fraction"]
+           "load_policy"]
 
 LEARNER_STATE = "learner_state.pt"
 

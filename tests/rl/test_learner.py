@@ -209,7 +209,7 @@ def test_settings_from_config_are_the_algorithm_sections_fields():
 
 def test_learning_rate_schedules():
     assert [round(lr_lambda("linear", 2, 10)(s), 3) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
-    assert lr_lambda("cosine", 0, 10)(5) == 0.5 + 0.5 * __import__("math").cos(__import__("math").pi * 0.5)
+    assert lr_lambda("cosine", 0, 10)(5) == 0.5 + 0.5 * math.cos(math.pi * 0.5)
     assert lr_lambda("constant", 0, 10)(9) == 1.0
 
 
