@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import re
 
+from rewards.last_number import (CHAT_TOKEN_RE, ENDS_MID_EXPRESSION_RE, NUMBER_RE, UNFINISHED_EQUATION_RE, last_number,
+                                 last_number_refusal, reads_finished, reasoning_left_open)
+
 __all__ = ["extract_answer", "find_last_boxed", "normalize_answer", "completion_text", "reads_finished",
-           "reasoning_left_open",
-           "MAX_ANSWER_CHARS"]
+           "reasoning_left_open", "last_number_refusal", "MAX_ANSWER_CHARS"]
 
 # An extracted answer longer than this is not an answer a grader should try to parse:
 # it is garbage or a runaway box, and parsing it can only cost time.
@@ -34,18 +36,6 @@ _PHRASE_RE = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*:?\s*(.+)", re.IGNORECASE
 )
 _A_COLON_RE = re.compile(r"(?:^|\n)\s*A:\s*([^\n]+)")
-# A number is never cut short ("1,000.99m²" is 1000.99, not 1,000); a letter may follow it only when it
-# starts a short unit ("12m²", "5kg"), so that "2x" is no number.
-_UNIT_AFTER_NUMBER = r"(?:mm|cm|km|m|kg|mg|g|ml|l|s|h|min|ft|lbs?|mi)(?![A-Za-z])"
-_NUMBER_RE = re.compile(
-    r"(?<![A-Za-z\d.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?"
-    rf"(?![./]?\d)(?:(?={_UNIT_AFTER_NUMBER})|(?![A-Za-z]))"
-)
-# Chat-template tokens that models leak after their answer ("<|im_start|>user"), DeepSeek's full-width ones
-# ("<｜end▁of▁sentence｜>") and the reasoning tags, whose content stays.
-_CHAT_TOKEN_RE = re.compile(r"<\|[A-Za-z_]+\|>\w*|<｜[^｜<>]{1,40}｜>|</?think>")
-# An equation whose right-hand side is missing ("5 * 6 =", "7 + 5 = }."): the answer was never written.
-_UNFINISHED_EQUATION_RE = re.compile(r"=\s*[\s.,;:}{)$]*$")
 _FINAL_RE = re.compile(r"final answer is", re.IGNORECASE)
 # What may follow the last math span that is the answer: nothing, or "is the solution." / "is our answer."
 _CLOSING_REMARK_RE = re.compile(
@@ -78,42 +68,47 @@ def completion_text(completion: object) -> str | None:
     return None
 
 
-def _match_brace(text: str, open_pos: int) -> int | None:
-    """Index of the ``}`` that closes the ``{`` at ``open_pos``, or None."""
-    depth = 0
-    i = open_pos
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":  # skip escaped characters such as \{ and \}
-            i += 2
-            continue
+_BRACE_RE = re.compile(r"\\.|[{}]", re.S)
+
+
+def _brace_partners(text: str) -> dict[int, int]:
+    """Index of each ``{`` -> index of the ``}`` that closes it, in one pass (escaped ``\\{``, ``\\}`` skipped)."""
+    partners, open_at = {}, []
+    for m in _BRACE_RE.finditer(text):
+        c = m.group()
         if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return None
+            open_at.append(m.start())
+        elif c == "}" and open_at:
+            partners[open_at.pop()] = m.start()
+    return partners
 
 
-def _boxes(text: str) -> list[tuple[int, int, str]]:
-    """All non-empty boxes as ``(start, end, content)``, in order."""
-    boxes = []
+def _scan_boxes(text: str) -> tuple[list[tuple[int, int, str]], int | None]:
+    """All non-empty boxes as ``(start, end, content)`` in order, and where the last unclosed box starts (None if
+    none): a ``\\boxed{`` whose brace never closes, or a ``\\boxed`` that ends the text."""
+    boxes, unclosed, partners = [], None, None
     for match in _BOX_RE.finditer(text):
         start = match.end()
         if start < len(text) and text[start] == "{":
-            end = _match_brace(text, start)
-            if end is None:
-                continue  # unbalanced: a truncated completion
+            partners = _brace_partners(text) if partners is None else partners
+            end = partners.get(start)
+            if end is None:  # the text stops inside the box: a truncated completion
+                unclosed = match.start()
+                continue
             content, end = text[start + 1 : end].strip(), end + 1
         else:  # \boxed 5
             m = re.match(r"([^\s$.,;]+)", text[start:])
             content, end = (m.group(1), start + m.end()) if m else ("", start)
+            if not text[start:].strip():
+                unclosed = match.start()
         if content:  # empty boxes are echoes of a prompt's "\boxed{}" instruction
             boxes.append((match.start(), end, content))
-    return boxes
+    return boxes, unclosed
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """All non-empty boxes as ``(start, end, content)``, in order."""
+    return _scan_boxes(text)[0]
 
 
 # What may sit between boxes that together give one answer: "\boxed{1} and \boxed{2}".
@@ -155,7 +150,7 @@ def _strip_phrase_tail(answer: str) -> str:
         return next(g for g in m.groups() if g is not None)
     answer = re.split(r"\.(?=\s|$)|\s+(?:because|since|so|which)\s", answer, maxsplit=1)[0].strip()
     if not _looks_like_bare_answer(answer):  # prose ("Jane started 3 hours ago"): its only number
-        numbers = _NUMBER_RE.findall(answer)
+        numbers = NUMBER_RE.findall(answer)
         if len(numbers) == 1:
             return numbers[0]
     return answer
@@ -182,91 +177,33 @@ def _looks_like_bare_answer(text: str) -> bool:
     return len(text) <= 120 and not re.search(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", text))
 
 
-# --- does the text read as finished? ---------------------------------------------------
-#
-# The last-number fallback reads any number; on a response cut off mid-reasoning (a token limit) that number is
-# wherever the cut fell, and pays whenever it happens to be the gold. A careful grader takes a last number as the
-# answer only from a response that reads as finished: its last line is a sentence that ends ("... is 9."), a bare
-# answer ("n = 15", "**858**", "$$\tan A = 2$$") or a short statement of a value ("Le coût final est donc de
-# 100 - 30 = 70"); never a line that stops mid-word, mid-expression or mid-list, nor a reasoning block left open.
-
-# Tags that open and close a part of a response: one left open means the response stopped inside it.
-_OPEN_CLOSE_TAGS = (("<think>", "</think>"), ("<|begin_of_thought|>", "<|end_of_thought|>"),
-                    ("<|begin_of_solution|>", "<|end_of_solution|>"))
-# A line that stops inside an expression: after an operator, a relation, an opening bracket, a comma or a colon.
-_ENDS_MID_EXPRESSION_RE = re.compile(
-    r"(?:[=+\-*/×÷^<>≤≥≈(\[{,:;]|\\(?:cdot|times|div|pm|mp|frac|sqrt|left|le|ge|leq|geq|approx|quad))\s*$"
-)
-_LIST_MARKER_RE = re.compile(r"(?:\d{1,2}|[a-z]|[ivx]{1,4})[.)]|\(\w\)|[-*•]")
-# A sentence end (not "..." nor "?": an ellipsis trails off, a question asks), then closing marks.
-_SENTENCE_END_RE = re.compile(r"(?<![.…])[.!。！।۔](?:[\s*_)\]}\"'”’»」』$]|\\[)\]])*$")
-_ANSWER_NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\\frac\{-?\d+\}\{\d+\}|-?\\frac\d\d"
-_NUMBER_UNIT = r"(?:\s*(?:\\%|%|\\circ|°|[€$£¥])|\s*[^\W\d_]{1,12}[²³]?)?"
-# A bare answer line: a number, or "name = number" where the name has a letter (so "210 - 166 = 44" is a step).
-_BARE_ANSWER_LINE_RE = re.compile(rf"(?:(?=[^=]*[A-Za-z\\])[^=]{{1,40}}=\s*)?(?:{_ANSWER_NUMBER}){_NUMBER_UNIT}")
-_ENDS_WITH_NUMBER_RE = re.compile(rf"(?:{_ANSWER_NUMBER}){_NUMBER_UNIT}[\s*_)\]}}$€%\\.!。]*$")
-# Words that state a value or a conclusion; a last line without sentence end must have one to read as finished.
-_CONCLUDING_RE = re.compile(
-    r"\b(?:therefore|thus|hence|so|total|totals|final|finally|answer|result|conclusion|altogether|is|are|was|were"
-    r"|equals?|it's|donc|ainsi|réponse|résultat|est|por lo tanto|entonces|respuesta|resultado|es|also|daher"
-    r"|insgesamt|antwort|ergebnis|ist|итак|ответ|следовательно|равно)\b"
-    r"|因此|所以|总共|一共|答案|结果|是|よって|したがって|答え|لذا|إذن|الجواب|هو|इसलिए|उत्तर|है",
-    re.IGNORECASE,
-)
-_OPERATORS = ("+", "-", "*", "/", "×", "÷", "^", "\\cdot", "\\times")
+def _phrase_answer(text: str) -> str | None:
+    """The answer an answer phrase states ("the final answer is X", "Answer: X"), the last one; None if none."""
+    phrases = _PHRASE_RE.findall(text)
+    if not phrases:
+        return None
+    answer = phrases[-1]
+    for _ in range(3):  # "Final Answer: The final answer is $5$." nests phrases
+        inner = _PHRASE_RE.findall(answer)
+        if not inner:
+            break
+        answer = inner[-1]
+    return _strip_phrase_tail(answer) or None
 
 
-def reasoning_left_open(text: str) -> bool:
-    """True when a reasoning block was opened and never closed (``<think>`` without a later ``</think>``): the
-    response stopped inside its reasoning, so nothing in it is a final answer unless it says so (a box, a phrase)."""
-    return any(open_tag in text and close_tag not in text[text.rfind(open_tag):]
-               for open_tag, close_tag in _OPEN_CLOSE_TAGS)
-
-
-def reads_finished(text: str) -> bool:
-    """True when a completion reads as finished, so that its last number may stand as its answer.
-
-    Finished: no reasoning block left open (``<think>`` without ``</think>``), and the last non-empty line
-    (chat tokens removed) does not stop inside an expression (an operator, ``=``, an opening bracket, an
-    unclosed ``<<`` annotation, a comma or colon at its end, or a lone list marker such as ``1.``) and is one of
-
-    - a sentence that ends (``.``, ``!``, ``。``; not ``...`` nor ``?``),
-    - a bare answer: a number, or ``name = number`` (``n = 15``, ``**858**``, ``$$\\tan A = 2$$``),
-    - a short statement of a value: it ends with a number that no operator precedes and has a word that states
-      a value or a conclusion ("so", "therefore", "total", "is", "donc", "因此", ...).
-
-    >>> reads_finished("So 3 + 4 = 7, then 7 *")
-    False
-    >>> reads_finished("So 3 + 4 = 7, and the total is 7.")
-    True
-    """
-    if not isinstance(text, str) or reasoning_left_open(text):
-        return False
-    lines = [line.strip() for line in _CHAT_TOKEN_RE.sub(" ", text).splitlines() if line.strip()]
-    if not lines:
-        return False
-    line = lines[-1]
-    if line.count("<<") > line.count(">>") or sum(map(line.count, "([{")) > sum(map(line.count, ")]}")):
-        return False  # an annotation or a bracket left open
-    line = line[-300:]  # how a line ends is in its tail (and the patterns below stay linear on it)
-    if line.count("**") % 2 == 0:
-        line = re.sub(r"(?:\*\*\s*)+$", "", line).rstrip()
-    core = re.sub(r"(?:\$|\\\)|\\\]|\s)+$", "", line)  # without closing math delimiters
-    if _UNFINISHED_EQUATION_RE.search(line) or _ENDS_MID_EXPRESSION_RE.search(core) or _LIST_MARKER_RE.fullmatch(line):
-        return False
-    if _SENTENCE_END_RE.search(line):
+def _is_prose(answer: str) -> bool:
+    """A phrase's "answer" that is a sentence about the answer ("boxed as requested", "shown above"), not one."""
+    if re.search(r"\\boxed|\\fbox|\bbox(?:ed)?\b|\babove\b|\bbelow\b", answer, re.I):
         return True
-    bare = re.sub(r"\*\*|\$+|\\[()\[\]]", "", line).strip().rstrip(".!").strip()
-    if _BARE_ANSWER_LINE_RE.fullmatch(bare):
-        return True
-    if len(lines[-1]) > 200 or not _CONCLUDING_RE.search(line):
-        return False
-    number = _ENDS_WITH_NUMBER_RE.search(line)
-    return bool(number and not line[: number.start()].rstrip().endswith(_OPERATORS))
+    return not re.search(r"[\d\\=^_{}()<>]", answer) and len(re.findall(r"[^\W\d_]{2,}", answer)) >= 2
 
 
 def extract_answer(text: str) -> tuple[str | None, str]:
     """Extract the final answer of a completion.
+
+    A box left unclosed after the last closed one (``\\boxed{5`` at the end of a truncated response) is no answer:
+    ``(None, "unclosed_box")``. An answer phrase after the last box overrides it only when it states an answer,
+    not a sentence about the box ("The final answer is boxed as requested.").
 
     Args:
         text: The completion text.
@@ -274,41 +211,40 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     Returns:
         ``(answer, how)``: the raw answer string (None when nothing was found) and
         which rule found it (``boxed``, ``####``, ``phrase``, ``A:``, ``bare``,
-        ``last_math``, ``last_number``, ``none``).
+        ``last_math``, ``last_number``, ``unclosed_box``, ``none``).
 
     >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}.")
     ('\\\\frac{1}{2}', 'boxed')
     >>> extract_answer("48/2 = 24\\n#### 24")
     ('24', '####')
     """
-    raw, text = text, _CHAT_TOKEN_RE.sub(" ", text)
-    boxes = _boxes(text)
-    final_phrase = list(_FINAL_RE.finditer(text))
-    if boxes and not (final_phrase and final_phrase[-1].start() > boxes[-1][1]):
-        return find_last_boxed(text), "boxed"
+    raw, text = text, CHAT_TOKEN_RE.sub(" ", text)
+    boxes, unclosed = _scan_boxes(text)
+    if unclosed is not None and (not boxes or unclosed > boxes[-1][0]):
+        return None, "unclosed_box"
+    if boxes:
+        final_phrase = list(_FINAL_RE.finditer(text))
+        if not (final_phrase and final_phrase[-1].start() > boxes[-1][1]):
+            return find_last_boxed(text), "boxed"
+        answer = _phrase_answer(text[final_phrase[-1].start():])
+        if answer is None or _is_prose(answer):
+            return find_last_boxed(text), "boxed"
+        return answer, "phrase"
     hashes = _HASH_RE.findall(text)
     if hashes:
         return hashes[-1].strip(), "####"
-    phrases = _PHRASE_RE.findall(text)
-    if phrases:
-        answer = phrases[-1]
-        for _ in range(3):  # "Final Answer: The final answer is $5$." nests phrases
-            inner = _PHRASE_RE.findall(answer)
-            if not inner:
-                break
-            answer = inner[-1]
-        answer = _strip_phrase_tail(answer)
-        if answer:
-            return answer, "phrase"
+    answer = _phrase_answer(text)
+    if answer:
+        return answer, "phrase"
     a_colon = _A_COLON_RE.findall(text)
     if a_colon:
         return a_colon[-1].strip(), "A:"
     # A bare answer is the whole text, or what follows the reasoning when the completion closed it.
     after_reasoning = raw.rpartition("</think>")[2]
-    bare = _CHAT_TOKEN_RE.sub(" ", after_reasoning) if after_reasoning.strip() and "</think>" in raw else text
+    bare = CHAT_TOKEN_RE.sub(" ", after_reasoning) if after_reasoning.strip() and "</think>" in raw else text
     stripped = re.sub(r"^\s*(?:answer|réponse|solution)\s*:?", "", bare.strip(), flags=re.I).strip()
-    if (stripped and _looks_like_bare_answer(stripped) and not _UNFINISHED_EQUATION_RE.search(stripped)
-            and not _ENDS_MID_EXPRESSION_RE.search(stripped)):
+    if (stripped and _looks_like_bare_answer(stripped) and not UNFINISHED_EQUATION_RE.search(stripped)
+            and not ENDS_MID_EXPRESSION_RE.search(stripped)):
         return _prose_number(stripped) or stripped, "bare"
     # The last math span, when the text ends with it ("... is $\\frac{1}{2}$.").
     spans = list(_INLINE_MATH_RE.finditer(text[-300:]))
@@ -316,9 +252,9 @@ def extract_answer(text: str) -> tuple[str | None, str]:
         span = next(g for g in spans[-1].groups() if g is not None).strip()
         if span:
             return span, "last_math"
-    numbers = _NUMBER_RE.findall(text)
-    if numbers:
-        return numbers[-1], "last_number"
+    number = last_number(text)
+    if number is not None:
+        return number, "last_number"
     return None, "none"
 
 

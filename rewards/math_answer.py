@@ -35,8 +35,9 @@ import threading
 from dataclasses import dataclass, asdict
 from fractions import Fraction
 
-from rewards.extract import (MAX_ANSWER_CHARS, extract_answer, find_last_boxed, normalize_answer, reads_finished,
-                             reasoning_left_open)
+from rewards.extract import (MAX_ANSWER_CHARS, extract_answer, find_last_boxed, last_number_refusal, normalize_answer,
+                             reads_finished, reasoning_left_open)
+from rewards.units import split_unit, units_agree
 
 __all__ = ["Verdict", "grade_answer", "parse_number"]
 
@@ -115,7 +116,10 @@ def _explosive(s: str) -> str | None:
 _INT_OR_DEC_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
 _FRAC_RE = re.compile(r"^([+-]?)\\frac\{?\s*([+-]?\d+)\s*\}?\{?\s*([+-]?\d+)\s*\}?$")
 _SLASH_RE = re.compile(r"^([+-]?\d+)\s*/\s*([+-]?\d+)$")
-_SCI_RE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*(?:\\times|\\cdot|\*|x)\s*10\^\{?([+-]?\d{1,3})\}?$")
+_SCI_RE = re.compile(r"^([+-]?\d+(?:\.\d+)?)(?:\\times|\\cdot|\*|x|×|·)10\^(?:\{([+-]?\d{1,3})\}|\(([+-]?\d{1,3})\)|([+-]?\d{1,3}))$")
+_POW10_RE = re.compile(r"^([+-]?)10\^(?:\{([+-]?\d{1,3})\}|\(([+-]?\d{1,3})\)|([+-]?\d{1,3}))$")
+# e-notation as programs print floats ("4.5e33", "1E-03"): never Euler's number, which no digits follow.
+_E_NOTATION_RE = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))[eE]([+-]?\d{1,3})$")
 
 
 def parse_number(s: str) -> tuple[Fraction, bool] | None:
@@ -132,6 +136,8 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
     (Fraction(33, 1), False)
     >>> parse_number("\\\\frac{3}{4}")
     (Fraction(3, 4), False)
+    >>> parse_number("1e-3")
+    (Fraction(1, 1000), True)
     """
     s = s.replace(" ", "")
     if _INT_OR_DEC_RE.match(s):
@@ -143,9 +149,17 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
     m = _SLASH_RE.match(s)
     if m and int(m.group(2)) != 0:
         return Fraction(int(m.group(1)), int(m.group(2))), False
+    s = s.replace("−", "-")
     m = _SCI_RE.match(s)
     if m:
-        return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2)), "." in m.group(1)
+        return Fraction(m.group(1)) * Fraction(10) ** int(next(g for g in m.groups()[1:] if g)), "." in m.group(1)
+    m = _POW10_RE.match(s)
+    if m:
+        value = Fraction(10) ** int(next(g for g in m.groups()[1:] if g))
+        return (-value if m.group(1) == "-" else value), False
+    m = _E_NOTATION_RE.match(s)
+    if m:  # a printed float: a decimal, as rounded as its digits
+        return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2)), True
     return None
 
 
@@ -225,6 +239,68 @@ def _rhs_of_equation(s: str) -> str:
     return m.group(1).strip() if m and "=" not in m.group(1) else s
 
 
+# --- what an answer states: the last value of a chain, the values of named parts --------------------------------------
+
+_NAME_RE = re.compile(
+    r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{[^{}]*\}|_\w|'|\^\{?\*\}?)*(?:\([^()=]*\))?"  # E, v_{avg}, f(x), \lambda
+    r"|\\(?:text|textbf|mathrm|operatorname)\s*\{[^{}=]*\}(?:_\{[^{}]*\})?"  # \text{Total}
+    r"|[A-Za-z][A-Za-z ]{1,30}"  # Total cost
+)
+_ARITHMETIC_RE = re.compile(r"[\d.,+\-*/()\[\]{}^×÷·$%\s]*\d[\d.,+\-*/()\[\]{}^×÷·$%\s]*")
+_LATEX_ARITHMETIC_RE = re.compile(r"\\(?:d?frac|sqrt|cdot|times|div|left|right|\$|[,;!: ])")
+_PART_JOINER_RE = re.compile(r",|;|\\q?quad|\\text\s*\{\s*(?:and|or)\s*\}|\b(?:and|or)\b")
+
+
+def _split_top_level(s: str, separator: str) -> list[str]:
+    """``s`` split at each ``separator`` (one character) outside braces and brackets; ``=`` never splits ``<=``,
+    ``>=``, ``==`` or ``!=``."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(s):
+        if c in "{([":
+            depth += 1
+        elif c in "})]":
+            depth -= 1
+        elif c == separator and depth == 0:
+            if c == "=" and (s[i - 1 : i] in ("<", ">", "!", "=") or s[i + 1 : i + 2] == "="):
+                continue
+            parts.append(s[start:i])
+            start = i + 1
+    return parts + [s[start:]]
+
+
+def _is_name(s: str) -> bool:
+    return bool(_NAME_RE.fullmatch(s.strip()))
+
+
+def _is_arithmetic(s: str) -> bool:
+    return bool(_ARITHMETIC_RE.fullmatch(_LATEX_ARITHMETIC_RE.sub(" ", s)))
+
+
+def _stated_value(answer: str) -> str:
+    """What an answer states, for a gold that is a value (no ``=``).
+
+    Named values become the list of their values (``a=-2, b=-2`` -> ``-2, -2``), and an equation chain that starts
+    from a name or from arithmetic becomes its last value (``E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}`` ->
+    ``1.55 \\text{ eV}``). An equation with an unknown on its left (``3x + 5 = 20``) is not a value: unchanged.
+    """
+    s = re.sub(r"^\$+|\$+$|^\\\(|\\\)$|^\\\[|\\\]$", "", answer.strip()).strip()
+    if "=" not in s or len(s) > MAX_ANSWER_CHARS:
+        return answer
+    items = [item for item in _split_top_level(_PART_JOINER_RE.sub(",", s), ",") if item.strip()]
+    named = [_split_top_level(item, "=") for item in items]
+    if len(items) >= 2 and all(len(parts) == 2 and _is_name(parts[0]) and parts[1].strip() for parts in named):
+        return ", ".join(parts[1].strip() for parts in named)
+    parts = _split_top_level(s, "=")
+    if len(parts) < 2 or not parts[-1].strip() or not (_is_name(parts[0]) or _is_arithmetic(parts[0])):
+        return answer
+    if any(_PART_JOINER_RE.search(part) for part in parts[1:-1]):
+        return answer  # "x = 2 or x = 3" is two answers, not a chain
+    return parts[-1].strip()
+
+
+_LIST_GOLD_RE = re.compile(r"\[([^\[\]]*,[^\[\]]*)\]")
+
+
 # --- math-verify, inside the worker ---------------------------------------------------------
 
 
@@ -302,28 +378,49 @@ def _grade(pred_text: object, gold: object) -> Verdict:
     if not pred_text.strip():
         return Verdict(False, reason="empty")
     extracted, how = extract_answer(pred_text)
+    if how == "unclosed_box":
+        # "\boxed{5" at the end: the response was cut off while writing its answer, and no answer is there.
+        return Verdict(False, reason="unfinished-text (unclosed \\boxed{: no answer)")
     if extracted is None:
         return Verdict(False, reason="no-answer")
-    if how == "last_number" and not reads_finished(pred_text):
+    if how == "last_number":
         # A response cut off mid-reasoning states no answer: its last number is wherever the cut fell, so it is
-        # neither paid nor counted as an answer (no vote in maj@k either).
-        return Verdict(False, reason=f"unfinished-text (last number {extracted!r} is not an answer)")
+        # neither paid nor counted as an answer (no vote in maj@k either). Nor is a number that the response does
+        # not state as its answer (a list marker, a heading, an unsolved equation's right-hand side, an echo).
+        if not reads_finished(pred_text):
+            return Verdict(False, reason=f"unfinished-text (last number {extracted!r} is not an answer)")
+        refusal = last_number_refusal(pred_text)
+        if refusal:
+            return Verdict(False, reason=f"no-answer (last number {extracted!r} is {refusal})")
     if how in ("bare", "last_math") and reasoning_left_open(pred_text):
         # "<think>\n20}." is unfinished reasoning, not a bare answer "20}." (seen on the demo policy's GSM8K outputs)
         return Verdict(False, reason=f"unfinished-text (reasoning left open; {extracted!r} is not an answer)")
-    return _judge(extracted, how, gold)
+    verdict = _judge(extracted, how, _gold_answer(gold.strip()))
+    if how == "last_number":
+        verdict.reason = verdict.reason.replace(" (last_number)", "") + " (last-number fallback)"
+    return verdict
 
 
-def _judge(extracted: str, how: str, gold: str) -> Verdict:
-    """Compare an extracted answer (found by rule ``how``) with the gold."""
-    gold_ans = _gold_answer(gold.strip())
-    gold_n, pred_n = normalize_answer(gold_ans), normalize_answer(extracted)
+def _judge(extracted: str, how: str, gold_ans: str) -> Verdict:
+    """Compare an extracted answer (found by rule ``how``) with the gold's answer."""
+    pred = _stated_value(extracted) if "=" not in gold_ans else extracted
+    tag = f"-rhs ({how})" if pred != extracted else f" ({how})"  # compared by its right-hand side, or whole
+    (gold_value, gold_unit), (pred_value, pred_unit) = split_unit(gold_ans), split_unit(pred)
+    if gold_unit and pred_unit and not units_agree(gold_unit, pred_unit):
+        return Verdict(False, extracted=extracted, gold_parsed=f"{gold_value} {gold_unit}",
+                       pred_parsed=f"{pred_value} {pred_unit}",
+                       reason=f"unit-mismatch ({pred_unit} against the gold's {gold_unit})")
+    gold_ans, pred = gold_value, pred_value  # the unit stripped: the gold has none or the same
+    gold_n, pred_n = normalize_answer(gold_ans), normalize_answer(pred)
+    list_gold = _LIST_GOLD_RE.fullmatch(gold_n)
+    if list_gold and re.fullmatch(r"[^\[\](){}\\]*,[^\[\](){}\\]*", pred_n):  # "[3, 5]" against the bare list "3, 5"
+        gold_n = list_gold.group(1).strip()
     verdict = Verdict(False, extracted=extracted, gold_parsed=gold_n, pred_parsed=pred_n)
     if not pred_n:
         verdict.reason = "empty-answer"
         return verdict
     if gold_n == pred_n:
-        verdict.correct, verdict.reason = True, f"string-equal ({how})"
+        verdict.correct, verdict.reason = True, f"string-equal{tag}"
         return verdict
     # Equations: compare right-hand sides unless both sides are equations.
     if ("=" in gold_n) != ("=" in pred_n):
@@ -341,7 +438,7 @@ def _judge(extracted: str, how: str, gold: str) -> Verdict:
         verdict.gold_parsed, verdict.pred_parsed = str(gold_num[0]), str(pred_num[0])
         verdict.correct = _numbers_equal(gold_num, pred_num)
         verdict.reason = "numeric-equal" if verdict.correct else "numeric-not-equal"
-        if not verdict.correct and _is_percent(gold_ans) != _is_percent(extracted) and _numbers_equal(
+        if not verdict.correct and _is_percent(gold_ans) != _is_percent(pred) and _numbers_equal(
                 *_percent_as_quantity(gold_num, pred_num, gold_is_percent=_is_percent(gold_ans))):
             verdict.correct, verdict.reason = True, "numeric-equal (percent)"
         return verdict
@@ -357,7 +454,7 @@ def _judge(extracted: str, how: str, gold: str) -> Verdict:
         return verdict
     equal, gold_s, pred_s = _mv_verify(gold_n, pred_n)
     if equal is None:  # normalisation may have removed what math-verify needs: try raw
-        equal, gold_s, pred_s = _mv_verify(gold_ans, extracted)
+        equal, gold_s, pred_s = _mv_verify(gold_ans, pred)
     verdict.gold_parsed = gold_s or gold_n
     verdict.pred_parsed = pred_s or pred_n
     if equal is None:

@@ -1,0 +1,320 @@
+"""The classes of grading error of issue 26 (section 2), several cases each: what the grader must never pay, and
+correct answers it must accept. Every case is an exact verdict on a string; none depends on float rounding."""
+
+import time
+
+import pytest
+
+from rewards.extract import extract_answer, last_number_refusal, reads_finished
+from rewards.math_answer import grade_answer, parse_number
+from rewards.units import split_unit
+
+
+def _graded(pred, gold, correct):
+    verdict = grade_answer(pred, gold)
+    assert verdict.correct is correct, verdict
+    assert verdict.reason, verdict
+    return verdict
+
+
+# --- an unclosed \boxed{ is not an answer ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "gold"), [
+    ("So the answer is \\boxed{5", "5"),
+    ("\\boxed{\\frac{1}{2}", "\\frac{1}{2}"),
+    ("Thus we get $\\boxed{42$", "42"),
+    ("The final answer is $\\boxed{12", "12"),
+    ("Therefore \\(\\boxed{3 + 4 = 7", "7"),
+    ("<think>ok</think> \\boxed{\\sqrt{2}", "\\sqrt{2}"),
+    ("#### \\boxed{8", "8"),
+    ("The answer is \\fbox{9", "9"),
+    ("\\boxed{x = 4", "4"),
+    ("First \\boxed{5} wait, that is wrong; recompute: \\boxed{7", "5"),  # the first answer was withdrawn
+    ("First \\boxed{5} wait, that is wrong; recompute: \\boxed{7", "7"),
+    ("We have found it: \\boxed{", "3"),
+])
+def test_an_unclosed_box_is_no_answer(text, gold):
+    verdict = _graded(text, gold, False)
+    assert verdict.extracted is None  # nothing is there: no vote in maj@k either
+    assert verdict.reason.startswith("unfinished-text (unclosed \\boxed"), verdict
+
+
+@pytest.mark.parametrize(("text", "gold"), [
+    ("\\boxed{5 oops, let me redo this. The answer is \\boxed{7}.", "7"),  # a closed box after the broken one
+    ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),  # escaped braces do not open or close
+    ("so \\boxed{\\frac{1}{2}}.", "0.5"),
+])
+def test_a_closed_box_still_pays(text, gold):
+    _graded(text, gold, True)
+
+
+# --- the last-number fallback needs an answer-like statement -------------------------------------------------------
+
+NOT_STATED_AS_ANSWER = [
+    # a section heading or a step label
+    ("Let us go on.\n\n## 5. Determining the area.", "5"),
+    ("We compute things.\n\n**5. Determining the value of x.**", "5"),
+    ("**Step 3: Compute the total.**", "3"),
+    ("Next.\n\nCase 4: the sum is even.", "4"),
+    # a list marker
+    ("some reasoning here\n\n3. Compute the remaining amount.", "3"),
+    ("We list the options:\n1) The first one.\n2) The second one.", "2"),
+    ("Then:\n(4) Add both numbers together.", "4"),
+    # an echoed copy of the problem
+    ("Problem: Janet has 3 apples and buys 9 more. Each apple costs 2 dollars.", "2"),
+    ("Question: A train goes 60 miles per hour for 3 hours.", "3"),
+    ("What is the sum of the first 100 multiples of 149? \\boxed{}.", "149"),
+    ("In triangle ABC, we have AB = 13, BC = 14, and AC = 15. Let M be the midpoint of BC. Find AM.", "15"),
+    ("Janet's ducks lay 16 eggs per day. Please reason step by step, and put your final answer within \\boxed{}.",
+     "16"),
+    ("Let me restate the task.\n\nWrite 1/4 as a decimal.", "1/4"),
+    # the right-hand side of an equation never solved
+    ("First we need to solve the equation 3x + 5 = 20.", "20"),
+    ("We set up 2x - 4 = 10 and proceed.", "10"),
+    ("The constraint is a + b + c + d = 1.", "1"),
+    ("We know that x^2 + y^2 = 25.", "25"),
+    ("So we have 2x = 18.", "18"),
+    # a number that is part of an expression, not a value
+    ("So the side is 2 \\sqrt 2.", "2"),
+    ("The length of the side is 4343_6.", "6"),
+    # no statement of a value at all
+    ("Each apple costs 2 dollars.", "2"),
+    ("She walked to the store with 5 friends.", "5"),
+]
+
+
+@pytest.mark.parametrize(("text", "gold"), NOT_STATED_AS_ANSWER)
+def test_the_last_number_fallback_needs_an_answer_statement(text, gold):
+    assert reads_finished(text)  # each reads as finished: the old rule paid its last number
+    verdict = _graded(text, gold, False)
+    assert verdict.extracted is None, verdict
+    assert verdict.reason.startswith("no-answer (last number "), verdict
+    assert last_number_refusal(text) is not None
+
+
+STATED_AS_ANSWER = [
+    ("Therefore, the number of trailing zeros in 42! is 9.\n\nI think that's the answer.", "9"),
+    ("Solving, we find n = 2700 / 180\n\nn = 15", "15"),
+    ("She has 3 + 4 = 7 apples left.", "7"),
+    ("I think $1250 is the right answer.", "1250"),
+    ("I think I've approached this from different angles and consistently arrived at 8 meals.", "8"),
+    ("Therefore, Hillary has 7 nickels.", "7"),
+    ("Then, total arrangements minus arrangements where math books are together: 720 - 240 = 480.", "480"),
+    ("Donc, il a déjà 79 g de cire.", "79"),
+    ("我们把两个重量加起来。\n\nWe add both weights.\n\n因此，杰西开始慢跑前的体重是192公斤。", "192"),
+    ("x = 5 * 42 = 210\n\nSo, x ≡ 44 mod 83\n\nThis matches my earlier result, so I'm confident that 44 is the correct "
+     "answer.", "44"),
+    ("The probability is 2/3.", "2/3"),
+]
+
+
+@pytest.mark.parametrize(("text", "gold"), STATED_AS_ANSWER)
+def test_a_stated_last_number_still_pays_and_its_reason_says_it_was_the_fallback(text, gold):
+    assert extract_answer(text)[1] == "last_number"
+    assert last_number_refusal(text) is None
+    verdict = _graded(text, gold, True)
+    assert verdict.reason.endswith("(last-number fallback)"), verdict
+
+
+def test_the_fallback_checks_stay_fast_on_hostile_text():
+    hostile = ["$" * 100_000 + " 5.", " " * 100_000 + "= 5.", "{" * 50_000 + "5.", "3x + " * 20_000 + "= 5.",
+               "Find 5. " * 20_000, "\\boxed{" * 20_000, "5 " + "\\sqrt " * 20_000 + "2.", "a" * 100_000 + " is 5."]
+    start = time.monotonic()
+    for text in hostile:
+        grade_answer(text, "5")
+    assert time.monotonic() - start < 2.0
+
+
+def test_a_wrong_last_number_says_it_was_the_fallback_too():
+    verdict = _graded("Therefore, the answer must be 12 apples in all.", "13", False)
+    assert verdict.reason == "numeric-not-equal (last-number fallback)", verdict
+
+
+# --- units: stripped only when the gold has none or the same one ----------------------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold"), [
+    ("\\boxed{5pm}", "5am"),
+    ("\\boxed{3 m}", "3 s"),
+    ("\\boxed{12 cm}", "12 kg"),
+    ("\\boxed{7 \\text{ hours}}", "7 \\text{ minutes}"),
+    ("\\boxed{10 \\text{ km}}", "10 \\text{ m}"),
+    ("\\boxed{12 \\text{ cm}^2}", "12 \\text{ cm}"),
+    ("\\boxed{5 \\text{ apples}}", "5 \\text{ oranges}"),
+    ("\\boxed{20 \\text{ m/s}}", "20 \\text{ km/h}"),
+    ("\\boxed{25^\\circ \\text{C}}", "25^\\circ \\text{F}"),
+    ("The answer is 4:30 p.m.", "4:30 a.m."),
+    ("\\boxed{9 \\text{ dollars}}", "9 \\text{ cents}"),
+])
+def test_a_different_unit_is_a_different_answer(pred, gold):
+    verdict = _graded(pred, gold, False)
+    assert verdict.reason.startswith("unit-mismatch"), verdict
+
+
+@pytest.mark.parametrize(("pred", "gold"), [
+    ("\\boxed{12 cm}", "12"),
+    ("\\boxed{12}", "12 \\text{ cm}"),
+    ("\\boxed{12 \\text{ centimeters}}", "12 \\text{ cm}"),
+    ("\\boxed{7 hours}", "7 \\text{ hours}"),
+    ("\\boxed{5 \\text{ p.m.}}", "5pm"),
+    ("\\boxed{10 \\text{ cm}^2}", "10 \\text{ square centimeters}"),
+    ("\\boxed{9.8 \\text{ m/s}^2}", "9.8 \\text{ m s}^{-2}"),
+    ("\\boxed{90 \\text{ degrees}}", "90^\\circ"),
+])
+def test_the_same_unit_or_none_on_the_gold_is_stripped(pred, gold):
+    _graded(pred, gold, True)
+
+
+# --- a stated inequality is not its right-hand value ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold"), [
+    ("Hence $-9 > 0$, which is false.", "0"),
+    ("We get -9 > 0, a contradiction.", "0"),
+    ("So the condition is x < 3.", "3"),
+    ("Thus we need n \\geq 4.", "4"),
+    ("Since 7 \\neq 0, we are done.", "0"),
+    ("\\boxed{-9 > 0}", "0"),
+    ("\\boxed{x \\geq 2}", "2"),
+    ("The answer is $x > 5$.", "5"),
+    ("The answer is -9 > 0", "0"),
+])
+def test_an_inequality_is_not_its_bound(pred, gold):
+    _graded(pred, gold, False)
+
+
+# --- correct answers that must be accepted --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold"), [
+    ("\\boxed{5 \\text{ rad/s}}", "5"),
+    ("\\boxed{3 \\, \\text{m/s}}", "3"),
+    ("\\boxed{18 \\text{ g/mol}}", "18"),
+    ("\\boxed{25^\\circ \\text{C}}", "25"),
+    ("\\boxed{25 \\text{ degrees C}}", "25"),
+    ("\\boxed{1.5 \\text{ Å}}", "1.5"),
+    ("\\boxed{1.5 \\, \\AA}", "1.5"),
+    ("\\boxed{1.5 \\text{ Angstrom}}", "1.5"),
+    ("\\boxed{9.8 \\text{ m/s}^2}", "9.8"),
+    ("\\boxed{4 \\text{ m}^{-2}}", "4"),
+    ("\\boxed{4 m⁻²}", "4"),
+    ("\\boxed{2 \\text{ kg m}^2\\text{s}^{-1}}", "2"),
+    ("\\boxed{6.02 \\text{ J/(mol K)}}", "6.02"),
+    ("\\boxed{0.5 \\mathrm{mol/L}}", "0.5"),
+    ("\\boxed{300 \\text{ K}}", "300"),
+    ("\\boxed{3.2 \\times 10^{-19} \\text{ J}}", "3.2e-19"),
+])
+def test_units_inside_the_box_are_accepted(pred, gold):
+    _graded(pred, gold, True)
+
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("\\boxed{4.5\\times10^{33}}", "4.5e33", True),
+    ("\\boxed{0.001}", "1e-3", True),
+    ("\\boxed{10^{-3}}", "1e-3", True),
+    ("\\boxed{1.2 \\times 10^{5}}", "1.2E+05", True),
+    ("\\boxed{6.022 \\cdot 10^{23}}", "6.022e23", True),
+    ("\\boxed{4.5e33}", "4.5 \\times 10^{33}", True),
+    ("\\boxed{4.5\\times10^{32}}", "4.5e33", False),
+    ("\\boxed{0.01}", "1e-3", False),
+])
+def test_e_notation_golds(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+def test_parse_number_reads_e_notation_and_powers_of_ten_exactly():
+    assert parse_number("4.5e33")[0] == 45 * 10**32
+    assert parse_number("1e-3")[0] == parse_number("0.001")[0] == parse_number("10^{-3}")[0]
+    assert parse_number("3\\times10^{-3}")[0] == parse_number("0.003")[0]
+    assert parse_number("2e") is None  # Euler's number times two, not a number in e-notation
+
+
+@pytest.mark.parametrize("line", [
+    "C = \\$675 \\]", "\\[ C = \\$675 \\]", "C = \\$675", "- 675", "* 675", "- **675**", "• \\$675", "\\$675 \\]",
+])
+def test_a_finished_answer_on_a_bullet_or_display_line_reads_finished(line):
+    assert reads_finished("The costs add up.\n" + line)
+
+
+@pytest.mark.parametrize(("text", "gold"), [
+    ("**Final Answer**\n- 675", "675"),
+    ("The total cost:\n\n* 675", "675"),
+    ("Adding both costs:\n\n• \\$675", "675"),
+    ("We add the two costs, each on its own line, and carry the sum through the display below; the lines are long so "
+     "that the display starts well before the end of the response.\n\\[\n\\text{first} = \\$450, \\quad \\text{second}"
+     " = \\$225, \\quad \\text{and with everything that goes into the total written out at length here} \\\\\n"
+     "C = \\$675 \\]", "675"),
+])
+def test_a_finished_answer_on_a_bullet_or_display_line_pays(text, gold):
+    _graded(text, gold, True)
+
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("\\boxed{E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}}", "1.55", True),
+    ("E = 1240 / 800 = 1.55 eV", "1.55", True),
+    ("The energy is $E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}$.", "1.55", True),
+    ("\\boxed{v = \\frac{d}{t} = \\frac{100}{20} = 5 \\text{ m/s}}", "5", True),
+    ("\\boxed{\\text{Total} = 450 + 225 = 675}", "675", True),
+    ("\\boxed{E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}}", "1.5", False),
+    ("\\boxed{E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}}", "1.55 \\text{ J}", False),  # its unit too
+])
+def test_an_equation_chain_is_compared_by_its_last_value(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("The value is 3 \\times 10^{-3}.", "0.003", True),
+    ("The value is 3 \\times 10^{-3}.", "-3", False),
+    ("So the concentration is 3×10^-3 mol/L.", "0.003", True),
+    ("So the concentration is 3×10^-3 mol/L.", "-3", False),
+    ("\\boxed{3\\times10^{-3}\\text{ M}}", "0.003", True),
+    ("\\boxed{3\\times10^{-3}\\text{ M}}", "-3", False),
+    ("Therefore the rate is 2.5 \\cdot 10^{-4} per second.", "2.5e-4", True),
+])
+def test_scientific_notation_is_not_read_as_its_exponent(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("so \\boxed{42}. The final answer is boxed as requested.", "42", True),
+    ("\\boxed{7}\n\nThe final answer is shown in the box above.", "7", True),
+    ("$\\boxed{\\frac{1}{2}}$. The final answer is given above.", "1/2", True),
+    ("\\boxed{5}. Wait, I made an error. The final answer is 6.", "6", True),  # a stated answer still overrides
+    ("\\boxed{5}. Wait, I made an error. The final answer is 6.", "5", False),
+])
+def test_a_prose_sentence_is_never_chosen_over_the_box(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("\\boxed{a=-2, b=-2}", "-2,-2", True),
+    ("\\boxed{a = 1, b = 3}", "1, 3", True),
+    ("\\boxed{x = 2, y = -3}", "2, -3", True),
+    ("\\boxed{p = \\frac{1}{2}; q = 4}", "\\frac{1}{2}, 4", True),
+    ("\\boxed{a=-2, b=2}", "-2,-2", False),
+])
+def test_named_values_against_a_list_of_values(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("\\boxed{3, 5}", "[3, 5]", True),
+    ("The solutions are 3 and 5, so \\boxed{3, 5}", "[3,5]", True),
+    ("\\boxed{[3, 5]}", "[3, 5]", True),
+    ("\\boxed{3, 6}", "[3, 5]", False),
+    ("\\boxed{(3, 5)}", "[3, 5]", False),  # an open interval is not the list (nor the closed interval)
+])
+def test_a_list_gold(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+@pytest.mark.parametrize(("answer", "value", "unit"), [
+    ("9.8 \\text{ m/s}^2", "9.8", "m s^-2"),
+    ("4 m⁻²", "4", "m^-2"),
+    ("6.02 \\text{ J/(mol K)}", "6.02", "J K^-1 mol^-1"),
+    ("25^\\circ \\text{C}", "25", "°C"),
+    ("12 \\text{ centimeters}", "12", "cm"),
+    ("5pm", "5", "pm"),
+    ("2x", "2x", None),  # a variable, not a unit
+    ("2 \\sqrt{3}", "2 \\sqrt{3}", None),
+    ("10 \\text{ and } 12", "10 \\text{ and } 12", None),
+])
+def test_split_unit(answer, value, unit):
+    assert split_unit(answer) == (value, unit)
