@@ -1,18 +1,18 @@
 """Rule-based rewards for RL on reasoning: math answers, sympy step checks, sandboxed code.
 
-Every reward has TRL's signature ``fn(completions, **columns) -> list[float | None]``
-(completions as strings or chat message lists; dataset columns such as ``answer`` or
-``tests`` as keyword arguments) and runs its risky work in
-:class:`rewards.pool.GradingPool` worker processes under hard time and memory limits.
+Every reward has TRL's signature `fn(completions, **columns) -> list[float | None]`
+(completions as strings or chat message lists; dataset columns such as `answer` or
+`tests` as keyword arguments) and runs its risky work in
+`rewards.pool.GradingPool` worker processes under hard time and memory limits.
 A problem with one sample (a None completion, an unparseable answer, malformed tests)
 never raises: that sample scores 0.0 (or None, "not applicable") with a reason. A
-malformed call (``completions`` not a list or tuple, e.g. a bare string; a column whose
-length is not the number of completions) raises :class:`RewardCallError` naming the problem.
+malformed call (`completions` not a list or tuple, e.g. a bare string; a column whose
+length is not the number of completions) raises `RewardCallError` naming the problem.
 
 A reward that can say why a sample scored what it did also has
-``explain(completions, **columns) -> (scores, reasons)``: the scores ``__call__`` returns
-and one human-readable reason per sample, from the same single pass (``math_accuracy``,
-``format_reward``); the trainer logs these reasons beside sampled completions.
+`explain(completions, **columns) -> (scores, reasons)`: the scores `__call__` returns
+and one human-readable reason per sample, from the same single pass (`math_accuracy`,
+`format_reward`); the trainer logs these reasons beside sampled completions.
 """
 
 from rewards.calls import RewardCallError

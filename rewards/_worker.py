@@ -1,15 +1,15 @@
-"""The worker process of :class:`rewards.pool.GradingPool` (``python -m rewards._worker``).
+"""The worker process of `rewards.pool.GradingPool` (`python -m rewards._worker`).
 
 Protocol on two private pipe file descriptors (fd 0 and fd 1 are handed over at start,
 then pointed elsewhere so that a task printing to stdout cannot corrupt the protocol):
 frames of an 8-byte big-endian length followed by a pickle.
 
-- parent -> worker: ``(task_id, fn, args, kwargs, memory_bytes)``
-- worker -> parent: ``("ready", pid)`` once its imports are done, then for each task
-  ``(task_id, ok, value, reason, elapsed_s)``.
+- parent -> worker: `(task_id, fn, args, kwargs, memory_bytes)`
+- worker -> parent: `("ready", pid)` once its imports are done, then for each task
+  `(task_id, ok, value, reason, elapsed_s)`.
 
 The worker is single-threaded and runs each task in its main thread, so libraries that
-rely on ``signal.alarm`` (math-verify) work here. Hard limits are the parent's job: it
+rely on `signal.alarm` (math-verify) work here. Hard limits are the parent's job: it
 kills this process on timeout; memory is bounded by RLIMIT_AS set around each task.
 """
 

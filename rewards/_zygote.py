@@ -1,22 +1,22 @@
 """The sandbox's fork server ("zygote"): started once inside the namespaces, it forks one child per program.
 
 Setting up namespaces and mounts costs about 45 ms a run here (a dozen `mount` processes); forking a ready
-interpreter costs about 1 ms. So :mod:`rewards.sandbox` starts this script once per process (``python -I -S -B
--c <this file> FD``, inside ``unshare`` after the mounts, as PID 1 of its PID namespace) and sends it each program
-over the socket ``FD``. This file is run as a script and imports the standard library only (the repository is
+interpreter costs about 1 ms. So `rewards.sandbox` starts this script once per process (`python -I -S -B
+-c <this file> FD`, inside `unshare` after the mounts, as PID 1 of its PID namespace) and sends it each program
+over the socket `FD`. This file is run as a script and imports the standard library only (the repository is
 not visible inside the sandbox).
 
 Protocol: frames of a 4-byte big-endian length and a JSON object.
 
-- parent -> server: ``{"op": "run", "code", "uid", "limits"}`` with three file descriptors attached
-  (SCM_RIGHTS: the program's stdin, stdout and stderr pipes); the server answers ``{"pid"}`` once the child is
-  forked. Then ``{"op": "finish", "wait_s"}``: the server waits up to ``wait_s`` for the child to exit, kills what
-  is left of it, and answers ``{"returncode", "timed_out"}``.
-- server -> parent: ``{"ready": pid}`` first.
+- parent -> server: `{"op": "run", "code", "uid", "limits"}` with three file descriptors attached
+  (SCM_RIGHTS: the program's stdin, stdout and stderr pipes); the server answers `{"pid"}` once the child is
+  forked. Then `{"op": "finish", "wait_s"}`: the server waits up to `wait_s` for the child to exit, kills what
+  is left of it, and answers `{"returncode", "timed_out"}`.
+- server -> parent: `{"ready": pid}` first.
 
 What a child does before it runs the program: its own session, the pipes as fds 0-2 and every other descriptor
 closed, a fresh private directory as cwd, rlimits, no supplementary groups, the run's unprivileged uid/gid,
-``no_new_privs``. After each run the server kills every process of that uid (``kill(-1)`` from a process of that
+`no_new_privs`. After each run the server kills every process of that uid (`kill(-1)` from a process of that
 uid, which no fork can race) and reaps them (it is PID 1: orphans come to it).
 """
 
@@ -67,7 +67,7 @@ def _quit(code=None):
 
 
 def run_program(code, uid, limits, fds, box, libc):
-    """In the forked child: confine this process, run ``code`` as ``__main__``, exit. Never returns."""
+    """In the forked child: confine this process, run `code` as `__main__`, exit. Never returns."""
     rc = 1
     try:
         os.setsid()
@@ -130,7 +130,7 @@ def run_program(code, uid, limits, fds, box, libc):
 
 
 def kill_uid(uid):
-    """SIGKILL every process of ``uid`` (from a process of that uid: kill(-1) is atomic against forks), then reap."""
+    """SIGKILL every process of `uid` (from a process of that uid: kill(-1) is atomic against forks), then reap."""
     killer = os.fork()
     if killer == 0:
         try:
@@ -151,7 +151,7 @@ def kill_uid(uid):
 
 
 def finish(pid, uid, wait_s, box):
-    """Wait up to ``wait_s`` for the child, then kill what is left of the run; its exit status."""
+    """Wait up to `wait_s` for the child, then kill what is left of the run; its exit status."""
     deadline = time.monotonic() + max(0.0, wait_s)
     status, timed_out = None, False
     while True:

@@ -1,25 +1,25 @@
 """Code execution reward: run a completion's program against tests in the sandbox.
 
-``code_execution(completions, tests, **kwargs) -> list[float | None]``: the fraction of tests
-passed. A sample's ``tests`` may be
+`code_execution(completions, tests, **kwargs) -> list[float | None]`: the fraction of tests
+passed. A sample's `tests` may be
 
 - a string of assert-style test code, run after the program in the same interpreter, one
-  top-level statement at a time: each statement that checks something (an ``assert``, a
-  block containing one, or a call such as ``check(candidate)``) is one test; the others
+  top-level statement at a time: each statement that checks something (an `assert`, a
+  block containing one, or a call such as `check(candidate)`) is one test; the others
   (imports, definitions, assignments) are setup that runs in order but is not counted, so
   that a program is never paid for a test harness that checks nothing;
 - a list of such strings (one test each, with the same rule);
-- stdin/stdout pairs: ``{"inputs": [...], "outputs": [...]}`` (APPS/TACO style) or a
-  list of ``{"input": ..., "output": ...}``; outputs are compared line by line,
+- stdin/stdout pairs: `{"inputs": [...], "outputs": [...]}` (APPS/TACO style) or a
+  list of `{"input": ..., "output": ...}`; outputs are compared line by line,
   trailing whitespace ignored. Each pair is a separate sandboxed run.
 
-What a sample scores: ``None`` (not applicable) when its ``tests`` is None or holds no test
-(an empty list, ``{"inputs": [], "outputs": []}``, code that checks nothing), with reason
-``no-tests...``; ``0.0`` with a reason ``tests: ...`` when its ``tests`` is malformed
-(2 inputs but 1 output, a pair without an output, call-based ``fn_name`` tests, a value of
+What a sample scores: `None` (not applicable) when its `tests` is None or holds no test
+(an empty list, `{"inputs": [], "outputs": []}`, code that checks nothing), with reason
+`no-tests...`; `0.0` with a reason `tests: ...` when its `tests` is malformed
+(2 inputs but 1 output, a pair without an output, call-based `fn_name` tests, a value of
 another type): nothing is run, since a malformed spec could only pay for nothing.
 
-Every run is a :func:`rewards.sandbox.run_sandboxed` call made from a pool worker, so a
+Every run is a `rewards.sandbox.run_sandboxed` call made from a pool worker, so a
 sample costs at most its wall limit and never the caller's thread.
 """
 
@@ -63,7 +63,14 @@ for _i, (_t, _check) in enumerate(_tests):
 
 
 def extract_program(text: str) -> str:
-    """The last ```python (or untagged) code block of ``text``, else the whole text."""
+    """The program of a completion.
+
+    Args:
+        text: The completion text.
+
+    Returns:
+        The last python (or untagged) fenced code block of `text`, else the whole text.
+    """
     blocks = _BLOCK_RE.findall(text)
     python = [code for lang, code in blocks if lang.lower() in ("python", "py", "python3")]
     if python:
@@ -73,11 +80,11 @@ def extract_program(text: str) -> str:
 
 
 class _MalformedTests(ValueError):
-    """A sample's ``tests`` value is not a test spec this reward can run; the message is the reason."""
+    """A sample's `tests` value is not a test spec this reward can run; the message is the reason."""
 
 
 def _checks(node: ast.AST) -> bool:
-    """Whether a statement checks something: an assert, or a call made as a statement (``check(f)``), at any
+    """Whether a statement checks something: an assert, or a call made as a statement (`check(f)`), at any
     depth except inside a function or class definition (defining a checker checks nothing)."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
         return False
@@ -87,7 +94,7 @@ def _checks(node: ast.AST) -> bool:
 
 
 def _snippets(code: str) -> list[tuple[str, bool]]:
-    """Assert-style test code as ``(statement source, is_test)`` in order; code that does not parse is one test
+    """Assert-style test code as `(statement source, is_test)` in order; code that does not parse is one test
     (it fails, as it would for every program)."""
     try:
         tree = ast.parse(code)
@@ -112,7 +119,7 @@ def _text(value: Any, what: str) -> str:
 
 
 def _split_tests(tests: Any) -> tuple[list[tuple[str, bool]], list[tuple[str, str]]]:
-    """``(snippets, io_pairs)`` from any accepted test format; ``snippets`` are ``(source, is_test)``.
+    """`(snippets, io_pairs)` from any accepted test format; `snippets` are `(source, is_test)`.
 
     Raises:
         _MalformedTests: for a value that is no test spec (mismatched inputs and outputs, a pair without an
@@ -163,16 +170,16 @@ def _same_output(got: str, want: str) -> bool:
 
 
 def run_tests(program: str, tests: Any, limits: SandboxLimits = SandboxLimits()) -> dict:
-    """Run ``program`` against ``tests`` in the sandbox.
+    """Run `program` against `tests` in the sandbox.
 
     Args:
         program: Python source.
-        tests: Any format accepted by :func:`code_execution`.
+        tests: Any format accepted by `code_execution`.
         limits: Limits for each sandboxed run.
 
     Returns:
-        ``{"passed": int, "total": int, "reason": str}``; ``reason`` names the first
-        failure (``"timeout"``, ``"memory"``, ``"wrong-answer"``, ``"AssertionError"``...).
+        `{"passed": int, "total": int, "reason": str}`; `reason` names the first
+        failure (`"timeout"`, `"memory"`, `"wrong-answer"`, `"AssertionError"`...).
     """
     if tests is None:
         return {"passed": 0, "total": 0, "reason": "no-tests"}
@@ -206,7 +213,7 @@ def run_tests(program: str, tests: Any, limits: SandboxLimits = SandboxLimits())
 
 
 class CodeExecution:
-    """Reward = fraction of a sample's tests that its program passes (or, with ``partial_credit=False``, 1.0 when
+    """Reward = fraction of a sample's tests that its program passes (or, with `partial_credit=False`, 1.0 when
     it passes all of them and 0.0 otherwise: DeepCoder's sparse outcome reward, which pays nothing for a program
     that gets some asserts right by luck).
 
@@ -229,11 +236,11 @@ class CodeExecution:
             self.__name__ = "code_pass_all"
 
     def details(self, completions: Sequence[Any], tests: Sequence[Any] | None = None, **kwargs: Any) -> list[dict]:
-        """Per-sample ``{"passed", "total", "reason"}``.
+        """Per-sample `{"passed", "total", "reason"}`.
 
         Raises:
-            RewardCallError: for a malformed call (see :func:`rewards.calls.check_call`): ``completions`` or
-                ``tests`` not a list (a bare string), or ``tests`` of another length than ``completions``.
+            RewardCallError: for a malformed call (see `rewards.calls.check_call`): `completions` or
+                `tests` not a list (a bare string), or `tests` of another length than `completions`.
         """
         completions = check_call(self.__name__, completions, {**kwargs, "tests": tests}, read=("tests",))
         tests = list(tests) if tests is not None else [None] * len(completions)

@@ -13,16 +13,16 @@ RewardFn = Callable[..., list]
 
 
 class WeightedReward:
-    """``sum_i w_i * r_i`` over reward functions, each reported separately.
+    """`sum_i w_i * r_i` over reward functions, each reported separately.
 
     A component that returns None for a sample ("not applicable") is left out of that
     sample's sum (its weight is not renormalised); a component that raises (a third-party
-    reward) scores 0.0 for the batch and the error is kept in ``last_errors``. A malformed
-    call (see :func:`rewards.calls.check_call`) raises :class:`rewards.RewardCallError`, and
-    so does a component's own ``RewardCallError``: the call, not the component, is wrong.
+    reward) scores 0.0 for the batch and the error is kept in `last_errors`. A malformed
+    call (see `rewards.calls.check_call`) raises `rewards.RewardCallError`, and
+    so does a component's own `RewardCallError`: the call, not the component, is wrong.
 
     Args:
-        rewards: ``{name: (fn, weight)}``; ``fn`` has TRL's signature.
+        rewards: `{name: (fn, weight)}`; `fn` has TRL's signature.
 
     Example:
         >>> from rewards import format_reward, math_accuracy
@@ -41,12 +41,19 @@ class WeightedReward:
         self.last_errors: dict[str, str] = {}
 
     def score(self, completions: Sequence[Any], **kwargs: Any) -> dict[str, Any]:
-        """Everything one pass over the components gives: ``{"total": [float | None], "components": {name:
-        [float | None]}, "reasons": {name: [str | None]}, "errors": {name: str}}``.
+        """Score completions with every component in one pass.
 
         A sample's total is the weighted sum of the components that apply to it, None when none does ("not
-        applicable" stays distinct from 0). Reasons come from a component's ``explain(completions, **columns)``
+        applicable" stays distinct from 0). Reasons come from a component's `explain(completions, **columns)`
         when it has one (None per sample otherwise); a component that raised gives its error as every reason.
+
+        Args:
+            completions: Strings or chat message lists.
+            **kwargs: Dataset columns, one value per completion.
+
+        Returns:
+            `{"total": [float | None], "components": {name: [float | None]}, "reasons": {name: [str | None]},
+            "errors": {name: str}}`.
         """
         completions = check_call(self.__name__, completions, kwargs)
         components: dict[str, list[float | None]] = {}
@@ -77,7 +84,7 @@ class WeightedReward:
     def __call__(self, completions: Sequence[Any], log_extra: Callable[[str, list], None] | None = None,
                  **kwargs: Any) -> list[float | None]:
         """Weighted sum per sample (None where no component applies; TRL reads it as NaN); components go to
-        ``log_extra`` and ``last_components``."""
+        `log_extra` and `last_components`."""
         scored = self.score(completions, **kwargs)
         if log_extra is not None:
             for name, scores in scored["components"].items():
@@ -86,7 +93,7 @@ class WeightedReward:
 
 
 def _scores_and_reasons(fn: RewardFn, completions: list, columns: dict[str, Any]) -> tuple[list, list[str | None]]:
-    """One call of a reward function: its scores and, when it has ``explain``, its reason per sample.
+    """One call of a reward function: its scores and, when it has `explain`, its reason per sample.
 
     Raises:
         ValueError: when it returns a number of scores or reasons other than one per completion.

@@ -1,18 +1,18 @@
 """Final-answer extraction and string normalisation for math completions.
 
 Pure string work (no sympy), so it is cheap and safe to run anywhere. Equivalence
-lives in :mod:`rewards.math_answer`, which builds on what is here.
+lives in `rewards.math_answer`, which builds on what is here.
 
 Extraction order, first hit wins (each is searched for its *last* occurrence, since a
 model may restate or correct itself):
 
-1. ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces; also ``\\boxed 5``),
-2. ``#### N`` (GSM8K),
+1. `\\boxed{...}` / `\\fbox{...}` (nested braces; also `\\boxed 5`),
+2. `#### N` (GSM8K),
 3. "final answer is X", "the answer is X", "Answer: X", "A: X",
-4. the final non-empty line (its last ``$...$`` span, else its last number).
+4. the final non-empty line (its last `$...$` span, else its last number).
 
 The last number is extracted from any text (so that logs show what was read), but the grader
-pays it only when the text reads as finished (:func:`reads_finished`): a response cut off
+pays it only when the text reads as finished (`reads_finished`): a response cut off
 mid-reasoning ends on whatever number the cut fell after.
 """
 
@@ -48,7 +48,7 @@ def completion_text(completion: object) -> str | None:
     """Return the text of a TRL completion: a string, or a chat message list.
 
     Args:
-        completion: ``"text"`` or ``[{"role": "assistant", "content": "text"}, ...]``.
+        completion: `"text"` or `[{"role": "assistant", "content": "text"}, ...]`.
 
     Returns:
         The text (the last assistant message's content for a chat list), or None when
@@ -72,7 +72,7 @@ _BRACE_RE = re.compile(r"\\.|[{}]", re.S)
 
 
 def _brace_partners(text: str) -> dict[int, int]:
-    """Index of each ``{`` -> index of the ``}`` that closes it, in one pass (escaped ``\\{``, ``\\}`` skipped)."""
+    """Index of each `{` -> index of the `}` that closes it, in one pass (escaped `\\{`, `\\}` skipped)."""
     partners, open_at = {}, []
     for m in _BRACE_RE.finditer(text):
         c = m.group()
@@ -84,8 +84,8 @@ def _brace_partners(text: str) -> dict[int, int]:
 
 
 def _scan_boxes(text: str) -> tuple[list[tuple[int, int, str]], int | None]:
-    """All non-empty boxes as ``(start, end, content)`` in order, and where the last unclosed box starts (None if
-    none): a ``\\boxed{`` whose brace never closes, or a ``\\boxed`` that ends the text."""
+    """All non-empty boxes as `(start, end, content)` in order, and where the last unclosed box starts (None if
+    none): a `\\boxed{` whose brace never closes, or a `\\boxed` that ends the text."""
     boxes, unclosed, partners = [], None, None
     for match in _BOX_RE.finditer(text):
         start = match.end()
@@ -107,7 +107,7 @@ def _scan_boxes(text: str) -> tuple[list[tuple[int, int, str]], int | None]:
 
 
 def _boxes(text: str) -> list[tuple[int, int, str]]:
-    """All non-empty boxes as ``(start, end, content)``, in order."""
+    """All non-empty boxes as `(start, end, content)`, in order."""
     return _scan_boxes(text)[0]
 
 
@@ -122,13 +122,16 @@ _BOX_JOINER_RE = re.compile(
 
 
 def find_last_boxed(text: str, join: bool = True) -> str | None:
-    """Content of the last non-empty ``\\boxed{...}`` or ``\\fbox{...}`` in ``text``.
+    """Content of the last non-empty `\\boxed{...}` or `\\fbox{...}` in `text`.
 
     Args:
         text: The text to search.
         join: Join the final run of boxes separated only by connectors ("and",
-            commas, ``\\quad``) into one comma-separated answer, as models write
+            commas, `\\quad`) into one comma-separated answer, as models write
             several solutions as several boxes.
+
+    Returns:
+        The box's content (the joined run's, comma-separated), or None when `text` has no non-empty box.
     """
     boxes = _boxes(text)
     if not boxes:
@@ -173,7 +176,7 @@ def _prose_number(text: str) -> str | None:
 
 
 def _looks_like_bare_answer(text: str) -> bool:
-    """A short text without prose: the whole text is the answer (e.g. ``(x-2)(x+2)``)."""
+    """A short text without prose: the whole text is the answer (e.g. `(x-2)(x+2)`)."""
     return len(text) <= 120 and not re.search(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", text))
 
 
@@ -201,17 +204,17 @@ def _is_prose(answer: str) -> bool:
 def extract_answer(text: str) -> tuple[str | None, str]:
     """Extract the final answer of a completion.
 
-    A box left unclosed after the last closed one (``\\boxed{5`` at the end of a truncated response) is no answer:
-    ``(None, "unclosed_box")``. An answer phrase after the last box overrides it only when it states an answer,
+    A box left unclosed after the last closed one (`\\boxed{5` at the end of a truncated response) is no answer:
+    `(None, "unclosed_box")`. An answer phrase after the last box overrides it only when it states an answer,
     not a sentence about the box ("The final answer is boxed as requested.").
 
     Args:
         text: The completion text.
 
     Returns:
-        ``(answer, how)``: the raw answer string (None when nothing was found) and
-        which rule found it (``boxed``, ``####``, ``phrase``, ``A:``, ``bare``,
-        ``last_math``, ``last_number``, ``unclosed_box``, ``none``).
+        `(answer, how)`: the raw answer string (None when nothing was found) and
+        which rule found it (`boxed`, `####`, `phrase`, `A:`, `bare`,
+        `last_math`, `last_number`, `unclosed_box`, `none`).
 
     >>> extract_answer("so \\\\boxed{\\\\frac{1}{2}}.")
     ('\\\\frac{1}{2}', 'boxed')
@@ -280,10 +283,17 @@ _THOUSANDS_RE = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$|^-?[1-9]\d{0,
 def normalize_answer(answer: str) -> str:
     """Normalise an answer string for comparison (presentation only, never the value).
 
-    Removes ``$``/``\\(``, ``\\left``/``\\right``, spacing commands, ``\\text{}``
-    wrappers, units after a number, thousands separators, ``\\%``, degrees, dollar
-    signs, markdown bold and trailing punctuation; maps ``\\dfrac``/``\\tfrac`` to
-    ``\\frac``.
+    Removes `$`/`\\(`, `\\left`/`\\right`, spacing commands, `\\text{}`
+    wrappers, units after a number, thousands separators, `\\%`, degrees, dollar
+    signs, markdown bold and trailing punctuation; maps `\\dfrac`/`\\tfrac` to
+    `\\frac`. Units are compared before this, by `rewards.units` (`rewards.math_answer` strips a unit only when
+    the gold has none or the same one).
+
+    Args:
+        answer: An extracted answer or a gold answer.
+
+    Returns:
+        The normalised string.
 
     >>> normalize_answer("\\\\$1,000.")
     '1000'

@@ -1,7 +1,7 @@
 """Format and length rewards (cheap string checks, run in the caller's process).
 
-The policy's chat format is DeepSeek-R1 style: ``<think> ... </think>`` followed by the
-answer, the final answer in ``\\boxed{}`` or after ``####``; ``<answer>...</answer>``
+The policy's chat format is DeepSeek-R1 style: `<think> ... </think>` followed by the
+answer, the final answer in `\\boxed{}` or after `####`; `<answer>...</answer>`
 is accepted too. Tags are configurable.
 """
 
@@ -18,16 +18,16 @@ __all__ = ["FormatReward", "format_reward", "CodeFormatReward", "code_format_rew
 
 
 class FormatReward:
-    """1.0 when a completion is ``<think>reasoning</think> answer`` with a final answer.
+    """1.0 when a completion is `<think>reasoning</think> answer` with a final answer.
 
     Args:
         think_tags: Opening and closing tags of the reasoning block.
         answer_tags: Tags of an explicit answer block (accepted as the answer).
-        require_final_answer: Also require ``\\boxed{}``, ``####`` or an answer block after the reasoning (with
-            ``code_answer``: a non-empty fenced code block, a code task's answer, instead).
-        prompt_opens_think: The chat template already opened ``<think>`` in the prompt
+        require_final_answer: Also require `\\boxed{}`, `####` or an answer block after the reasoning (with
+            `code_answer`: a non-empty fenced code block, a code task's answer, instead).
+        prompt_opens_think: The chat template already opened `<think>` in the prompt
             (DeepSeek-R1 does), so the completion may start inside the block.
-        code_answer: the final answer is a program (``code_format_reward``), not a math answer.
+        code_answer: the final answer is a program (`code_format_reward`), not a math answer.
 
     Example:
         >>> format_reward(["<think>2+2=4</think> The answer is \\\\boxed{4}."])
@@ -46,7 +46,14 @@ class FormatReward:
         self.prompt_opens_think = prompt_opens_think
 
     def check(self, text: str | None) -> tuple[bool, str]:
-        """``(ok, reason)`` for one completion text."""
+        """Check one completion's format.
+
+        Args:
+            text: The completion text (anything else is "no text").
+
+        Returns:
+            `(ok, reason)`: `reason` is `"ok"` or what is missing or misplaced.
+        """
         if not isinstance(text, str):
             return False, "no text"
         open_t, close_t = (re.escape(t) for t in self.think_tags)
@@ -71,24 +78,24 @@ class FormatReward:
         return True, "ok"
 
     def __call__(self, completions: Sequence[Any], log_extra=None, **kwargs: Any) -> list[float]:
-        """Score completions (TRL signature); a malformed call raises :class:`rewards.RewardCallError`."""
+        """Score completions (TRL signature); a malformed call raises `rewards.RewardCallError`."""
         scores, reasons = self.explain(completions, **kwargs)
         if log_extra is not None:
             log_extra("format_reason", reasons)
         return scores
 
     def explain(self, completions: Sequence[Any], **kwargs: Any) -> tuple[list[float], list[str]]:
-        """The scores ``__call__`` gives and why (``"ok"`` or what is missing), one reason per sample."""
+        """The scores `__call__` gives and why (`"ok"` or what is missing), one reason per sample."""
         completions = check_call(self.__name__, completions, kwargs)
         checks = [self.check(completion_text(c)) for c in completions]
         return [1.0 if ok else 0.0 for ok, _ in checks], [reason for _, reason in checks]
 
 
 class LengthPenalty:
-    """DAPO's soft overlong penalty: 0 up to ``max_len - cache``, then linear to -1.
+    """DAPO's soft overlong penalty: 0 up to `max_len - cache`, then linear to -1.
 
-    Length is counted in tokens when ``completion_ids`` (TRL passes them) or a
-    tokenizer is given, else in characters / ``chars_per_token``.
+    Length is counted in tokens when `completion_ids` (TRL passes them) or a
+    tokenizer is given, else in characters / `chars_per_token`.
 
     Args:
         max_len: The generation limit (tokens).
@@ -104,7 +111,7 @@ class LengthPenalty:
         self.max_len, self.cache, self.chars_per_token = max_len, cache, chars_per_token
 
     def penalty(self, length: float) -> float:
-        """The penalty for one completion of ``length`` tokens (in [-1, 0])."""
+        """The penalty for one completion of `length` tokens (in [-1, 0])."""
         soft_start = self.max_len - self.cache
         if length <= soft_start:
             return 0.0
@@ -114,8 +121,8 @@ class LengthPenalty:
 
     def __call__(self, completions: Sequence[Any], completion_ids: Sequence[Sequence[int]] | None = None,
                  **kwargs: Any) -> list[float]:
-        """Score completions (TRL signature); a malformed call (``completion_ids`` of another length than
-        ``completions`` included) raises :class:`rewards.RewardCallError`."""
+        """Score completions (TRL signature); a malformed call (`completion_ids` of another length than
+        `completions` included) raises `rewards.RewardCallError`."""
         completions = check_call(self.__name__, completions, {**kwargs, "completion_ids": completion_ids},
                                  read=("completion_ids",))
         if completion_ids is not None:
@@ -132,7 +139,7 @@ format_reward = FormatReward()
 
 
 class CodeFormatReward(FormatReward):
-    """``<think>plan</think>`` then a non-empty fenced code block (code tasks' format reward)."""
+    """`<think>plan</think>` then a non-empty fenced code block (code tasks' format reward)."""
 
     __name__ = "code_format_reward"
 

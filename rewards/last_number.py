@@ -1,13 +1,13 @@
 """The last-number fallback: when may the last number of a response stand as its answer?
 
-A response without a box, a ``####`` or an answer phrase is graded on its last number. That number is an answer
-only when the response reads as finished (:func:`reads_finished`: not cut off mid-expression, no reasoning block left
-open) and the number is *stated* as a value (:func:`last_number_refusal`): not a list marker or a section heading
+A response without a box, a `####` or an answer phrase is graded on its last number. That number is an answer
+only when the response reads as finished (`reads_finished`: not cut off mid-expression, no reasoning block left
+open) and the number is *stated* as a value (`last_number_refusal`): not a list marker or a section heading
 ("**5. Determining ...**"), not a step label, not the bound of an inequality ("-9 > 0"), not part of an expression
 ("2 \\sqrt 2", "10^{-3}"), not the right-hand side of an equation never solved ("3x + 5 = 20"), not in a question or
 an echoed copy of the problem, and in a sentence that states something ("is", "=", "so", "total", ...).
 
-Pure string work (no sympy), shared by :mod:`rewards.extract` and :mod:`rewards.math_answer`.
+Pure string work (no sympy), shared by `rewards.extract` and `rewards.math_answer`.
 """
 
 from __future__ import annotations
@@ -74,10 +74,16 @@ _OPERATORS = ("+", "-", "*", "/", "×", "÷", "^", "\\cdot", "\\times")
 
 
 def reasoning_left_open(text: str) -> bool:
-    """True when a reasoning block was opened and never closed (``<think>`` without a later ``</think>``).
+    """Whether a reasoning block was opened and never closed (`<think>` without a later `</think>`).
 
     The response stopped inside its reasoning, so nothing in it is a final answer unless it says so (a box, a
     phrase).
+
+    Args:
+        text: The completion text.
+
+    Returns:
+        True when a block is left open.
     """
     return any(open_tag in text and close_tag not in text[text.rfind(open_tag):]
                for open_tag, close_tag in _OPEN_CLOSE_TAGS)
@@ -92,13 +98,13 @@ def _bare_line(line: str) -> str:
 def reads_finished(text: str) -> bool:
     """True when a completion reads as finished, so that its last number may stand as its answer.
 
-    Finished: no reasoning block left open (``<think>`` without ``</think>``), and the last non-empty line
-    (chat tokens removed) does not stop inside an expression (an operator, ``=``, an opening bracket, an
-    unclosed ``<<`` annotation, a comma or colon at its end, or a lone list marker such as ``1.``) and is one of
+    Finished: no reasoning block left open (`<think>` without `</think>`), and the last non-empty line
+    (chat tokens removed) does not stop inside an expression (an operator, `=`, an opening bracket, an
+    unclosed `<<` annotation, a comma or colon at its end, or a lone list marker such as `1.`) and is one of
 
-    - a sentence that ends (``.``, ``!``, ``。``; not ``...`` nor ``?``),
-    - a bare answer, bullets and math delimiters aside: a number, or ``name = number`` (``n = 15``, ``**858**``,
-      ``- 675``, ``C = \\$675 \\]``),
+    - a sentence that ends (`.`, `!`, `。`; not `...` nor `?`),
+    - a bare answer, bullets and math delimiters aside: a number, or `name = number` (`n = 15`, `**858**`,
+      `- 675`, `C = \\$675 \\]`),
     - a short statement of a value: it ends with a number that no operator precedes and has a word that states
       a value or a conclusion ("so", "therefore", "total", "is", "donc", "因此", ...).
 
@@ -174,13 +180,20 @@ _VALUE_CUE_RE = re.compile(
 
 
 def last_number(text: str) -> str | None:
-    """The last number of a text as the fallback reads it (``3 \\times 10^{-3}`` and ``\\frac{1}{2}`` whole)."""
+    """The last number of a text as the fallback reads it.
+
+    Args:
+        text: The completion text.
+
+    Returns:
+        The number as written (`3 \\times 10^{-3}` and `\\frac{1}{2}` whole, not their last digits), or None.
+    """
     numbers = _LAST_NUMBER_RE.findall(text)
     return numbers[-1] if numbers else None
 
 
 def _unsolved_equation(before: str) -> bool:
-    """True when ``before`` ends with ``<expression with an unknown> =`` (``3x + 5 =``, ``a + b =``, ``2x =``)."""
+    """True when `before` ends with `<expression with an unknown> =` (`3x + 5 =`, `a + b =`, `2x =`)."""
     head = _OPENERS_RE.sub("", before)
     if not head.endswith("=") or head.endswith(("==", "<=", ">=", "!=")):
         return False
@@ -204,17 +217,17 @@ def _echoes_problem(statement: str) -> bool:
 def last_number_refusal(text: str) -> str | None:
     """Why the last number of a text may not stand as its answer, or None when it is stated as one.
 
-    The text is assumed to read as finished (:func:`reads_finished`); this judges the statement that holds the last
+    The text is assumed to read as finished (`reads_finished`); this judges the statement that holds the last
     number (see the module docstring).
 
     Args:
         text: The completion text.
 
     Returns:
-        None when the number is stated as an answer; else what it is, to follow "last number 'N' is ...": ``"in a
-        heading"``, ``"a list marker"``, ``"a step or section number"``, ``"a bound of an inequality"``, ``"part of
-        an expression"``, ``"the right-hand side of an equation never solved"``, ``"in a question"``, ``"in an echo
-        of the problem"``, ``"not stated as an answer"``.
+        None when the number is stated as an answer; else what it is, to follow "last number 'N' is ...": `"in a heading"`,
+        `"a list marker"`, `"a step or section number"`, `"a bound of an inequality"`, `"part of an expression"`,
+        `"the right-hand side of an equation never solved"`, `"in a question"`, `"in an echo of the problem"`,
+        `"not stated as an answer"`.
 
     >>> last_number_refusal("We need to solve the equation 3x + 5 = 20.")
     'the right-hand side of an equation never solved'

@@ -1,27 +1,27 @@
 """Math answer equivalence: is a completion's final answer equal to the gold answer?
 
-:func:`grade_answer` is the one entry point. It is a plain function that may use a lot
+`grade_answer` is the one entry point. It is a plain function that may use a lot
 of time on hostile input (sympy, math-verify), so the rewards call it inside the worker
-pool (:mod:`rewards.pool`), where a hard kill bounds it. It never raises.
+pool (`rewards.pool`), where a hard kill bounds it. It never raises.
 
 Decision ladder (first conclusive step wins):
 
-1. extract the prediction's final answer (:func:`rewards.extract.extract_answer`);
-   the gold is extracted too when it is a full solution (``\\boxed`` or ``####``);
+1. extract the prediction's final answer (`rewards.extract.extract_answer`);
+   the gold is extracted too when it is a full solution (`\\boxed` or `####`);
 2. normalise both strings; equal strings are equal answers;
-3. both plain numbers (integers, decimals, fractions, ``\\frac``): exact rational
-   comparison (``0.3333`` is not 1/3), a relative tolerance of 1e-6 only against a decimal
-   gold (see ``REL_TOL``); a percentage on one side matches as its number or its quantity
-   (``10\\%`` is 10 and 0.1); AIME style leading zeros (``033``) are the same integer;
-4. equations: ``x = 3`` against ``3`` compares the right-hand side;
+3. both plain numbers (integers, decimals, fractions, `\\frac`): exact rational
+   comparison (`0.3333` is not 1/3), a relative tolerance of 1e-6 only against a decimal
+   gold (see `REL_TOL`); a percentage on one side matches as its number or its quantity
+   (`10\\%` is 10 and 0.1); AIME style leading zeros (`033`) are the same integer;
+4. equations: `x = 3` against `3` compares the right-hand side;
 5. otherwise math-verify / latex2sympy2_extended parse both sides (sets, tuples,
    intervals, matrices, symbolic expressions) and math-verify decides equality with
-   sympy; its few known wrong verdicts are corrected before (see ``_guard``).
+   sympy; its few known wrong verdicts are corrected before (see `_guard`).
 
 An answer found only by the last-number fallback is no answer when the text does not read as
-finished (:func:`rewards.extract.reads_finished`: a response cut off mid-reasoning): the verdict
+finished (`rewards.extract.reads_finished`: a response cut off mid-reasoning): the verdict
 is wrong, with nothing extracted (so it casts no vote in maj@k), reason
-``unfinished-text (last number '7' is not an answer)``.
+`unfinished-text (last number '7' is not an answer)`.
 
 Expressions whose evaluation could explode (power towers, huge factorials, very long
 answers) are refused before sympy sees them: the verdict is then a string comparison
@@ -61,8 +61,8 @@ class Verdict:
         extracted: The answer string extracted from the prediction (None if none).
         gold_parsed: How the gold was understood (a normalised string or sympy form).
         pred_parsed: How the prediction was understood.
-        reason: A short machine-greppable reason, e.g. ``"numeric-equal"``,
-            ``"no-answer"``, ``"timeout"``, ``"memory"``, ``"mv-not-equal"``.
+        reason: A short machine-greppable reason, e.g. `"numeric-equal"`,
+            `"no-answer"`, `"timeout"`, `"memory"`, `"mv-not-equal"`.
     """
 
     correct: bool
@@ -97,7 +97,7 @@ _BIG_FACT_RE = re.compile(r"(\d{4,})\s*!|[)}]\s*!|!\s*!|\\?factorial\s*[({]")
 
 
 def _explosive(s: str) -> str | None:
-    """Why evaluating ``s`` could take unbounded time or memory, or None if it is safe."""
+    """Why evaluating `s` could take unbounded time or memory, or None if it is safe."""
     if len(s) > MAX_ANSWER_CHARS:
         return "answer-too-long"
     if _TOWER_RE.search(s):
@@ -129,7 +129,7 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
         s: A normalised answer string.
 
     Returns:
-        ``(value, is_decimal)`` or None when ``s`` is not a plain number. ``is_decimal``
+        `(value, is_decimal)` or None when `s` is not a plain number. `is_decimal`
         says the value was written with a decimal point (so a tolerance applies).
 
     >>> parse_number("033")
@@ -164,7 +164,7 @@ def parse_number(s: str) -> tuple[Fraction, bool] | None:
 
 
 def _numbers_equal(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool]) -> bool:
-    """Exact rational equality; against a decimal gold (possibly rounded) a relative tolerance of ``REL_TOL``.
+    """Exact rational equality; against a decimal gold (possibly rounded) a relative tolerance of `REL_TOL`.
 
     >>> _numbers_equal(parse_number("\\\\frac{1}{2}"), parse_number("0.5"))
     True
@@ -187,20 +187,20 @@ _PERCENT_RE = re.compile(r"-?[\d.,\s]*\d\s*(?:%|percent)", re.IGNORECASE)
 
 
 def _is_percent(s: str) -> bool:
-    """True for a plain number with a percent sign or word: ``10\\%``, ``$10\\%$``, ``10 percent``."""
+    """True for a plain number with a percent sign or word: `10\\%`, `$10\\%$`, `10 percent`."""
     t = re.sub(r"\\text\s*\{\s*([^{}]*)\}", r"\1", s).replace("\\%", "%").replace("$", "").replace("**", "")
     return bool(_PERCENT_RE.fullmatch(t.strip().rstrip(".").strip()))
 
 
 def _percent_as_quantity(gold: tuple[Fraction, bool], pred: tuple[Fraction, bool], gold_is_percent: bool):
-    """``(gold, pred)`` with the side that carried the percent sign divided by 100."""
+    """`(gold, pred)` with the side that carried the percent sign divided by 100."""
     if gold_is_percent:
         return (gold[0] / 100, gold[1]), pred
     return gold, (pred[0] / 100, pred[1])
 
 
 def _decimal_comma(s: str) -> str | None:
-    """``1,22`` -> ``1.22`` (a European decimal comma); None when ``s`` is not one."""
+    """`1,22` -> `1.22` (a European decimal comma); None when `s` is not one."""
     m = re.fullmatch(r"(-?\d+),(\d+)", s)
     if not m or re.fullmatch(r"-?[1-9]\d{0,2},\d{3}", s):  # 1,000 is a thousands separator
         return None
@@ -234,7 +234,7 @@ _EQ_LHS_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=(?!=)\
 
 
 def _rhs_of_equation(s: str) -> str:
-    """``x = 3`` -> ``3``; ``f(x) = 2x`` -> ``2x``; anything else unchanged."""
+    """`x = 3` -> `3`; `f(x) = 2x` -> `2x`; anything else unchanged."""
     m = _EQ_LHS_RE.match(s)
     return m.group(1).strip() if m and "=" not in m.group(1) else s
 
@@ -252,8 +252,8 @@ _PART_JOINER_RE = re.compile(r",|;|\\q?quad|\\text\s*\{\s*(?:and|or)\s*\}|\b(?:a
 
 
 def _split_top_level(s: str, separator: str) -> list[str]:
-    """``s`` split at each ``separator`` (one character) outside braces and brackets; ``=`` never splits ``<=``,
-    ``>=``, ``==`` or ``!=``."""
+    """`s` split at each `separator` (one character) outside braces and brackets; `=` never splits `<=`,
+    `>=`, `==` or `!=`."""
     parts, depth, start = [], 0, 0
     for i, c in enumerate(s):
         if c in "{([":
@@ -277,11 +277,11 @@ def _is_arithmetic(s: str) -> bool:
 
 
 def _stated_value(answer: str) -> str:
-    """What an answer states, for a gold that is a value (no ``=``).
+    """What an answer states, for a gold that is a value (no `=`).
 
-    Named values become the list of their values (``a=-2, b=-2`` -> ``-2, -2``), and an equation chain that starts
-    from a name or from arithmetic becomes its last value (``E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}`` ->
-    ``1.55 \\text{ eV}``). An equation with an unknown on its left (``3x + 5 = 20``) is not a value: unchanged.
+    Named values become the list of their values (`a=-2, b=-2` -> `-2, -2`), and an equation chain that starts
+    from a name or from arithmetic becomes its last value (`E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}` ->
+    `1.55 \\text{ eV}`). An equation with an unknown on its left (`3x + 5 = 20`) is not a value: unchanged.
     """
     s = re.sub(r"^\$+|\$+$|^\\\(|\\\)$|^\\\[|\\\]$", "", answer.strip()).strip()
     if "=" not in s or len(s) > MAX_ANSWER_CHARS:
@@ -317,7 +317,7 @@ def _mv_timeouts() -> dict:
 
 def _mv_verify(gold: str, pred: str) -> tuple[bool | None, str, str]:
     """math-verify on two answer strings; None when either side does not parse."""
-    from math_verify import parse, verify  # heavy import: only where it is used
+    from math_verify import parse, verify  # lazy: 0.5 s to import, and `import rewards` takes 0.06 s without it
 
     parse_kw, verify_kw = _mv_timeouts()
     gold_p = parse(f"${gold}$", **parse_kw)
@@ -349,11 +349,11 @@ def grade_answer(pred_text: object, gold: object) -> Verdict:
 
     Args:
         pred_text: The completion text (anything else is graded 0 with a reason).
-        gold: The gold answer: a bare answer (``"18"``, ``"\\\\frac{1}{2}"``) or a
-            solution containing ``\\boxed{}`` or ``####``; numbers are accepted.
+        gold: The gold answer: a bare answer (`"18"`, `"\\\\frac{1}{2}"`) or a
+            solution containing `\\boxed{}` or `####`; numbers are accepted.
 
     Returns:
-        A :class:`Verdict`. Never raises.
+        A `Verdict`. Never raises.
 
     >>> grade_answer("so the answer is \\\\boxed{033}", "33").correct
     True
@@ -402,7 +402,7 @@ def _grade(pred_text: object, gold: object) -> Verdict:
 
 
 def _judge(extracted: str, how: str, gold_ans: str) -> Verdict:
-    """Compare an extracted answer (found by rule ``how``) with the gold's answer."""
+    """Compare an extracted answer (found by rule `how`) with the gold's answer."""
     pred = _stated_value(extracted) if "=" not in gold_ans else extracted
     tag = f"-rhs ({how})" if pred != extracted else f" ({how})"  # compared by its right-hand side, or whole
     (gold_value, gold_unit), (pred_value, pred_unit) = split_unit(gold_ans), split_unit(pred)

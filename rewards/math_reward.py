@@ -1,7 +1,7 @@
 """The math answer reward, with TRL's reward-function signature.
 
-``math_accuracy(completions, answer=..., **kwargs) -> list[float | None]`` grades each
-completion with :func:`rewards.math_answer.grade_answer` inside the worker pool, so a
+`math_accuracy(completions, answer=..., **kwargs) -> list[float | None]` grades each
+completion with `rewards.math_answer.grade_answer` inside the worker pool, so a
 hostile answer costs at most the time limit and never the caller's thread.
 """
 
@@ -32,11 +32,11 @@ def grade_batch(
         memory_mb: Address-space budget per sample, MiB.
 
     Returns:
-        One :class:`Verdict` per pair; a sample over its limit gets
-        ``Verdict(False, reason="timeout")`` (or ``"memory"``).
+        One `Verdict` per pair; a sample over its limit gets
+        `Verdict(False, reason="timeout")` (or `"memory"`).
 
     Raises:
-        RewardCallError: when ``preds`` and ``golds`` differ in length (a malformed call).
+        RewardCallError: when `preds` and `golds` differ in length (a malformed call).
     """
     if len(preds) != len(golds):
         raise RewardCallError(f"grade_batch: {len(preds)} predictions but {len(golds)} gold answers")
@@ -82,10 +82,17 @@ class MathAccuracy:
         self.gold_columns = tuple(gold_columns)
 
     def details(self, completions: Sequence[Any], **kwargs: Any) -> list[Verdict | None]:
-        """Per-sample verdicts (None where the sample has no gold answer).
+        """Grade completions, keeping each verdict.
+
+        Args:
+            completions: Strings or chat message lists.
+            **kwargs: Dataset columns, one value per completion; the gold is the first of `gold_columns` given.
+
+        Returns:
+            One `Verdict` per completion, None where the sample has no gold answer.
 
         Raises:
-            RewardCallError: for a malformed call (see :func:`rewards.calls.check_call`).
+            RewardCallError: for a malformed call (see `rewards.calls.check_call`).
         """
         completions = check_call(self.__name__, completions, kwargs, read=self.gold_columns)
         golds = self._golds(len(completions), kwargs)
@@ -108,11 +115,11 @@ class MathAccuracy:
         log_extra: Callable[[str, list], None] | None = None,
         **kwargs: Any,
     ) -> list[float | None]:
-        """Score completions; ``answer`` (or ``solution``) arrives as a keyword column.
+        """Score completions; `answer` (or `solution`) arrives as a keyword column.
 
         Args:
             completions: Strings or chat message lists.
-            log_extra: TRL's per-sample logging hook ``log_extra(column, values)``;
+            log_extra: TRL's per-sample logging hook `log_extra(column, values)`;
                 receives the extracted answers, parsed forms and reasons.
             **kwargs: Dataset columns, one value per completion.
 
@@ -120,7 +127,7 @@ class MathAccuracy:
             1.0 / 0.0 per completion, None where the gold is missing ("not applicable").
 
         Raises:
-            RewardCallError: for a malformed call: ``completions`` not a list or tuple (a bare string, None),
+            RewardCallError: for a malformed call: `completions` not a list or tuple (a bare string, None),
                 or a column whose length is not the number of completions.
         """
         verdicts = self.details(completions, **kwargs)
@@ -132,10 +139,17 @@ class MathAccuracy:
         return _scores(verdicts)
 
     def explain(self, completions: Sequence[Any], **kwargs: Any) -> tuple[list[float | None], list[str]]:
-        """The scores ``__call__`` gives and, from the same grading, why: one line per sample.
+        """The scores `__call__` gives and, from the same grading, why: one line per sample.
 
-        Each reason is :meth:`Verdict.summary`, e.g. ``"numeric-not-equal: extracted '6', gold '30'"``,
-        ``"no-answer"``, ``"timeout"``; ``"no gold"`` where the score is None.
+        Each reason is `Verdict.summary`, e.g. `"numeric-not-equal: extracted '6', gold '30'"`,
+        `"no-answer"`, `"timeout"`; `"no gold"` where the score is None.
+
+        Args:
+            completions: Strings or chat message lists.
+            **kwargs: Dataset columns, one value per completion.
+
+        Returns:
+            `(scores, reasons)`: the scores of a call and one reason per sample.
 
         Example:
             >>> MathAccuracy().explain(["so \\\\boxed{4}"], answer=["4"])
@@ -145,7 +159,7 @@ class MathAccuracy:
         return _scores(verdicts), [v.summary() if v else "no gold" for v in verdicts]
 
     def _golds(self, n: int, kwargs: dict) -> list[object]:
-        """The first gold column's values (the call is checked: a list of ``n``), else None each."""
+        """The first gold column's values (the call is checked: a list of `n`), else None each."""
         for column in self.gold_columns:
             values = kwargs.get(column)
             if values is not None:

@@ -1,21 +1,21 @@
 """A pool of worker processes with hard per-task time and memory limits.
 
-Why not ``signal.alarm`` or ``concurrent.futures``: alarms only work in the main thread
+Why not `signal.alarm` or `concurrent.futures`: alarms only work in the main thread
 (math-verify's timeouts raise in other threads and Ray actors, and every score became
-0 for users of TRL and verl), and a ``ProcessPoolExecutor`` cannot stop one runaway
+0 for users of TRL and verl), and a `ProcessPoolExecutor` cannot stop one runaway
 task without breaking the whole pool. Here each worker is a fresh interpreter
-(``python -m rewards._worker``, started with ``subprocess``: no fork of a threaded
-parent, no re-import of the caller's ``__main__``) and the parent enforces the limits:
+(`python -m rewards._worker`, started with `subprocess`: no fork of a threaded
+parent, no re-import of the caller's `__main__`) and the parent enforces the limits:
 
 - time: a dispatcher thread watches each task's deadline and SIGKILLs the worker's
-  process group when it passes; the task gets ``reason="timeout"`` and a new worker
+  process group when it passes; the task gets `reason="timeout"` and a new worker
   starts in the background;
 - memory: the worker sets RLIMIT_AS to its current size plus the task's budget around
-  each task; an allocation past it raises MemoryError (``reason="memory"``) and the
+  each task; an allocation past it raises MemoryError (`reason="memory"`) and the
   worker retires itself.
 
-Callers only touch ``concurrent.futures.Future`` objects, so the pool works the same
-from the main thread, other threads, asyncio (:meth:`GradingPool.amap`) and Ray actors.
+Callers only touch `concurrent.futures.Future` objects, so the pool works the same
+from the main thread, other threads, asyncio (`GradingPool.amap`) and Ray actors.
 Workers die with their parent (PR_SET_PDEATHSIG) and the default pool shuts down at exit.
 """
 
@@ -49,9 +49,9 @@ class TaskResult:
 
     Attributes:
         ok: True when the function returned; False on timeout, memory, crash or error.
-        value: The function's return value (None unless ``ok``).
-        reason: ``""`` when ok, else ``"timeout"``, ``"memory"``, ``"crashed: ..."`` or
-            ``"error: ..."``.
+        value: The function's return value (None unless `ok`).
+        reason: `""` when ok, else `"timeout"`, `"memory"`, `"crashed: ..."` or
+            `"error: ..."`.
         elapsed: Seconds from dispatch to answer.
     """
 
@@ -192,10 +192,18 @@ class GradingPool:
         memory_mb: float | None = -1,
         **kwargs: Any,
     ) -> Future:
-        """Schedule ``fn(*args, **kwargs)`` in a worker; the future yields a TaskResult.
+        """Schedule `fn(*args, **kwargs)` in a worker.
 
-        ``fn`` and its arguments must be picklable (module-level functions, callable
-        class instances). ``memory_mb=-1`` means the pool's default, None no limit.
+        Args:
+            fn: A picklable callable (a module-level function, a callable class instance).
+            *args: Its positional arguments (picklable).
+            timeout: Wall-time limit in seconds; None for the pool's default.
+            memory_mb: Address-space limit in MiB; -1 for the pool's default, None for no limit.
+            **kwargs: Its keyword arguments (picklable).
+
+        Returns:
+            A `Future` that yields a `TaskResult` (never raises: a timeout, a memory error or an exception in
+            `fn` is its `reason`).
         """
         future: Future = Future()
         if self._closed or os.getpid() != self._pid:
@@ -225,7 +233,17 @@ class GradingPool:
         timeout: float | None = None,
         memory_mb: float | None = -1,
     ) -> list[TaskResult]:
-        """Run ``fn(*args)`` for each args tuple, in parallel; results in input order."""
+        """Run `fn(*args)` for each args tuple, in parallel.
+
+        Args:
+            fn: A picklable callable.
+            arglist: One tuple of positional arguments per call.
+            timeout: Wall-time limit per call in seconds; None for the pool's default.
+            memory_mb: Address-space limit per call in MiB; -1 for the pool's default, None for no limit.
+
+        Returns:
+            One `TaskResult` per call, in input order.
+        """
         return [f.result() for f in self._submit_all(fn, arglist, timeout, memory_mb)]
 
     async def amap(
@@ -235,7 +253,7 @@ class GradingPool:
         timeout: float | None = None,
         memory_mb: float | None = -1,
     ) -> list[TaskResult]:
-        """:meth:`map` for asyncio code: awaits without blocking the event loop."""
+        """`map` for asyncio code: awaits without blocking the event loop."""
         futures = self._submit_all(fn, arglist, timeout, memory_mb)
         return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
 
@@ -243,13 +261,8 @@ class GradingPool:
                     memory_mb: float | None) -> list:
         return [self.submit(fn, *args, timeout=timeout, memory_mb=memory_mb) for args in arglist]
 
-    def worker_pids(self) -> list[int]:
-        """PIDs of the current workers (for tests and monitoring)."""
-        with self._lock:
-            return [w.proc.pid for w in self._workers]
-
     def shutdown(self) -> None:
-        """Stop the workers (pending tasks get ``reason="error: pool closed"``)."""
+        """Stop the workers (pending tasks get `reason="error: pool closed"`)."""
         if self._closed:
             return
         self._closed = True
@@ -271,7 +284,7 @@ class GradingPool:
         self._selector.register(worker.proc.stdout, selectors.EVENT_READ, worker)
 
     def _retire(self, worker: _Worker, reason: str | None) -> None:
-        """Kill a worker, answer its task with ``reason`` and start a replacement."""
+        """Kill a worker, answer its task with `reason` and start a replacement."""
         self._selector.unregister(worker.proc.stdout)
         worker.kill()
         task = worker.task
@@ -361,7 +374,11 @@ _default_lock = threading.Lock()
 
 
 def get_default_pool() -> GradingPool:
-    """The process-wide pool, created on first use (and again in a forked child)."""
+    """The process-wide pool.
+
+    Returns:
+        The pool of this process, created on first use (and again in a forked child).
+    """
     global _default_pool
     with _default_lock:
         if _default_pool is None or _default_pool._closed or _default_pool._pid != os.getpid():

@@ -1,51 +1,51 @@
 """Run an untrusted Python program in a sandbox made of Linux namespaces and rlimits.
 
 What is really in force (checked on this project's machines: root, util-linux
-``unshare``/``setpriv``/``prlimit``; :func:`isolation` probes it and logs it once):
+`unshare`/`setpriv`/`prlimit`; `isolation` probes it and logs it once):
 
-- **namespaces** (``unshare --net --pid --mount --ipc --uts``), set up once per process:
-  a fork server (:mod:`rewards._zygote`) lives inside them and forks one child per
-  program (about 6 ms a run here, against 58 ms for a fresh ``unshare`` and a dozen
-  ``mount`` processes per run). A network namespace with only a loopback interface,
+- **namespaces** (`unshare --net --pid --mount --ipc --uts`), set up once per process:
+  a fork server (`rewards._zygote`) lives inside them and forks one child per
+  program (about 6 ms a run here, against 58 ms for a fresh `unshare` and a dozen
+  `mount` processes per run). A network namespace with only a loopback interface,
   which is down (no route anywhere, not even to the host's 127.0.0.1 listeners); its
   own PID space (no host process is visible or can be signalled); its own mounts, SysV
   IPC and hostname.
 - **filesystem**: a new root (chroot into a tmpfs) that holds only the system folders
-  (``/usr``, ``/etc``, ``/dev``, ``/var`` bound from the host, the ``/bin``-style links,
-  a fresh ``/proc``) and the interpreter's prefix read-only at ``/py``: every other
+  (`/usr`, `/etc`, `/dev`, `/var` bound from the host, the `/bin`-style links,
+  a fresh `/proc`) and the interpreter's prefix read-only at `/py`: every other
   top-level folder and file, including ones the host creates later, is absent. Empty
-  tmpfs mounts cover ``/var/tmp``, ``/dev/shm``, and the repository, home and temp
+  tmpfs mounts cover `/var/tmp`, `/dev/shm`, and the repository, home and temp
   folders if they live under a system folder. The working directory is a fresh private
-  directory (``/boxes/N``, mode 700, owned by the run's uid), deleted afterwards.
+  directory (`/boxes/N`, mode 700, owned by the run's uid), deleted afterwards.
 - **identity**: the program runs as an unprivileged uid/gid (60000+, one per run from a
-  block of 64 this process holds a lock on; no supplementary groups; ``no_new_privs``):
-  it cannot write to ``/usr``, ``/etc`` or anywhere outside its box, and reads only
+  block of 64 this process holds a lock on; no supplementary groups; `no_new_privs`):
+  it cannot write to `/usr`, `/etc` or anywhere outside its box, and reads only
   world-readable system files.
 - **rlimits** (set in the forked child before it drops root): CPU seconds, address
   space, processes (per sandbox uid, so a fork bomb stops at the limit), open files,
   file size, no core dumps.
-- **parent side**: an empty environment (``env -i``, only ``PATH`` and ``LANG``), a
+- **parent side**: an empty environment (`env -i`, only `PATH` and `LANG`), a
   wall-time limit, caps on stdout/stderr bytes (the run is killed past them), and at the
-  end a SIGKILL of every process of the run's uid (the fork server's ``kill(-1)``).
+  end a SIGKILL of every process of the run's uid (the fork server's `kill(-1)`).
 
-What is **not** contained: world-readable system files (``/etc``, ``/usr``, ``/lib``)
-are visible read-only; ``/dev`` is the host's (unprivileged access only, ``/dev/shm``
+What is **not** contained: world-readable system files (`/etc`, `/usr`, `/lib`)
+are visible read-only; `/dev` is the host's (unprivileged access only, `/dev/shm`
 excepted); the kernel is
 shared (a kernel exploit escapes; there is no seccomp filter); CPU and memory bandwidth
 are shared. The sandbox protects the host, not the score: a program that introspects
 the test harness in its own interpreter could fake passing asserts (stdin/stdout tests
 are compared in the parent and cannot be faked this way).
 
-The program runs on the **standard library only** (an interpreter started ``-I -S``): no
+The program runs on the **standard library only** (an interpreter started `-I -S`): no
 site-packages, so what it can import does not depend on the machine (the venv is hidden
 anyway; the base interpreter's site-packages differ between machines). It runs as
-``__main__`` in a child forked from the fork server, so modules the server imported
-(``json``, ``socket``, ``ctypes``...) are already in ``sys.modules``; ``exit()`` and
-``quit()`` exist as with ``site``.
+`__main__` in a child forked from the fork server, so modules the server imported
+(`json`, `socket`, `ctypes`...) are already in `sys.modules`; `exit()` and
+`quit()` exist as with `site`.
 
-When namespaces are unavailable (not root, no ``unshare``), the sandbox falls back to one
-``python -I`` process per run under ``prlimit`` with an empty environment and a private
-cwd only, and says so in its start-up log line and in :func:`isolation`.
+When namespaces are unavailable (not root, no `unshare`), the sandbox falls back to one
+`python -I` process per run under `prlimit` with an empty environment and a private
+cwd only, and says so in its start-up log line and in `isolation`.
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ class RunResult:
         returncode: Exit status (negative: killed by that signal; None: never started).
         stdout: Captured standard output (decoded, errors replaced, capped).
         stderr: Captured standard error (capped).
-        reason: ``""`` on a normal exit, else ``"timeout"``, ``"output-limit"``,
-            ``"cpu-limit"``, ``"memory"`` or ``"error: ..."``.
+        reason: `""` on a normal exit, else `"timeout"`, `"output-limit"`,
+            `"cpu-limit"`, `"memory"` or `"error: ..."`.
         wall_s: Seconds it ran.
     """
 
@@ -147,9 +147,9 @@ class RunResult:
 
 
 def _new_root() -> dict[str, str]:
-    """What the sandbox's root holds, as the environment of :data:`_SETUP`: the system folders to bind, the
+    """What the sandbox's root holds, as the environment of `_SETUP`: the system folders to bind, the
     top-level links to copy, and the folders inside those to cover with an empty tmpfs (the repository, the home
-    folder and the temp folder when they live under a system folder, e.g. ``/usr/src/app``)."""
+    folder and the temp folder when they live under a system folder, e.g. `/usr/src/app`)."""
     binds, links = [], []
     for name in sorted(_SYSTEM_DIRS - {"proc"}):
         path = os.path.join("/", name)
@@ -315,7 +315,12 @@ def _run_namespaced(code: str, stdin: str, limits: SandboxLimits) -> RunResult:
 
 @functools.lru_cache(maxsize=1)
 def isolation() -> str:
-    """Which isolation is in force here, probed once and logged (a start-up line)."""
+    """Which isolation is in force here, probed once and logged (a start-up line).
+
+    Returns:
+        A description such as `"namespaces (net, pid, mount, ipc, uts) + unprivileged uid + rlimits, fork server"`,
+        or the fallback's.
+    """
     needed = [shutil.which(t) for t in ("unshare", "setpriv", "prlimit")]
     if os.geteuid() == 0 and all(needed):
         probe = f"import os,socket;print(os.getuid(),len(socket.if_nameindex()),os.path.exists({_REPOSITORY!r}))"
@@ -336,7 +341,7 @@ def isolation() -> str:
 
 
 def run_sandboxed(code: str, stdin: str = "", limits: SandboxLimits = SandboxLimits()) -> RunResult:
-    """Run ``code`` as a program in the sandbox (standard library only); never raises.
+    """Run `code` as a program in the sandbox (standard library only); never raises.
 
     Args:
         code: The program's source.
@@ -344,7 +349,7 @@ def run_sandboxed(code: str, stdin: str = "", limits: SandboxLimits = SandboxLim
         limits: Resource limits.
 
     Returns:
-        A :class:`RunResult`.
+        A `RunResult`.
     """
     try:
         if isolation().startswith("namespaces"):
@@ -395,8 +400,8 @@ def _run_plain(code: str, stdin: str, limits: SandboxLimits) -> RunResult:
 
 def _collect(stdin_fd: int, out_fd: int, err_fd: int, stdin: bytes, limits: SandboxLimits, start: float
              ) -> tuple[bytearray, bytearray, str]:
-    """Feed stdin (this function owns ``stdin_fd`` and closes it) and read stdout/stderr until both close, the
-    wall limit passes (``"timeout"``) or an output passes its cap (``"output-limit"``)."""
+    """Feed stdin (this function owns `stdin_fd` and closes it) and read stdout/stderr until both close, the
+    wall limit passes (`"timeout"`) or an output passes its cap (`"output-limit"`)."""
     out, err = bytearray(), bytearray()
     pending = memoryview(stdin)
     os.set_blocking(stdin_fd, False)  # a program that never reads its input must not block us

@@ -1,9 +1,9 @@
 """Units after a number: split them off, and say whether two answers name the same one.
 
-A grader that strips units from both sides pays ``5pm`` for ``5am`` and ``3 m`` for ``3 s``. Here a unit is
-split off and canonicalised (``\\text{ m/s}^2``, ``m s^{-2}`` and ``m·s⁻²`` are all ``m s^-2``; ``hours`` is
-``h``; ``p.m.`` is ``pm``) so that :mod:`rewards.math_answer` strips it only when the gold has none or the same.
-Pure string work, like :mod:`rewards.extract`.
+A grader that strips units from both sides pays `5pm` for `5am` and `3 m` for `3 s`. Here a unit is
+split off and canonicalised (`\\text{ m/s}^2`, `m s^{-2}` and `m·s⁻²` are all `m s^-2`; `hours` is
+`h`; `p.m.` is `pm`) so that `rewards.math_answer` strips it only when the gold has none or the same.
+Pure string work, like `rewards.extract`.
 """
 
 from __future__ import annotations
@@ -96,10 +96,10 @@ def _canonical_token(word: str, attached: bool) -> str | None:
 
 
 def _parse_unit(unit: str, attached: bool) -> str | None:
-    """``m/s^2`` -> ``m s^-2``; None when ``unit`` is not a unit expression.
+    """`m/s^2` -> `m s^-2`; None when `unit` is not a unit expression.
 
-    Everything after a ``/`` (or ``per``) is in the denominator up to the end of its group, so ``J/mol K`` is
-    ``J/(mol K)``, as physics and chemistry write it.
+    Everything after a `/` (or `per`) is in the denominator up to the end of its group, so `J/mol K` is
+    `J/(mol K)`, as physics and chemistry write it.
     """
     if not unit or re.search(r"\\|[^A-Za-zμÅΩ°/()·*^{}\s\d+-]", unit):
         return None
@@ -148,11 +148,11 @@ def split_unit(answer: str) -> tuple[str, str | None]:
     """Split a number's unit off an answer.
 
     Args:
-        answer: An answer string (``9.8 \\text{ m/s}^2``, ``5pm``, ``12 \\text{ centimeters}``).
+        answer: An answer string (`9.8 \\text{ m/s}^2`, `5pm`, `12 \\text{ centimeters}`).
 
     Returns:
-        ``(value, unit)``: the number as written and the unit in canonical form (``("9.8", "m s^-2")``); or
-        ``(answer, None)`` when the answer is not a number followed by a unit (``2x``, ``2 \\sqrt{3}``).
+        `(value, unit)`: the number as written and the unit in canonical form (`("9.8", "m s^-2")`); or
+        `(answer, None)` when the answer is not a number followed by a unit (`2x`, `2 \\sqrt{3}`).
 
     >>> split_unit("6.02 \\\\text{ J/(mol K)}")
     ('6.02', 'J K^-1 mol^-1')
@@ -169,5 +169,13 @@ def split_unit(answer: str) -> tuple[str, str | None]:
 
 
 def units_agree(gold_unit: str, pred_unit: str) -> bool:
-    """True when two canonical units name the same one; a bare degree sign agrees with °C and °F."""
+    """Whether two units name the same one.
+
+    Args:
+        gold_unit: The gold's unit, canonical (from `split_unit`).
+        pred_unit: The prediction's unit, canonical.
+
+    Returns:
+        True when they are the same; a bare degree sign agrees with °C and °F.
+    """
     return gold_unit == pred_unit or {gold_unit, pred_unit} in ({"°", "°C"}, {"°", "°F"})

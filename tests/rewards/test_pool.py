@@ -58,12 +58,12 @@ def test_map_keeps_order_and_values(pool):
 
 
 def test_timeout_kills_and_replaces_worker(pool):
-    before = set(pool.worker_pids())
+    restarts = pool.restarts
     start = time.monotonic()
     results = pool.map(_spin, [()], timeout=0.5)
     assert time.monotonic() - start < 2.0
     assert results[0].reason == "timeout" and not results[0].ok
-    assert set(pool.worker_pids()) != before
+    assert pool.restarts == restarts + 1
     assert pool.map(abs, [(-7,)])[0].value == 7  # the replacement works
 
 
@@ -109,7 +109,7 @@ def test_parallel_runs_use_both_workers(pool):
 
 def test_pool_is_not_picklable_and_shuts_down():
     p = GradingPool(num_workers=1, preload=())
-    pids = p.worker_pids()
+    pids = [r.value for r in p.map(os.getpid, [()])]  # the worker's own pid, as it reports it
     with pytest.raises(TypeError):
         pickle.dumps(p)
     p.shutdown()
