@@ -283,7 +283,7 @@ TRL_SYNC_FIX = ("TRL 1.16's colocate weight sync loads transformers-5's in-memor
 
 def fix_trl_weight_sync(trainer) -> None:
     """Make TRL's vLLM colocate mode load the DeepSeek-V3 policy's weights correctly (see TRL_SYNC_FIX)."""
-    from rl.learner import checkpoint_state_dict
+    from rl.policy import checkpoint_state_dict
     from rl.weight_sync import reload_in_place
 
     generation = trainer.vllm_generation

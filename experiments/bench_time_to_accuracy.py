@@ -289,7 +289,7 @@ class Evaluator:
     def score(self, checkpoint: Path) -> dict:
         """pass@1 (with its standard error), maj@8 and pass@8 of the policy in a checkpoint folder."""
         from rl.evaluate import evaluate
-        from rl.learner import checkpoint_state_dict, load_policy
+        from rl.policy import checkpoint_state_dict, load_policy
         from rl.weight_sync import serialize_weights
 
         # Through our loader and back to checkpoint layout: TRL's (transformers') folders and ours alike.

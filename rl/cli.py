@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "default: the sympy step checker)")
     eval_parser.add_argument("--with-checker", action="store_true",
                              help="with --reward-model: zero its value where the sympy step checker finds a false "
-                                  "equation (the best step ranker measured: see the README)")
+                                  "equation (the best step ranker measured: docs/results.md, 'Reward models')")
     eval_parser.add_argument("--concurrency", type=_at_least(1), default=SEARCH_CONCURRENCY,
                              help=f"with --search: searches run at once on each engine, their engine calls batched "
                                   f"(default {SEARCH_CONCURRENCY}; the answers do not depend on it)")

@@ -147,7 +147,7 @@ class RolloutConfig(_Section):
                                               "temporal filter, rl.prompt_filter; the next prompts take its place): "
                                               "prompts always solved or never solved stop costing generation. p "
                                               "adapts toward zero_variance_target. It acts only from a prompt's "
-                                              "second visit, i.e. after one epoch of data.train (README, 'Speed').")
+                                              "second visit, i.e. after one epoch of data.train (docs/results.md, 'Speed against TRL').")
     zero_variance_target: float = _field(0.25, "Share of zero-variance groups per batch that skipping steers toward "
                                          "(GRESO's 0.25): p falls while the share is above it, rises while below.")
 
@@ -288,19 +288,19 @@ class TrainerConfig(_Section):
                                        "off-policy): each batch then comes from the policy one update behind, which "
                                        "algorithm.rollout_correction_cap (TIS) corrects; it must be set. Pays where "
                                        "rollout workers and learners have hardware of their own, not on 2 CPU cores "
-                                       "(README, 'Speed').")
+                                       "(docs/results.md, 'Speed against TRL').")
     pack_sequences: bool = _field(True, "Learner forward on packed rows (the batch's sequences laid end to end, "
                                   "attention kept within each) instead of rows padded to the longest, whenever that "
-                                  "cuts the positions by 10% or more (rl.learner.PACK_MIN_SAVING); same logprobs "
+                                  "cuts the positions by 10% or more (rl.policy.PACK_MIN_SAVING); same logprobs "
                                   "and gradients up to float rounding. Pays when lengths vary; the demo's lengths are "
-                                  "too even to pack (README, 'Speed'). Our DeepSeek-V3 class only; other policies "
+                                  "too even to pack (docs/results.md, 'Speed against TRL'). Our DeepSeek-V3 class only; other policies "
                                   "run padded rows.")
     micro_batch_positions: int = _field(0, "The most padded positions (rows x their longest sequence) one learner "
                                         "forward and backward runs: each mini-batch is cut into length-sorted "
                                         "micro-batches under it, each trimmed to its own longest sequence, and their "
                                         "gradients accumulated into one optimizer step (verl's dynamic batch size); "
                                         "the same step up to float rounding. Bounds the learner's memory, and on a "
-                                        "CPU large batches run faster in parts (README, 'Speed'). 0 = each "
+                                        "CPU large batches run faster in parts (docs/results.md, 'Speed against TRL'). 0 = each "
                                         "mini-batch in one pass.")
     precision: str = _field("fp32", "Learner arithmetic: fp32, or bf16 (autocast forward/backward with fp32 master "
                             "weights, optimizer state and loss).")

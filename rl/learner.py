@@ -15,8 +15,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_optimizer_state_dict,
-                                                     set_model_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from model import Transformer, save_pretrained
 from rl import algos
@@ -26,11 +30,6 @@ from rl.optimizer import make_optimizer
 from rl.policy import checkpoint_state_dict, forward_completions, forward_positions, load_policy, resolve_device
 from rl.sharding import Collectives, full_tensor, join_process_group
 from rl.weight_sync import serialize_weights
-
-# checkpoint_state_dict, forward_completions and load_policy lived here once and rl/sft.py and experiments/ still
-# import them from here; their home is rl.policy.
-__all__ = ["LEARNER_STATE", "Learner", "LearnerSettings", "checkpoint_state_dict", "forward_completions",
-           "load_policy"]
 
 LEARNER_STATE = "learner_state.pt"
 

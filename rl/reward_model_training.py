@@ -23,18 +23,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from evals.reward_models import best_threshold, first_error_scores, roc_auc, step_scores_and_labels
+from model import ConfigError, load_tokenizer
+from model.checkpoint import check_checkpoint
+from model.reward_model import RewardModel, pad_right, reward_model_inputs, save_reward_model, score_steps
+from model.vllm_engine import make_engine
+from problems import build_prompt, load_split, reference_step_correct
+from search.reward_models import combined_scores, step_checker_scores
+from search.step_labels import LabelledSolution, monte_carlo_labels
+from search.vllm_generator import VllmStepGenerator
+
 LABEL_FILES = {"train": "labels_train.jsonl", "eval": "labels_eval.jsonl"}
 
 
 def label_problems(policy: str | Path, problems: list, *, solutions: int, rollouts: int, max_tokens: int,
                    temperature: float, seed: int, engine=None) -> list:
     """Math-Shepherd labels for the problems' sampled solutions (a local vLLM engine serving `policy`)."""
-    from model import load_tokenizer
-    from model.vllm_engine import make_engine
-    from problems import build_prompt
-    from search.step_labels import monte_carlo_labels
-    from search.vllm_generator import VllmStepGenerator
-
     tokenizer = load_tokenizer(policy)
     prompts = [build_prompt(p, tokenizer) for p in problems]
     if engine is None:
@@ -55,8 +59,6 @@ def save_labels(path: Path, labelled: list, settings: dict) -> None:
 
 def load_labels(path: Path, settings: dict) -> list | None:
     """The labelled solutions cached at path, or None when there are none or they were made with other settings."""
-    from search.step_labels import LabelledSolution
-
     if not path.exists():
         return None
     lines = path.read_text().splitlines()
@@ -75,8 +77,6 @@ def training_targets(solution, kind: str, label: str) -> list[float]:
 def fit_reward_model(model, tokenizer, solutions: list, *, kind: str, label: str, epochs: int, lr: float,
                      batch_size: int, seed: int, log=print) -> list[float]:
     """Train in place with binary cross-entropy at the scored positions; returns each step's loss."""
-    from model.reward_model import pad_right, reward_model_inputs
-
     if not solutions:
         raise ValueError("no labelled solutions to train the reward model on")
     rng = random.Random(seed)
@@ -120,8 +120,6 @@ def fit_reward_model(model, tokenizer, solutions: list, *, kind: str, label: str
 def rank_quality(step_scores: list[list[float]], solutions: list, gold: list[list[bool]], threshold: float) -> dict:
     """How well per-step scores rank the held-out steps (module docstring, point 3); first-error figures at 0.5 and
     at `threshold` (calibrated on the training solutions)."""
-    from evals.reward_models import first_error_scores, roc_auc, step_scores_and_labels
-
     flat_scores, flat_gold = step_scores_and_labels(step_scores, gold)
     mc_scores = [score for scores in step_scores for score in scores]
     mc_hard = [label for s in solutions for label in s.hard]
@@ -150,13 +148,6 @@ def train_reward_model(policy: str | Path, out: str | Path, *, kind: str = "prm"
         ConfigError: an unknown kind or label, a count < 1, a policy folder that is missing or damaged, an output
             path that is a file: before any engine starts.
     """
-    from model import ConfigError, load_tokenizer
-    from model.checkpoint import check_checkpoint
-    from model.reward_model import RewardModel, save_reward_model, score_steps
-    from problems import load_split, reference_step_correct
-    from evals.reward_models import best_threshold
-    from search.reward_models import combined_scores, step_checker_scores
-
     if kind not in ("prm", "orm"):
         raise ConfigError(f"--kind must be prm or orm, got {kind!r}")
     if label not in ("soft", "hard"):
@@ -184,8 +175,6 @@ def train_reward_model(policy: str | Path, out: str | Path, *, kind: str = "prm"
         labelled[split] = load_labels(path, settings)
         if labelled[split] is None:
             if engine is None:
-                from model.vllm_engine import make_engine
-
                 engine = make_engine(policy, max_model_len=512, seed=seed)
             labelled[split] = label_problems(policy, problems, solutions=solutions, rollouts=rollouts,
                                              max_tokens=max_tokens, temperature=temperature, seed=seed, engine=engine)

@@ -9,9 +9,16 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any, Callable, Iterator
 
+import ray
+
+from model import load_tokenizer
+from model.config import ConfigError
 from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed  # noqa: F401 (rl's API)
 from rl.batch import Sample
 from rl.weight_sync import EXTENSION
+from search import solve_many
+from search.reward_models import value_function
+from search.vllm_generator import VllmStepGenerator
 
 
 class RolloutWorker:
@@ -44,15 +51,13 @@ class RolloutWorker:
 
     def node_id(self) -> str:
         """The Ray node this actor runs on."""
-        import ray
-
         return ray.get_runtime_context().get_node_id()
 
     def generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | list[int] | None = None, stop: list[str] | None = None,
                  ) -> list[Sample]:
         """n completions for each prompt, prompt after prompt (sample i belongs to prompt i // n)."""
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # lazy: vLLM takes seconds to import; `reasonrl --help` should not wait for it
 
         # One seed per prompt, derived from `seed` and the prompt's position: one shared seed would draw the same
         # random numbers for every prompt, so the samples of a batch would be correlated and an evaluation's
@@ -78,11 +83,6 @@ class RolloutWorker:
         no step crosses Ray), valued by the reward model folder (zeroed by the sympy step checker where it finds a
         false equation, `with_checker`; no folder: the checker alone); returns each result's summary (answer,
         steps, value, tokens)."""
-        from model import load_tokenizer
-        from search import solve_many
-        from search.reward_models import value_function
-        from search.vllm_generator import VllmStepGenerator
-
         if self.searcher is None:
             self.searcher = VllmStepGenerator(self.engine, load_tokenizer(self.checkpoint))
         key = (reward_model, with_checker)
@@ -111,8 +111,6 @@ def round_robin(workers: list, items: list, seeds: list, call, per_item: int = 1
 def start_round_robin(workers: list, items: list, seeds: list, call, per_item: int = 1) -> Callable[[], list]:
     """round_robin without waiting: the calls are sent now; the returned function waits for them and returns the
     results in item order."""
-    import ray
-
     shards = [(items[w::len(workers)], seeds[w::len(workers)]) for w in range(len(workers))]
     calls = [call(worker, part, part_seeds) for worker, (part, part_seeds) in zip(workers, shards)]
 
@@ -160,8 +158,6 @@ def rollout_worker_actor(num_cpus: float = 1, resources: dict[str, float] | None
     No automatic restart: a restarted engine would come back with the initial weights, so the trainer
     replaces a dead worker itself and sends it the current weights (rl/trainer.py).
     """
-    import ray
-
     env = dict(CPU_ENV_DEFAULTS) if on_cpu() else {}
     env["OMP_NUM_THREADS"] = str(threads or os.cpu_count() or 1)
     return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, resources=resources or {}, max_restarts=0,
@@ -194,9 +190,7 @@ def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, worker
         worker = RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True)
         yield worker.search if search else worker.generate
         return
-    import ray
 
-    from model.config import ConfigError
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     owns_ray = not ray.is_initialized()

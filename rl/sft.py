@@ -10,9 +10,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from model import load_tokenizer
+from model.checkpoint import save_pretrained
 from rl.batch import LearnerBatch, RolloutBatch, Sample
 from rl.data import build_prompt
-from rl.learner import forward_completions
+from rl.policy import forward_completions, load_policy
 
 
 def sft_batch(problems, tokenizer, system_prompt: str | None = None, max_tokens: int | None = None) -> LearnerBatch:
@@ -64,10 +66,6 @@ def sft_from_checkpoint(checkpoint: str | Path, out: str | Path, problems: list,
                         lr: float, seed: int = 0, threads: int = 2, system_prompt: str | None = None,
                         max_tokens: int | None = None, log=print) -> Path:
     """Load a checkpoint, fine-tune it on the problems' solutions, save it to out."""
-    from model import load_tokenizer
-    from model.checkpoint import save_pretrained
-    from rl.learner import load_policy
-
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     policy = load_policy(checkpoint)

@@ -15,12 +15,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+import ray
 import torch
+from ray.exceptions import RayActorError
+from rich.progress import Progress
 
+from model import decode_completion, init_pretrained, load_tokenizer
+from model.checkpoint import check_checkpoint
+from problems import build_prompt, load_problems
 from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
-from rl.config import ConfigError, check_placement
-from rl.data import load_problems
+from rl.config import ConfigError, check_placement, save_config
+from rl.evaluate import evaluate
+from rl.learner_group import LearnerGroup
+from rl.learner_settings import LearnerSettings
+from rl.logger import MetricsLogger, plot_run, sample_records, step_line
+from rl.prompt_cursor import PromptCursor
+from rl.prompt_filter import ZeroVarianceFilter
+from rl.rewarding import column_errors, reward_worker_actor
+from rl.rollout import generate_on_workers, rollout_worker_actor, start_generation_on_workers
+from rl.sft import sft_from_checkpoint
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
@@ -98,16 +112,6 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
-        import ray
-
-        from model import load_tokenizer
-        from rl.config import save_config
-        from rl.data import PromptCursor
-        from rl.learner_group import LearnerGroup
-        from rl.learner_settings import LearnerSettings
-        from rl.logger import MetricsLogger
-        from rl.prompt_filter import ZeroVarianceFilter
-        from rl.rewarding import reward_worker_actor
 
         config = self.config
         prepare_output_dir(self.output_dir, config.trainer.resume, config.trainer.overwrite)
@@ -150,8 +154,6 @@ class GRPOTrainer:
     def learner_device(self) -> str:
         """trainer.learner_device with "auto" resolved: cuda when the cluster has a GPU for every learner beside
         the one each rollout worker takes on a GPU cluster (learners and rollout workers share no GPU yet)."""
-        import ray
-
         device, wanted = self.config.trainer.learner_device, self.config.trainer.num_learners
         gpus = ray.cluster_resources().get("GPU", 0)
         free = gpus - (self.config.rollout.num_workers if gpus > 0 else 0)
@@ -168,14 +170,9 @@ class GRPOTrainer:
 
         A policy built here (init/, sft/) is cached in the run folder with the settings that made it, and reused only
         when the settings are the same (a resumed run keeps its warm start; a changed config builds a new one)."""
-        from model import init_pretrained
-        from rl.sft import sft_from_checkpoint
-
         config = self.config
         path = config.model.path
         if Path(path).exists():
-            from model.checkpoint import check_checkpoint
-
             check_checkpoint(path)  # a damaged folder is named now, not in a vLLM traceback inside an actor
         if path.startswith("preset:"):
             key = {"preset": path, "seed": config.model.seed}
@@ -215,8 +212,6 @@ class GRPOTrainer:
     def check_reward_columns(self) -> None:
         """Every reward function finds the dataset columns it needs (rewards.calls.required_columns), before SFT
         or any actor starts. A column that is None in every training row (a math set's `tests`) counts as absent."""
-        from rl.rewarding import column_errors
-
         rows = [dataclasses.asdict(p) for p in self.train_problems]
         columns = [name for name in (rows[0] if rows else {}) if any(row[name] is not None for row in rows)]
         errors = column_errors(self.config.reward.functions, columns, f"data.train {self.config.data.train!r}")
@@ -224,9 +219,6 @@ class GRPOTrainer:
             raise ConfigError("; ".join(errors))
 
     def new_rollout_worker(self, index: int):
-        import ray
-
-        from rl.rollout import rollout_worker_actor
 
         config = self.config
         max_len = config.data.max_prompt_tokens + config.rollout.max_new_tokens
@@ -240,9 +232,6 @@ class GRPOTrainer:
     def generate(self, prompts: list[list[int]], **sampling) -> list:
         """Spread prompts over the rollout workers (rl.rollout.generate_on_workers); a worker that died is
         replaced, given the current weights, and the request is sent again (once)."""
-        from ray.exceptions import RayActorError
-
-        from rl.rollout import generate_on_workers
 
         try:
             return generate_on_workers(self.workers, prompts, **sampling)
@@ -251,8 +240,6 @@ class GRPOTrainer:
             return generate_on_workers(self.workers, prompts, **sampling)
 
     def replace_dead_workers(self) -> None:
-        import ray
-
         for index, worker in enumerate(self.workers):
             try:
                 ray.get(worker.ready.remote(), timeout=60)
@@ -265,9 +252,6 @@ class GRPOTrainer:
     def start_rollouts(self, step: int) -> PendingRollouts:
         """Draw the prompts of the step that follows `step` finished steps and send them to the rollout workers,
         without waiting for the samples."""
-        from rl.data import build_prompt
-        from rl.rollout import start_generation_on_workers
-
         config = self.config
         cursor_before = self.cursor.state_dict()
         problems, skipped = self.prompt_filter.select(self.cursor, config.rollout.prompts_per_step, step)
@@ -281,8 +265,6 @@ class GRPOTrainer:
     def collect_rollouts(self, pending: PendingRollouts) -> list:
         """The samples of rollouts sent earlier; if a worker died meanwhile, it is replaced and they are asked for
         again."""
-        from ray.exceptions import RayActorError
-
         try:
             return pending.wait()
         except RayActorError:
@@ -290,9 +272,6 @@ class GRPOTrainer:
             return self.generate(pending.prompts, **pending.sampling)
 
     def train_step(self) -> dict:
-        import ray
-
-        from model import decode_completion
 
         config, timings = self.config, {}
         pending, self.pending = self.pending or self.start_rollouts(self.step), None
@@ -305,8 +284,6 @@ class GRPOTrainer:
             scored = ray.get(self.rewarder.score.remote(batch.completions, batch.columns))
         batch.add_rewards(scored)
         if config.logging.samples_per_step:
-            from rl.logger import sample_records
-
             records = sample_records(self.step + 1, batch, k=config.logging.samples_per_step, seed=config.trainer.seed)
             self.metrics.log_samples(self.step + 1, records)
         batch.advantages = algos.compute_grpo_advantages(batch.rewards, batch.group_ids,
@@ -362,8 +339,6 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ evaluation, checkpoints
     def evaluate(self) -> dict:
-        from rl.evaluate import evaluate
-
         config = self.config
         # spread over every rollout worker, each prompt with its own seed, as a training step is
         result = evaluate(self.generate, self.eval_problems, self.tokenizer, k=config.rollout.eval_samples,
@@ -374,8 +349,6 @@ class GRPOTrainer:
 
     def save_checkpoint(self) -> Path:
         """learner state + trainer state into checkpoints/step_N, made visible by an atomic rename."""
-        import ray
-
         root = self.output_dir / CHECKPOINTS
         final, tmp = root / f"step_{self.step}", root / f".tmp-step_{self.step}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -391,8 +364,6 @@ class GRPOTrainer:
         return final
 
     def restore(self, checkpoint: Path) -> None:
-        import ray
-
         self.learners.load(str(checkpoint))
         state = json.loads((checkpoint / TRAINER_STATE).read_text())
         self.step, self.history = state["step"], state["history"]
@@ -405,9 +376,6 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
-        from rich.progress import Progress
-
-        from rl.logger import plot_run, step_line
 
         config = self.config
         self.setup()
@@ -462,8 +430,6 @@ class GRPOTrainer:
 
     def shutdown(self) -> None:
         """Stop the actors; shut Ray down only if this trainer started it."""
-        import ray
-
         if not ray.is_initialized():
             return
         for actor in [*getattr(self, "workers", []), getattr(self, "rewarder", None)]:
