@@ -29,8 +29,8 @@ NUMBER_RE = re.compile(
 # What the fallback reads as one number: scientific notation whole ("3 \times 10^{-3}" is not -3), e-notation,
 # a \frac of integers ("\frac{1}{2}" is not 2), else a plain number.
 _LAST_NUMBER_RE = re.compile(
-    r"(?<![A-Za-z\d.])-?\d+(?:\.\d+)?\s*(?:\\times|\\cdot|×|·|\*|x)\s*10\s*\^\s*(?:\{\s*[-−]?\d+\s*\}|\(\s*[-−]?\d+\s*\)"
-    r"|[-−]?\d+)"
+    r"(?<![A-Za-z\d.])-?\d+(?:\.\d+)?\s*(?:\\times|\\cdot|×|·|\*|x)\s*10\s*\^\s*"
+    r"(?:\{\s*[-−]?\d+\s*\}|\(\s*[-−]?\d+\s*\)|[-−]?\d+)"
     r"|(?<![A-Za-z\d.])-?\d+(?:\.\d+)?[eE][-+]?\d+(?![\w.])"
     r"|-?\\[dt]?frac\s*\{\s*-?\d+\s*\}\s*\{\s*\d+\s*\}"
     rf"|{NUMBER_RE.pattern}"
@@ -157,7 +157,8 @@ _LABEL_BEFORE_RE = re.compile(
 _RELATION = r"(?:[<>≤≥≠≮≯]|\\(?:leq?|geq?|lt|gt|neq?|leqslant|geqslant)(?![A-Za-z]))"
 _RELATION_BEFORE_RE = re.compile(rf"{_RELATION}\s*=?\s*$")
 _RELATION_AFTER_RE = re.compile(rf"^[\s$}})]*{_RELATION}")
-_EXPR_BEFORE_RE = re.compile(r"(?:[+\-*/×÷^·_√]|\\(?:cdot|times|div|sqrt|pm|mp)(?![A-Za-z])|(?:\\[A-Za-z]+|[\^_])\s*\{)\s*$")
+_EXPR_BEFORE_RE = re.compile(
+    r"(?:[+\-*/×÷^·_√]|\\(?:cdot|times|div|sqrt|pm|mp)(?![A-Za-z])|(?:\\[A-Za-z]+|[\^_])\s*\{)\s*$")
 _EXPR_AFTER_RE = re.compile(r"^\s*(?:[+*/×÷^·]\s*[\w\\(]|\\(?:cdot|times|div|sqrt|pi)(?![A-Za-z])|π|√|_)")
 # What may sit between the equals sign and the number: math delimiters, a dollar sign, an opening brace.
 _OPENERS_RE = re.compile(r"(?:\s|\$|\\\$|\\\(|\\\[|\{)*$")
@@ -170,13 +171,21 @@ _IMPERATIVE = r"find|compute|calculate|determine|evaluate|solve|simplify|express
 _ECHO_START_RE = re.compile(
     rf"^[\W_]*(?:(?:problem|question|exercise|task|q)\s*\d*\s*[:.)]|(?:{_IMPERATIVE}|given|suppose|assume"
     r"|let(?!\s*(?:me|us)\b|['’]s)|what|how|which)\b)", re.IGNORECASE)
+# A paragraph that starts as a copy of the problem does ("Problem: Janet has 3 apples ...").
+_ECHO_PARAGRAPH_RE = re.compile(r"(?:^|\n)[\W_]*(?:problem|question|exercise|task|q)\s*\d*\s*[:.)][^\n]*$", re.I)
 _ECHO_ANYWHERE_RE = re.compile(
     rf"\b(?:please|(?:put|enter|express|give) your (?:final )?answer)\b|,\s*(?:then\s+)?(?:{_IMPERATIVE}|what|how)\b",
     re.IGNORECASE)
+# A later sentence that asks what the problem asks ("What is the sum ...?").
+_ECHO_QUESTION_RE = re.compile(r"\W*(?:what|how|which|find)\b.*\?\s*$", re.IGNORECASE | re.DOTALL)
 _VALUE_CUE_RE = re.compile(
     r"=|:|≈|≡|\\approx|\\equiv|\b(?:gets?|got|getting|obtain(?:s|ed)?|gives?|gave|giving|yields?|makes?|made"
-    r"|arrived? at|arrives at|comes? to|came to|becomes?|became|left|remain(?:s|ed|ing)?"
-    r"|(?:increas|decreas|ris|fall|dropp|grow|chang|shrink)(?:e|es|ed|s|ing)? by)\b", re.IGNORECASE)
+    r"|arrived? at|arrives at|comes? to|came to|becomes?|became|left|remain(?:s|ed|ing)?|be|been"
+    r"|(?:increas|decreas|ris|fall|dropp|grow|chang|shrink)(?:e|es|ed|s|ing)? by"
+    # verbs that state a quantity ("It takes 12 minutes.", "She will need 12 more.", "He paid $12.")
+    r"|costs?|takes?|took|needs?|needed|pays?|paid|spends?|spent|earns?|earned|saves?|saved|weighs?|weighed"
+    r"|measures?|measured|contains?|contained|holds?|held|has|have|had|sells?|sold|buys?|bought|travel(?:s|l?ed)?"
+    r"|scores?|scored|won|lost)\b", re.IGNORECASE)
 
 
 def last_number(text: str) -> str | None:
@@ -224,10 +233,10 @@ def last_number_refusal(text: str) -> str | None:
         text: The completion text.
 
     Returns:
-        None when the number is stated as an answer; else what it is, to follow "last number 'N' is ...": `"in a heading"`,
-        `"a list marker"`, `"a step or section number"`, `"a bound of an inequality"`, `"part of an expression"`,
-        `"the right-hand side of an equation never solved"`, `"in a question"`, `"in an echo of the problem"`,
-        `"not stated as an answer"`.
+        None when the number is stated as an answer; else what it is, to follow "last number 'N' is ...":
+        `"in a heading"`, `"a list marker"`, `"a step or section number"`, `"a bound of an inequality"`,
+        `"part of an expression"`, `"the right-hand side of an equation never solved"`, `"in a question"`,
+        `"in an echo of the problem"`, `"not stated as an answer"`.
 
     >>> last_number_refusal("We need to solve the equation 3x + 5 = 20.")
     'the right-hand side of an equation never solved'
@@ -266,8 +275,8 @@ def last_number_refusal(text: str) -> str | None:
     if "?" in statement[end - left:]:
         return "in a question"
     later = [s for s in re.split(r"\n|(?<=[.!?。！？])\s+", rest) if s.strip()]
-    if _echoes_problem(statement) or any(_echoes_problem(s) or s.rstrip().endswith("?") and
-                                         re.match(r"\W*(?:what|how|which|find)\b", s, re.I) for s in later):
+    if (_ECHO_PARAGRAPH_RE.search(tail[:right]) or _echoes_problem(statement)
+            or any(_echoes_problem(s) or _ECHO_QUESTION_RE.match(s) for s in later)):
         return "in an echo of the problem"
     if not (_CONCLUDING_RE.search(statement) or _VALUE_CUE_RE.search(statement)
             or _BARE_ANSWER_LINE_RE.fullmatch(_bare_line(statement))):

@@ -116,7 +116,8 @@ def _explosive(s: str) -> str | None:
 _INT_OR_DEC_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$")
 _FRAC_RE = re.compile(r"^([+-]?)\\frac\{?\s*([+-]?\d+)\s*\}?\{?\s*([+-]?\d+)\s*\}?$")
 _SLASH_RE = re.compile(r"^([+-]?\d+)\s*/\s*([+-]?\d+)$")
-_SCI_RE = re.compile(r"^([+-]?\d+(?:\.\d+)?)(?:\\times|\\cdot|\*|x|×|·)10\^(?:\{([+-]?\d{1,3})\}|\(([+-]?\d{1,3})\)|([+-]?\d{1,3}))$")
+_SCI_RE = re.compile(
+    r"^([+-]?\d+(?:\.\d+)?)(?:\\times|\\cdot|\*|x|×|·)10\^(?:\{([+-]?\d{1,3})\}|\(([+-]?\d{1,3})\)|([+-]?\d{1,3}))$")
 _POW10_RE = re.compile(r"^([+-]?)10\^(?:\{([+-]?\d{1,3})\}|\(([+-]?\d{1,3})\)|([+-]?\d{1,3}))$")
 # e-notation as programs print floats ("4.5e33", "1E-03"): never Euler's number, which no digits follow.
 _E_NOTATION_RE = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+))[eE]([+-]?\d{1,3})$")
@@ -248,6 +249,7 @@ _NAME_RE = re.compile(
 )
 _ARITHMETIC_RE = re.compile(r"[\d.,+\-*/()\[\]{}^×÷·$%\s]*\d[\d.,+\-*/()\[\]{}^×÷·$%\s]*")
 _LATEX_ARITHMETIC_RE = re.compile(r"\\(?:d?frac|sqrt|cdot|times|div|left|right|\$|[,;!: ])")
+_CONNECTIVE_RE = re.compile(r"^(?:so|thus|therefore|hence|then|finally)\b\s*,?\s*", re.IGNORECASE)
 _PART_JOINER_RE = re.compile(r",|;|\\q?quad|\\text\s*\{\s*(?:and|or)\s*\}|\b(?:and|or)\b")
 
 
@@ -284,6 +286,7 @@ def _stated_value(answer: str) -> str:
     `1.55 \\text{ eV}`). An equation with an unknown on its left (`3x + 5 = 20`) is not a value: unchanged.
     """
     s = re.sub(r"^\$+|\$+$|^\\\(|\\\)$|^\\\[|\\\]$", "", answer.strip()).strip()
+    s = _CONNECTIVE_RE.sub("", s)  # "Thus, 5 + 7 = 12." states 12
     if "=" not in s or len(s) > MAX_ANSWER_CHARS:
         return answer
     items = [item for item in _split_top_level(_PART_JOINER_RE.sub(",", s), ",") if item.strip()]

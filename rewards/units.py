@@ -56,8 +56,9 @@ _VALUE_RE = re.compile(
     rf"|{_NUMBER}))(?P<space>\s*)(?P<unit>.*?)\s*$",
     re.S,
 )
-_TOKEN_RE = re.compile(
-    r"\s*(?:(?P<word>[A-Za-zμÅΩ°]+)(?:\s*\^\s*(?:\{\s*(?P<e1>[-+]?\d+)\s*\}|(?P<e2>[-+]?\d+)))?|(?P<op>/|\(|\)|·|\*))"
+_TOKEN_RE = re.compile(  # a unit word with its exponent (m^{-2}, s^2), or an operator
+    r"\s*(?:(?P<word>[A-Za-zμÅΩ°]+)(?:\s*\^\s*(?:\{\s*(?P<e1>[-+]?\d+)\s*\}|(?P<e2>[-+]?\d+)))?"
+    r"|(?P<op>/|\(|\)|·|\*))"
 )
 
 

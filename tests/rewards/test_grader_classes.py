@@ -78,8 +78,10 @@ NOT_STATED_AS_ANSWER = [
     ("So the side is 2 \\sqrt 2.", "2"),
     ("The length of the side is 4343_6.", "6"),
     # no statement of a value at all
-    ("Each apple costs 2 dollars.", "2"),
     ("She walked to the store with 5 friends.", "5"),
+    ("In 2020 she moved to Paris.", "2020"),
+    ("We could try other values.\n\nLet me try 12 next.", "12"),
+    ("Hmm, that fails.\n\nWait, maybe 12.", "12"),
 ]
 
 
@@ -105,6 +107,10 @@ STATED_AS_ANSWER = [
     ("x = 5 * 42 = 210\n\nSo, x ≡ 44 mod 83\n\nThis matches my earlier result, so I'm confident that 44 is the correct "
      "answer.", "44"),
     ("The probability is 2/3.", "2/3"),
+    ("It takes 12 minutes.", "12"),
+    ("She will need 12 more.", "12"),
+    ("Then he paid $12 for it.", "12"),
+    ("We get $\\frac{1}{2}$ in the end.", "\\frac{1}{2}"),
 ]
 
 
@@ -252,6 +258,7 @@ def test_a_finished_answer_on_a_bullet_or_display_line_pays(text, gold):
     ("The energy is $E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}$.", "1.55", True),
     ("\\boxed{v = \\frac{d}{t} = \\frac{100}{20} = 5 \\text{ m/s}}", "5", True),
     ("\\boxed{\\text{Total} = 450 + 225 = 675}", "675", True),
+    ("Thus, 5 + 7 = 12.", "12", True),
     ("\\boxed{E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}}", "1.5", False),
     ("\\boxed{E = \\frac{hc}{\\lambda} = 1.55 \\text{ eV}}", "1.55 \\text{ J}", False),  # its unit too
 ])
