@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -109,9 +110,47 @@ def make_engine(folder: str | Path, precision: str = "fp32", attention_backend: 
                 **overrides: Any):
     """A vllm.LLM serving the checkpoint folder (start-up takes 15-45 s on a laptop CPU)."""
     configure_environment()
-    from vllm import LLM
+    from vllm import LLM  # lazy: vLLM takes seconds to import and reads the environment set just above
+
 
     return LLM(**engine_kwargs(folder, precision, attention_backend, **overrides))
+
+
+@dataclass
+class Completion:
+    """One sampled continuation, as the engine returned it.
+
+    Attributes:
+        token_ids: the sampled tokens (a stop string, when one ended it, included if the request asked so).
+        logprobs: the engine's logprob of each sampled token (processed or raw, as the engine was built).
+        finish_reason: "length" (the token limit), "stop" (a stop string) or "eos" (the end-of-text token).
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str
+
+
+def sample(engine: Any, prompts: Sequence[Sequence[int]], params: Sequence[dict[str, Any]]) -> list[list[Completion]]:
+    """One engine call: prompt i (token ids) sampled with `SamplingParams(logprobs=0, **params[i])`, so each sampled
+    token comes back with its logprob; each prompt's completions in the order vLLM numbers them. The rollout
+    workers and search's generator both sample through here."""
+    from vllm import SamplingParams  # lazy: vLLM takes seconds to import, and make_engine must set its environment first
+
+    results = engine.generate([{"prompt_token_ids": list(prompt)} for prompt in prompts],
+                              [SamplingParams(logprobs=0, **kwargs) for kwargs in params], use_tqdm=False)
+    completions = []
+    for result in results:
+        outputs = []
+        for output in sorted(result.outputs, key=lambda o: o.index):
+            tokens = list(output.token_ids)
+            # finish_reason "stop" is either a stop string (stop_reason holds it) or the end-of-text token
+            reason = ("length" if output.finish_reason == "length" else
+                      "stop" if isinstance(output.stop_reason, str) else "eos")
+            outputs.append(Completion(tokens, [step[t].logprob for step, t in zip(output.logprobs or [], tokens)],
+                                      reason))
+        completions.append(outputs)
+    return completions
 
 
 def prompt_seed(seed: int | None, index: int) -> int | None:

@@ -23,8 +23,7 @@ from model import ModelArgs, init_pretrained, load_pretrained, load_tokenizer
 from model.checkpoint import check_checkpoint, load_weights
 from model.config import ConfigError
 from model.reward_model import load_reward_model
-from model.vllm_engine import make_engine
-from problems import Problem, build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
+from problems import build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
 from rl.config import check_placement, load_config, local_resources
 from rl.evaluate import evaluate, evaluate_with_search
 from rl.rollout import open_generator
@@ -34,7 +33,6 @@ from search import METHODS, SearchResult
 from search import solve as search_solve
 from search.api import check_options
 from search.reward_models import value_function
-from search.vllm_generator import VllmStepGenerator
 
 
 def model_init(preset_name: str, out: str | Path, seed: int = 0) -> Path:
@@ -274,33 +272,52 @@ def check_search_request(flag: str, method: str, budget: int, reward_model: str 
 
 def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_tokens: int = 2000, gold: str | None = None,
           temperature: float = 1.0, seed: int = 0, html: str | Path | None = None, json_out: str | Path | None = None,
-          reward_model: str | Path | None = None, with_checker: bool = False, **options) -> "SearchResult":
-    """Search for the answer to one problem with a checkpoint served by vLLM (search.solve on a local engine).
+          reward_model: str | Path | None = None, with_checker: bool = False, **options) -> SearchResult:
+    """Search for the answer to one problem with a checkpoint served by vLLM: `search.solve(problem, model=...)`,
+    with the request checked before the engine starts and the tree written to `html` / `json_out`.
 
     The value of a node is the reward model's (`reasonrl train-rm`'s folder; with `with_checker`, zeroed where the
-    sympy step checker finds a false equation) when one is given; else, with MCTS and a `gold`, a rollout to the end
-    checked against it (rollout_weight=1); else the step checker's share of valid equations (a rule-based process
-    reward, no training needed). `options` are the method's and the search context's (search.method_options).
+    sympy step checker finds a false equation) when one is given; else as `search.api.default_evaluation` says (MCTS
+    with a `gold`: rollouts to the end checked against it; otherwise the step checker's share of valid equations).
+    `options` are the method's and the search context's (search.method_options).
 
     Raises:
-        ConfigError: an unknown method or option, a budget < 1, or a checkpoint or reward-model folder that is
-            missing, a file or damaged: before vLLM starts.
+        ConfigError: an unknown method or option, a budget < 1, an empty problem, a checkpoint or reward-model folder
+            that is missing, a file or damaged, an output path that cannot be written: before vLLM starts.
     """
+    if not problem.strip():
+        raise ConfigError("the problem is empty: give the question to solve")
     check_search_request("--method", method, budget_tokens, reward_model, options)
     check_checkpoint(model)
+    for flag, path in (("--html", html), ("--json", json_out)):
+        if path is not None:
+            check_output_file(flag, path)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's INFO lines would bury the answer
-    tokenizer = load_tokenizer(model)
-    prompt = build_prompt(Problem("cli", problem, gold or "", None, "cli", None), tokenizer)
-    generator = VllmStepGenerator(make_engine(model, max_model_len=len(prompt) + options.get("max_tokens", 1024),
-                                              seed=seed), tokenizer)
-
-    if method == "mcts" and gold is not None and reward_model is None and not options.get("scored_rollouts"):
-        options.setdefault("rollout_weight", 1.0)
-    value_fn = None if options.get("rollout_weight") == 1.0 else value_function(reward_model, with_checker)
-    result = search_solve(prompt, generator, method, budget_tokens=budget_tokens, gold=gold, value_fn=value_fn,
-                          temperature=temperature, seed=seed, **options)
+    value_fn = value_function(reward_model, with_checker) if reward_model is not None else None
+    result = search_solve(problem, model=model, method=method, budget_tokens=budget_tokens, gold=gold,
+                          value_fn=value_fn, temperature=temperature, seed=seed, **options)
     if html is not None:
-        Path(html).write_text(result.to_html(title=problem[:80]))
+        write_atomically(html, result.to_html(title=problem[:80]))
     if json_out is not None:
-        Path(json_out).write_text(result.to_json(indent=1))
+        write_atomically(json_out, result.to_json(indent=1))
     return result
+
+
+def check_output_file(flag: str, path: str | Path) -> None:
+    """A ConfigError naming `flag` when `path` cannot be written as a file (a folder, or under a file), before the
+    work whose result it would hold."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder, not a file to write")
+    blocked = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocked is not None:
+        raise ConfigError(f"{flag} {path}: {blocked} is a file, not a folder")
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that a reader sees the old file or the whole new one, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text(text)
+    staged.replace(path)

@@ -13,8 +13,9 @@ import ray
 
 from model import load_tokenizer
 from model.config import ConfigError
-from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed  # noqa: F401 (rl's API)
+from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed, sample
 from rl.batch import Sample
+from rl.ray_cluster import join_or_start
 from rl.weight_sync import EXTENSION
 from search import solve_many
 from search.reward_models import value_function
@@ -57,25 +58,17 @@ class RolloutWorker:
                  top_p: float = 1.0, seed: int | list[int] | None = None, stop: list[str] | None = None,
                  ) -> list[Sample]:
         """n completions for each prompt, prompt after prompt (sample i belongs to prompt i // n)."""
-        from vllm import SamplingParams  # lazy: vLLM takes seconds to import; `reasonrl --help` should not wait for it
-
         # One seed per prompt, derived from `seed` and the prompt's position: one shared seed would draw the same
         # random numbers for every prompt, so the samples of a batch would be correlated and an evaluation's
         # pass@1 would move far more between seeds than its standard error says.
         # A list gives each prompt's seed itself (the trainer's, when it spreads one request over several workers).
         seeds = seed if isinstance(seed, list) else [prompt_seed(seed, i) for i in range(len(prompts))]
-        params = [SamplingParams(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, logprobs=0,
-                                 seed=prompt_seed_or_none if self.per_request_seed else None, stop=stop)
-                  for prompt_seed_or_none in seeds]
-        results = self.engine.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-        samples = []
-        for prompt, result in zip(prompts, results):
-            for output in sorted(result.outputs, key=lambda o: o.index):
-                tokens = list(output.token_ids)
-                samples.append(Sample(prompt_ids=list(prompt), completion_ids=tokens,
-                                      rollout_logprobs=[step[t].logprob for step, t in zip(output.logprobs, tokens)],
-                                      truncated=output.finish_reason == "length"))
-        return samples
+        params = [dict(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
+                       seed=prompt_seed_or_none if self.per_request_seed else None) for prompt_seed_or_none in seeds]
+        return [Sample(prompt_ids=list(prompt), completion_ids=completion.token_ids,
+                       rollout_logprobs=completion.logprobs, truncated=completion.finish_reason == "length")
+                for prompt, completions in zip(prompts, sample(self.engine, prompts, params))
+                for completion in completions]
 
     def search(self, prompts: list[list[int]], seeds: list[int | None], method: str, budget_tokens: int,
                reward_model: str | None = None, with_checker: bool = False, **options) -> list[dict]:
@@ -192,12 +185,7 @@ def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, worker
         return
 
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    owns_ray = not ray.is_initialized()
-    if owns_ray:
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
-                                           "VLLM_LOGGING_LEVEL": "WARNING"}})
+    owns_ray = join_or_start(os.environ.get("RAY_ADDRESS"), env={"VLLM_LOGGING_LEVEL": "WARNING"})
     actors = []
     try:
         resources = ray.cluster_resources()

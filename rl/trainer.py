@@ -32,6 +32,7 @@ from rl.learner_settings import LearnerSettings
 from rl.logger import MetricsLogger, plot_run, sample_records, step_line
 from rl.prompt_cursor import PromptCursor
 from rl.prompt_filter import ZeroVarianceFilter
+from rl.ray_cluster import join_or_start
 from rl.rewarding import column_errors, reward_worker_actor
 from rl.rollout import generate_on_workers, rollout_worker_actor, start_generation_on_workers
 from rl.sft import sft_from_checkpoint
@@ -121,13 +122,8 @@ class GRPOTrainer:
         with timed(self.timings, "sft"):
             self.policy_path = self.prepare_policy()
         self.tokenizer = load_tokenizer(self.policy_path)
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         started = time.perf_counter()
-        self.owns_ray = not ray.is_initialized()
-        if self.owns_ray:
-            ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus if not config.ray.address else None,
-                     include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false"}})
+        self.owns_ray = join_or_start(config.ray.address, num_cpus=config.ray.num_cpus)
         check_placement(config, ray.cluster_resources())  # before any actor: Ray would wait forever, silently
         self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
         num_learners = config.trainer.num_learners

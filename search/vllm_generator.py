@@ -10,11 +10,14 @@ from typing import Any, Sequence
 
 from model import decode_completion, load_tokenizer
 from model.checkpoint import check_checkpoint
-from model.vllm_engine import make_engine
+from model.vllm_engine import make_engine, sample
 from search.batching import GenerationRequest
 from search.generator import Continuation
 
 __all__ = ["VllmStepGenerator", "load_generator"]
+
+# The engine's finish reasons in search's words: a stop string is the step delimiter.
+STOP_REASONS = {"length": "length", "stop": "step", "eos": "eos"}
 
 
 class VllmStepGenerator:
@@ -37,25 +40,12 @@ class VllmStepGenerator:
     def continue_requests(self, requests: Sequence[GenerationRequest]) -> list[list[Continuation]]:
         """Each request's continuations, all in one engine call, each request with its own sampling settings
         (search.batching merges concurrent searches' calls into one of these)."""
-        # lazy: importing vLLM fixes its log level and reads its environment, which make_engine sets first
-        from vllm import SamplingParams
-
-        params = [SamplingParams(n=r.k, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed, logprobs=0,
-                                 stop=list(r.stop) or None, include_stop_str_in_output=True) for r in requests]
-        results = self.engine.generate([{"prompt_token_ids": list(r.prefix_ids)} for r in requests], params,
-                                       use_tqdm=False)
-        out = []
-        for result in results:
-            continuations = []
-            for output in sorted(result.outputs, key=lambda o: o.index):
-                tokens = list(output.token_ids)
-                logprob = sum(step[t].logprob for step, t in zip(output.logprobs or [], tokens))
-                # finish_reason "stop" is either a stop string (stop_reason holds it) or the end-of-text token
-                reason = ("length" if output.finish_reason == "length" else
-                          "step" if isinstance(output.stop_reason, str) else "eos")
-                continuations.append(Continuation(tokens, decode_completion(self.tokenizer, tokens), logprob, reason))
-            out.append(continuations)
-        return out
+        params = [dict(n=r.k, max_tokens=r.max_tokens, temperature=r.temperature, seed=r.seed,
+                       stop=list(r.stop) or None, include_stop_str_in_output=True) for r in requests]
+        completions = sample(self.engine, [r.prefix_ids for r in requests], params)
+        return [[Continuation(c.token_ids, decode_completion(self.tokenizer, c.token_ids), sum(c.logprobs),
+                              STOP_REASONS[c.finish_reason]) for c in request_completions]
+                for request_completions in completions]
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)

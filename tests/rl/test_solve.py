@@ -54,3 +54,19 @@ def test_solve_mistakes_are_named_before_any_engine_starts(tmp_path, capsys, arg
     assert time.perf_counter() - started < 10
     assert main(["solve", "What is 2 + 2?", "--model", str(tmp_path / "nowhere")]) == 2
     assert "no such checkpoint folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("problem, output, message", [
+    ("  ", [], "the problem is empty"),
+    ("What is 2 + 2?", ["--html", "."], "--html . is a folder, not a file to write"),
+    ("What is 2 + 2?", ["--json", "{file}/tree.json"], "is a file, not a folder"),
+])
+def test_solve_refuses_an_empty_problem_and_unwritable_outputs_before_the_search(tmp_path, capsys, problem, output,
+                                                                                 message):
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    (tmp_path / "file").write_text("")
+    capsys.readouterr()
+    started = time.perf_counter()
+    argv = [part.format(file=tmp_path / "file") for part in output]
+    assert main(["solve", problem, "--model", str(tmp_path / "p"), *argv]) == 2
+    assert message in capsys.readouterr().err and time.perf_counter() - started < 10
