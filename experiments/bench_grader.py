@@ -1,6 +1,7 @@
 """Benchmark the math grader against published verdicts, beside math-verify alone.
 
-Writes experiments/results/grader.json (agreement per file, throughput, command, date,
+Writes experiments/results/grader.json (per file: agreement, false positives (paid where the
+reference says wrong) and false negatives, ours and math-verify's; throughput, command, date,
 machine) and experiments/results/grader_disagreements.jsonl (every row where our verdict
 differs from the reference, with math-verify's verdict and our reason, to read by hand:
 a publisher's label is sometimes wrong).
@@ -20,8 +21,15 @@ import sys
 import time
 from pathlib import Path
 
+from math_verify import parse, verify
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from rewards.code import CodeExecution  # noqa: E402 - the repository is on the path from here on
+from rewards.math_answer import grade_answer  # noqa: E402
+from rewards.pool import get_default_pool  # noqa: E402
+from rewards.sandbox import isolation  # noqa: E402
 
 FILES = [
     "equiv_cases.jsonl",
@@ -34,12 +42,10 @@ FILES = [
 def math_verify_alone(gold: str, pred: str) -> bool:
     """math-verify 0.9.0 used alone, as its README shows: verify(parse(gold), parse(pred)).
 
-    A bare gold is wrapped in ``$...$`` (without it math-verify's LaTeX extractor misses
-    most MATH golds; this is also how the ``math_verify_0_9_0`` field of the data was
+    A bare gold is wrapped in `$...$` (without it math-verify's LaTeX extractor misses
+    most MATH golds; this is also how the `math_verify_0_9_0` field of the data was
     computed). Runs in a pool worker's main thread, so math-verify's own timeouts work.
     """
-    from math_verify import parse, verify
-
     gold_text = gold if ("$" in gold or "\\boxed" in gold) else f"${gold}$"
     try:
         return bool(verify(parse(gold_text), parse(pred)))
@@ -59,10 +65,11 @@ def _machine() -> str:
 
 
 def bench_agreement(pool, limit: int | None) -> tuple[dict, list[dict], dict]:
-    import bench_grader as self_module  # pool tasks must be importable by module name
-    from rewards.math_answer import grade_answer
+    # a pool task is pickled by module name: this file's function as bench_grader's, not __main__'s
+    import bench_grader as self_module
 
-    per_file, disagreements, totals = {}, [], {"rows": 0, "ours": 0, "mv": 0, "ours_s": 0.0}
+    per_file, disagreements = {}, []
+    totals = {"rows": 0, "ours": 0, "mv": 0, "ours_s": 0.0, "fp_ours": 0, "fp_mv": 0, "fn_ours": 0, "fn_mv": 0}
     for name in FILES:
         rows = _rows(name, limit)
         golds = [r["gold"] for r in rows]
@@ -76,11 +83,19 @@ def bench_agreement(pool, limit: int | None) -> tuple[dict, list[dict], dict]:
         mv_v = [bool(r.ok and r.value) for r in mv]
         agree_ours = sum(o == lab for o, lab in zip(ours_v, labels))
         agree_mv = sum(m == lab for m, lab in zip(mv_v, labels))
+        errors = {"fp_ours": sum(o and not lab for o, lab in zip(ours_v, labels)),
+                  "fp_mv": sum(m and not lab for m, lab in zip(mv_v, labels)),
+                  "fn_ours": sum(lab and not o for o, lab in zip(ours_v, labels)),
+                  "fn_mv": sum(lab and not m for m, lab in zip(mv_v, labels))}
         per_file[name] = {
             "rows": len(rows),
             "agreement_ours": round(agree_ours / len(rows), 4),
             "agreement_math_verify": round(agree_mv / len(rows), 4),
             "ours_minus_math_verify_rows": agree_ours - agree_mv,
+            "false_positives_ours": errors["fp_ours"],  # paid where the reference says wrong
+            "false_positives_math_verify": errors["fp_mv"],
+            "false_negatives_ours": errors["fn_ours"],  # refused where the reference says right
+            "false_negatives_math_verify": errors["fn_mv"],
             "ours_timeouts": sum(r.reason == "timeout" for r in ours),
             "math_verify_timeouts_or_kills": sum(not r.ok for r in mv),
             "ours_gradings_per_s": round(len(rows) / ours_s, 1),
@@ -100,20 +115,25 @@ def bench_agreement(pool, limit: int | None) -> tuple[dict, list[dict], dict]:
         totals["ours"] += agree_ours
         totals["mv"] += agree_mv
         totals["ours_s"] += ours_s
-        print(f"{name:48s} rows {len(rows):5d}  ours {agree_ours / len(rows):.4f}  "
-              f"math-verify {agree_mv / len(rows):.4f}  ({len(rows) / ours_s:.0f} gradings/s)")
+        for key, count in errors.items():
+            totals[key] += count
+        print(f"{name:48s} rows {len(rows):5d}  ours {agree_ours / len(rows):.4f} (FP {errors['fp_ours']}, "
+              f"FN {errors['fn_ours']})  math-verify {agree_mv / len(rows):.4f} (FP {errors['fp_mv']}, "
+              f"FN {errors['fn_mv']})  ({len(rows) / ours_s:.0f} gradings/s)")
     overall = {
         "rows": totals["rows"],
         "agreement_ours": round(totals["ours"] / totals["rows"], 4),
         "agreement_math_verify": round(totals["mv"] / totals["rows"], 4),
+        "false_positives_ours": totals["fp_ours"],
+        "false_positives_math_verify": totals["fp_mv"],
+        "false_negatives_ours": totals["fn_ours"],
+        "false_negatives_math_verify": totals["fn_mv"],
         "ours_gradings_per_s": round(totals["rows"] / totals["ours_s"], 1),
     }
     return per_file, disagreements, overall
 
 
 def bench_sandbox(pool, runs: int) -> dict:
-    from rewards.code import CodeExecution
-
     program = "```python\na, b = map(int, input().split())\nprint(a + b)\n```"
     tests = [{"inputs": ["2 3\n"], "outputs": ["5\n"]}] * runs
     reward = CodeExecution()
@@ -130,9 +150,6 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 rows per file, 40 sandbox runs")
     parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "grader.json"))
     args = parser.parse_args()
-
-    from rewards.pool import get_default_pool
-    from rewards.sandbox import isolation
 
     pool = get_default_pool()
     pool.map(abs, [(-1,)] * pool.num_workers * 2)  # warm: workers started, imports done
@@ -153,6 +170,8 @@ def main() -> None:
         "sandbox_throughput": sandbox,
         "targets": {
             "at_least_math_verify_on_every_file": all(f["ours_minus_math_verify_rows"] >= 0 for f in per_file.values()),
+            "false_positives_at_most_math_verify_on_every_file": all(
+                f["false_positives_ours"] <= f["false_positives_math_verify"] for f in per_file.values()),
             "higher_overall": overall["agreement_ours"] > overall["agreement_math_verify"],
             "gradings_per_s_ge_200": overall["ours_gradings_per_s"] >= 200,
             "sandbox_runs_per_s_ge_20": sandbox["runs_per_s"] >= 20,
