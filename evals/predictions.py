@@ -94,8 +94,10 @@ def read_predictions(path: str | Path, problems: Sequence[Any], *, id_field: str
     if not outputs:
         raise PredictionsError(f"{path}: none of its {rows} rows matches a problem of the benchmark by id or by "
                                f"problem text (first unmatched: {unmatched[:3]})")
-    matched = sorted(i for i in outputs if outputs[i])
+    matched = sorted(i for i in outputs if outputs[i])  # a row with an empty list of outputs gives its problem none
+    if not matched:
+        raise PredictionsError(f"{path}: the rows that match a problem of the benchmark hold no outputs (empty lists)")
     report = {"file": str(path), "rows": rows, "problems_matched": len(matched),
-              "problems_without_outputs": [str(problems[i].id) for i in range(len(problems)) if i not in outputs],
+              "problems_without_outputs": [str(problems[i].id) for i in range(len(problems)) if not outputs.get(i)],
               "rows_unmatched": len(unmatched), "unmatched_examples": unmatched[:5]}
     return [problems[i] for i in matched], [outputs[i] for i in matched], report

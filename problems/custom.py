@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -12,11 +13,17 @@ from problems.problem import Problem
 
 def jsonl_rows(path: str | Path, what: str, error: type[Exception]) -> Iterator[tuple[int, dict]]:
     """(line number, row) for each non-blank line of a JSON Lines file; `error` (with `what` naming the file's
-    role, e.g. "predictions") for a missing file, a line that is not JSON or a row that is not an object."""
+    role, e.g. "predictions") for a missing file, a line that is not UTF-8 or not JSON, or a row that is not an
+    object."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} file {path} does not exist" if not path.exists() else f"{what} path {path} is not a file")
-    for line_number, line in enumerate(path.read_text().splitlines(), 1):
+    for line_number, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as decode_error:
+            raise error(f"{path}:{line_number}: not UTF-8 text (byte {raw[decode_error.start]:#04x} at column "
+                        f"{decode_error.start + 1}); save the file as UTF-8") from None
         if not line.strip():
             continue
         try:
@@ -34,8 +41,9 @@ def load_custom(path: str | Path, *, problem_field: str = "problem", answer_fiel
     without the id field gets "<file stem>-<line>"). The source is the file's stem.
 
     Raises:
-        ConfigError: the file is missing or not JSON Lines, or a row lacks the problem or answer field (the message
-            names the file, the line and the fields the row has).
+        ConfigError: the file is missing or not JSON Lines, a row lacks the problem or answer field (the message
+            names the file, the line and the fields the row has), or two rows share an id (predictions would land
+            on the wrong problem).
     """
     path = Path(path)
     problems = []
@@ -50,4 +58,10 @@ def load_custom(path: str | Path, *, problem_field: str = "problem", answer_fiel
                                 solution=row.get("solution"), source=path.stem, level=None))
     if not problems:
         raise ConfigError(f"benchmark file {path} holds no problems")
+    counts = Counter(problem.id for problem in problems)
+    repeated = [problem_id for problem_id, count in counts.items() if count > 1]
+    if repeated:
+        raise ConfigError(f"benchmark file {path}: {len(repeated)} id{'s are' if len(repeated) > 1 else ' is'} used by more than one row "
+                          f"({', '.join(map(repr, repeated[:5]))}{', ...' if len(repeated) > 5 else ''}); each "
+                          f"problem needs its own id (or name another field with --id-field)")
     return problems

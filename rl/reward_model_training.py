@@ -145,8 +145,8 @@ def train_reward_model(policy: str | Path, out: str | Path, *, kind: str = "prm"
         The report: settings, label statistics, training losses and the ranking figures per scorer.
 
     Raises:
-        ConfigError: an unknown kind or label, a count < 1, a policy folder that is missing or damaged, an output
-            path that is a file: before any engine starts.
+        ConfigError: an unknown kind or label, a count or level < 1, a policy folder that is missing or damaged,
+            an output or labels path that is (or lies under) a file: before any engine starts.
     """
     if kind not in ("prm", "orm"):
         raise ConfigError(f"--kind must be prm or orm, got {kind!r}")
@@ -157,12 +157,16 @@ def train_reward_model(policy: str | Path, out: str | Path, *, kind: str = "prm"
                         ("max_tokens", max_tokens), ("batch_size", batch_size)):
         if value < 1:
             raise ConfigError(f"{name} must be >= 1, got {value}")
+    if not levels or min(levels) < 1:
+        raise ConfigError(f"--levels must be synthetic levels >= 1, got {','.join(map(str, levels))}")
     check_checkpoint(policy)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's INFO lines would bury the report
     out = Path(out)
-    if out.is_file():
-        raise ConfigError(f"--out {out} is a file, not a folder to write the reward model into")
     labels_dir = Path(labels_dir) if labels_dir is not None else out
+    for flag, folder in (("--out", out), ("--labels", labels_dir)):
+        blocked = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise ConfigError(f"{flag} {folder}: {blocked} is a file, not a folder to write into")
     torch.manual_seed(seed)
     train_problems = load_split("synthetic", "train", num_train=num_problems, seed=seed, levels=levels)
     eval_problems = load_split("synthetic", "test", num_eval=num_eval_problems, seed=seed, levels=levels)

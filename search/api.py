@@ -23,7 +23,7 @@ from search.html import tree_html
 from search.methods import CONTEXT_OPTIONS, METHODS, build_algorithm, check_options, method_options
 from search.reward_models import step_checker_value
 from search.task import MathTask, Task, ValueFn, Verifier, require, verifier_for
-from search.tree import Node, tree_to_dict
+from search.tree import Node, tree_to_dict, values_tied
 from search.vllm_generator import load_generator
 
 __all__ = ["METHODS", "SearchResult", "solve", "method_options", "check_options", "solve_many", "verifier_for",
@@ -40,16 +40,16 @@ class SearchResult:
     tokens: TokenCounter
     tree: Node
     chosen: Node | None
+    values_tied: bool = False  # every candidate solution had the same value: the tie-breaks chose (search.tree)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "answer": self.answer, "steps": self.steps, "value": self.value,
-                "correct": self.correct, "tokens": self.tokens.to_dict(), "tree": tree_to_dict(self.tree, self.chosen)}
+        return {**self.summary(), "tree": tree_to_dict(self.tree, self.chosen)}
 
     def summary(self) -> dict[str, Any]:
         """What a batch of searches reports back (no tree: trees can be large): answer, steps, value, verdict,
-        tokens."""
+        tokens, and whether the values told the candidates apart."""
         return {"method": self.method, "answer": self.answer, "steps": self.steps, "value": self.value,
-                "correct": self.correct, "tokens": self.tokens.to_dict()}
+                "correct": self.correct, "tokens": self.tokens.to_dict(), "values_tied": self.values_tied}
 
     def to_json(self, **dumps_kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **dumps_kwargs)
@@ -89,11 +89,13 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
         The answer, the chosen solution's steps, its value and verdict, the tokens spent and the tree.
 
     Raises:
-        ValueError: an unknown method or option, a value or combination the method refuses, or a value function or
-            verifier it needs and lacks; all before any generation.
+        ValueError: a budget < 1, an unknown method or option, a value or combination the method refuses, or a value
+            function or verifier it needs and lacks; all before any generation.
     """
     if (generator is None) == (model is None):
         raise ValueError("solve needs the engine: give a generator or a model (a checkpoint folder), not both")
+    if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
+        raise ValueError(f"budget_tokens must be an integer >= 1 (policy tokens to spend), got {budget_tokens!r}")
     if task is not None and (value_fn, verifier, gold) != (None, None, None):
         raise ValueError("give the task, or its value_fn, verifier and gold, not both")
     if model is not None and task is None and value_fn is None:
@@ -116,7 +118,7 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
     return SearchResult(method=method, answer=chosen.answer if chosen else None,
                         steps=split_steps(solution, task.step_end), value=value,
                         correct=bool(task.verifier(solution)) if task.verifier and chosen else None,
-                        tokens=ctx.counter, tree=tree, chosen=chosen)
+                        tokens=ctx.counter, tree=tree, chosen=chosen, values_tied=values_tied(tree.nodes()))
 
 
 def default_evaluation(method: str, options: dict[str, Any], gold: object) -> tuple[ValueFn | None, dict[str, Any]]:

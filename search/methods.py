@@ -11,6 +11,9 @@ options with the same message, before any engine starts. The options every metho
 from __future__ import annotations
 
 import inspect
+import math
+import types
+import typing
 from typing import Any, Callable, Protocol
 
 from search.baselines import DVTS, BeamSearch, BestOfN, Greedy, SelfConsistency, WeightedBestOfN
@@ -108,7 +111,42 @@ def build_algorithm(method: str, options: dict[str, Any]) -> Algorithm:
     if unknown:
         raise ValueError(f"{method} has no option {', '.join(unknown)}: its options are "
                          f"{', '.join(method_options(method))}")
+    check_option_values(method, options)
     return METHODS[method](**{name: value for name, value in options.items() if name not in CONTEXT_OPTIONS})
+
+
+def check_option_values(method: str, options: dict[str, Any]) -> None:
+    """Raise ValueError naming an option whose value is not of its annotated type (an int, a finite number, a bool,
+    a string, or None where None is allowed), a count below 1 or a negative temperature: what the engine would
+    otherwise refuse in a traceback after it started."""
+    builder = METHODS[method]
+    hints = {**typing.get_type_hints(SearchContext), **typing.get_type_hints(builder)}
+    for name, value in options.items():
+        hint = hints.get(name)
+        if hint is None:
+            continue
+        allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if not any(_is_a(value, kind) for kind in allowed):
+            kinds = " or ".join(KIND_NAMES.get(kind, getattr(kind, "__name__", str(kind))) for kind in allowed)
+            raise ValueError(f"{method} option {name} must be {kinds}, got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and name != "seed" and value < 1:
+            raise ValueError(f"{method} option {name} must be >= 1, got {value}")
+        if "temperature" in name and value is not None and value < 0:
+            raise ValueError(f"{method} option {name} must be >= 0, got {value}")
+
+
+KIND_NAMES = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", type(None): "null"}
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    """Whether an option's value is of an annotated kind: bools are not numbers, ints are floats, floats finite."""
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind) if isinstance(kind, type) else True
 
 
 def check_options(method: str, options: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 __all__ = ["Node", "Outcome", "backup", "step_priors", "ANSWER_RULES", "check_answer_by", "choose_answer",
-           "tree_to_dict"]
+           "answer_candidates", "values_tied", "path_logprob", "tree_to_dict"]
 
 
 @dataclass(eq=False)
@@ -94,24 +94,35 @@ def backup(node: Node, value: float) -> None:
 VoteKey = Callable[[str], str]
 
 
+def path_logprob(node: Node) -> float:
+    """The policy's logprob of the node's whole solution: the sum of its steps'."""
+    return sum(n.logprob for n in node.path())
+
+
+# Ties (values that do not discriminate, such as a checker that scores every candidate 0) fall to the next key: the
+# visits, then the probability of the whole solution, never to whichever candidate came first.
 def _by_value(finals: list[Node], vote_key: VoteKey) -> Node:
-    return max(finals, key=lambda n: n.value)
+    return max(finals, key=lambda n: (n.value, n.visits, path_logprob(n)))
 
 
 def _by_visits(finals: list[Node], vote_key: VoteKey) -> Node:
-    return max(finals, key=lambda n: (n.visits, n.value))
+    return max(finals, key=lambda n: (n.visits, n.value, path_logprob(n)))
 
 
 def _by_vote(finals: list[Node], vote_key: VoteKey) -> Node:
-    totals: dict[str, float] = defaultdict(float)
+    voters: dict[str, list[Node]] = defaultdict(list)
     for n in finals:
-        totals[vote_key(n.answer)] += n.value
-    winner = max(totals, key=totals.get)  # ties: the answer seen first
-    return max((n for n in finals if vote_key(n.answer) == winner), key=lambda n: n.value)
+        voters[vote_key(n.answer)].append(n)
+    best = {answer: max(nodes, key=lambda n: (n.value, n.visits, path_logprob(n))) for answer, nodes in voters.items()}
+    # the highest sum of values, then the most solutions, then the best solution's visits and probability
+    winner = max(voters, key=lambda answer: (sum(n.value for n in voters[answer]), len(voters[answer]),
+                                             best[answer].visits, path_logprob(best[answer])))
+    return best[winner]
 
 
 # "value": the highest value; "visits": the most visited (ties by value); "vote": the answer whose solutions' values
-# sum highest (answers compared by the task's vote key), then its best solution.
+# sum highest (answers compared by the task's vote key; ties by how many solutions give it), then its best solution.
+# Equal keys fall to the visits and the solution's probability.
 ANSWER_RULES: dict[str, Callable[[list[Node], VoteKey], Node]] = {
     "value": _by_value, "visits": _by_visits, "vote": _by_vote}
 
@@ -132,8 +143,20 @@ def choose_answer(nodes: Iterable[Node], how: str, vote_key: VoteKey) -> Node | 
         vote_key: what votes compare (the task's `vote_key`).
     """
     check_answer_by(how)
-    finals = [n for n in nodes if n.terminal and n.answer is not None and n.visits > 0]
+    finals = answer_candidates(nodes)
     return ANSWER_RULES[how](finals, vote_key) if finals else None
+
+
+def answer_candidates(nodes: Iterable[Node]) -> list[Node]:
+    """The evaluated terminal nodes that have an answer: what an answer rule chooses among."""
+    return [n for n in nodes if n.terminal and n.answer is not None and n.visits > 0]
+
+
+def values_tied(nodes: Iterable[Node]) -> bool:
+    """Whether two or more candidate solutions were evaluated and every one has the same value: the value function
+    did not tell them apart, so the answer came from the tie-breaks (visits, the solution's probability)."""
+    candidates = answer_candidates(nodes)
+    return len(candidates) > 1 and len({n.value for n in candidates}) == 1
 
 
 _NODE_FIELDS = ("step", "token_ids", "logprob", "prior", "visits", "value_sum", "score", "terminal", "pruned",

@@ -65,3 +65,12 @@ def test_a_missing_file_is_named(tmp_path):
         read_predictions(tmp_path / "none.jsonl", PROBLEMS)
     with pytest.raises(PredictionsError, match="is not a file"):
         read_predictions(tmp_path, PROBLEMS)
+
+
+def test_a_row_with_an_empty_list_of_outputs_leaves_its_problem_without_outputs(tmp_path):
+    path = write(tmp_path, [{"id": "p1", "outputs": ["2"]}, {"id": "p2", "outputs": []}])
+    problems, outputs, report = read_predictions(path, PROBLEMS)
+    assert [p.id for p in problems] == ["p1"] and outputs == [["2"]]
+    assert report["problems_without_outputs"] == ["p2", "p3"]
+    with pytest.raises(PredictionsError, match="hold no outputs"):
+        read_predictions(write(tmp_path, [{"id": "p2", "outputs": []}], "empty.jsonl"), PROBLEMS)

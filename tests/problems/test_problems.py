@@ -308,3 +308,26 @@ def test_load_split_is_what_evaluation_reads():
     assert sources.load_split("math", "test", num_eval=3) == load_math500()[:3]
     # Synthetic: a shorter held-out set is the start of the standard one (the stream puts evaluation first).
     assert sources.load_split("synthetic", "test", num_eval=5, seed=3) == split_synthetic(0, 200, 3)[1][:5]
+
+
+# ------------------------------------------------------------------------------------------------ a user's file
+
+
+def test_a_user_benchmark_with_repeated_ids_is_refused_naming_them(tmp_path):
+    from problems import load_custom
+
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"id": "a", "problem": "1+1", "answer": "2"}\n{"id": "b", "problem": "2+2", "answer": "4"}\n'
+                    '{"id": "a", "problem": "3+3", "answer": "6"}\n')
+    with pytest.raises(ConfigError, match=r"1 id is used by more than one row \('a'\)"):
+        load_custom(path)
+    assert [p.id for p in load_custom(path, id_field=None)] == ["mine-1", "mine-2", "mine-3"]
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    from problems import load_custom
+
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"problem": "1+1", "answer": "2"}\n'.encode() + '{"problem": "café", "answer": "2"}\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.jsonl:2: not UTF-8 text \(byte 0xe9"):
+        load_custom(path)

@@ -182,3 +182,11 @@ def test_solve_from_a_checkpoint_starts_one_engine_and_searches_as_with_a_genera
     assert out["engines"] == 1
     assert out["first"] == out["again"] == out["by_hand"] and out["first"]["tokens"]["policy"] > 0
     assert out["gold"] == out["gold_by_hand"] and out["gold"]["tokens"]["policy"] > 0
+
+
+@pytest.mark.parametrize("budget", [0, -5, 2.5, None])
+def test_a_budget_that_is_not_a_positive_integer_is_refused_before_any_generation(order_of_operations, budget):
+    generator, value = order_of_operations
+    with pytest.raises(ValueError, match="budget_tokens must be an integer >= 1"):
+        solve(generator.prompt, generator, "mcts", value_fn=value, budget_tokens=budget)
+    assert generator.calls == []

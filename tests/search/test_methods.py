@@ -30,6 +30,15 @@ REFUSED = [
     ("greedy", {"n": 4}, "greedy has no option n: its options are max_depth, max_step_tokens"),
     ("self_consistency", {"answer_by": "vote"}, "self_consistency has no option answer_by"),
     ("retrieval", {}, "unknown method 'retrieval'"),
+    # values of the wrong type or range: the engine would refuse them only after it started
+    ("mcts", {"num_children": "abc"}, "mcts option num_children must be an integer, got 'abc'"),
+    ("mcts", {"num_children": -2}, "mcts option num_children must be >= 1, got -2"),
+    ("mcts", {"num_children": True}, "mcts option num_children must be an integer, got True"),
+    ("mcts", {"max_tokens": "abc"}, "mcts option max_tokens must be an integer, got 'abc'"),
+    ("best_of_n", {"max_step_tokens": 0}, "best_of_n option max_step_tokens must be >= 1, got 0"),
+    ("mcts", {"c_init": float("nan")}, "mcts option c_init must be a finite number, got nan"),
+    ("mcts", {"temperature": -1.0}, "mcts option temperature must be >= 0"),
+    ("mcts", {"prune_at": "low", "expansion": "path"}, "mcts option prune_at must be a finite number or null"),
 ]
 
 
