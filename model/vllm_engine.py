@@ -82,7 +82,9 @@ def engine_kwargs(folder: str | Path, precision: str = "fp32", attention_backend
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     longest = _hf_config(folder).get("max_position_embeddings") or 2048
-    kwargs: dict[str, Any] = {"model": str(folder), "seed": 0, "max_model_len": min(longest, 2048)}
+    kwargs: dict[str, Any] = {"model": str(folder), "seed": 0, "max_model_len": min(longest, 2048),
+                              # the weights' loading bar shows when vLLM's INFO lines do
+                              "use_tqdm_on_load": os.environ.get("VLLM_LOGGING_LEVEL", "INFO") in ("INFO", "DEBUG")}
     if on_cpu():
         kind = "mla" if uses_mla(folder) else "mha"
         backend = attention_backend or default_attention_backend(folder)

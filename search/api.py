@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from problems import Problem, build_prompt
 from search.batching import map_concurrently
@@ -62,7 +62,7 @@ class SearchResult:
 def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, method: str = "mcts", *,
           model: str | Path | None = None, budget_tokens: int = 4096, value_fn: ValueFn | None = None,
           verifier: Verifier | None = None, gold: object = None, task: Task | None = None,
-          **options: Any) -> SearchResult:
+          progress: Callable[[int], None] | None = None, **options: Any) -> SearchResult:
     """Search for the answer to one problem.
 
     Give the engine as `generator`, or a checkpoint folder as `model`: its vLLM engine and tokenizer are then started
@@ -82,6 +82,7 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
             with `rollout_weight > 0`; otherwise it only grades the result.
         gold: the gold answer.
         task: the task (search.task.Task) instead of value_fn, verifier and gold (default: a MathTask of them).
+        progress: called with the policy tokens spent after every engine call (a progress bar for a long search).
         options: SearchContext's (temperature, step_temperature, max_step_tokens, max_tokens, max_depth, seed) and
             the method's (`method_options(method)`).
 
@@ -111,7 +112,7 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
             problem = build_prompt(question, generator.tokenizer)
     prompt_ids = generator.encode(problem) if isinstance(problem, str) else list(problem)
     text = problem if isinstance(problem, str) else generator.decode(prompt_ids)
-    ctx = SearchContext(generator, prompt_ids, text, task=task, budget_tokens=budget_tokens,
+    ctx = SearchContext(generator, prompt_ids, text, task=task, budget_tokens=budget_tokens, progress=progress,
                         **{name: value for name, value in options.items() if name in CONTEXT_OPTIONS})
     tree, chosen, value = algorithm(ctx)
     solution = chosen.text() if chosen else ""

@@ -37,6 +37,8 @@ class SearchContext:
             are more diverse than the rollouts that value them.
         seed: call i samples with `prompt_seed(seed, i)`: reproducible, and no two calls share seeds.
         counter: the compute spent so far, by kind.
+        progress: called with the policy tokens spent (at most the budget) after every generator call, for a
+            progress bar.
     """
 
     generator: StepGenerator
@@ -51,6 +53,7 @@ class SearchContext:
     step_temperature: float | None = None
     seed: int | None = 0
     counter: TokenCounter = field(default_factory=TokenCounter)
+    progress: Callable[[int], None] | None = None
 
     @property
     def out_of_budget(self) -> bool:
@@ -67,6 +70,8 @@ class SearchContext:
             temperature=self.temperature if temperature is None else temperature,
             stop=[] if whole else [self.task.step_end], seed=seed)
         self.counter.record_generation(prefix, out)
+        if self.progress is not None:
+            self.progress(min(self.counter.policy, self.budget_tokens))
         return out
 
     def expand(self, node: Node, k: int) -> list[Node]:
