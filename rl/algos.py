@@ -8,6 +8,8 @@ Policy losses live in a registry (`@register_loss("grpo")`, `get_loss_spec("grpo
 `GRPOTrainer._compute_loss` term for term (importance ratio, clip-higher, two-sided clipping, GSPO
 sequence-level ratios, the k3 KL with its importance-sampling bias correction, vLLM importance-sampling
 weights); `agg_loss` is the single home of the normalisers that distinguish `grpo`, `bnpo`, `dr_grpo` and `dapo`.
+Advantage estimators live in a registry too (`@register_adv_est("grpo")`, `get_adv_estimator("reverse_kl")`):
+GRPO's group-relative advantage per completion, and on-policy distillation's per-token teacher signal.
 One deliberate difference: TRL divides `grpo`/`bnpo`/`dr_grpo` by the gradient-accumulation steps inside the loss;
 here the caller owns accumulation (a learner that splits one batch into k micro-batches divides by k, or passes
 `num_items_in_batch` for the token-sum modes).
@@ -167,6 +169,105 @@ def zero_variance_groups(rewards: Tensor, group_ids: Tensor) -> Tensor:
         0, index, torch.where(scored, rewards, torch.inf), "amin")
     flat = torch.isclose(high, low) | (high == -torch.inf)  # a group nobody could score teaches nothing either
     return flat[index]
+
+
+# ------------------------------------------------------------------------------------------------ estimator registry
+
+
+@dataclass(frozen=True)
+class AdvantageInputs:
+    """What an advantage estimator may read (B completions, T completion tokens, padded).
+
+    Attributes:
+        rewards: (B,) each completion's total rule reward; NaN where no reward function applies.
+        group_ids: (B,) the prompt (group) of each completion (see compute_grpo_advantages).
+        mask: (B, T) 1 for the completion tokens that count, or None for an estimator that reads no tokens.
+        logprobs: (B, T) the sampling policy's log-probabilities of the sampled tokens, or None.
+        teacher_logprobs: (B, T) a teacher's log-probabilities of the same tokens, or None.
+    """
+
+    rewards: Tensor
+    group_ids: Tensor
+    mask: Tensor | None = None
+    logprobs: Tensor | None = None
+    teacher_logprobs: Tensor | None = None
+
+
+class AdvantageEstimator(Protocol):
+    """A registered estimator: (inputs, options) -> (B,) advantages per completion or (B, T) per token."""
+
+    def __call__(self, inputs: AdvantageInputs, **options: float | bool) -> Tensor: ...
+
+
+_ADV_ESTIMATORS: dict[str, AdvantageEstimator] = {}
+
+
+def register_adv_est(name: str) -> Callable[[AdvantageEstimator], AdvantageEstimator]:
+    """Register an advantage estimator under `name` (verl's `register_adv_est`).
+
+    Raises:
+        ValueError: if `name` is already taken by another function.
+    """
+
+    def decorator(fn: AdvantageEstimator) -> AdvantageEstimator:
+        if name in _ADV_ESTIMATORS and _ADV_ESTIMATORS[name] is not fn:
+            raise ValueError(f"advantage estimator {name!r} is already registered")
+        _ADV_ESTIMATORS[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_adv_estimator(name: str) -> AdvantageEstimator:
+    """The estimator registered under `name`; ValueError listing the valid names if there is none."""
+    if name not in _ADV_ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {name!r}; valid: {', '.join(adv_estimator_names())}")
+    return _ADV_ESTIMATORS[name]
+
+
+def adv_estimator_names() -> list[str]:
+    """Registered advantage estimators, sorted."""
+    return sorted(_ADV_ESTIMATORS)
+
+
+@register_adv_est("grpo")
+def grpo_advantages(inputs: AdvantageInputs, *, scale_by_std: bool = True, eps: float = 1e-4,
+                    **_: float | bool) -> Tensor:
+    """GRPO's (B,) group-relative advantage of each completion's rule reward (compute_grpo_advantages)."""
+    return compute_grpo_advantages(inputs.rewards, inputs.group_ids, scale_by_std=scale_by_std, eps=eps)
+
+
+@register_adv_est("reverse_kl")
+def reverse_kl_advantages(inputs: AdvantageInputs, *, rule_reward_weight: float = 0.0, scale_by_std: bool = True,
+                          eps: float = 1e-4, **_: float | bool) -> Tensor:
+    """On-policy distillation's (B, T) per-token advantage: A_t = log pi_teacher(x_t) - log pi_student(x_t).
+
+    Its negative is the single-sample estimate of the reverse KL(pi_student || pi_teacher) at token t, on the
+    student's own samples (Agarwal et al. 2024, GKD; Thinking Machines 2025): a policy-gradient step with it
+    lowers the reverse KL, pulling up the tokens the teacher finds likelier than the student does and down the
+    others. With rule_reward_weight w > 0, w times the rule reward's GRPO advantage of the completion is added to
+    every one of its tokens. Masked tokens get 0.
+
+    Args:
+        inputs: mask, logprobs (the student's: the sampling policy's) and teacher_logprobs, all (B, T); rewards
+            and group_ids when rule_reward_weight > 0.
+        rule_reward_weight: weight of the rule reward's GRPO advantage; 0 = the teacher's signal alone.
+        scale_by_std, eps: of that GRPO advantage (see compute_grpo_advantages).
+
+    Returns:
+        (B, T) advantages, float32 (or the logprobs' dtype if wider).
+    """
+    if inputs.logprobs is None or inputs.teacher_logprobs is None or inputs.mask is None:
+        raise ValueError("the reverse_kl estimator needs mask, logprobs and teacher_logprobs")
+    if inputs.teacher_logprobs.shape != inputs.logprobs.shape or inputs.mask.shape != inputs.logprobs.shape:
+        raise ValueError(f"teacher_logprobs {tuple(inputs.teacher_logprobs.shape)}, logprobs "
+                         f"{tuple(inputs.logprobs.shape)} and mask {tuple(inputs.mask.shape)} must have one shape")
+    dtype = torch.promote_types(inputs.logprobs.dtype, torch.float32)
+    advantages = inputs.teacher_logprobs.to(dtype) - inputs.logprobs.to(dtype)
+    if rule_reward_weight:
+        rule = compute_grpo_advantages(inputs.rewards, inputs.group_ids, scale_by_std=scale_by_std, eps=eps)
+        advantages = advantages + rule_reward_weight * rule.to(dtype)[:, None]
+    return torch.where(inputs.mask.bool(), advantages, 0.0)  # not a product: a -inf logprob at padding stays out
 
 
 # ------------------------------------------------------------------------------------------------ aggregation
@@ -394,6 +495,13 @@ def vespo(terms: LossTerms, *, vespo_k_pos: float = 2.0, vespo_lambda_pos: float
     return per_token, {"actor/vespo_phi": _token_or_seq_mean(phi, terms.mask)}
 
 
+@register_loss("sft", agg="token-mean", applies_is_ratio=False)
+def negative_log_likelihood(terms: LossTerms, **_: float | None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Supervised fine-tuning's loss: -log pi of each completion token, a token mean over the batch (rl/sft.py's
+    and TRL's SFT loss); the advantages and ratios are not read. What the learner trains distillation traces with."""
+    return -terms.logprobs, {}
+
+
 # ------------------------------------------------------------------------------------------------ rollout correction
 
 
@@ -442,7 +550,7 @@ def policy_loss(
         old_logprobs: (B, T) log-probabilities under the policy that sampled (detached).
         advantages: (B,) per completion, or (B, T) per token.
         mask: (B, T) 1 for completion tokens that count (0 for padding and masked truncated completions).
-        loss_type: a registered name (`loss_names()`): grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo.
+        loss_type: a registered name (`loss_names()`): grpo, bnpo, dr_grpo, dapo, cispo, sapo, luspo, vespo, sft.
         epsilon_low: lower clip, r >= 1 - epsilon_low.
         epsilon_high: upper clip, r <= 1 + epsilon_high (clip-higher); for cispo the ratio cap itself.
         beta: weight of the k3 KL to the reference policy; 0 turns it off (and ref_logprobs is not needed).

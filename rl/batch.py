@@ -5,8 +5,9 @@ the rollout workers give the samples (token ids, the engine's logprobs, truncati
 group (`group_ids`), attaches the dataset columns and decodes the text once (`completions`, model.decode_completion:
 the same text evaluation grades); the reward stage adds the total reward, each reward function's score and reason
 (None = not applicable, kept apart from 0: a sample no function applies to has a NaN total and is left out of its
-group's statistics); the trainer adds the advantages. `LearnerBatch.from_rollouts` turns the kept samples into
-padded tensors, which the learner may lay out as packed rows (`PackedRows`) instead.
+group's statistics); the trainer adds the advantages (one per completion, or one per token for on-policy
+distillation). `LearnerBatch.from_rollouts` turns the kept samples into padded tensors, which the learner may lay out
+as packed rows (`PackedRows`) instead.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class RolloutBatch:
     rewards: torch.Tensor | None = None  # (N,) weighted total; NaN where no reward function applies
     reward_components: dict[str, list[float | None]] = field(default_factory=dict)  # function -> score or None
     reward_reasons: dict[str, list[str | None]] = field(default_factory=dict)  # function -> why it scored so
-    advantages: torch.Tensor | None = None  # (N,)
+    advantages: torch.Tensor | None = None  # (N,) per completion, or (N, L) per completion token (zero-padded)
 
     @classmethod
     def from_groups(cls, samples: list[Sample], rows: Sequence[dict[str, Any]], group_size: int,
@@ -104,7 +105,7 @@ class LearnerBatch:
     completion_mask: torch.Tensor  # (B, L) 1.0 for real completion tokens (0 for padding or masked truncations)
     completion_ids: torch.Tensor  # (B, L)
     rollout_logprobs: torch.Tensor  # (B, L)
-    advantages: torch.Tensor  # (B,)
+    advantages: torch.Tensor  # (B,) per completion, or (B, L) per completion token (on-policy distillation)
     is_sample: torch.Tensor  # (B,) bool: False for a padding row that evens out data-parallel shards
     completion_lengths: torch.Tensor  # (B,) completion tokens of each row (masked out of the loss or not)
 
@@ -132,7 +133,7 @@ class LearnerBatch:
         return cls(input_ids=input_ids,
                    completion_start=torch.tensor([len(s.prompt_ids) for s in samples]),
                    completion_mask=completion_mask, completion_ids=completion_ids,
-                   rollout_logprobs=rollout_logprobs, advantages=batch.advantages.float(),
+                   rollout_logprobs=rollout_logprobs, advantages=_token_columns(batch.advantages.float(), comp_len),
                    is_sample=torch.ones(n, dtype=torch.bool),
                    completion_lengths=torch.tensor([len(s.completion_ids) for s in samples]))
 
@@ -193,6 +194,7 @@ class LearnerBatch:
         fields["input_ids"] = fields["input_ids"][:, :seq_len]
         for name in ("completion_mask", "completion_ids", "rollout_logprobs"):
             fields[name] = fields[name][:, :comp_len]
+        fields["advantages"] = _token_columns(fields["advantages"], comp_len)
         return LearnerBatch(**fields)
 
     def padding_row(self) -> "LearnerBatch":
@@ -225,6 +227,15 @@ class LearnerBatch:
             for rank, part in enumerate(parts):
                 shards[rank].append(part)
         return shards
+
+
+def _token_columns(advantages: torch.Tensor, length: int) -> torch.Tensor:
+    """Per-token (B, L') advantages cut or zero-padded to L = `length` completion columns; (B,) ones as they are."""
+    if advantages.dim() == 1:
+        return advantages
+    if advantages.size(1) >= length:
+        return advantages[:, :length]
+    return torch.nn.functional.pad(advantages, (0, length - advantages.size(1)))
 
 
 @dataclass

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from rl import algos
-from rl.algos import (agg_loss, compute_grpo_advantages, entropy_from_logits, get_loss_spec, k3_kl,
-                      loss_names, masked_mean, policy_loss, register_loss, selective_log_softmax,
-                      zero_variance_groups)
+from rl.algos import (AdvantageInputs, adv_estimator_names, agg_loss, compute_grpo_advantages, entropy_from_logits,
+                      get_adv_estimator, get_loss_spec, k3_kl, loss_names, masked_mean, policy_loss, register_adv_est,
+                      register_loss, selective_log_softmax, zero_variance_groups)
 
 # ------------------------------------------------------------------------------------------------ advantages
 
@@ -70,6 +70,87 @@ def test_zero_variance_groups():
     mixed = torch.tensor([1.0, nan, 1.0, 0.0, nan, 1.0, nan, nan])
     assert zero_variance_groups(mixed, torch.tensor([0, 0, 0, 1, 1, 1, 2, 2])).tolist() == \
         [True] * 3 + [False] * 3 + [True] * 2
+
+
+# ------------------------------------------------------------------------------------------------ estimators
+
+
+def test_estimator_registry_names_and_errors():
+    assert {"grpo", "reverse_kl"} <= set(adv_estimator_names())
+    with pytest.raises(ValueError, match=r"unknown advantage estimator 'gae'; valid: .*grpo.*reverse_kl"):
+        get_adv_estimator("gae")
+    with pytest.raises(ValueError, match="already registered"):
+        register_adv_est("grpo")(lambda inputs, **_: inputs.rewards)
+
+
+def test_grpo_estimator_is_the_group_relative_advantage():
+    rewards, ids = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, float("nan")]), groups(2, 3)
+    grpo = get_adv_estimator("grpo")
+    assert torch.equal(grpo(AdvantageInputs(rewards, ids)), compute_grpo_advantages(rewards, ids))
+    assert torch.equal(grpo(AdvantageInputs(rewards, ids), scale_by_std=False),
+                       compute_grpo_advantages(rewards, ids, scale_by_std=False))
+
+
+def _student_and_teacher(seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    student = -torch.rand(3, 5, generator=generator) * 4
+    teacher = -torch.rand(3, 5, generator=generator) * 4
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    return student, teacher, mask
+
+
+def test_reverse_kl_advantage_is_zero_when_the_teacher_is_the_student():
+    student, _, mask = _student_and_teacher()
+    inputs = AdvantageInputs(torch.tensor([1.0, 0.0, 1.0]), groups(1, 3), mask, student, student.clone())
+    assert torch.equal(get_adv_estimator("reverse_kl")(inputs), torch.zeros(3, 5))
+
+
+def test_reverse_kl_advantage_is_positive_where_the_teacher_finds_the_token_likelier_and_masked_elsewhere():
+    student, teacher, mask = _student_and_teacher()
+    teacher[0, 3] = -math.inf  # a padding position the teacher scores -inf stays out
+    advantages = get_adv_estimator("reverse_kl")(AdvantageInputs(torch.zeros(3), groups(1, 3), mask, student,
+                                                                 teacher))
+    real = mask.bool()
+    assert torch.equal(advantages[real], (teacher - student)[real])
+    assert torch.equal(advantages[~real], torch.zeros(int((~real).sum())))
+    assert ((advantages > 0) == ((teacher > student) & real)).all()
+
+
+def test_reverse_kl_advantage_adds_the_weighted_rule_advantage_to_every_token():
+    student, teacher, mask = _student_and_teacher()
+    rewards, ids = torch.tensor([1.0, 0.0, 0.0]), groups(1, 3)
+    inputs = AdvantageInputs(rewards, ids, mask, student, teacher)
+    rule = compute_grpo_advantages(rewards, ids, scale_by_std=False)
+    advantages = get_adv_estimator("reverse_kl")(inputs, rule_reward_weight=0.5, scale_by_std=False)
+    torch.testing.assert_close(advantages, (teacher - student + 0.5 * rule[:, None]) * mask)
+    with pytest.raises(ValueError, match="needs mask, logprobs and teacher_logprobs"):
+        get_adv_estimator("reverse_kl")(AdvantageInputs(rewards, ids))
+    with pytest.raises(ValueError, match="must have one shape"):
+        get_adv_estimator("reverse_kl")(AdvantageInputs(rewards, ids, mask, student, teacher[:, :4]))
+
+
+def test_a_policy_gradient_step_on_the_reverse_kl_advantage_is_a_step_down_the_reverse_kl():
+    """Over every token of a vocabulary weighted by its probability (the expectation the samples estimate), the
+    policy-gradient loss -sum_x pi(x) A(x) log pi(x) with A = log q - log pi has the gradient of KL(pi || q)."""
+    logits = torch.tensor([0.3, -1.0, 2.0, 0.5], requires_grad=True)
+    teacher = torch.tensor([1.0, 0.0, -1.0, 2.0]).log_softmax(-1)
+    logprobs = logits.log_softmax(-1)
+    probs = logprobs.exp().detach()
+    advantages = get_adv_estimator("reverse_kl")(AdvantageInputs(torch.zeros(1), torch.zeros(1), torch.ones(1, 4),
+                                                                 logprobs.detach()[None], teacher[None]))[0]
+    (pg_gradient,) = torch.autograd.grad(-(probs * advantages * logprobs).sum(), logits)
+    student = logits.log_softmax(-1)
+    (kl_gradient,) = torch.autograd.grad((student.exp() * (student - teacher)).sum(), logits)
+    torch.testing.assert_close(pg_gradient, kl_gradient)
+
+
+def test_sft_loss_is_the_token_mean_negative_log_likelihood_whatever_the_advantages():
+    logprobs, old, _, advantages, mask = _batch()
+    loss, metrics = policy_loss(logprobs, old, advantages * 7, mask, loss_type="sft")
+    (grad,) = torch.autograd.grad(loss, logprobs)
+    assert loss.item() == pytest.approx((-(logprobs * mask).sum() / mask.sum()).item(), abs=1e-6)
+    assert torch.allclose(grad, -mask / mask.sum())
+    assert get_loss_spec("sft").agg == "token-mean" and "actor/clip_frac" not in metrics
 
 
 # ------------------------------------------------------------------------------------------------ helpers

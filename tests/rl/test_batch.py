@@ -1,3 +1,5 @@
+import dataclasses
+
 import torch
 
 from rl.batch import LearnerBatch, RolloutBatch, Sample
@@ -66,3 +68,38 @@ def test_micro_batches_group_long_sequences_under_the_position_budget_and_trim_p
     assert sum(p.completion_mask.sum() for p in parts) == batch.completion_mask.sum()
     assert batch.micro_batches(0) == [batch]  # 0: the mini-batch whole
     assert [len(p) for p in batch.micro_batches(10)] == [1, 1, 1, 2, 1]  # a 14-token sequence alone over budget
+
+
+def per_token(batch):
+    """The batch with advantage 100 * row + token position on each real completion token (0 on padding)."""
+    positions = torch.arange(batch.completion_ids.size(1))[None, :]
+    real = batch.completion_lengths[:, None] > positions
+    advantages = torch.where(real, 100.0 * torch.arange(len(batch))[:, None] + positions, 0.0)
+    return dataclasses.replace(batch, advantages=advantages)
+
+
+def test_per_token_advantages_stay_with_their_row_and_token_through_micro_batches_and_shards():
+    lengths = [(5, 9), (3, 2), (4, 1), (6, 3), (2, 2), (7, 7)]
+    batch = per_token(learner_batch(lengths))
+    first_token = {batch.input_ids[b, 0].item(): b for b in range(len(batch))}  # rows have distinct token ids
+    parts = batch.micro_batches(30) + [part for shard in batch.shard(4, 2) for part in shard]
+    for part in parts:
+        assert part.advantages.shape == part.completion_ids.shape
+        for r in range(len(part)):
+            if not part.is_sample[r]:
+                assert part.advantages[r].abs().sum() == 0  # a padding row counts for nothing
+                continue
+            row = first_token[part.input_ids[r, 0].item()]
+            width = part.completion_ids.size(1)
+            assert torch.equal(part.advantages[r], batch.advantages[row, :width])
+
+
+def test_per_token_rollout_advantages_are_cut_or_padded_to_the_completions():
+    samples = [Sample([3, 4], [5, 6, 7], [-0.5] * 3, truncated=False), Sample([8], [9], [-0.5], truncated=False)]
+    for width in (2, 3, 6):
+        advantages = torch.arange(2 * width, dtype=torch.float).view(2, width)
+        rollouts = RolloutBatch(samples, torch.arange(2), advantages=advantages)
+        batch = LearnerBatch.from_rollouts(rollouts, pad_id=2, mask_truncated=True)
+        assert batch.advantages.shape == (2, 3)
+        assert batch.advantages[:, :min(width, 3)].tolist() == advantages[:, :3].tolist()
+        assert batch.advantages[:, width:].abs().sum() == 0

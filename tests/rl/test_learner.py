@@ -260,6 +260,36 @@ def test_micro_batches_accumulate_the_whole_mini_batchs_gradient(tiny_checkpoint
         assert metrics[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.parametrize("overrides, positions", [
+    (dict(loss_type="dapo"), 0),
+    (dict(loss_type="grpo", beta=0.01), 24),  # sequence means, a reference policy, micro-batches
+    (dict(loss_type="bnpo", mini_batches=2, num_iterations=2), 0),  # ratios away from 1: clipping
+    (dict(loss_type="cispo", epsilon_high=5.0), 24),
+])
+def test_a_per_completion_advantage_spread_over_its_tokens_takes_the_same_step(tiny_checkpoint, overrides,
+                                                                               positions):
+    """GRPO's numbers are unchanged by per-token advantages: each completion's advantage given as (B,) or repeated
+    over its tokens as (B, L) (padding any value) gives the same metrics and the same weights, to the bit."""
+    config = settings(**overrides)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    generator = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (7, 3, 2, 9)]
+    completions = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (2, 8, 2, 5)]
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, prompts, completions, [1.0, -1.0, 0.5, -0.25]),
+                                       pad_id=2, mask_truncated=True)
+    spread = batch.advantages[:, None].expand_as(batch.completion_mask).clone()
+    spread[batch.completion_mask == 0] = 123.0  # padding: masked out of the loss
+    per_token = dataclasses.replace(batch, advantages=spread)
+    learners = [Learner(str(tiny_checkpoint), config, total_steps=2, max_completion_length=8,
+                        micro_batch_positions=positions) for _ in range(2)]
+    expected, metrics = learners[0].train_step(batch), learners[1].train_step(per_token)
+    for key, value in expected.items():
+        if not key.startswith(("time/", "throughput/")):
+            assert metrics[key] == value, key
+    for (name, weight), other in zip(learners[0].policy.state_dict().items(), learners[1].policy.state_dict().values()):
+        assert torch.equal(weight, other), name
+
+
 @pytest.mark.parametrize("n_samples, overrides", [
     (4, dict(loss_type="dapo")),
     (4, dict(loss_type="grpo", beta=0.01)),  # a sharded reference policy too
