@@ -4,7 +4,7 @@
     summary = train("experiments/tiny_arith.yaml", ["trainer.steps=20"])
 """
 
-__all__ = ["evaluate_checkpoint", "grade_predictions", "model_init", "sft", "solve", "train"]
+__all__ = ["distill", "evaluate_checkpoint", "grade_predictions", "model_init", "sft", "solve", "train"]
 
 
 def __getattr__(name: str):

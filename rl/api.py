@@ -25,6 +25,7 @@ from model.config import ConfigError
 from model.reward_model import load_reward_model
 from problems import build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
 from rl.config import check_placement, load_config, local_resources
+from rl.distill import DISTILLERS, check_distill
 from rl.evaluate import evaluate, evaluate_with_search
 from rl.rollout import open_generator
 from rl.sft import sft_from_checkpoint
@@ -79,6 +80,31 @@ def train(config: str | Path | None = None, overrides: list[str] | tuple[str, ..
         return trainer.fit()
     finally:
         trainer.shutdown()
+
+
+def distill(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *, resume: bool = False,
+            ray_address: str | None = None, log=print) -> dict:
+    """Distil the config's teacher (distill.teacher) into its student (model.path), on_policy or from traces
+    (distill.mode; rl/distill.py), into the run folder `train` writes; returns the run's summary.
+
+    Raises:
+        ConfigError: a bad field; no teacher, or one that is missing or damaged; on_policy, a teacher whose tokenizer
+            or vocabulary differs from the student's: all before any actor starts.
+    """
+    overrides = list(overrides)
+    if resume:
+        overrides.append("trainer.resume=true")
+    if ray_address:
+        overrides.append(f"ray.address={ray_address}")
+    config = load_config(config, overrides)
+    check_distill(config)  # the teacher and its vocabulary, before anything starts (the drivers check it again)
+    if config.ray.address is None:
+        check_placement(config, local_resources(config))
+    distiller = DISTILLERS[config.distill.mode](config, log=log)
+    try:
+        return distiller.fit()
+    finally:
+        distiller.shutdown()
 
 
 def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1, 2, 3), num_problems: int = 4000,

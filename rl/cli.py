@@ -82,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument("--ray-address", help="join an existing Ray cluster instead of starting one")
     train_parser.set_defaults(run=run_train)
 
+    distill_parser = commands.add_parser(
+        "distill", help="distil a teacher into the student: on_policy (the teacher scores every token the student "
+                        "samples) or traces (fine-tuning on the teacher's verified answers)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="the distill section (override any field with distill.field=value):\n  "
+               + "\n  ".join(line for line in describe().splitlines() if line.startswith("distill.")))
+    distill_parser.add_argument("config", nargs="?", help="YAML config with a distill section "
+                                                          "(experiments/tiny_distill.yaml)")
+    distill_parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
+    distill_parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
+    distill_parser.add_argument("--overwrite", action="store_true",
+                                help="delete what trainer.output_dir holds and start afresh")
+    distill_parser.add_argument("--ray-address", help="join an existing Ray cluster instead of starting one")
+    distill_parser.set_defaults(run=run_distill)
+
     sft_parser = commands.add_parser("sft", help="supervised warm start on synthetic reference solutions")
     sft_parser.add_argument("--checkpoint", required=True, help="checkpoint folder to start from")
     sft_parser.add_argument("--out", required=True, help="folder to write the warmed-up checkpoint into")
@@ -201,15 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def summary_table(summary: dict) -> str:
-    """A few lines for the end of `reasonrl train`: held-out scores before and after, time, where things are."""
-    lines = [f"run folder: {summary['output_dir']}  ({summary['steps']} GRPO steps)"]
+def summary_table(summary: dict, training: str = "GRPO") -> str:
+    """A few lines for the end of `reasonrl train` (or `distill`, `training` naming what ran): held-out scores before
+    and after, time, where things are."""
+    lines = [f"run folder: {summary['output_dir']}  ({summary['steps']} {training} steps)"]
     before, after = summary.get("eval_before"), summary.get("eval_after")
     if before and after:
         n = int(after.get("eval/n", 0)) or "n"
-        lines.append(f"{'held-out':<14}{'pass@1':>16}{f'maj@{n}':>8}{f'pass@{n}':>8}")
-        for name, row in (("before GRPO", before), ("after GRPO", after)):
-            lines.append(f"{name:<14}{row['eval/pass@1']:>9.3f} ±{row['eval/pass@1_stderr']:.3f}"
+        width = max(14, len(f"before {training}") + 1)
+        lines.append(f"{'held-out':<{width}}{'pass@1':>16}{f'maj@{n}':>8}{f'pass@{n}':>8}")
+        for name, row in ((f"before {training}", before), (f"after {training}", after)):
+            lines.append(f"{name:<{width}}{row['eval/pass@1']:>9.3f} ±{row['eval/pass@1_stderr']:.3f}"
                          f"{row['eval/maj@n']:>8.3f}{row['eval/pass@n']:>8.3f}")
     minutes = {k.removeprefix("time/").removesuffix("_s"): v / 60 for k, v in summary["timings"].items()}
     lines.append("minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items()))
@@ -233,6 +250,14 @@ def run_train(args: argparse.Namespace) -> None:
     overrides = args.overrides + (["trainer.overwrite=true"] if args.overwrite else [])
     summary = api.train(args.config, overrides, resume=args.resume, ray_address=args.ray_address)
     print(summary_table(summary))
+
+
+def run_distill(args: argparse.Namespace) -> None:
+    overrides = args.overrides + (["trainer.overwrite=true"] if args.overwrite else [])
+    summary = api.distill(args.config, overrides, resume=args.resume, ray_address=args.ray_address)
+    print(summary_table(summary, training="distillation"))
+    if "traces" in summary:
+        print(f"traces: {summary['traces']['kept']} kept in {summary['traces_file']}")
 
 
 def run_sft(args: argparse.Namespace) -> None:

@@ -193,7 +193,9 @@ class AlgorithmConfig(_Section):
     section: typing.ClassVar[str] = "algorithm"
     loss_type: str = _field("dapo", "Policy loss (rl/algos.py registry, TRL's names): grpo (per-sequence token "
                             "mean), dr_grpo (sum / (B * max_new_tokens)), dapo (token mean over the global batch), "
-                            "bnpo (token mean over the local batch), cispo, sapo, luspo, vespo.")
+                            "bnpo (token mean over the local batch), cispo, sapo, luspo, vespo; sft (the "
+                            "completions' negative log-likelihood, advantages unread: what distill.mode=traces "
+                            "fine-tunes with).")
     scale_rewards: bool = _field(True, "Divide group-centred rewards by the group std (GRPO); False = Dr. GRPO.")
     drop_zero_variance_groups: bool = _field(True, "Drop groups whose completions all got the same reward (DAPO "
                                              "dynamic sampling): they carry no gradient.")
@@ -350,16 +352,53 @@ class RayConfig(_Section):
             _require(all(v >= 0 for v in getattr(self, name).values()), f"ray.{name}", "amounts must be >= 0")
 
 
+DISTILL_MODES = ("on_policy", "traces")
+
+
+@dataclass
+class DistillConfig(_Section):
+    section: typing.ClassVar[str] = "distill"
+    mode: str = _field("on_policy", "What `reasonrl distill` teaches the student (model.path) with: on_policy (GRPO's "
+                       "loop with the teacher as the signal: the student samples, the teacher scores every sampled "
+                       "token, and each token's advantage is teacher logprob - student logprob, the reverse KL's "
+                       "estimate; no group is dropped as zero-variance) or traces (the teacher answers the training "
+                       "problems, the verifier keeps the correct answers once each, written to traces.jsonl in the "
+                       "run folder, and the student is fine-tuned on them for trainer.steps steps of sft.batch_size "
+                       "traces at sft.lr, sft.max_tokens long at most).")
+    teacher: str | None = _field(None, "The teacher: a checkpoint folder (on_policy: it must share the student's "
+                                 "tokenizer and vocabulary; traces: it samples through the rollout workers' engine "
+                                 "at rollout.max_new_tokens), or in traces mode a JSON Lines file of anyone's "
+                                 "traces, a problem id or text and a completion per row (a run's traces.jsonl "
+                                 "reads as it is). None = not distilling; `reasonrl distill` needs it.")
+    rule_reward_weight: float = _field(0.0, "on_policy: weight of the rule reward's GRPO advantage (reward section) "
+                                       "added to every token's teacher advantage; 0 = the teacher's signal alone "
+                                       "(the rewards are still scored and logged).")
+    traces_per_problem: int = _field(4, "traces: answers the teacher samples per training problem (rejection "
+                                     "sampling: the verifier keeps the correct ones, each distinct answer once).")
+    temperature: float = _field(1.0, "traces: the teacher's sampling temperature (DeepSeek-R1's distillation data "
+                                "was sampled at 0.6 with top_p 0.95).")
+    top_p: float = _field(1.0, "traces: the teacher's nucleus sampling threshold; 1.0 = off.")
+
+    def validate(self) -> None:
+        _choice(self.mode, "distill.mode", DISTILL_MODES)
+        _require(self.rule_reward_weight >= 0, "distill.rule_reward_weight", "must be >= 0")
+        _require(self.traces_per_problem >= 1, "distill.traces_per_problem", "must be >= 1")
+        _require(self.temperature >= 0, "distill.temperature", "must be >= 0")
+        _require(0 < self.top_p <= 1, "distill.top_p", "must be in (0, 1]")
+        # The teacher's folder or file is checked when a distillation starts (rl.distill.check_distill), so that a
+        # job file loads on a machine that does not hold its teacher yet.
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "model": ModelConfig, "data": DataConfig, "rollout": RolloutConfig, "reward": RewardConfig,
     "algorithm": AlgorithmConfig, "sft": SFTConfig, "trainer": TrainerConfig, "logging": LoggingConfig,
-    "ray": RayConfig,
+    "ray": RayConfig, "distill": DistillConfig,
 }
 
 
 @dataclass
 class Config:
-    """A whole run. Sections: model, data, rollout, reward, algorithm, sft, trainer, logging, ray."""
+    """A whole run. Sections: model, data, rollout, reward, algorithm, sft, trainer, logging, ray, distill."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -370,6 +409,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():

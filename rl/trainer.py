@@ -127,10 +127,11 @@ class GRPOTrainer:
         check_placement(config, ray.cluster_resources())  # before any actor: Ray would wait forever, silently
         self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
         num_learners = config.trainer.num_learners
+        settings, temperature = self.learner_settings()
         self.learners = LearnerGroup(
-            str(self.policy_path), LearnerSettings.from_config(config.algorithm), config.trainer.steps,
-            config.rollout.max_new_tokens, num_learners=num_learners, device=self.learner_device(),
-            precision=config.trainer.precision, temperature=config.rollout.temperature, seed=config.trainer.seed,
+            str(self.policy_path), settings, config.trainer.steps, config.rollout.max_new_tokens,
+            num_learners=num_learners, device=self.learner_device(),
+            precision=config.trainer.precision, temperature=temperature, seed=config.trainer.seed,
             threads=max(1, (os.cpu_count() or 1) // num_learners), resources=config.ray.learner_resources,
             pack=config.trainer.pack_sequences, micro_batch_positions=config.trainer.micro_batch_positions)
         self.rewarder = reward_worker_actor().remote(config.reward.functions, config.reward.weights,
@@ -146,6 +147,11 @@ class GRPOTrainer:
         checkpoint = latest_checkpoint(self.output_dir, self.log) if config.trainer.resume else None
         if checkpoint is not None:
             self.restore(checkpoint)
+
+    def learner_settings(self) -> tuple[LearnerSettings, float]:
+        """What the learners train with: their loss and optimiser settings (the algorithm section's), and the
+        temperature their logprobs are taken at (the rollouts')."""
+        return LearnerSettings.from_config(self.config.algorithm), self.config.rollout.temperature
 
     def learner_device(self) -> str:
         """trainer.learner_device with "auto" resolved: cuda when the cluster has a GPU for every learner beside
@@ -214,14 +220,14 @@ class GRPOTrainer:
         if errors:
             raise ConfigError("; ".join(errors))
 
-    def new_rollout_worker(self, index: int):
-
+    def new_rollout_worker(self, index: int, checkpoint: str | Path | None = None):
+        """Rollout worker `index`, serving `checkpoint` (default: the policy being trained)."""
         config = self.config
         max_len = config.data.max_prompt_tokens + config.rollout.max_new_tokens
         on_gpus = ray.cluster_resources().get("GPU", 0) > 0  # one GPU per worker (no colocation with learners yet)
         return rollout_worker_actor(resources=config.ray.rollout_resources, threads=config.rollout.threads,
                                     num_gpus=1 if on_gpus else 0).remote(
-            str(self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib,
+            str(checkpoint or self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib,
             config.rollout.enforce_eager, config.rollout.precision, config.rollout.attention_backend)
 
     # ------------------------------------------------------------------ one GRPO step
@@ -284,10 +290,8 @@ class GRPOTrainer:
             self.metrics.log_samples(self.step + 1, records)
         batch.advantages = algos.compute_grpo_advantages(batch.rewards, batch.group_ids,
                                                          scale_by_std=config.algorithm.scale_rewards)
-        keep = ~batch.rewards.isnan()  # a sample no reward function applies to teaches nothing
         flat = algos.zero_variance_groups(batch.rewards, batch.group_ids)
-        if config.algorithm.drop_zero_variance_groups:
-            keep &= ~flat
+        keep = self.samples_to_learn(batch, flat)
         metrics = self.rollout_metrics(batch, scored, keep)
         # Streaks of zero-variance groups per prompt: what the next draws skip by (before they are drawn, below)
         metrics |= self.prompt_filter.update([p.id for p in problems],
@@ -299,8 +303,8 @@ class GRPOTrainer:
             # The next step's rollouts, sampled by the weights the workers hold now, while the learner learns.
             self.pending = self.start_rollouts(self.step + 1)
         if keep.any():
-            learner_batch = LearnerBatch.from_rollouts(batch.select(keep), pad_id=self.tokenizer.pad_token_id,
-                                                       mask_truncated=config.algorithm.mask_truncated_completions)
+            learner_batch, batch_metrics = self.learner_batch(batch.select(keep))
+            metrics |= batch_metrics
             with timed(timings, "learn"):
                 metrics |= self.learners.train_step(learner_batch)
             self.updates += 1
@@ -314,6 +318,20 @@ class GRPOTrainer:
         generated = sum(len(s.completion_ids) for s in samples)
         metrics["throughput/rollout_tokens_per_s"] = generated / max(timings["time/generate_s"], 1e-9)
         return metrics | timings
+
+    def samples_to_learn(self, batch: RolloutBatch, flat: torch.Tensor) -> torch.Tensor:
+        """(N,) True for the samples the learner takes: not those no reward function applies to (they teach
+        nothing), nor, with algorithm.drop_zero_variance_groups, those of groups that all scored alike (`flat`)."""
+        keep = ~batch.rewards.isnan()
+        if self.config.algorithm.drop_zero_variance_groups:
+            keep &= ~flat
+        return keep
+
+    def learner_batch(self, batch: RolloutBatch) -> tuple[LearnerBatch, dict]:
+        """The kept samples (with their advantages) as the learner's tensors, and metrics of making them (none
+        here; on-policy distillation's teacher adds its own)."""
+        return LearnerBatch.from_rollouts(batch, pad_id=self.tokenizer.pad_token_id,
+                                          mask_truncated=self.config.algorithm.mask_truncated_completions), {}
 
     def rollout_metrics(self, batch: RolloutBatch, scored: dict, keep: torch.Tensor) -> dict:
         lengths = torch.tensor([len(s.completion_ids) for s in batch.samples], dtype=torch.float)
@@ -393,7 +411,8 @@ class GRPOTrainer:
                 self.record(metrics)
                 self.warn_if_nothing_learned(metrics)
                 if bar:
-                    progress.update(task, completed=self.step, description=f"GRPO reward {metrics['reward/mean']:.2f}")
+                    progress.update(task, completed=self.step,
+                                    description=f"GRPO reward {metrics.get('reward/mean', math.nan):.2f}")
                 else:
                     self.log(step_line(self.history[-1], config.trainer.steps))
                 if config.trainer.save_every and (self.step % config.trainer.save_every == 0

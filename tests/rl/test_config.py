@@ -14,7 +14,8 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
 
 def test_every_field_has_a_default_and_help():
-    assert list(SECTIONS) == ["model", "data", "rollout", "reward", "algorithm", "sft", "trainer", "logging", "ray"]
+    assert list(SECTIONS) == ["model", "data", "rollout", "reward", "algorithm", "sft", "trainer", "logging", "ray",
+                              "distill"]
     for section in SECTIONS.values():
         for f in dataclasses.fields(section):
             assert f.metadata.get("help"), f"{section.__name__}.{f.name} has no help"
@@ -29,7 +30,7 @@ def test_every_field_has_a_default_and_help():
 
 
 @pytest.mark.parametrize("name", ["tiny_arith.yaml", "gsm8k_grpo.yaml", "tiny_steps.yaml", "tiny_code.yaml",
-                                  "code_grpo.yaml"])
+                                  "code_grpo.yaml", "tiny_distill.yaml"])
 def test_experiment_files_load(name):
     config = load_config(EXPERIMENTS / name)
     assert isinstance(config, Config)
@@ -87,6 +88,11 @@ def test_overrides_parse_yaml_values():
     ("data.train=math", r"data\.train: 'math' is MATH-500, a test set"),
     ("algorithm.mini_batches=1000", r"algorithm\.mini_batches: 1000 mini-batches cannot split"),
     ("trainer.one_step_off_policy=true", r"algorithm\.rollout_correction_cap: must be set with trainer\.one_step_off"),
+    ("distill.mode=expert", r"distill\.mode: must be one of 'on_policy', 'traces', got 'expert'"),
+    ("distill.modes=traces", r"unknown field distill\.modes \(did you mean 'mode'\?\)"),
+    ("distill.traces_per_problem=0", r"distill\.traces_per_problem: must be >= 1"),
+    ("distill.rule_reward_weight=-1", r"distill\.rule_reward_weight: must be >= 0"),
+    ("distill.top_p=1.5", r"distill\.top_p: must be in \(0, 1\]"),
     ("beta=0.1", r"must look like section\.field=value"),
     ("algorithm.beta", r"must look like section\.field=value"),
 ])

@@ -1,0 +1,334 @@
+"""Distillation (`reasonrl distill`): what a stronger policy knows, taught to the student (model.path), in the run
+folder `train` writes (config.yaml, metrics.jsonl, checkpoints, resume, the plot).
+
+Two modes (`distill.mode`), each a driver built on GRPOTrainer:
+- on_policy (`OnPolicyDistiller`): GRPO's loop with the teacher as the signal. The student samples as in GRPO; a
+  teacher actor (rl/teacher.py: forward only, one forward per batch) scores every sampled token; each token's
+  advantage is teacher logprob - student logprob (rl.algos' `reverse_kl` estimator), plus, with
+  distill.rule_reward_weight, the rule reward's GRPO advantage. Loss, mask and importance-sampling correction are
+  the algorithm section's, as in GRPO; the per-token reverse KL to the teacher is logged each step.
+- traces (`TracesDistiller`): the teacher (a checkpoint folder sampled through rollout workers, or a JSON Lines file
+  of anyone's traces) answers the training problems, distill.traces_per_problem times each; the verifier (the
+  rewards grader training and evaluation use, evals.grading) keeps the correct answers, each distinct one once
+  (rejection sampling), in the run folder's traces.jsonl, which a later run can take as its teacher. The learner
+  then fine-tunes the student on them: rl/sft.py's batches, the `sft` loss (negative log-likelihood).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import ray
+import torch
+
+from evals.grading import grade_outputs
+from evals.predictions import read_predictions
+from model import decode_completion, load_tokenizer
+from model.checkpoint import check_checkpoint
+from model.config import ConfigError
+from problems import Problem, build_prompt, load_problems
+from rl import algos
+from rl.batch import LearnerBatch, RolloutBatch
+from rl.learner_settings import LearnerSettings
+from rl.ray_cluster import join_or_start
+from rl.rollout import generate_on_workers
+from rl.sft import sft_batch
+from rl.teacher import check_teacher_vocabulary, teacher_actor
+from rl.trainer import GRPOTrainer, prepare_output_dir, timed
+
+TRACES_FILE = "traces.jsonl"  # the kept traces, one a line: id, problem, answer, completion, teacher
+TRACES_REPORT = "traces.json"  # what made them (the cache key) and their counts
+ON_POLICY_ESTIMATOR = "reverse_kl"  # rl.algos' registry
+TRACES_SUFFIXES = (".jsonl", ".json")  # what a traces file teacher may be called
+
+
+def check_distill(config) -> None:
+    """The distill section's mistakes that need the file system, before anything starts: no teacher named, a
+    missing or damaged teacher (a file where a folder is needed), and (on_policy) a teacher whose tokenizer or
+    vocabulary is not the student's.
+
+    Raises:
+        ConfigError: naming distill.teacher.
+    """
+    teacher, mode = config.distill.teacher, config.distill.mode
+    if teacher is None:
+        raise ConfigError("distill.teacher: name the teacher: a checkpoint folder, or in distill.mode=traces a JSON "
+                          "Lines file of traces")
+    if Path(teacher).is_file():
+        if mode != "traces":
+            raise ConfigError(f"distill.teacher: {teacher} is a file: {mode} distillation needs the teacher's "
+                              "checkpoint folder (a file of traces teaches in distill.mode=traces)")
+        if Path(teacher).suffix not in TRACES_SUFFIXES:
+            raise ConfigError(f"distill.teacher: {teacher} is neither a checkpoint folder nor a JSON Lines file of "
+                              "traces (*.jsonl)")
+        return
+    if not Path(teacher).exists():
+        raise ConfigError(f"distill.teacher: {teacher}: no such checkpoint folder or traces file")
+    try:
+        check_checkpoint(teacher)
+    except ConfigError as error:
+        raise ConfigError(f"distill.teacher: {error}") from None
+    if mode == "on_policy":
+        check_teacher_vocabulary(teacher, config.model.path)
+
+
+# ------------------------------------------------------------------------------------------------ on-policy
+
+
+class OnPolicyDistiller(GRPOTrainer):
+    """GRPO's driver whose advantage is the teacher's per-token signal (distill.mode=on_policy)."""
+
+    command = "distill"  # the `reasonrl` command that runs this driver
+
+    def setup(self) -> None:
+        check_distill(self.config)  # before the warm start or any actor
+        super().setup()
+        self.teacher = self.start_teacher()
+
+    def start_teacher(self):
+        """The teacher actor: on a GPU of its own when the cluster has one left over by the rollout workers and the
+        learners, else on the CPUs, which it shares with the other stages (they take turns)."""
+        config = self.config
+        gpus = ray.cluster_resources().get("GPU", 0)
+        taken = config.rollout.num_workers + (config.trainer.num_learners if self.learner_device() == "cuda" else 0)
+        on_gpu = gpus - taken >= 1
+        teacher = teacher_actor(num_gpus=1 if on_gpu else 0).remote(
+            config.distill.teacher, temperature=config.rollout.temperature, device="cuda" if on_gpu else "cpu",
+            precision=config.trainer.precision, threads=os.cpu_count() or 1, pack=config.trainer.pack_sequences,
+            micro_batch_positions=config.trainer.micro_batch_positions)
+        ray.get(teacher.ready.remote())
+        return teacher
+
+    def samples_to_learn(self, batch: RolloutBatch, flat: torch.Tensor) -> torch.Tensor:
+        """Every sample: a group whose rule rewards are all equal, or a sample none applies to, still carries the
+        teacher's per-token signal."""
+        return torch.ones(len(batch), dtype=torch.bool)
+
+    def learner_batch(self, batch: RolloutBatch) -> tuple[LearnerBatch, dict]:
+        """The learner's tensors with per-token advantages: the teacher's logprob of each sampled token minus the
+        student's (the rollout engine's, of the distribution it sampled), plus the weighted rule-reward advantage."""
+        learner_batch, metrics = super().learner_batch(batch)
+        started = time.perf_counter()
+        teacher_logprobs = ray.get(self.teacher.logprobs.remote(learner_batch))
+        metrics["time/teacher_s"] = time.perf_counter() - started
+        inputs = algos.AdvantageInputs(rewards=batch.rewards, group_ids=batch.group_ids,
+                                       mask=learner_batch.completion_mask, logprobs=learner_batch.rollout_logprobs,
+                                       teacher_logprobs=teacher_logprobs)
+        advantages = algos.get_adv_estimator(ON_POLICY_ESTIMATOR)(
+            inputs, rule_reward_weight=self.config.distill.rule_reward_weight,
+            scale_by_std=self.config.algorithm.scale_rewards)
+        metrics |= teacher_metrics(learner_batch, teacher_logprobs, advantages)
+        return dataclasses.replace(learner_batch, advantages=advantages), metrics
+
+    def shutdown(self) -> None:
+        if getattr(self, "teacher", None) is not None and ray.is_initialized():
+            ray.kill(self.teacher)
+        super().shutdown()
+
+
+def teacher_metrics(batch: LearnerBatch, teacher_logprobs: torch.Tensor, advantages: torch.Tensor) -> dict:
+    """How far the student's samples are from the teacher, per token and per completion (every sampled token,
+    masked or not), and the mean advantage of the tokens the loss takes.
+
+    Returns:
+        distill/reverse_kl: mean over tokens of log pi_student - log pi_teacher (the per-token reverse KL's
+        estimate on the student's samples); distill/reverse_kl_per_completion: its sum over a completion, averaged;
+        distill/teacher_logprob_mean, distill/student_logprob_mean; distill/advantage_mean.
+    """
+    sampled = (batch.completion_lengths[:, None] > torch.arange(batch.completion_ids.size(1))[None, :]).float()
+    per_token = (batch.rollout_logprobs - teacher_logprobs) * sampled
+    tokens = sampled.sum().clamp(min=1.0)
+    return {"distill/reverse_kl": (per_token.sum() / tokens).item(),
+            "distill/reverse_kl_per_completion": per_token.sum(-1).mean().item(),
+            "distill/teacher_logprob_mean": ((teacher_logprobs * sampled).sum() / tokens).item(),
+            "distill/student_logprob_mean": ((batch.rollout_logprobs * sampled).sum() / tokens).item(),
+            "distill/advantage_mean": algos.masked_mean(advantages, batch.completion_mask).item()}
+
+
+# ------------------------------------------------------------------------------------------------ traces
+
+
+class TracesDistiller(GRPOTrainer):
+    """Fine-tunes the student on the teacher's verified traces (distill.mode=traces): trainer.steps learner steps
+    of sft.batch_size traces each, in an order drawn per epoch from the seed (so a resumed run takes the same
+    batches); the rollout workers serve the student only for the held-out evaluation."""
+
+    command = "distill"  # the `reasonrl` command that runs this driver
+
+    def setup(self) -> None:
+        config = self.config
+        check_distill(config)  # before the teacher, the warm start or any actor
+        prepare_output_dir(self.output_dir, config.trainer.resume, config.trainer.overwrite)
+        if config.trainer.overwrite:
+            for name in (TRACES_FILE, TRACES_REPORT):
+                (self.output_dir / name).unlink(missing_ok=True)
+        problems, _ = load_problems(config.data)
+        self.started_ray = join_or_start(config.ray.address, num_cpus=config.ray.num_cpus)
+        self.traces, self.traces_report = self.prepare_traces(problems)
+        super().setup()
+        self.synced_updates = self.updates  # the rollout workers hold the weights of this many updates
+        if self.step == 0 and not self.history:
+            self.record({f"traces/{name}": value for name, value in self.traces_report.items()
+                         if isinstance(value, (int, float))})
+
+    def learner_settings(self) -> tuple[LearnerSettings, float]:
+        """The `sft` loss at sft.lr (the algorithm section's schedule, warm-up, clipping and mini-batches), on the
+        logprobs of the logits themselves (temperature 1)."""
+        settings, _ = super().learner_settings()
+        return dataclasses.replace(settings, loss_type="sft", lr=self.config.sft.lr, beta=0.0, entropy_coeff=0.0,
+                                   rollout_correction_cap=None, num_iterations=1), 1.0
+
+    # ------------------------------------------------------------------ the traces
+    def prepare_traces(self, problems: list[Problem]) -> tuple[list[Problem], dict]:
+        """The training problems with a kept trace as their solution (one entry per trace) and the report; read
+        from the run folder when its traces.jsonl was made with the same settings (a resumed run samples none)."""
+        distill, config = self.config.distill, self.config
+        key = {"teacher": str(Path(distill.teacher).resolve()), "teacher_file_sha1": file_sha1(distill.teacher),
+               "problem_ids_sha1": hashlib.sha1(" ".join(p.id for p in problems).encode()).hexdigest(),
+               "traces_per_problem": distill.traces_per_problem, "temperature": distill.temperature,
+               "top_p": distill.top_p, "max_new_tokens": config.rollout.max_new_tokens, "seed": config.trainer.seed,
+               "system_prompt": config.data.system_prompt}
+        traces_path, report_path = self.output_dir / TRACES_FILE, self.output_dir / TRACES_REPORT
+        if traces_path.is_file() and report_path.is_file() and json.loads(report_path.read_text())["key"] == key:
+            rows = [json.loads(line) for line in traces_path.read_text().splitlines()]
+            report = json.loads(report_path.read_text())["report"]
+            self.log(f"traces: {len(rows)} verified traces from {traces_path} (made before with these settings)")
+        else:
+            started = time.perf_counter()
+            answered, outputs, report = self.teacher_answers(problems)
+            result = grade_outputs("traces", answered, outputs, timeout_s=config.reward.timeout_s)
+            rows, counts = verified_traces(result.records, str(distill.teacher))
+            report |= counts | {"seconds": time.perf_counter() - started}
+            write_lines_atomically(traces_path, [json.dumps(row) for row in rows])
+            write_lines_atomically(report_path, [json.dumps({"key": key, "report": report}, indent=1)])
+            self.log(f"traces: {report['answers']} answers to {report['problems_answered']} problems from "
+                     f"{distill.teacher}: {report['correct']} correct, {report['kept']} kept "
+                     f"({report['duplicates']} duplicates), {report['problems_with_trace']} problems with a trace "
+                     f"({report['seconds']:.0f}s) -> {traces_path}")
+        if not rows:
+            raise ConfigError(f"distill.teacher: the verifier found none of the teacher's answers correct ({report}): "
+                              "there is nothing to fine-tune the student on")
+        by_id = {p.id: p for p in problems}
+        return [dataclasses.replace(by_id[row["id"]], solution=row["completion"]) for row in rows], report
+
+    def teacher_answers(self, problems: list[Problem]) -> tuple[list[Problem], list[list[str]], dict]:
+        """The problems the teacher answered, their answers, and counts: read from a traces file, or sampled from
+        a checkpoint through rollout workers (as many as rollout.num_workers, in the places the student's take
+        afterwards; completions cut at rollout.max_new_tokens are not answers and are left out)."""
+        distill, config = self.config.distill, self.config
+        if Path(distill.teacher).is_file():
+            answered, outputs, read = read_predictions(distill.teacher, problems)
+            return answered, outputs, {"problems_answered": len(answered), "answers": sum(map(len, outputs)),
+                                       "truncated": 0, "rows_unmatched": read["rows_unmatched"]}
+        tokenizer = load_tokenizer(distill.teacher)
+        prompts = [build_prompt(p, tokenizer, config.data.system_prompt) for p in problems]
+        workers = [self.new_rollout_worker(i, distill.teacher) for i in range(config.rollout.num_workers)]
+        try:
+            samples = generate_on_workers(workers, prompts, n=distill.traces_per_problem,
+                                          max_tokens=config.rollout.max_new_tokens, temperature=distill.temperature,
+                                          top_p=distill.top_p, seed=config.trainer.seed)
+        finally:
+            for worker in workers:
+                ray.kill(worker)
+        n = distill.traces_per_problem
+        outputs = [[decode_completion(tokenizer, s.completion_ids) for s in samples[i * n:(i + 1) * n]
+                    if not s.truncated] for i in range(len(problems))]
+        answered = [(p, texts) for p, texts in zip(problems, outputs) if texts]
+        return ([p for p, _ in answered], [texts for _, texts in answered],
+                {"problems_answered": len(answered), "answers": sum(len(t) for _, t in answered),
+                 "truncated": sum(s.truncated for s in samples)})
+
+    # ------------------------------------------------------------------ one step
+    def trace_batch(self, step: int) -> list[Problem]:
+        """The traces of the step that follows `step` finished steps: sft.batch_size of them, consecutive in the
+        order of their epoch (a permutation drawn from the seed and the epoch's number)."""
+        size = min(self.config.sft.batch_size, len(self.traces))
+        orders: dict[int, list[int]] = {}
+        batch = []
+        for position in range(step * size, (step + 1) * size):
+            epoch, index = divmod(position, len(self.traces))
+            if epoch not in orders:
+                orders[epoch] = list(range(len(self.traces)))
+                random.Random(self.config.trainer.seed * 1_000_003 + epoch).shuffle(orders[epoch])
+            batch.append(self.traces[orders[epoch][index]])
+        return batch
+
+    def train_step(self) -> dict:
+        """One learner step of supervised fine-tuning on a batch of traces (no rollouts, no rewards)."""
+        config, timings = self.config, {}
+        traces = self.trace_batch(self.step)
+        batch = sft_batch(traces, self.tokenizer, config.data.system_prompt, config.sft.max_tokens)
+        with timed(timings, "learn"):
+            learned = self.learners.train_step(batch)
+        self.updates += 1
+        metrics = {"sft/loss": learned["actor/pg_loss"], "sft/epoch": (self.step + 1) * len(traces) / len(self.traces),
+                   "sft/tokens": batch.completion_mask.sum().item()}
+        # the loss terms of a GRPO step (ratios, clipping, the vLLM mismatch) mean nothing here
+        metrics |= {k: v for k, v in learned.items() if not k.startswith(("actor/", "mismatch/")) and k != "loss"}
+        return metrics | timings
+
+    def evaluate(self) -> dict:
+        """The held-out evaluation, on rollout workers given the learner's weights first (a traces step does not
+        send them: only the evaluation reads them)."""
+        if self.synced_updates != self.updates:
+            blob = self.learners.weights_blob()
+            ray.get([worker.load_weights.remote(blob) for worker in self.workers])
+            self.synced_updates = self.updates
+        return super().evaluate()
+
+    def warn_if_nothing_learned(self, metrics: dict) -> None:
+        """No groups to drop here: every step learns."""
+
+    def fit(self) -> dict:
+        return super().fit() | {"traces": self.traces_report, "traces_file": str(self.output_dir / TRACES_FILE)}
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        if getattr(self, "started_ray", False) and ray.is_initialized():
+            ray.shutdown()
+
+
+def verified_traces(records: list[dict], teacher: str) -> tuple[list[dict], dict]:
+    """The correct answers of evals.grading's per-problem records, each distinct one once (answers that differ only
+    in whitespace are one), as traces.jsonl rows, and the counts.
+
+    Returns:
+        (rows: id, problem, answer, completion, teacher; counts: correct, kept, duplicates, problems_with_trace).
+    """
+    rows, correct, duplicates, problems = [], 0, 0, 0
+    for record in records:
+        seen: set[str] = set()
+        for output, verdict in zip(record["outputs"], record["correct"]):
+            if not verdict:
+                continue
+            correct += 1
+            text = " ".join(output.split())
+            if text in seen:
+                duplicates += 1
+                continue
+            seen.add(text)
+            rows.append({"id": record["id"], "problem": record["problem"], "answer": record["answer"],
+                         "completion": output, "teacher": teacher})
+        problems += bool(seen)
+    return rows, {"correct": correct, "kept": len(rows), "duplicates": duplicates, "problems_with_trace": problems}
+
+
+def file_sha1(path: str) -> str | None:
+    """The SHA-1 of a file's bytes (a traces file teacher), None for a folder."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else None
+
+
+def write_lines_atomically(path: Path, lines: list[str]) -> None:
+    """Write the lines so that a reader (a resumed run) sees the old file or the whole new one."""
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_text("".join(line + "\n" for line in lines))
+    staged.replace(path)
+
+
+DISTILLERS: dict[str, type[GRPOTrainer]] = {"on_policy": OnPolicyDistiller, "traces": TracesDistiller}

@@ -1,0 +1,239 @@
+"""Distillation (rl/distill.py, rl/teacher.py): the checks made before anything starts, the traces' verification and
+order, and both modes run for real on tiny sizes (Ray, vLLM, the verifier), resumed."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import rl.distill
+import rl.trainer
+from model import init_pretrained, load_tokenizer
+from model.config import ConfigError
+from problems import load_problems
+from rl import api
+from rl.batch import LearnerBatch, RolloutBatch, Sample
+from rl.config import DISTILL_MODES, load_config
+from rl.distill import (DISTILLERS, TRACES_FILE, TRACES_REPORT, OnPolicyDistiller, TracesDistiller, check_distill,
+                        teacher_metrics, verified_traces)
+from rl.sft import sft_from_checkpoint
+from rl.teacher import Teacher
+
+REPO = Path(__file__).resolve().parents[2]
+JOB = REPO / "experiments" / "tiny_distill.yaml"
+SMALL = ["sft.steps=8", "data.num_train=8", "data.num_eval=6", "rollout.prompts_per_step=4", "rollout.group_size=4",
+         "rollout.max_new_tokens=48", "rollout.eval_samples=2", "trainer.eval_every=2", "trainer.save_every=1",
+         "logging.progress=false", "logging.tensorboard=false", "reward.num_workers=1", "sft.batch_size=8"]
+
+
+def small_config(output_dir, teacher, *extra):
+    return load_config(JOB, [*SMALL, f"trainer.output_dir={output_dir}", f"distill.teacher={teacher}", *extra])
+
+
+def records(output_dir):
+    return [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def no_start(*_, **__):
+    pytest.fail("something started before the configuration was checked")
+
+
+@pytest.fixture(scope="module")
+def memorizing_teacher(tmp_path_factory):
+    """A tiny policy fitted to the reference solutions of SMALL's 8 training problems (10 s): it answers them
+    right, so the verifier has traces to keep."""
+    folder = tmp_path_factory.mktemp("teacher")
+    problems, _ = load_problems(load_config(JOB, SMALL).data)
+    init_pretrained("tiny", folder / "init")
+    return sft_from_checkpoint(folder / "init", folder / "policy", problems, steps=60, batch_size=8, lr=3e-3,
+                               threads=1, max_tokens=128, log=None)
+
+
+# ------------------------------------------------------------------------------------------------ before anything
+
+
+def test_every_mode_has_a_driver():
+    assert set(DISTILLERS) == set(DISTILL_MODES)
+    assert DISTILLERS["on_policy"] is OnPolicyDistiller and DISTILLERS["traces"] is TracesDistiller
+
+
+@pytest.mark.parametrize("mode, teacher, message", [
+    ("on_policy", None, r"distill\.teacher: name the teacher"),
+    ("traces", "missing", r"distill\.teacher: .*missing: no such checkpoint folder or traces file"),
+    ("on_policy", "traces.jsonl", r"distill\.teacher: .*traces\.jsonl is a file: on_policy distillation needs"),
+    ("traces", "notes.txt", r"distill\.teacher: .*notes\.txt is neither a checkpoint folder nor a JSON Lines file"),
+    ("traces", "empty_folder", r"distill\.teacher: .*empty_folder/config\.json is missing"),
+])
+def test_a_bad_teacher_is_named_before_anything_starts(tmp_path, monkeypatch, mode, teacher, message):
+    for name in ("traces.jsonl", "notes.txt"):
+        (tmp_path / name).write_text("{}\n")
+    (tmp_path / "empty_folder").mkdir()
+    monkeypatch.setattr(rl.trainer, "join_or_start", no_start)
+    monkeypatch.setattr(rl.distill, "join_or_start", no_start)
+    monkeypatch.setattr(rl.trainer.GRPOTrainer, "prepare_policy", no_start)
+    overrides = [f"distill.mode={mode}", f"trainer.output_dir={tmp_path / 'run'}"]
+    overrides += [] if teacher is None else [f"distill.teacher={tmp_path / teacher}"]
+    with pytest.raises(ConfigError, match=message):
+        api.distill(JOB, [*SMALL, *overrides] + (["distill.teacher=null"] if teacher is None else []))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ("tokenizer", r"does not share the student's tokenizer and vocabulary \(model\.path preset:tiny\): 1 tokens with "
+                  r"other ids or missing \(e\.g\. '<extra>'\)"),
+    ("vocab_size", r"vocabulary size 4096 \(the student's: 2048\)"),
+])
+def test_a_teacher_with_another_tokenizer_or_vocabulary_is_refused_before_any_actor(tiny_checkpoint, tmp_path,
+                                                                                     monkeypatch, change, message):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_checkpoint, teacher)
+    if change == "tokenizer":
+        tokenizer = load_tokenizer(teacher)
+        tokenizer.add_tokens(["<extra>"])
+        tokenizer.save_pretrained(teacher)
+    else:
+        config = json.loads((teacher / "config.json").read_text())
+        (teacher / "config.json").write_text(json.dumps(config | {"vocab_size": 4096}))
+    monkeypatch.setattr(rl.trainer, "join_or_start", no_start)
+    monkeypatch.setattr(rl.trainer.GRPOTrainer, "prepare_policy", no_start)
+    config = small_config(tmp_path / "run", teacher)
+    with pytest.raises(ConfigError, match=message):
+        check_distill(config)
+    with pytest.raises(ConfigError, match=message):  # the driver checks it too, before its warm start or any actor
+        OnPolicyDistiller(config, log=lambda *_: None).setup()
+    check_distill(small_config(tmp_path / "run", tiny_checkpoint))  # the same teacher unchanged is fine
+    check_distill(small_config(tmp_path / "run", teacher, "distill.mode=traces"))  # traces are text: any tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+
+
+def test_verified_traces_keep_each_correct_answer_once():
+    records = [{"id": "a", "problem": "1 + 1?", "answer": "2", "outputs": ["x \\boxed{2}", "x  \\boxed{2}\n", "3",
+                                                                           "y \\boxed{2}"],
+                "correct": [True, True, False, True]},
+               {"id": "b", "problem": "2 + 2?", "answer": "4", "outputs": ["5"], "correct": [False]}]
+    rows, counts = verified_traces(records, "teacher/")
+    assert [row["completion"] for row in rows] == ["x \\boxed{2}", "y \\boxed{2}"]  # whitespace-only twins once
+    assert rows[0] == {"id": "a", "problem": "1 + 1?", "answer": "2", "completion": "x \\boxed{2}",
+                       "teacher": "teacher/"}
+    assert counts == {"correct": 3, "kept": 2, "duplicates": 1, "problems_with_trace": 1}
+
+
+def test_trace_batches_go_through_every_trace_each_epoch_in_an_order_set_by_the_seed(tmp_path):
+    distiller = TracesDistiller(load_config(JOB, [*SMALL, f"trainer.output_dir={tmp_path}", "sft.batch_size=4"]))
+    distiller.traces = [f"trace {i}" for i in range(10)]
+    epochs = [distiller.trace_batch(step) for step in range(5)]  # 20 traces: two epochs of 10
+    first, second = sum(epochs[:2], []) + epochs[2][:2], epochs[2][2:] + sum(epochs[3:], [])
+    assert sorted(first) == sorted(second) == sorted(distiller.traces) and first != second
+    assert distiller.trace_batch(3) == epochs[3]  # a step's batch depends on the step alone (a resumed run's too)
+
+
+def test_the_teacher_scores_each_sampled_token_as_the_learner_would(tiny_checkpoint):
+    """A teacher that is the student gives the student's own logprobs (so a zero advantage), also in row chunks."""
+    from model import load_pretrained
+
+    policy = load_pretrained(tiny_checkpoint).eval()
+    prompts, completions = [[0, 3, 10, 11, 4], [0, 3, 12, 4], [0, 5]], [[20, 21, 22], [30, 31, 32, 33, 34], [7]]
+    samples = []
+    for prompt, completion in zip(prompts, completions):
+        with torch.no_grad():
+            logits = policy(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1] / 0.7
+        logprobs = logits.log_softmax(-1).gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
+        samples.append(Sample(prompt, completion, logprobs, truncated=False))
+    batch = LearnerBatch.from_rollouts(RolloutBatch(samples, torch.arange(3), advantages=torch.zeros(3)), pad_id=2,
+                                       mask_truncated=True)
+    for positions in (0, 12):
+        teacher = Teacher(str(tiny_checkpoint), temperature=0.7, micro_batch_positions=positions)
+        scored = teacher.logprobs(batch)
+        assert scored.shape == batch.completion_ids.shape
+        torch.testing.assert_close(scored * batch.completion_mask, batch.rollout_logprobs, atol=1e-5, rtol=0)
+    metrics = teacher_metrics(batch, batch.rollout_logprobs.clone(), torch.zeros_like(scored))
+    assert metrics["distill/reverse_kl"] == 0 and metrics["distill/advantage_mean"] == 0
+
+
+# ------------------------------------------------------------------------------------------------ for real
+
+
+def test_on_policy_distillation_runs_for_real(ray_session, tiny_checkpoint, tmp_path):
+    """The student's rollouts scored by the teacher actor: every group is kept, the per-token reverse KL is logged
+    each step, the learner and vLLM still agree on the student's logprobs, and the run folder is train's."""
+    summary = api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path}", f"distill.teacher={tiny_checkpoint}",
+                                "trainer.steps=2", "distill.rule_reward_weight=0.5"], log=lambda *_: None)
+    steps = [r for r in records(tmp_path) if "reward/mean" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for r in steps:
+        assert r["groups/kept_frac"] == 1.0 and r["time/teacher_s"] > 0
+        assert 0 < r["distill/reverse_kl"] < 20  # a student barely warmed up is far from the teacher
+        assert r["distill/reverse_kl"] == pytest.approx(r["distill/student_logprob_mean"]
+                                                        - r["distill/teacher_logprob_mean"], abs=1e-5)
+        assert r["mismatch/logprob_abs_diff_max"] < 1e-3 and "grad_norm" in r
+    assert [r["step"] for r in records(tmp_path) if "eval/pass@1" in r] == [0, 2]
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "checkpoints" / "step_2" / "model.safetensors").exists()
+    assert Path(summary["plot"]).stat().st_size > 0
+    assert load_config(tmp_path / "config.yaml").distill.rule_reward_weight == 0.5
+
+
+def test_traces_distillation_from_a_checkpoint_runs_for_real(ray_session, memorizing_teacher, tmp_path):
+    """The teacher answers the training problems through a rollout worker, the verifier keeps the correct answers
+    once each in traces.jsonl, and the learner fine-tunes the student on them; evaluation and checkpoints as train."""
+    messages = []
+    summary = api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path}", f"distill.teacher={memorizing_teacher}",
+                                "distill.mode=traces", "trainer.steps=2", "sft.steps=0"], log=messages.append)
+    rows = [json.loads(line) for line in (tmp_path / TRACES_FILE).read_text().splitlines()]
+    report = json.loads((tmp_path / TRACES_REPORT).read_text())["report"]
+    problems = {p.id: p for p in load_problems(load_config(JOB, SMALL).data)[0]}
+    assert rows and all(row["id"] in problems and row["answer"] == problems[row["id"]].answer for row in rows)
+    assert all(f"\\boxed{{{row['answer']}}}" in row["completion"] for row in rows)  # what the verifier passed
+    assert len({(row["id"], " ".join(row["completion"].split())) for row in rows}) == len(rows)  # each once
+    assert report["answers"] + report["truncated"] == 8 * 4 and report["kept"] == len(rows)
+    assert report["correct"] == report["kept"] + report["duplicates"]
+    assert summary["traces"] == report and any("traces:" in m and "kept" in m for m in messages)
+    logged = records(tmp_path)
+    assert logged[0]["traces/kept"] == len(rows)
+    steps = [r for r in logged if "sft/loss" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(r["sft/loss"] > 0 and "grad_norm" in r for r in steps)
+    assert not any(key.startswith(("mismatch/", "actor/")) for r in steps for key in r)
+    assert [r["step"] for r in logged if "eval/pass@1" in r] == [0, 2]
+    assert (tmp_path / "checkpoints" / "step_2" / "model.safetensors").exists()
+    assert Path(summary["plot"]).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_on_policy_distillation_resumes_on_the_same_next_batch(ray_session, tiny_checkpoint, tmp_path):
+    straight = ["trainer.steps=3", "trainer.eval_every=0", f"distill.teacher={tiny_checkpoint}"]
+    api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path / 'a'}", *straight], log=lambda *_: None)
+    api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path / 'b'}", *straight, "trainer.steps=2"],
+                log=lambda *_: None)
+    messages = []
+    api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path / 'b'}", *straight], resume=True, log=messages.append)
+    assert any("resumed from" in m and "step_2" in m for m in messages)
+    expected = [r for r in records(tmp_path / "a") if r["step"] == 3]
+    resumed = [r for r in records(tmp_path / "b") if r["step"] == 3]
+    assert resumed[0]["batch/problem_ids_sha1"] == expected[0]["batch/problem_ids_sha1"]
+    assert "distill/reverse_kl" in resumed[0]
+
+
+@pytest.mark.slow
+def test_traces_distillation_resumes_without_the_teacher_and_its_file_teaches_a_later_run(
+        ray_session, memorizing_teacher, tmp_path, monkeypatch):
+    traces = ["distill.mode=traces", "trainer.eval_every=0", "sft.steps=0"]
+    api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path / 'a'}", f"distill.teacher={memorizing_teacher}",
+                      *traces, "trainer.steps=2"], log=lambda *_: None)
+    made = (tmp_path / "a" / TRACES_FILE).read_text()
+    messages = []
+    api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path / 'a'}", f"distill.teacher={memorizing_teacher}",
+                      *traces, "trainer.steps=3"], resume=True, log=messages.append)
+    assert any("made before with these settings" in m for m in messages)  # no teacher engine started again
+    assert any("resumed from" in m and "step_2" in m for m in messages)
+    assert (tmp_path / "a" / TRACES_FILE).read_text() == made
+    assert [r["step"] for r in records(tmp_path / "a") if "sft/loss" in r] == [1, 2, 3]
+
+    # the file as the teacher of a new run: read, verified again, the same traces
+    api.distill(JOB, [*SMALL, f"trainer.output_dir={tmp_path / 'b'}", f"distill.teacher={tmp_path / 'a' / TRACES_FILE}",
+                      *traces, "trainer.steps=1"], log=lambda *_: None)
+    reread = [json.loads(line) for line in (tmp_path / "b" / TRACES_FILE).read_text().splitlines()]
+    assert [(r["id"], r["completion"]) for r in reread] == [(r["id"], r["completion"]) for r in
+                                                            map(json.loads, made.splitlines())]
