@@ -123,7 +123,7 @@ class GRPOTrainer:
             self.policy_path = self.prepare_policy()
         self.tokenizer = load_tokenizer(self.policy_path)
         started = time.perf_counter()
-        self.owns_ray = join_or_start(config.ray.address, num_cpus=config.ray.num_cpus)
+        self.owns_ray = join_or_start(config.ray.address, num_cpus=config.ray.num_cpus, log=self.log)
         check_placement(config, ray.cluster_resources())  # before any actor: Ray would wait forever, silently
         self.workers = [self.new_rollout_worker(i) for i in range(config.rollout.num_workers)]
         num_learners = config.trainer.num_learners
