@@ -36,7 +36,6 @@ from rl.api import train
 from rl.config import load_config
 from rl.evaluate import evaluate
 from rl.rollout import RolloutWorker
-from rl.trainer import latest_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "experiments" / "tiny_arith.yaml"
@@ -83,7 +82,7 @@ def run_seed(seed: int, out: Path, overrides: list[str], log, config: Path = CON
                                  for k, v in summary["timings"].items()},
             "reward_share_of_step": reward_share(out),
             "grpo_steps": summary["steps"], "output_dir": str(out), "start_policy": summary["start_policy"],
-            "plot": summary["plot"]}
+            "checkpoint": summary["checkpoint"], "plot": summary["plot"]}
 
 
 def reward_share(run_dir: Path) -> float | None:
@@ -111,11 +110,10 @@ def held_out_scores(worker, problems: list, tokenizer, config, *, seed: int, tem
                     system_prompt=config.data.system_prompt)["scores"]
 
 
-def evaluation_noise(run_dir: Path, overrides: list[str], config_path: Path = CONFIG) -> dict:
-    """pass@1 of one policy (the run's last checkpoint) on the same held-out problems with NOISE_SEEDS sampling
+def evaluation_noise(checkpoint: Path, overrides: list[str], config_path: Path = CONFIG) -> dict:
+    """pass@1 of one policy (a run's last checkpoint) on the same held-out problems with NOISE_SEEDS sampling
     seeds: how much of a difference between two evaluations is sampling alone."""
-    config = load_config(config_path, [*overrides, f"trainer.output_dir={run_dir}", "trainer.resume=true"])
-    checkpoint = latest_checkpoint(run_dir)
+    config = load_config(config_path, overrides)
     _, problems = load_problems(config.data)
     worker, tokenizer = held_out_engine(checkpoint, config), load_tokenizer(checkpoint)
     scores = [held_out_scores(worker, problems, tokenizer, config, seed=1000 + s,
@@ -135,7 +133,7 @@ def gains_at_r1_sampling(runs: list[dict], overrides: list[str], config_path: Pa
     config = load_config(config_path, overrides)
     _, problems = load_problems(config.data)
     policies = [(run, when, Path(checkpoint)) for run in runs for when, checkpoint in
-                (("before", run["start_policy"]), ("after", latest_checkpoint(Path(run["output_dir"]))))]
+                (("before", run["start_policy"]), ("after", run["checkpoint"]))]
     worker, tokenizer = held_out_engine(policies[0][2], config), load_tokenizer(policies[0][2])
     scores = {}
     for run, when, checkpoint in policies:
@@ -231,7 +229,7 @@ def demo(out: Path | None = None, seeds: int = 1, overrides: list[str] | None = 
     for seed in range(seeds):
         console.print(f"--- seed {seed}")
         runs.append(run_seed(seed, out / f"seed_{seed}", overrides, console.print, config))
-    noise = evaluation_noise(Path(runs[0]["output_dir"]), overrides, config) if measure_noise else None
+    noise = evaluation_noise(Path(runs[0]["checkpoint"]), overrides, config) if measure_noise else None
     for run, at_r1 in zip(runs, gains_at_r1_sampling(runs, overrides, config)):  # after the timed seeds
         run["at_r1_sampling"] = at_r1
     summary = summarise(runs)

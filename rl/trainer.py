@@ -415,9 +415,11 @@ class GRPOTrainer:
                                     description=f"GRPO reward {metrics.get('reward/mean', math.nan):.2f}")
                 else:
                     self.log(step_line(self.history[-1], config.trainer.steps))
-                if config.trainer.save_every and (self.step % config.trainer.save_every == 0
-                                                  or self.step == config.trainer.steps):
+                if config.trainer.save_every and self.step % config.trainer.save_every == 0:
                     self.save_checkpoint()
+        final = self.output_dir / CHECKPOINTS / f"step_{self.step}"
+        if not final.is_dir():  # the last step always has its checkpoint (with trainer.save_every=0, only it)
+            final = self.save_checkpoint()
         self.metrics.close()
         self.timings["time/grpo_s"] = time.perf_counter() - loop_started - self.loop_eval_s
         plot = plot_run(self.output_dir / "metrics.jsonl", self.output_dir / "reward_accuracy.png",
@@ -425,6 +427,7 @@ class GRPOTrainer:
         evals = [h for h in self.history if "eval/pass@1" in h]
         return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step, "timings": self.timings,
                 "start_policy": str(self.policy_path),  # what GRPO started from: the warm start, or model.path
+                "checkpoint": str(final),  # the last step's
                 "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None}
 
     def warn_if_nothing_learned(self, metrics: dict) -> None:

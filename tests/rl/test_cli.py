@@ -259,7 +259,8 @@ def test_demo_scores_each_seeds_policies_at_r1_sampling_on_one_engine(tmp_path, 
             (run_dir / folder / "model.safetensors").write_text(weights)
             for tokenizer_file in (rl.demo.REPO / "model" / "tokenizer").iterdir():
                 shutil.copy(tokenizer_file, run_dir / folder)
-        runs.append({"seed": seed, "output_dir": str(run_dir), "start_policy": str(run_dir / "sft")})
+        runs.append({"seed": seed, "output_dir": str(run_dir), "start_policy": str(run_dir / "sft"),
+                     "checkpoint": str(run_dir / "checkpoints" / "step_4")})
     engines, scored = [], []
 
     class Engine:

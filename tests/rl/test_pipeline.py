@@ -112,9 +112,10 @@ def test_skipping_predicted_zero_variance_prompts_draws_past_them_in_the_second_
     """8 training problems, 4 a step: steps 3-4 revisit them. The barely warmed policy answers nothing right, so
     every group scores alike (all 0), each revisited prompt has a streak and is kept with probability about 0.5:
     some are skipped, the draw goes on to the next ones, and a run resumed after step 3 draws step 4's prompts as
-    the straight run did."""
+    the straight run did. With trainer.save_every=0, each run's only checkpoint is its last step's, and the resume
+    starts from it."""
     skipping = ["data.num_train=8", "trainer.eval_every=0", "rollout.skip_zero_variance_prompts=true",
-                "reward.functions=[math_accuracy]", "reward.weights=[1.0]"]
+                "reward.functions=[math_accuracy]", "reward.weights=[1.0]", "trainer.save_every=0"]
     straight = GRPOTrainer(small_config(tmp_path / "a", "trainer.steps=4", *skipping), log=lambda *_: None)
     try:
         straight.fit()
@@ -129,9 +130,11 @@ def test_skipping_predicted_zero_variance_prompts_draws_past_them_in_the_second_
 
     first = GRPOTrainer(small_config(tmp_path / "b", "trainer.steps=3", *skipping), log=lambda *_: None)
     try:
-        first.fit()
+        summary = first.fit()
     finally:
         first.shutdown()
+    assert [p.name for p in (tmp_path / "b" / "checkpoints").iterdir()] == ["step_3"]
+    assert summary["checkpoint"] == str(tmp_path / "b" / "checkpoints" / "step_3")
     resumed = GRPOTrainer(small_config(tmp_path / "b", "trainer.steps=4", "trainer.resume=true", *skipping),
                           log=lambda *_: None)
     try:
@@ -140,6 +143,7 @@ def test_skipping_predicted_zero_variance_prompts_draws_past_them_in_the_second_
         resumed.shutdown()
     step4 = [r for r in records(tmp_path / "b") if r["step"] == 4 and "reward/mean" in r]
     assert step4[0]["batch/problem_ids_sha1"] == steps[3]["batch/problem_ids_sha1"]
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step_3", "step_4"]
     assert step4[0]["prompts/skipped"] == steps[3]["prompts/skipped"]
 
 
