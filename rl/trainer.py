@@ -68,6 +68,23 @@ def latest_checkpoint(output_dir: Path, log=print) -> Path | None:
     return None
 
 
+def folder_digest(folder: Path) -> str:
+    """SHA-256 of a checkpoint folder's files (names and bytes, in name order; subfolders aside)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def problems_digest(problems: list) -> str:
+    """SHA-256 of the problems (every field, in order)."""
+    rows = json.dumps([dataclasses.asdict(p) for p in problems], sort_keys=True, default=str)
+    return hashlib.sha256(rows.encode()).hexdigest()
+
+
 def prepare_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to mix two runs in one folder: a folder that holds a run is continued (resume), replaced (overwrite),
     or an error that says so. Nothing is deleted without overwrite."""
@@ -170,19 +187,20 @@ class GRPOTrainer:
     def prepare_policy(self) -> Path:
         """The checkpoint GRPO starts from: the configured one, built from a preset, then SFT-warmed if asked.
 
-        A policy built here (init/, sft/) is cached in the run folder with the settings that made it, and reused only
-        when the settings are the same (a resumed run keeps its warm start; a changed config builds a new one)."""
+        A policy built here (init/, sft/) is cached in the run folder with what made it (the settings, the starting
+        policy's content and the training problems, never a path), and reused only when that is the same: a resumed
+        run, or a run folder copied elsewhere, keeps its warm start; a changed config builds a new one."""
         config = self.config
         path = config.model.path
         if Path(path).exists():
             check_checkpoint(path)  # a damaged folder is named now, not in a vLLM traceback inside an actor
         if path.startswith("preset:"):
-            key = {"preset": path, "seed": config.model.seed}
-            path = self.cached(self.output_dir / "init", key,
+            path = self.cached(self.output_dir / "init", self.start_policy_key(),
                                lambda out: init_pretrained(config.model.path.split(":", 1)[1], out, config.model.seed))
         if config.sft.steps > 0:
-            key = {"from": str(path), "sft": dataclasses.asdict(config.sft), "data": dataclasses.asdict(config.data),
-                   "seed": config.trainer.seed, "model": dataclasses.asdict(config.model)}
+            # What the warm start is made of, never where it lies: a run folder copied elsewhere keeps its warm start.
+            key = {"from": self.start_policy_key(), "sft": dataclasses.asdict(config.sft), "seed": config.trainer.seed,
+                   "problems": problems_digest(self.train_problems), "system_prompt": config.data.system_prompt}
 
             def warm_start(out: Path) -> None:
                 started = time.perf_counter()
@@ -194,6 +212,13 @@ class GRPOTrainer:
 
             path = self.cached(self.output_dir / "sft", key, warm_start)
         return Path(path)
+
+    def start_policy_key(self) -> dict:
+        """model.path by content: a preset's name and seed, a local folder's digest (folder_digest), a hub name."""
+        path = self.config.model.path
+        if path.startswith("preset:"):
+            return {"preset": path, "seed": self.config.model.seed}
+        return {"sha256": folder_digest(Path(path))} if Path(path).is_dir() else {"hub": path}
 
     def cached(self, folder: Path, key: dict, build) -> Path:
         """folder if it holds a policy made with the settings `key`; otherwise build(out) into a fresh folder,

@@ -2,10 +2,14 @@
 when a cached warm start is reused."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+import rl.trainer
+from model import init_pretrained
+from problems import load_problems
 from rl.config import ConfigError, load_config
 from rl.trainer import CHECKPOINT_FILES, GRPOTrainer, latest_checkpoint, prepare_output_dir
 
@@ -62,6 +66,40 @@ def test_a_cached_warm_start_is_reused_only_for_the_same_settings(tmp_path):
     assert trainer.cached(folder, {"lr": 2}, build) == folder and len(built) == 2  # changed: built again
     assert (folder / "weights").read_text() == "1" and json.loads((folder / "warm_start.json").read_text()) == {"lr": 2}
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_run_folder_copied_elsewhere_keeps_its_warm_start(tmp_path, monkeypatch):
+    """The warm start is cached under what made it, never a path: a copy of the run folder, or a starting policy
+    moved to another folder, reuses it; a starting policy with other weights builds a new one. (The fine-tuning
+    itself is replaced by a copy of the starting policy: the cache is what is tested.)"""
+    built = []
+
+    def counted_sft(checkpoint, out, *_, **__):
+        built.append(Path(checkpoint))
+        shutil.copytree(checkpoint, out)
+
+    monkeypatch.setattr(rl.trainer, "sft_from_checkpoint", counted_sft)
+
+    def warm_start(run, *overrides):
+        config = load_config(REPO_CONFIG, ["sft.steps=2", "sft.batch_size=4", "data.num_train=16",
+                                           f"trainer.output_dir={run}", *overrides])
+        trainer = GRPOTrainer(config, log=lambda *_: None)
+        trainer.train_problems, _ = load_problems(config.data)
+        return trainer.prepare_policy()
+
+    assert warm_start(tmp_path / "a") == tmp_path / "a" / "sft" and len(built) == 1
+    shutil.copytree(tmp_path / "a", tmp_path / "copied" / "a")
+    assert warm_start(tmp_path / "copied" / "a") == tmp_path / "copied" / "a" / "sft" and len(built) == 1
+
+    init_pretrained("tiny", tmp_path / "policy", seed=1)
+    warm_start(tmp_path / "b", f"model.path={tmp_path / 'policy'}")
+    assert len(built) == 2
+    (tmp_path / "policy").rename(tmp_path / "moved")
+    warm_start(tmp_path / "b", f"model.path={tmp_path / 'moved'}")
+    assert len(built) == 2
+    init_pretrained("tiny", tmp_path / "moved", seed=2)
+    warm_start(tmp_path / "b", f"model.path={tmp_path / 'moved'}")
+    assert len(built) == 3
 
 
 def test_a_reward_whose_column_the_dataset_lacks_stops_the_run_at_start_up(tmp_path, monkeypatch):
