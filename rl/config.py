@@ -278,7 +278,9 @@ class TrainerConfig(_Section):
     eval_every: int = _field(25, "Evaluate every this many steps (and before the first and after the last); 0 = "
                              "never.")
     seed: int = _field(0, "Seed of sampling and of the learner.")
-    resume: bool = _field(False, "Continue from the latest complete checkpoint in output_dir, if there is one.")
+    resume: bool = _field(False, "Continue from the newest whole checkpoint in output_dir (a damaged newer one is "
+                          "passed over, and the log names the one taken; none whole is an error); without any "
+                          "checkpoint the run starts again at step 0. Logs keep one record per step.")
     overwrite: bool = _field(False, "Delete what output_dir holds and start afresh. Without it (and without resume), "
                              "a run refuses an output_dir that already holds a run.")
     num_learners: int = _field(1, "Learner processes training the policy together (FSDP2: each holds a shard of the "

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,7 @@ from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
 from rl.config import ConfigError, check_placement, save_config
 from rl.evaluate import evaluate
+from rl.learner import LEARNER_STATE
 from rl.learner_group import LearnerGroup
 from rl.learner_settings import LearnerSettings
 from rl.logger import MetricsLogger, plot_run, sample_records, step_line
@@ -49,22 +51,49 @@ def timed(timings: dict[str, float], name: str):
     timings[f"time/{name}_s"] = time.perf_counter() - started
 
 
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "learner_state.pt", TRAINER_STATE)
+CHECKPOINT_FILES = ("config.json", "model.safetensors", LEARNER_STATE, TRAINER_STATE)
 RUN_FILES = ("metrics.jsonl", "samples.jsonl", CHECKPOINTS, "init", "sft", "tensorboard", "reward_accuracy.png")
 WARM_START_KEY = "warm_start.json"  # the settings that made a cached init/ or sft/ policy
 
 
+def checkpoint_steps(output_dir: Path) -> list[Path]:
+    """The run's checkpoint folders (checkpoints/step_N), oldest first."""
+    folders = (p for p in (output_dir / CHECKPOINTS).glob("step_*") if p.name[5:].isdigit())
+    return sorted(folders, key=lambda p: int(p.name[5:]))
+
+
+def checkpoint_damage(folder: Path) -> str | None:
+    """What makes a checkpoint folder unusable for a resume, or None when it is whole: a missing file, weights
+    shorter than their header promises, a learner state cut short (torch.save writes a zip whose directory comes
+    last, so a truncated one has none), or a trainer state that is not JSON. Cheap: no tensor is read."""
+    missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"no {', '.join(missing)}"
+    try:
+        check_checkpoint(folder)
+    except ValueError as error:  # model.config.ConfigError, naming the file
+        return str(error).replace(f"{folder}/", "")
+    if not zipfile.is_zipfile(folder / LEARNER_STATE):
+        return f"{LEARNER_STATE} is truncated ({(folder / LEARNER_STATE).stat().st_size} bytes)"
+    try:
+        json.loads((folder / TRAINER_STATE).read_text())["step"]
+    except (ValueError, KeyError, TypeError):
+        return f"{TRAINER_STATE} is truncated or not a trainer state"
+    return None
+
+
 def latest_checkpoint(output_dir: Path, log=print) -> Path | None:
-    """The newest complete checkpoint folder. Checkpoints are written atomically (an interrupted one stays hidden
-    as '.tmp-step_N'), but a folder can still lose files afterwards (a full disk, a hand-made copy): one that lacks
-    any of CHECKPOINT_FILES is passed over, and the choice is logged."""
-    folders = sorted((p for p in (output_dir / CHECKPOINTS).glob("step_*") if p.name[5:].isdigit()),
-                     key=lambda p: int(p.name[5:]))
-    for folder in reversed(folders):
-        missing = [name for name in CHECKPOINT_FILES if not (folder / name).is_file()]
-        if not missing:
+    """The newest whole checkpoint folder. Checkpoints are written atomically (an interrupted one stays hidden
+    as '.tmp-step_N'), but a folder can still lose or cut files afterwards (a full disk, a hand-made copy): a
+    damaged one (`checkpoint_damage`) is passed over, and the choice is logged."""
+    damaged = []
+    for folder in reversed(checkpoint_steps(output_dir)):
+        damage = checkpoint_damage(folder)
+        if damage is None:
+            if damaged:
+                log(f"checkpoint {'; '.join(damaged)}: taking {folder}, the newest whole checkpoint")
             return folder
-        log(f"checkpoint {folder} is incomplete (no {', '.join(missing)}): taking the one before it")
+        damaged.append(f"{folder} is damaged ({damage})")
     return None
 
 
@@ -133,6 +162,8 @@ class GRPOTrainer:
 
         config = self.config
         prepare_output_dir(self.output_dir, config.trainer.resume, config.trainer.overwrite)
+        # A damaged checkpoint is named now, not in an actor's traceback after the warm start and Ray's start-up.
+        checkpoint = self.resume_checkpoint() if config.trainer.resume else None
         save_config(config, self.output_dir / "config.yaml")
         self.train_problems, self.eval_problems = load_problems(config.data)
         self.check_reward_columns()
@@ -161,7 +192,6 @@ class GRPOTrainer:
                                                 skip=config.rollout.skip_zero_variance_prompts)
         self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
                                      config.logging.wandb_project, config.to_dict())
-        checkpoint = latest_checkpoint(self.output_dir, self.log) if config.trainer.resume else None
         if checkpoint is not None:
             self.restore(checkpoint)
 
@@ -169,6 +199,23 @@ class GRPOTrainer:
         """What the learners train with: their loss and optimiser settings (the algorithm section's), and the
         temperature their logprobs are taken at (the rollouts')."""
         return LearnerSettings.from_config(self.config.algorithm), self.config.rollout.temperature
+
+    def resume_checkpoint(self) -> Path | None:
+        """The checkpoint a resumed run continues from: the newest whole one (a damaged newer one is passed over,
+        and the log says which was taken). None when the run has no checkpoint yet: it starts again at step 0.
+
+        Raises:
+            ConfigError: every checkpoint of the run is damaged (each named, with what is wrong with it).
+        """
+        folders = checkpoint_steps(self.output_dir)
+        checkpoint = latest_checkpoint(self.output_dir, self.log)
+        if checkpoint is None and folders:
+            damage = "; ".join(f"{folder.name}: {checkpoint_damage(folder)}" for folder in folders)
+            raise ConfigError(f"trainer.resume: no checkpoint in {self.output_dir / CHECKPOINTS} is whole ({damage}); "
+                              "nothing to resume from: start afresh with trainer.overwrite=true (--overwrite)")
+        if checkpoint is None:
+            self.log(f"trainer.resume: {self.output_dir} has no checkpoint yet: the run starts again at step 0")
+        return checkpoint
 
     def learner_device(self) -> str:
         """trainer.learner_device with "auto" resolved: cuda when the cluster has a GPU for every learner beside

@@ -6,22 +6,34 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 
 import rl.trainer
 from model import init_pretrained
 from problems import load_problems
 from rl.config import ConfigError, load_config
-from rl.trainer import CHECKPOINT_FILES, GRPOTrainer, latest_checkpoint, prepare_output_dir
+from rl.trainer import GRPOTrainer, checkpoint_damage, latest_checkpoint, prepare_output_dir
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "tiny_arith.yaml"
 
 
 def checkpoint(root, step, complete=True):
+    """A checkpoint folder whose files have the formats a real one has (small: no policy in it)."""
     folder = root / "checkpoints" / f"step_{step}"
     folder.mkdir(parents=True)
-    for name in CHECKPOINT_FILES[: None if complete else 2]:
-        (folder / name).write_text("x")
+    (folder / "config.json").write_text("{}")
+    save_file({"weight": torch.zeros(64)}, str(folder / "model.safetensors"))
+    if complete:
+        torch.save({"version": step}, folder / "learner_state.pt")
+        (folder / "trainer_state.json").write_text(json.dumps({"step": step, "history": []}))
     return folder
+
+
+def cut(file, keep=0.5):
+    """Truncate a file to a share of its bytes, as a full disk or a killed copy leaves it."""
+    data = file.read_bytes()
+    file.write_bytes(data[:int(len(data) * keep)])
 
 
 def test_resume_takes_the_newest_complete_checkpoint_and_says_so(tmp_path):
@@ -32,8 +44,54 @@ def test_resume_takes_the_newest_complete_checkpoint_and_says_so(tmp_path):
     checkpoint(tmp_path, 30, complete=False)
     (tmp_path / "checkpoints" / ".tmp-step_40").mkdir()  # an interrupted write stays hidden
     assert latest_checkpoint(tmp_path, messages.append) == good
-    assert messages == [f"checkpoint {tmp_path / 'checkpoints' / 'step_30'} is incomplete (no learner_state.pt, "
-                        "trainer_state.json): taking the one before it"]
+    assert messages == [(f"checkpoint {tmp_path / 'checkpoints' / 'step_30'} is damaged (no learner_state.pt, "
+                         f"trainer_state.json): taking {good}, the newest whole checkpoint")]
+
+
+@pytest.mark.parametrize("file, damage", [
+    ("model.safetensors", "model.safetensors is truncated: its header promises"),
+    ("learner_state.pt", "learner_state.pt is truncated"),
+    ("trainer_state.json", "trainer_state.json is truncated or not a trainer state"),
+    ("config.json", "config.json is missing or not JSON")])
+def test_a_truncated_file_makes_a_checkpoint_damaged_and_resume_takes_the_one_before(tmp_path, file, damage):
+    checkpoint(tmp_path, 1)
+    assert checkpoint_damage(checkpoint(tmp_path, 2)) is None
+    cut(tmp_path / "checkpoints" / "step_2" / file)
+    assert damage in checkpoint_damage(tmp_path / "checkpoints" / "step_2")
+    messages = []
+    assert latest_checkpoint(tmp_path, messages.append) == tmp_path / "checkpoints" / "step_1"
+    assert damage in messages[0] and "taking" in messages[0] and messages[0].endswith("the newest whole checkpoint")
+
+
+def test_resume_names_a_damaged_checkpoint_before_the_warm_start_and_ray(tmp_path, monkeypatch):
+    """The damaged last checkpoint is passed over (and the log names the one taken) before SFT or Ray start; when
+    no checkpoint is whole, the run stops there with an error naming each one and what is wrong with it."""
+    run = tmp_path / "run"
+    checkpoint(run, 1)
+    cut(checkpoint(run, 2) / "model.safetensors")
+    (run / "metrics.jsonl").write_text("")
+
+    class WarmStart(Exception):
+        pass
+
+    def warm_start(trainer):
+        raise WarmStart
+
+    monkeypatch.setattr(GRPOTrainer, "prepare_policy", warm_start)
+    monkeypatch.setattr(rl.trainer, "join_or_start", lambda *_, **__: pytest.fail("Ray started"))
+    messages = []
+    trainer = GRPOTrainer(load_config(REPO_CONFIG, [f"trainer.output_dir={run}", "trainer.resume=true",
+                                                    "data.num_train=50"]), log=messages.append)
+    with pytest.raises(WarmStart):
+        trainer.setup()
+    assert len(messages) == 1 and messages[0].startswith(
+        f"checkpoint {run / 'checkpoints' / 'step_2'} is damaged (model.safetensors is truncated: its header promises")
+    assert messages[0].endswith(f"taking {run / 'checkpoints' / 'step_1'}, the newest whole checkpoint")
+    cut(run / "checkpoints" / "step_1" / "learner_state.pt")
+    with pytest.raises(ConfigError, match=r"trainer.resume: no checkpoint in .*checkpoints is whole \(step_1: "
+                                          r"learner_state.pt is truncated \(\d+ bytes\); step_2: model.safetensors "
+                                          r"is truncated.*start afresh with trainer.overwrite=true"):
+        trainer.setup()
 
 
 def test_a_folder_holding_a_run_is_continued_replaced_or_refused(tmp_path):
