@@ -324,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PredictionsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # Ctrl-C: a training run's message says where it stopped, how to resume
+        print(str(interrupt) or "interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

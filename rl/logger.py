@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
 
 
@@ -19,16 +20,31 @@ class MetricsLogger:
     completions (`log_samples`) to samples.jsonl and TensorBoard's text tab."""
 
     def __init__(self, folder: Path, jsonl: bool = True, tensorboard: bool = True, wandb_project: str | None = None,
-                 config: dict | None = None):
+                 config: dict | None = None, resume_step: int | None = None):
+        """Open the run's logs, appending to what they hold.
+
+        Args:
+            folder: the run folder the files go into.
+            jsonl, tensorboard, wandb_project: which of metrics.jsonl, TensorBoard and W&B to write.
+            config: the run's config, for W&B.
+            resume_step: for a resumed run, the step of the checkpoint it continues from (-1: it starts again at
+                step 0). The stopped run's records of later steps, which the resumed run writes again, are removed
+                from metrics.jsonl and samples.jsonl first (`truncate_records`), and TensorBoard drops its events of
+                those steps. None: the files are appended to as they are.
+        """
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.jsonl = (self.folder / "metrics.jsonl").open("a") if jsonl else None
+        if resume_step is not None:
+            for name in (METRICS_FILE, SAMPLES_FILE):
+                truncate_records(self.folder / name, resume_step)
+        self.jsonl = (self.folder / METRICS_FILE).open("a") if jsonl else None
         self.samples = None  # samples.jsonl, opened by the first log_samples
         self.tensorboard = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # lazy: only runs that write TensorBoard pay its import
 
-            self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"))
+            self.tensorboard = SummaryWriter(str(self.folder / "tensorboard"),
+                                             purge_step=None if resume_step is None else resume_step + 1)
         self.wandb = None
         if wandb_project:
             import wandb  # lazy: an optional dependency (pip install wandb), needed only with a project
@@ -49,7 +65,7 @@ class MetricsLogger:
 
     def log_samples(self, step: int, records: Sequence[dict[str, Any]]) -> None:
         """Append `records` (from `sample_records`) to samples.jsonl, one JSON object a line, and show them in
-        TensorBoard's text tab under "samples". A step logged twice (after a resume) appears twice in the file."""
+        TensorBoard's text tab under "samples"."""
         if not records:
             return
         if self.samples is None:
@@ -76,6 +92,24 @@ class MetricsLogger:
             self.tensorboard.close()
         if self.wandb:
             self.wandb.finish()
+
+
+def truncate_records(path: Path, last_step: int) -> None:
+    """Keep only the records of steps up to `last_step` in a JSON Lines log (`metrics.jsonl`, `samples.jsonl`),
+    and drop a line a killed run left cut short. The file is replaced atomically; a missing file stays missing."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int) or record["step"] <= last_step:
+            kept.append(line + "\n")
+    staged = path.with_name(f".tmp-{path.name}")
+    staged.write_text("".join(kept))
+    staged.replace(path)
 
 
 def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0) -> list[dict[str, Any]]:
@@ -133,7 +167,7 @@ def sample_markdown(record: dict[str, Any]) -> str:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl (the last record wins for a step logged twice, e.g. after a resume)."""
+    """The records of a metrics.jsonl (the last record wins for a step logged twice)."""
     by_step: dict[tuple[int, bool], dict] = {}
     for line in Path(path).read_text().splitlines():
         record = json.loads(line)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -54,6 +55,7 @@ def timed(timings: dict[str, float], name: str):
 CHECKPOINT_FILES = ("config.json", "model.safetensors", LEARNER_STATE, TRAINER_STATE)
 RUN_FILES = ("metrics.jsonl", "samples.jsonl", CHECKPOINTS, "init", "sft", "tensorboard", "reward_accuracy.png")
 WARM_START_KEY = "warm_start.json"  # the settings that made a cached init/ or sft/ policy
+RUN_CONFIG = "config.yaml"
 
 
 def checkpoint_steps(output_dir: Path) -> list[Path]:
@@ -142,8 +144,14 @@ class PendingRollouts:
     skipped: int = 0  # prompts skipped as predicted zero-variance while drawing these (rl.prompt_filter)
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C; the message says where it stopped and the command that resumes it."""
+
+
 class GRPOTrainer:
     """Runs a GRPO job described by a Config (rl/config.py) on a Ray cluster (in-process by default)."""
+
+    command = "train"  # the `reasonrl` command that runs this trainer (the Ctrl-C message names it)
 
     def __init__(self, config, log=print):
         self.config = config
@@ -164,7 +172,7 @@ class GRPOTrainer:
         prepare_output_dir(self.output_dir, config.trainer.resume, config.trainer.overwrite)
         # A damaged checkpoint is named now, not in an actor's traceback after the warm start and Ray's start-up.
         checkpoint = self.resume_checkpoint() if config.trainer.resume else None
-        save_config(config, self.output_dir / "config.yaml")
+        save_config(self.run_config(), self.output_dir / RUN_CONFIG)
         self.train_problems, self.eval_problems = load_problems(config.data)
         self.check_reward_columns()
         with timed(self.timings, "sft"):
@@ -190,8 +198,10 @@ class GRPOTrainer:
         self.cursor = PromptCursor(self.train_problems, seed=config.data.seed)
         self.prompt_filter = ZeroVarianceFilter(config.rollout.zero_variance_target, seed=config.trainer.seed,
                                                 skip=config.rollout.skip_zero_variance_prompts)
+        # A resumed run logs the steps after its checkpoint again: the stopped run's records of them go first.
+        resume_step = (-1 if checkpoint is None else self.checkpoint_step(checkpoint)) if config.trainer.resume else None
         self.metrics = MetricsLogger(self.output_dir, config.logging.jsonl, config.logging.tensorboard,
-                                     config.logging.wandb_project, config.to_dict())
+                                     config.logging.wandb_project, config.to_dict(), resume_step=resume_step)
         if checkpoint is not None:
             self.restore(checkpoint)
 
@@ -216,6 +226,16 @@ class GRPOTrainer:
         if checkpoint is None:
             self.log(f"trainer.resume: {self.output_dir} has no checkpoint yet: the run starts again at step 0")
         return checkpoint
+
+    @staticmethod
+    def checkpoint_step(checkpoint: Path) -> int:
+        return json.loads((checkpoint / TRAINER_STATE).read_text())["step"]
+
+    def run_config(self):
+        """The config as the run folder keeps it (config.yaml): the job, without this invocation's resume or
+        overwrite, so `reasonrl train <run folder>/config.yaml --resume` continues the run."""
+        trainer = dataclasses.replace(self.config.trainer, resume=False, overwrite=False)
+        return dataclasses.replace(self.config, trainer=trainer)
 
     def learner_device(self) -> str:
         """trainer.learner_device with "auto" resolved: cuda when the cluster has a GPU for every learner beside
@@ -462,7 +482,19 @@ class GRPOTrainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
+        """Set up, train trainer.steps steps (evaluating and checkpointing on the way; the last step always has its
+        checkpoint) and return the run's summary.
 
+        Raises:
+            RunInterrupted: on Ctrl-C, with the partial checkpoint removed; its message says where the run stopped
+                and the command that resumes it.
+        """
+        try:
+            return self.train_loop()
+        except KeyboardInterrupt:
+            raise self.interrupted() from None
+
+    def train_loop(self) -> dict:
         config = self.config
         self.setup()
         if self.step == 0 and config.trainer.eval_every:
@@ -501,6 +533,25 @@ class GRPOTrainer:
                 "start_policy": str(self.policy_path),  # what GRPO started from: the warm start, or model.path
                 "checkpoint": str(final),  # the last step's
                 "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None}
+
+    def interrupted(self) -> RunInterrupted:
+        """What a Ctrl-C leaves: the partial checkpoint and warm start removed, the logs closed, and the message
+        that says where the run stopped, which checkpoint a resume continues from, and the command."""
+        partials = [*(self.output_dir / CHECKPOINTS).glob(".tmp-step_*"), self.output_dir / ".tmp-init",
+                    self.output_dir / ".tmp-sft"]
+        for partial in partials:
+            shutil.rmtree(partial, ignore_errors=True)
+        if getattr(self, "metrics", None) is not None:
+            self.metrics.close()
+        run_config = self.output_dir / RUN_CONFIG
+        if not run_config.is_file():
+            return RunInterrupted("run stopped before it started: nothing to resume")
+        checkpoint = latest_checkpoint(self.output_dir, log=lambda _: None)
+        where = f"after step {self.step} of {self.config.trainer.steps}" if self.step else "before its first step"
+        continued = (f"a resumed run continues from its checkpoint {checkpoint}" if checkpoint is not None
+                     else "it has no checkpoint yet: a resumed run starts again at step 0")
+        return RunInterrupted(f"run stopped {where}; {continued}.\n"
+                              f"resume with: reasonrl {self.command} {shlex.quote(str(run_config))} --resume")
 
     def warn_if_nothing_learned(self, metrics: dict) -> None:
         """Say loudly when every group has been dropped as zero-variance for ALL_DROPPED_WARN_STEPS steps in a row:

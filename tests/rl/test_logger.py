@@ -179,3 +179,45 @@ def test_plot_has_the_moving_average_and_eval_error_bars(tmp_path):
     logger.close()
     out = plot_run(tmp_path / "metrics.jsonl", tmp_path / "plot.png", title="test run")
     assert out.stat().st_size > 10_000
+
+
+def test_a_resumed_run_drops_the_records_the_stopped_run_wrote_after_its_checkpoint(tmp_path):
+    """A run stopped after step 5 (its last line cut short by a kill) and resumed from its checkpoint of step 3 logs
+    steps 4 and 5 again: each step's records appear once, in metrics.jsonl and samples.jsonl alike."""
+    stopped = MetricsLogger(tmp_path, jsonl=True, tensorboard=False)
+    stopped.log(0, {"eval/pass@1": 0.1})
+    for step in range(1, 6):
+        stopped.log(step, {"reward/mean": step / 10})
+        stopped.log_samples(step, [{"step": step, "pick": "best"}, {"step": step, "pick": "worst"}])
+    stopped.close()
+    with (tmp_path / "metrics.jsonl").open("a") as metrics:
+        metrics.write('{"step": 6, "reward/me')
+    resumed = MetricsLogger(tmp_path, jsonl=True, tensorboard=False, resume_step=3)
+    for step in (4, 5):
+        resumed.log(step, {"reward/mean": step / 10})
+        resumed.log_samples(step, [{"step": step, "pick": "best"}, {"step": step, "pick": "worst"}])
+    resumed.close()
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4, 5]
+    samples = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["pick"]) for r in samples] == [(s, p) for s in range(1, 6) for p in ("best", "worst")]
+
+    MetricsLogger(tmp_path, jsonl=True, tensorboard=False, resume_step=-1).close()  # resumed with no checkpoint
+    assert (tmp_path / "metrics.jsonl").read_text() == (tmp_path / "samples.jsonl").read_text() == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl", "samples.jsonl"]
+
+
+def test_a_resumed_run_s_tensorboard_drops_the_events_after_its_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    stopped = MetricsLogger(tmp_path, jsonl=False, tensorboard=True)
+    for step in range(1, 6):
+        stopped.log(step, {"reward/mean": 0.0})
+    stopped.close()
+    resumed = MetricsLogger(tmp_path, jsonl=False, tensorboard=True, resume_step=3)
+    for step in (4, 5):
+        resumed.log(step, {"reward/mean": 1.0})
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("reward/mean")] == [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1)]

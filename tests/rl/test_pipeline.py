@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -217,6 +220,46 @@ def test_kill_9_of_the_whole_job_then_resume_loses_only_the_steps_since_the_last
     steps = sorted({r["step"] for r in records(out) if "reward/mean" in r})
     assert steps == [1, 2, 3, 4, 5, 6]
     assert (out / "checkpoints" / "step_6").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_where_the_run_stopped_and_its_command_resumes_with_every_step_logged_once(tmp_path):
+    """Ctrl-C of `reasonrl train` (SIGINT to the whole foreground group, Ray's processes too, as a terminal sends it)
+    ends in two lines, no traceback and no partial checkpoint; the command they give resumes the run from its last
+    checkpoint, with its warm start, and metrics.jsonl and samples.jsonl hold every step's records once."""
+    out = tmp_path / "run"
+    # `reasonrl train`, with Python's Ctrl-C handler even where pytest runs as a shell's background job (whose
+    # children inherit SIGINT ignored), as in a terminal.
+    reasonrl = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "from rl.cli import main; sys.exit(main(sys.argv[1:]))"]
+    command = [*reasonrl, "train", str(REPO / "experiments" / "tiny_arith.yaml"), *SMALL, "trainer.steps=12",
+               "trainer.save_every=2", "trainer.eval_every=0", f"trainer.output_dir={out}"]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    job = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and job.poll() is None and not (
+            (out / "metrics.jsonl").exists() and any(r["step"] >= 3 for r in records(out))):
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGINT)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr[-3000:]
+    said = [line for line in stderr.splitlines() if "Started a local Ray instance" not in line]
+    assert len(said) == 2, stderr[-3000:]
+    stopped = re.fullmatch(r"run stopped after step (\d+) of 12; a resumed run continues from its checkpoint "
+                           + re.escape(str(out / "checkpoints")) + r"/step_(\d+)\.", said[0])
+    assert stopped and 2 <= int(stopped[2]) <= int(stopped[1]) and int(stopped[2]) % 2 == 0, said[0]
+    assert said[1] == f"resume with: reasonrl train {out / 'config.yaml'} --resume"
+    assert all(p.name.startswith("step_") for p in (out / "checkpoints").iterdir())
+
+    resume = [*reasonrl, *shlex.split(said[1].removeprefix("resume with: reasonrl "))]
+    done = subprocess.run(resume, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resumed from {out / 'checkpoints'}/step_{stopped[2]} at step {stopped[2]}" in done.stdout
+    assert "SFT warm start" not in done.stdout  # the cached warm start is reused
+    assert [r["step"] for r in records(out)] == list(range(1, 13))
+    samples = Counter(json.loads(line)["step"] for line in (out / "samples.jsonl").read_text().splitlines())
+    assert sorted(samples) == list(range(1, 13)) and set(samples.values()) == {4}
 
 
 @pytest.mark.slow

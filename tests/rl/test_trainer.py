@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 import rl.trainer
 from model import init_pretrained
 from problems import load_problems
-from rl.config import ConfigError, load_config
-from rl.trainer import GRPOTrainer, checkpoint_damage, latest_checkpoint, prepare_output_dir
+from rl.config import ConfigError, load_config, save_config
+from rl.trainer import GRPOTrainer, RunInterrupted, checkpoint_damage, latest_checkpoint, prepare_output_dir
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "tiny_arith.yaml"
 
@@ -92,6 +92,44 @@ def test_resume_names_a_damaged_checkpoint_before_the_warm_start_and_ray(tmp_pat
                                           r"learner_state.pt is truncated \(\d+ bytes\); step_2: model.safetensors "
                                           r"is truncated.*start afresh with trainer.overwrite=true"):
         trainer.setup()
+
+
+def test_a_run_folder_config_resumes_the_run_whatever_flags_started_it(tmp_path):
+    """config.yaml in the run folder is the job without this invocation's resume or overwrite: the command the
+    Ctrl-C message gives (`reasonrl train <run>/config.yaml --resume`) loads it with --resume."""
+    config = load_config(REPO_CONFIG, [f"trainer.output_dir={tmp_path}", "trainer.overwrite=true",
+                                       "trainer.steps=7"])
+    saved = save_config(GRPOTrainer(config).run_config(), tmp_path / "config.yaml")
+    resumed = load_config(saved, ["trainer.resume=true"])
+    expected = config.to_dict()
+    expected["trainer"] |= {"resume": True, "overwrite": False}
+    assert resumed.to_dict() == expected
+
+
+def test_ctrl_c_removes_the_partial_checkpoint_and_says_where_the_run_stopped_and_how_to_resume(tmp_path,
+                                                                                                  monkeypatch):
+    run = tmp_path / "my run"
+    trainer = GRPOTrainer(load_config(REPO_CONFIG, [f"trainer.output_dir={run}", "trainer.steps=20"]))
+    save_config(trainer.run_config(), run / "config.yaml")
+    checkpoint(run, 6)
+    (run / "checkpoints" / ".tmp-step_8" / "half").mkdir(parents=True)  # Ctrl-C during a checkpoint's write
+    (run / ".tmp-sft").mkdir()  # or during the warm start
+
+    def stopped_at_step_7(self):
+        self.step = 7
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GRPOTrainer, "train_loop", stopped_at_step_7)
+    with pytest.raises(RunInterrupted) as interrupt:
+        trainer.fit()
+    assert str(interrupt.value) == (f"run stopped after step 7 of 20; a resumed run continues from its checkpoint "
+                                    f"{run / 'checkpoints' / 'step_6'}.\n"
+                                    f"resume with: reasonrl train '{run / 'config.yaml'}' --resume")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_6"]
+    shutil.rmtree(run / "checkpoints")
+    with pytest.raises(RunInterrupted, match="it has no checkpoint yet: a resumed run starts again at step 0"):
+        trainer.fit()
 
 
 def test_a_folder_holding_a_run_is_continued_replaced_or_refused(tmp_path):
