@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,25 +26,38 @@ from model import ModelArgs, init_pretrained, load_pretrained, load_tokenizer
 from model.checkpoint import check_checkpoint, load_weights
 from model.config import ConfigError
 from model.reward_model import load_reward_model
-from problems import build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
+from model.vllm_engine import engine_kwargs
+from problems import Problem, build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
 from rl.config import check_placement, load_config, local_resources
 from rl.distill import DISTILLERS, check_distill
 from rl.evaluate import evaluate, evaluate_with_search
 from rl.rollout import open_generator
 from rl.sft import sft_from_checkpoint
 from rl.trainer import GRPOTrainer
-from search import METHODS, SearchResult
+from search import METHODS, SearchContext, SearchResult
 from search import solve as search_solve
 from search.api import check_options
 from search.reward_models import value_function
 
 
-def model_init(preset_name: str, out: str | Path, seed: int = 0) -> Path:
-    """Write a freshly initialised policy (HF DeepseekV3ForCausalLM layout) with the project's tokenizer."""
+def model_init(preset_name: str, out: str | Path, seed: int = 0, *, overwrite: bool = False) -> Path:
+    """Write a freshly initialised policy (HF DeepseekV3ForCausalLM layout) with the project's tokenizer.
+
+    Raises:
+        ConfigError: `out` is a file, or a folder that already holds something (a checkpoint's weights would be
+            replaced and its optimizer and trainer state left beside them) unless `overwrite`, which empties it.
+    """
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out {out} is not empty ({', '.join(sorted(p.name for p in out.iterdir())[:4])}"
+                              f"{', ...' if len(list(out.iterdir())) > 4 else ''}); choose another folder, or "
+                              "replace what it holds with --overwrite")
+        shutil.rmtree(out)
     policy = init_pretrained(preset_name, out, seed=seed)
     print(f"wrote {out}: {preset_name} preset, {policy.num_parameters() / 1e6:.2f}M parameters "
           f"({policy.num_parameters(active=True) / 1e6:.2f}M active per token)")
-    return Path(out)
+    return out
 
 
 def model_info(checkpoint: str | Path) -> dict:
@@ -117,6 +133,7 @@ def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1
     return sft_from_checkpoint(checkpoint, out, train_problems, steps=steps, batch_size=batch_size, lr=lr, seed=seed)
 
 
+DETERMINISTIC_SEARCHES = ("greedy",)  # the same answer on every run: one run a problem is all there is to score
 SEARCH_CONCURRENCY = 16  # searches at once per engine in `eval --search` (experiments/bench_search_batching.py)
 EVAL_OUT = Path("runs/eval")  # where `reasonrl eval` writes results.json and samples.jsonl unless --out says
 
@@ -132,6 +149,10 @@ def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, pr
     Raises:
         ConfigError: an unknown or training-only set, a missing or malformed file, limit < 0.
     """
+    if bench is None:
+        raise ConfigError("no benchmark named: give one or more (e.g. 'gsm8k,math500,aime24')")
+    if not levels or min(levels) < 1:
+        raise ConfigError(f"levels must be synthetic levels >= 1, got {list(levels)}")
     names = [b.strip() for b in (bench.split(",") if isinstance(bench, str) else bench) if b.strip()]
     if not names:
         raise ConfigError("no benchmark named: give one or more with --bench (e.g. gsm8k,math500,aime24)")
@@ -147,23 +168,23 @@ def load_benchmarks(bench: str | list[str], *, limit: int = 0, seed: int = 0, pr
     return benchmarks
 
 
-def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic", *, n: int = 16, limit: int = 0,
-                        max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
-                        system_prompt: str | None = None, few_shot: int = 0, workers: int = 1,
+def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic", *, n: int | None = None,
+                        limit: int = 0, max_tokens: int = 1024, temperature: float = 0.6, top_p: float = 0.95,
+                        seed: int = 0, system_prompt: str | None = None, few_shot: int = 0, workers: int = 1,
                         search: str | None = None, budget: int = 0, reward_model: str | Path | None = None,
                         with_checker: bool = False, concurrency: int = SEARCH_CONCURRENCY,
                         out: str | Path | None = None, problem_field: str = "problem", answer_field: str = "answer",
                         id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
 
-    n samples per problem at (temperature, top_p); graded by the rewards grader training uses; pass@1, pass@k for
-    k = 1, 2, 4, ..., n and maj@n, each with its standard error (evals.metrics). `few_shot` worked examples go
-    before each problem (problems.few_shot_examples; for base models). `workers` > 1 spreads generation over that
-    many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `search` (a search.METHODS key),
-    each of a problem's n answers is what that search chooses with `budget` policy tokens, valued by the reward
-    model folder `reward_model` (zeroed where the sympy step checker finds a false equation, `with_checker`; no
-    folder: the checker alone); searches are spread over the workers like samples, `concurrency` at once on each
-    engine with their engine calls batched.
+    n samples per problem (default 16) at (temperature, top_p); graded by the rewards grader training uses;
+    pass@1, pass@k for k = 1, 2, 4, ..., n and maj@n, each with its standard error (evals.metrics). `few_shot`
+    worked examples go before each problem (problems.few_shot_examples; for base models). `workers` > 1 spreads
+    generation over that many Ray rollout workers (the cluster at RAY_ADDRESS, else a local one). With `search` (a
+    search.METHODS key), each of a problem's n answers (default 1; a deterministic search runs once) is what that
+    search chooses with `budget` policy tokens, valued by the reward model folder `reward_model` (zeroed where the
+    sympy step checker finds a false equation, `with_checker`; no folder: the checker alone); searches are spread
+    over the workers like samples, `concurrency` at once on each engine with their engine calls batched.
     With `out`, writes results.json and samples.jsonl there.
 
     Returns:
@@ -175,6 +196,11 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
             missing, a file or damaged, an output folder that is a file, a cluster too small for the workers: all
             before vLLM starts.
     """
+    if n is None:  # 16 samples a problem; a search is costly, so one unless asked for more
+        n = 16 if search is None else 1
+    if search in DETERMINISTIC_SEARCHES and n > 1:
+        log(f"{search} is deterministic: one search a problem, not {n} identical ones")
+        n = 1
     for name, value, low in (("n", n, 1), ("max_tokens", max_tokens, 1), ("workers", workers, 1),
                              ("concurrency", concurrency, 1)):
         if value < low:
@@ -183,10 +209,12 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
         raise ConfigError(f"temperature must be >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder to write results into")
+    check_results_folder(out)
     if search is not None:
         check_search_request("--search", search, budget, reward_model)
+    elif budget:
+        raise ConfigError(f"--budget {budget} is a search's token budget: give --search METHOD with it, or leave it "
+                          "out to sample")
     benchmarks = load_benchmarks(bench, limit=limit, seed=seed, problem_field=problem_field,
                                  answer_field=answer_field, id_field=id_field, levels=levels)
     examples = {name: few_shot_examples(name, few_shot, seed=seed, levels=levels) for name in benchmarks}
@@ -231,8 +259,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
 
 
 @contextmanager
-def progress_report(name: str, total: int, log=print) -> Iterator[Callable[[int], None]]:
-    """Yields update(problems done): a progress bar on a terminal; written to a log file, a line at each tenth."""
+def progress_report(name: str, total: int, log=print, unit: str = "problems") -> Iterator[Callable[[int], None]]:
+    """Yields update(done): a progress bar on a terminal; written to a log file, a line at each tenth."""
     if sys.stdout.isatty():
         with Progress(TextColumn(f"{name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       transient=True) as bar:
@@ -245,7 +273,7 @@ def progress_report(name: str, total: int, log=print) -> Iterator[Callable[[int]
         tenth = done * 10 // max(total, 1)
         if tenth not in tenths_reported:
             tenths_reported.add(tenth)
-            log(f"{name}: {done}/{total} problems generated")
+            log(f"{name}: {done}/{total} {unit}{' generated' if unit == 'problems' else ''}")
 
     yield update
 
@@ -264,6 +292,7 @@ def grade_predictions(predictions: str | Path, bench: str, *, limit: int = 0, se
     Raises:
         ConfigError / PredictionsError: an unknown benchmark, a missing or malformed file, no row matching.
     """
+    check_results_folder(out)
     results = {}
     for name, problems in load_benchmarks(bench, limit=limit, seed=seed, levels=levels).items():
         matched, outputs, report = read_predictions(predictions, problems, id_field=id_field,
@@ -298,14 +327,17 @@ def check_search_request(flag: str, method: str, budget: int, reward_model: str 
 
 def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_tokens: int = 2000, gold: str | None = None,
           temperature: float = 1.0, seed: int = 0, html: str | Path | None = None, json_out: str | Path | None = None,
-          reward_model: str | Path | None = None, with_checker: bool = False, **options) -> SearchResult:
+          reward_model: str | Path | None = None, with_checker: bool = False, verbose: bool = False, log=print,
+          **options) -> SearchResult:
     """Search for the answer to one problem with a checkpoint served by vLLM: `search.solve(problem, model=...)`,
     with the request checked before the engine starts and the tree written to `html` / `json_out`.
 
     The value of a node is the reward model's (`reasonrl train-rm`'s folder; with `with_checker`, zeroed where the
     sympy step checker finds a false equation) when one is given; else as `search.api.default_evaluation` says (MCTS
     with a `gold`: rollouts to the end checked against it; otherwise the step checker's share of valid equations).
-    `options` are the method's and the search context's (search.method_options).
+    `options` are the method's and the search context's (search.method_options). The budget spent shows as a
+    progress bar on a terminal, a line at each tenth in a log; Ctrl-C stops the search. vLLM's and torch's notices
+    are silenced unless `verbose`.
 
     Raises:
         ConfigError: an unknown method or option, a budget < 1, an empty problem, a checkpoint or reward-model folder
@@ -318,15 +350,49 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     for flag, path in (("--html", html), ("--json", json_out)):
         if path is not None:
             check_output_file(flag, path)
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # vLLM's INFO lines would bury the answer
+    check_prompt_fits(problem, model, options.get("max_tokens", SearchContext.max_tokens))
+    # vLLM's and torch's notices (start-up warnings, deprecations) would bury the answer; verbose brings them back
+    os.environ["VLLM_LOGGING_LEVEL"] = "INFO" if verbose else "ERROR"
+    logging.getLogger("vllm").setLevel(logging.INFO if verbose else logging.ERROR)  # what it logs before its set-up
     value_fn = value_function(reward_model, with_checker) if reward_model is not None else None
-    result = search_solve(problem, model=model, method=method, budget_tokens=budget_tokens, gold=gold,
-                          value_fn=value_fn, temperature=temperature, seed=seed, **options)
+    with warnings.catch_warnings(), progress_report(f"{method} search", budget_tokens, log,
+                                                    unit="policy tokens") as progress:
+        if not verbose:
+            warnings.simplefilter("ignore")
+        result = search_solve(problem, model=model, method=method, budget_tokens=budget_tokens, gold=gold,
+                              value_fn=value_fn, temperature=temperature, seed=seed, progress=progress, **options)
     if html is not None:
         write_atomically(html, result.to_html(title=problem[:80]))
     if json_out is not None:
         write_atomically(json_out, result.to_json(indent=1))
     return result
+
+
+def check_prompt_fits(problem: str, model: str | Path, max_tokens: int) -> None:
+    """A ConfigError when the problem's prompt and a whole solution of `max_tokens` do not fit the length the
+    model's engine serves (`search.solve` starts it with make_engine's defaults), before that engine starts."""
+    prompt = build_prompt(Problem("solve", problem, "", None, "solve", None), load_tokenizer(model))
+    limit = engine_kwargs(model)["max_model_len"]
+    if len(prompt) + max_tokens > limit:
+        raise ConfigError(f"the problem is {len(prompt)} tokens long as a prompt; with max_tokens {max_tokens} for a "
+                          f"solution it needs {len(prompt) + max_tokens}, and {model}'s engine serves {limit}: "
+                          "shorten the problem or lower --option max_tokens")
+
+
+def check_results_folder(out: str | Path | None) -> None:
+    """A ConfigError when an evaluation's `--out` folder cannot take results.json and samples.jsonl: a file, a
+    path under a file, a checkpoint folder or a training run's folder (its own samples.jsonl would be replaced)."""
+    if out is None:
+        return
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder to write results into")
+    check_output_file("--out", out / "results.json")
+    if (out / "config.yaml").is_file() and ((out / "metrics.jsonl").exists() or (out / "checkpoints").exists()):
+        raise ConfigError(f"--out {out} holds a training run, whose samples.jsonl an evaluation would replace; "
+                          "write the evaluation elsewhere (e.g. --out runs/eval/NAME)")
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        raise ConfigError(f"--out {out} is a checkpoint folder; write the evaluation elsewhere")
 
 
 def check_output_file(flag: str, path: str | Path) -> None:

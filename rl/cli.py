@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--preset", default="tiny", help="model size preset (tiny, small)")
     init.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     init.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    init.add_argument("--overwrite", action="store_true", help="replace what a non-empty --out folder holds")
     init.set_defaults(run=run_model_init)
     info = model_commands.add_parser("info", help="what a checkpoint folder holds (sizes, parameters, servability)")
     info.add_argument("checkpoint", type=Path, help="checkpoint folder")
@@ -115,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--bench", "--dataset", dest="bench", default="synthetic",
                              help="comma-separated benchmarks: " + ", ".join(test_names) + ", or a JSON Lines file of "
                                   "your own (default: synthetic)")
-    eval_parser.add_argument("-n", "-k", dest="n", type=_at_least(1), default=16, help="samples per problem (>= 1)")
+    eval_parser.add_argument("-n", "-k", dest="n", type=_at_least(1), default=None,
+                             help="samples per problem (>= 1; default 16), or searches per problem with --search "
+                                  "(default 1; a greedy search runs once)")
     eval_parser.add_argument("--limit", type=_at_least(0), default=0, help="first N problems of each (0 = all)")
     eval_parser.add_argument("--max-tokens", type=_at_least(1), default=1024, help="tokens per sample at most")
     eval_parser.add_argument("--temperature", type=_number_at_least(0, strictly=False), default=0.6,
@@ -172,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scored_rollouts=true, answer_by=vote, step_temperature=0.7, max_tokens=256")
     solve_parser.add_argument("--html", type=Path, help="write the tree as a page to open in a browser")
     solve_parser.add_argument("--json", type=Path, help="write the result and the whole tree as JSON")
+    solve_parser.add_argument("--verbose", action="store_true", help="show vLLM's and torch's start-up notices")
     solve_parser.set_defaults(run=run_solve)
 
     rm_parser = commands.add_parser(
@@ -238,7 +243,7 @@ def summary_table(summary: dict, training: str = "GRPO") -> str:
 
 
 def run_model_init(args: argparse.Namespace) -> None:
-    api.model_init(args.preset, args.out, args.seed)
+    api.model_init(args.preset, args.out, args.seed, overwrite=args.overwrite)
 
 
 def run_model_info(args: argparse.Namespace) -> None:
@@ -267,9 +272,12 @@ def run_sft(args: argparse.Namespace) -> None:
 def parse_levels(text: str) -> tuple[int, ...]:
     """--levels: comma-separated integers."""
     try:
-        return tuple(int(level) for level in text.split(","))
+        levels = tuple(int(level) for level in text.split(","))
     except ValueError:
         raise ConfigError(f"--levels must be comma-separated integers, got {text!r}") from None
+    if min(levels) < 1:
+        raise ConfigError(f"--levels: synthetic levels start at 1, got {text!r}")
+    return levels
 
 
 def run_eval(args: argparse.Namespace) -> None:
@@ -297,7 +305,8 @@ def run_eval(args: argparse.Namespace) -> None:
 def run_solve(args: argparse.Namespace) -> None:
     result = api.solve(args.problem, args.model, method=args.method, budget_tokens=args.budget, gold=args.gold,
                        temperature=args.temperature, seed=args.seed, html=args.html, json_out=args.json,
-                       reward_model=args.reward_model, with_checker=args.with_checker, **dict(args.option))
+                       reward_model=args.reward_model, with_checker=args.with_checker, verbose=args.verbose,
+                       **dict(args.option))
     print(f"answer: {result.answer}" + ("" if result.correct is None else
                                         f" ({'correct' if result.correct else 'wrong'})"))
     print("".join(result.steps).rstrip())
@@ -317,8 +326,27 @@ def run_demo(args: argparse.Namespace) -> None:
     demo(args.out, seeds=args.seeds, result_path=args.result, config=args.config)
 
 
+OVERRIDE = re.compile(r"^[A-Za-z_]\w*\.[A-Za-z_]\w*=")  # section.field=value
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; `train`'s overrides may also come after its flags (`train job.yaml --resume
+    trainer.steps=5`), which argparse alone would refuse."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "overrides", None) is not None:
+        if args.config is not None and OVERRIDE.match(args.config):  # no job file, overrides only
+            args.overrides.insert(0, args.config)
+            args.config = None
+        args.overrides += [arg for arg in rest if OVERRIDE.match(arg)]
+        rest = [arg for arg in rest if not OVERRIDE.match(arg)]
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         args.run(args)
     except (ConfigError, PredictionsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:

@@ -147,7 +147,7 @@ class RolloutConfig(_Section):
                                               "temporal filter, rl.prompt_filter; the next prompts take its place): "
                                               "prompts always solved or never solved stop costing generation. p "
                                               "adapts toward zero_variance_target. It acts only from a prompt's "
-                                              "second visit, i.e. after one epoch of data.train (docs/results.md, 'Speed against TRL').")
+                                              "second visit, i.e. after one epoch of data.train (docs/results.md).")
     zero_variance_target: float = _field(0.25, "Share of zero-variance groups per batch that skipping steers toward "
                                          "(GRESO's 0.25): p falls while the share is above it, rises while below.")
 
@@ -246,11 +246,14 @@ class AlgorithmConfig(_Section):
         _require(self.mini_batches >= 1, "algorithm.mini_batches", "must be >= 1")
         _require(self.beta >= 0, "algorithm.beta", "must be >= 0")
         _require(self.max_grad_norm > 0, "algorithm.max_grad_norm", "must be > 0")
-        _require(self.lr > 0, "algorithm.lr", "must be > 0")
+        # AdamW moves every parameter by about lr a step: above 1 no weight keeps its scale for one step.
+        _require(0 < self.lr <= 1, "algorithm.lr", f"must be in (0, 1], got {self.lr:g}")
         _require(self.norm_lr_scale > 0, "algorithm.norm_lr_scale", "must be > 0")
+        _require(self.lr * self.norm_lr_scale <= 1, "algorithm.norm_lr_scale",
+                 f"lr x norm_lr_scale must be <= 1, got {self.lr * self.norm_lr_scale:g}")
         _choice(self.lr_schedule, "algorithm.lr_schedule", ("constant", "linear", "cosine"))
         _require(self.warmup_steps >= 0, "algorithm.warmup_steps", "must be >= 0")
-        _require(self.weight_decay >= 0, "algorithm.weight_decay", "must be >= 0")
+        _require(0 <= self.weight_decay <= 1, "algorithm.weight_decay", "must be in [0, 1]")
         _require(self.balance_bias_speed >= 0, "algorithm.balance_bias_speed", "must be >= 0")
 
 
@@ -264,7 +267,7 @@ class SFTConfig(_Section):
 
     def validate(self) -> None:
         _require(self.steps >= 0, "sft.steps", "must be >= 0")
-        _require(self.lr > 0, "sft.lr", "must be > 0")
+        _require(0 < self.lr <= 1, "sft.lr", f"must be in (0, 1], got {self.lr:g}")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.max_tokens >= 1, "sft.max_tokens", "must be >= 1")
 
@@ -297,14 +300,14 @@ class TrainerConfig(_Section):
                                   "attention kept within each) instead of rows padded to the longest, whenever that "
                                   "cuts the positions by 10% or more (rl.policy.PACK_MIN_SAVING); same logprobs "
                                   "and gradients up to float rounding. Pays when lengths vary; the demo's lengths are "
-                                  "too even to pack (docs/results.md, 'Speed against TRL'). Our DeepSeek-V3 class only; other policies "
+                                  "too even to pack (docs/results.md). Our DeepSeek-V3 class only; other policies "
                                   "run padded rows.")
     micro_batch_positions: int = _field(0, "The most padded positions (rows x their longest sequence) one learner "
                                         "forward and backward runs: each mini-batch is cut into length-sorted "
                                         "micro-batches under it, each trimmed to its own longest sequence, and their "
                                         "gradients accumulated into one optimizer step (verl's dynamic batch size); "
                                         "the same step up to float rounding. Bounds the learner's memory, and on a "
-                                        "CPU large batches run faster in parts (docs/results.md, 'Speed against TRL'). 0 = each "
+                                        "CPU large batches run faster in parts (docs/results.md). 0 = each "
                                         "mini-batch in one pass.")
     precision: str = _field("fp32", "Learner arithmetic: fp32, or bf16 (autocast forward/backward with fp32 master "
                             "weights, optimizer state and loss).")
@@ -591,9 +594,12 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         if Path(path).is_dir():
             raise ConfigError(f"cannot read config {path}: it is a folder, not a YAML file")
         try:
-            raw = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader) or {}
+            raw = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)
         except (OSError, yaml.YAMLError) as error:
             raise ConfigError(f"cannot read config {path}: {error}") from None
+        if raw is None:  # an empty file would silently train on the defaults
+            raise ConfigError(f"{path}: the job file is empty (give no file to train on the defaults: "
+                              "`reasonrl train` alone)")
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: a config must be a mapping of sections")
     for override in overrides:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from model import load_pretrained
-from rl.cli import build_parser, main
+from rl.cli import main
 
 CONFIG = str(Path(__file__).parents[2] / "experiments" / "tiny_arith.yaml")
 
@@ -285,3 +285,89 @@ def test_demo_scores_each_seeds_policies_at_r1_sampling_on_one_engine(tmp_path, 
     assert scored == [(w, 0.6, 0.95) for w in ("start 0", "end 0", "start 1", "end 1")]
     assert [r["pass@1_gain_points"] for r in results] == [25.0, 25.0]
     assert results[1]["before"]["pass@1"] == 0.25 and results[1]["after"]["pass@1"] == 0.5
+
+
+def test_model_init_refuses_a_non_empty_folder_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["model", "init", "--out", str(out), "--seed", "1"]) == 0
+    (out / "learner_state.pt").write_text("old optimizer state")
+    before = (out / "model.safetensors").read_bytes()
+    assert main(["model", "init", "--out", str(out), "--seed", "2"]) == 2
+    assert "is not empty" in capsys.readouterr().err and (out / "model.safetensors").read_bytes() == before
+    assert main(["model", "init", "--out", str(out), "--seed", "2", "--overwrite"]) == 0
+    assert (out / "model.safetensors").read_bytes() != before and not (out / "learner_state.pt").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "100"], "--budget 100 is a search's token budget: give --search"),
+    (["--levels", "0"], "--levels: synthetic levels start at 1"),
+    (["--out", "RUN"], "holds a training run, whose samples.jsonl an evaluation would replace"),
+    (["--out", "POLICY"], "is a checkpoint folder"),
+    (["--out", "FILE/results"], "is a file, not a folder"),
+])
+def test_eval_mistakes_that_would_lose_work_are_named_before_any_engine_starts(argv, message, tmp_path, capsys):
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "config.yaml").write_text("trainer: {}\n")
+    (tmp_path / "run" / "samples.jsonl").write_text("{}\n")
+    (tmp_path / "file").write_text("")
+    capsys.readouterr()
+    paths = {"RUN": tmp_path / "run", "POLICY": tmp_path / "p", "FILE": tmp_path / "file"}
+    argv = [str(paths[a.split("/")[0]]) + a[len(a.split("/")[0]):] if a.split("/")[0] in paths else a for a in argv]
+    started = time.perf_counter()
+    assert main(["eval", "--model", str(tmp_path / "p"), "--bench", "synthetic", *argv]) == 2
+    assert message in capsys.readouterr().err and time.perf_counter() - started < 10
+    assert (tmp_path / "run" / "samples.jsonl").read_text() == "{}\n"
+
+
+def test_evaluate_checkpoint_without_a_benchmark_is_an_error():
+    from model.config import ConfigError
+    from rl.api import evaluate_checkpoint
+
+    with pytest.raises(ConfigError, match="no benchmark named"):
+        evaluate_checkpoint("anywhere", None)
+
+
+def test_a_search_evaluation_runs_one_search_a_problem_unless_asked_and_greedy_once(tmp_path, monkeypatch):
+    """The engine and the searches are faked here; what is checked is how many searches a problem gets."""
+    import contextlib
+
+    import rl.api
+
+    asked = []
+
+    def search_evaluation(search, problems, prompts, *, k, **_):
+        asked.append(k)
+        raise StopIteration  # the count is all this test needs
+
+    monkeypatch.setattr(rl.api, "open_generator", lambda *_, **__: contextlib.nullcontext(None))
+    monkeypatch.setattr(rl.api, "evaluate_with_search", search_evaluation)
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    for argv in (["--search", "best_of_n"], ["--search", "best_of_n", "-n", "4"], ["--search", "greedy", "-n", "8"]):
+        with pytest.raises(StopIteration):
+            rl.api.evaluate_checkpoint(str(tmp_path / "p"), "synthetic", limit=2, budget=50, search=argv[1],
+                                       n=int(argv[3]) if len(argv) > 2 else None, log=lambda *_: None)
+    assert asked == [1, 4, 1]
+
+
+@pytest.mark.parametrize("argv, overrides, config, resume", [
+    (["train", CONFIG, "--resume", "trainer.steps=5"], ["trainer.steps=5"], CONFIG, True),
+    (["train", CONFIG, "a.b=1", "--overwrite", "c.d=2"], ["a.b=1", "c.d=2"], CONFIG, False),
+    (["train", "--resume", "trainer.steps=5"], ["trainer.steps=5"], None, True),
+])
+def test_train_overrides_may_follow_its_flags(argv, overrides, config, resume):
+    from rl.cli import parse_arguments
+
+    args = parse_arguments(argv)
+    assert (args.overrides, args.config, args.resume) == (overrides, config, resume)
+
+
+def test_train_rm_mistakes_are_named_before_any_engine_starts(tmp_path, capsys):
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    (tmp_path / "labels.jsonl").write_text("{}\n")
+    capsys.readouterr()
+    for argv, message in ((["--levels", "0"], "--levels: synthetic levels start at 1"),
+                          (["--labels", str(tmp_path / "labels.jsonl")], "is a file, not a folder to write into")):
+        assert main(["train-rm", "--policy", str(tmp_path / "p"), "--out", str(tmp_path / "rm"), *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "labels.jsonl").read_text() == "{}\n"

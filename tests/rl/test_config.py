@@ -127,8 +127,10 @@ def test_bad_files(tmp_path):
         load_config(tmp_path / "broken.yaml")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "missing.yaml")
-    (tmp_path / "empty.yaml").write_text("")
-    assert load_config(tmp_path / "empty.yaml") == Config()
+    for text in ("", "# only a comment\n"):  # an empty job would silently train on the defaults
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="the job file is empty"):
+            load_config(tmp_path / "empty.yaml")
     (tmp_path / "partial.yaml").write_text("rollout:\n  group_size: 4\nsft:\n")
     partial = load_config(tmp_path / "partial.yaml")
     assert partial.rollout.group_size == 4 and partial.rollout.prompts_per_step == 16 and partial.sft.steps == 0
@@ -147,3 +149,15 @@ def test_parse_override():
     assert parse_override("rollout.temperature=0.7") == ("rollout", "temperature", 0.7)
     assert parse_override("logging.wandb_project=my-run") == ("logging", "wandb_project", "my-run")
     assert parse_override("model.path=") == ("model", "path", "")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("algorithm.lr=1e30", r"algorithm\.lr: must be in \(0, 1\], got 1e\+30"),
+    ("algorithm.lr=0", r"algorithm\.lr: must be in \(0, 1\]"),
+    ("algorithm.norm_lr_scale=1e6", r"algorithm\.norm_lr_scale: lr x norm_lr_scale must be <= 1"),
+    ("algorithm.weight_decay=5", r"algorithm\.weight_decay: must be in \[0, 1\]"),
+    ("sft.lr=2", r"sft\.lr: must be in \(0, 1\], got 2"),
+])
+def test_values_with_no_sane_range_are_bounded(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

@@ -22,8 +22,11 @@ def test_solve_prints_the_answer_and_writes_the_tree(tiny_checkpoint, tmp_path):
                            "--html", str(tmp_path / "tree.html"), "--json", str(tmp_path / "tree.json")],
                           cwd=REPO, capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()  # vLLM's warnings may come first
+    lines = done.stdout.splitlines()
     assert any(line.startswith("answer: ") for line in lines) and lines[-1].startswith("tokens: policy ")
+    # quiet by default: the search's progress and the answer, none of vLLM's start-up notices (--verbose shows them)
+    assert lines[0].startswith("mcts search: ") and lines[0].endswith("/200 policy tokens")
+    assert not any("WARNING" in line for line in lines) and "Triton" not in done.stderr
     result = json.loads((tmp_path / "tree.json").read_text())
     assert result["method"] == "mcts" and result["tokens"]["policy"] > 0 and result["tree"]["children"]
     page = (tmp_path / "tree.html").read_text()
