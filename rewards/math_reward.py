@@ -92,9 +92,13 @@ class MathAccuracy:
             One `Verdict` per completion, None where the sample has no gold answer.
 
         Raises:
-            RewardCallError: for a malformed call (see `rewards.calls.check_call`).
+            RewardCallError: for a malformed call (see `rewards.calls.check_call`), or no gold column at all.
         """
         completions = check_call(self.__name__, completions, kwargs, read=self.gold_columns)
+        if not any(column in kwargs for column in self.gold_columns):  # not a sample without gold: no gold at all
+            raise RewardCallError(f"{self.__name__}: no gold answers: pass the dataset's column as "
+                                  f"{self.gold_columns[0]}=[...] (one per completion; or "
+                                  f"{', '.join(self.gold_columns[1:])})")
         golds = self._golds(len(completions), kwargs)
         texts = [completion_text(c) for c in completions]
         out: list[Verdict | None] = [None] * len(completions)

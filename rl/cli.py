@@ -19,6 +19,7 @@ from rl.api import EVAL_OUT, SEARCH_CONCURRENCY
 from rl.config import describe
 from rl.demo import demo
 from rl.reward_model_training import train_reward_model
+from rl.trainer import RunDiverged
 
 
 def _at_least(low: int):
@@ -352,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, PredictionsError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RunDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:  # Ctrl-C: a training run's message says where it stopped, how to resume
         print(str(interrupt) or "interrupted", file=sys.stderr)
         return 130

@@ -128,7 +128,13 @@ def prepare_output_dir(output_dir: Path, resume: bool, overwrite: bool) -> None:
         for name in held:
             target = output_dir / name
             shutil.rmtree(target) if target.is_dir() else target.unlink()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".reasonrl-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:  # read-only, no permission, a file in the path, a full disk
+        raise ConfigError(f"trainer.output_dir: cannot write into {output_dir}: {error.strerror or error}") from None
 
 
 @dataclasses.dataclass
@@ -146,6 +152,26 @@ class PendingRollouts:
 
 class RunInterrupted(KeyboardInterrupt):
     """A run stopped by Ctrl-C; the message says where it stopped and the command that resumes it."""
+
+
+class RunDiverged(RuntimeError):
+    """The loss or the gradient norm went non-finite: the weights after that update are not worth keeping."""
+
+
+def check_finite(metrics: dict[str, float], step: int, output_dir: Path) -> None:
+    """Stop the run when a learner update's loss or gradient norm is NaN or infinite, saying at which step (the
+    checkpoints already written are intact: resume from one with a lower learning rate, say).
+
+    Raises:
+        RunDiverged: naming the step and the values.
+    """
+    bad = {name: metrics[name] for name in ("loss", "grad_norm")
+           if name in metrics and not math.isfinite(metrics[name])}
+    if bad:
+        values = ", ".join(f"{name} {value}" for name, value in bad.items())
+        raise RunDiverged(f"step {step}: the learner's {values}: the run stops here. The checkpoints in "
+                          f"{output_dir / CHECKPOINTS} are from before; resume from one with a lower algorithm.lr "
+                          "or algorithm.max_grad_norm")
 
 
 class GRPOTrainer:
@@ -274,7 +300,8 @@ class GRPOTrainer:
                 sft_from_checkpoint(path, out, self.train_problems, steps=config.sft.steps,
                                     batch_size=config.sft.batch_size, lr=config.sft.lr, seed=config.trainer.seed,
                                     threads=os.cpu_count() or 1, system_prompt=config.data.system_prompt,
-                                    max_tokens=config.sft.max_tokens, log=self.log)
+                                    max_tokens=config.sft.max_tokens, mtp_weight=config.sft.mtp_weight,
+                                    log=self.log)
                 self.log(f"SFT warm start: {time.perf_counter() - started:.0f}s")
 
             path = self.cached(self.output_dir / "sft", key, warm_start)
@@ -399,6 +426,7 @@ class GRPOTrainer:
             metrics |= batch_metrics
             with timed(timings, "learn"):
                 metrics |= self.learners.train_step(learner_batch)
+            check_finite(metrics, self.step + 1, self.output_dir)
             self.updates += 1
             with timed(timings, "weight_sync"):
                 ray.get(self.weight_syncs)  # the previous step's, long done: only to surface a failure

@@ -156,3 +156,11 @@ def test_explain_reports_limits_and_misaligned_columns():
 def test_grade_batch_of_unequal_lengths_is_a_reward_call_error():
     with pytest.raises(RewardCallError, match="2 predictions but 1 gold answers"):
         grade_batch(["1", "2"], ["1"])
+
+
+def test_a_call_without_any_gold_column_is_an_error_not_a_silent_none():
+    with pytest.raises(RewardCallError, match=r"math_accuracy: no gold answers: pass the dataset's column as "
+                                              r"answer=\[\.\.\.\]"):
+        math_accuracy(["The answer is \\boxed{2}"])
+    assert math_accuracy(["The answer is \\boxed{2}"], answer=[None]) == [None]  # a sample without gold: n/a
+    assert math_accuracy(["The answer is \\boxed{2}"], solution=["2"]) == [1.0]

@@ -2,6 +2,7 @@
 when a cached warm start is reused."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -222,3 +223,30 @@ def test_steps_with_every_group_dropped_are_reported_loudly():
     assert len(messages) == 3
     assert messages[0].startswith("WARNING: steps 2-4: every group was dropped as zero-variance")
     assert messages[1].startswith("WARNING: steps 7-9:") and messages[2].startswith("WARNING: steps 7-12:")
+
+
+@pytest.mark.parametrize("metrics, named", [({"loss": float("nan"), "grad_norm": 1.0}, "loss nan"),
+                                            ({"loss": 0.5, "grad_norm": float("inf")}, "grad_norm inf")])
+def test_a_non_finite_loss_or_gradient_norm_stops_the_run_naming_the_step(tmp_path, metrics, named):
+    with pytest.raises(rl.trainer.RunDiverged, match=rf"^step 7: the learner's {named}: the run stops here"):
+        rl.trainer.check_finite(metrics, 7, tmp_path)
+    rl.trainer.check_finite({"loss": 0.5, "grad_norm": 3.0, "entropy": float("nan")}, 7, tmp_path)  # others pass
+
+
+def test_an_output_dir_under_a_file_is_named_before_anything_starts(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"trainer.output_dir: cannot write into .*file/run"):
+        rl.trainer.prepare_output_dir(tmp_path / "file" / "run", resume=False, overwrite=False)
+
+
+def test_a_read_only_output_dir_is_named_before_anything_starts(tmp_path):
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        if os.access(read_only, os.W_OK):  # root writes anywhere; the test above covers this machine
+            pytest.skip("this user can write into a read-only folder")
+        with pytest.raises(ConfigError, match="trainer.output_dir: cannot write into"):
+            rl.trainer.prepare_output_dir(read_only / "run", resume=False, overwrite=False)
+    finally:
+        read_only.chmod(0o700)
