@@ -607,3 +607,43 @@ def policy_loss(
     loss = agg_loss(per_token, mask, spec.agg, max_completion_length, num_items_in_batch)
     metrics["actor/ratio_mean"] = _token_or_seq_mean(ratio, mask)
     return loss, metrics
+
+
+# ------------------------------------------------------------------------------------------------ multi-token prediction
+
+
+def mtp_loss(mtp_logits: Sequence[Tensor], input_ids: Tensor, loss_mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    """DeepSeek-V3's multi-token-prediction loss (section 2.2, eq. 24-25) before its weight lambda: per depth d,
+    the cross-entropy of the depth-d module's logits at position i against token i + 1 + d, a token mean over
+    loss_mask; then the mean over depths. The caller adds lambda x loss to the main loss.
+
+    Args:
+        mtp_logits: per depth d = 1..D, (B, S - d, V) logits (PolicyOutput.mtp_logits); the one at position i
+            predicts input token i + 1 + d, so its last position has no target.
+        input_ids: (B, S) the sequences the logits were computed on.
+        loss_mask: (B, S) 1 where an input token is a target that counts (a completion token, not prompt or
+            padding), indexed by the target token's own position.
+
+    Returns:
+        The loss (a scalar; 0 with no depth) and metrics: `mtp/loss_d{d}` and `mtp/accuracy_d{d}` (top-1
+        agreement of the module with the target token) per depth, and `mtp/loss` (the mean, unweighted).
+    """
+    seqlen = input_ids.size(1)
+    metrics: dict[str, Tensor] = {}
+    depth_losses = []
+    for depth, logits in enumerate(mtp_logits, start=1):
+        usable = seqlen - 1 - depth  # positions i whose target i + 1 + depth exists
+        if usable <= 0:
+            break
+        logits = logits[:, :usable]
+        targets = input_ids[:, 1 + depth:]
+        mask = loss_mask[:, 1 + depth:]
+        cross_entropy = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                                                          reduction="none").view_as(targets)
+        depth_loss = masked_mean(cross_entropy, mask)
+        depth_losses.append(depth_loss)
+        metrics[f"mtp/loss_d{depth}"] = depth_loss.detach()
+        metrics[f"mtp/accuracy_d{depth}"] = masked_mean((logits.argmax(-1) == targets).float(), mask).detach()
+    loss = torch.stack(depth_losses).mean() if depth_losses else input_ids.new_zeros((), dtype=torch.float32)
+    metrics["mtp/loss"] = loss.detach()
+    return loss, metrics

@@ -153,6 +153,14 @@ class LearnerBatch:
         positions = (self.completion_start[:, None] - 1 + offsets[None, :]).clamp(max=seq_len - 1)
         return positions + seq_len * torch.arange(len(self), device=self.input_ids.device)[:, None]
 
+    def completion_token_mask(self) -> torch.Tensor:
+        """(B, T) the completion mask laid on the input positions: 1.0 where input token t of row b is a completion
+        token that counts (completion token j of row b sits at completion_start[b] + j), 0 for prompt and padding."""
+        seq_len, comp_len = self.input_ids.shape[1], self.completion_mask.size(1)
+        positions = self.completion_start[:, None] + torch.arange(comp_len, device=self.input_ids.device)[None, :]
+        mask = self.completion_mask.new_zeros(len(self), seq_len + comp_len)
+        return mask.scatter_(1, positions, self.completion_mask)[:, :seq_len]
+
     @functools.cached_property
     def packed(self) -> "PackedRows":
         """The rows' sequences laid end to end without padding between them (see PackedRows); computed once, as

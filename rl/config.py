@@ -264,9 +264,14 @@ class SFTConfig(_Section):
     lr: float = _field(1e-3, "Warm-start learning rate (AdamW).")
     batch_size: int = _field(32, "Problems per warm-start step.")
     max_tokens: int = _field(256, "Longest prompt + solution in the warm start (longer ones are cut).")
+    mtp_weight: float = _field(0.0, "Weight (DeepSeek-V3's lambda: 0.3, later 0.1) of the multi-token-prediction "
+                               "loss added to the warm start's next-token loss, which trains the policy's MTP "
+                               "modules (the policy needs num_nextn_predict_layers > 0); 0 = off, the modules "
+                               "untrained.")
 
     def validate(self) -> None:
         _require(self.steps >= 0, "sft.steps", "must be >= 0")
+        _require(0 <= self.mtp_weight <= 10, "sft.mtp_weight", f"must be in [0, 10], got {self.mtp_weight:g}")
         _require(0 < self.lr <= 1, "sft.lr", f"must be in (0, 1], got {self.lr:g}")
         _require(self.batch_size >= 1, "sft.batch_size", "must be >= 1")
         _require(self.max_tokens >= 1, "sft.max_tokens", "must be >= 1")

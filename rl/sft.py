@@ -12,7 +12,9 @@ import torch.nn.functional as F
 
 from model import load_tokenizer
 from model.checkpoint import save_pretrained
+from rl.algos import mtp_loss
 from rl.batch import LearnerBatch, RolloutBatch, Sample
+from rl.config import ConfigError
 from rl.data import build_prompt
 from rl.policy import forward_completions, load_policy
 
@@ -33,10 +35,32 @@ def sft_batch(problems, tokenizer, system_prompt: str | None = None, max_tokens:
                                       pad_id=tokenizer.pad_token_id, mask_truncated=False)
 
 
+def mtp_depth(policy: torch.nn.Module) -> int:
+    """The policy's MTP modules (DeepSeek-V3's depth D; num_nextn_predict_layers); 0 for a policy without them."""
+    return getattr(getattr(policy, "args", None), "num_nextn_predict_layers", 0)
+
+
+def check_mtp_weight(policy: torch.nn.Module, mtp_weight: float, field: str = "sft.mtp_weight") -> None:
+    """A ConfigError naming field when an MTP loss weight is set for a policy without MTP modules."""
+    if mtp_weight > 0 and mtp_depth(policy) == 0:
+        raise ConfigError(f"{field}: is {mtp_weight:g}, but the policy has no MTP modules "
+                          "(num_nextn_predict_layers = 0 in its config.json); set it to 0 or start from a policy "
+                          "with MTP layers")
+
+
 def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, steps: int, batch_size: int,
                         lr: float, seed: int = 0, system_prompt: str | None = None, max_tokens: int | None = None,
-                        log=print) -> list[float]:
-    """Train policy in place on the problems' reference solutions; returns the loss of each step."""
+                        mtp_weight: float = 0.0, log=print) -> list[float]:
+    """Train policy in place on the problems' reference solutions; returns the (next-token) loss of each step.
+
+    Args:
+        mtp_weight: DeepSeek-V3's lambda: the step's loss is the next-token loss + mtp_weight x the MTP loss
+            (rl.algos.mtp_loss over the solution tokens). 0 leaves the MTP modules untrained and the run as it was.
+
+    Raises:
+        ConfigError: mtp_weight > 0 for a policy without MTP modules, before any step.
+    """
+    check_mtp_weight(policy, mtp_weight)
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -45,11 +69,17 @@ def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, s
     policy.train()
     for step in range(steps):
         batch = sft_batch(rng.sample(problems, min(batch_size, len(problems))), tokenizer, system_prompt, max_tokens)
-        logits, output = forward_completions(policy, batch, pack=True)
+        # Packed rows run no MTP modules: with the MTP loss on, the padded rows (the same next-token logits).
+        logits, output = forward_completions(policy, batch, pack=mtp_weight == 0)
         loss = F.cross_entropy(logits.flatten(0, 1), batch.completion_ids.flatten(), reduction="none")
         loss = (loss * batch.completion_mask.flatten()).sum() / batch.completion_mask.sum()
+        total = loss + getattr(output, "balance_loss", 0.0)
+        mtp_metrics = {}
+        if mtp_weight > 0:
+            auxiliary, mtp_metrics = mtp_loss(output.mtp_logits, batch.input_ids, batch.completion_token_mask())
+            total = total + mtp_weight * auxiliary
         optimizer.zero_grad(set_to_none=True)
-        (loss + getattr(output, "balance_loss", 0.0)).backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
         optimizer.step()
         schedule.step()
@@ -57,20 +87,22 @@ def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, s
             policy.update_balance_bias(1e-3)
         losses.append(loss.item())
         if log and (step % 50 == 0 or step == steps - 1):
-            log(f"sft step {step + 1}/{steps}: loss {loss.item():.3f} ({time.perf_counter() - started:.0f}s)")
+            mtp = "".join(f", {name} {value.item():.3f}" for name, value in mtp_metrics.items())
+            log(f"sft step {step + 1}/{steps}: loss {loss.item():.3f}{mtp} ({time.perf_counter() - started:.0f}s)")
     policy.eval()
     return losses
 
 
 def sft_from_checkpoint(checkpoint: str | Path, out: str | Path, problems: list, *, steps: int, batch_size: int,
                         lr: float, seed: int = 0, threads: int = 2, system_prompt: str | None = None,
-                        max_tokens: int | None = None, log=print) -> Path:
-    """Load a checkpoint, fine-tune it on the problems' solutions, save it to out."""
+                        max_tokens: int | None = None, mtp_weight: float = 0.0, log=print) -> Path:
+    """Load a checkpoint, fine-tune it on the problems' solutions (with mtp_weight x the MTP loss), save it to
+    out."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     policy = load_policy(checkpoint)
     tokenizer = load_tokenizer(checkpoint)
     supervised_finetune(policy, problems, tokenizer, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                        system_prompt=system_prompt, max_tokens=max_tokens, log=log)
+                        system_prompt=system_prompt, max_tokens=max_tokens, mtp_weight=mtp_weight, log=log)
     save_pretrained(policy, out, tokenizer_dir=checkpoint)
     return Path(out)

@@ -183,6 +183,25 @@ def test_multi_token_prediction_module_trains_and_is_off_by_default():
     assert model.eval()(ids).mtp_logits == []
 
 
+def test_mtp_depth_d_at_position_i_has_seen_tokens_up_to_i_plus_d_and_predicts_the_next():
+    """The alignment rl.algos.mtp_loss relies on: the depth-d logits at position i read tokens 0..i + d (the
+    trunk's up to i, the embedding of i + d) and nothing later, so the token they predict is i + 1 + d."""
+    model = tiny_model(seed=9, num_nextn_predict_layers=2).eval()
+    ids = torch.randint(0, 2048, (1, 10), generator=torch.Generator().manual_seed(1))
+    base = model(ids, with_mtp=True).mtp_logits
+    i = 3
+    for depth, logits in enumerate(base, start=1):
+        changed = ids.clone()
+        changed[0, i + 1 + depth] = (ids[0, i + 1 + depth] + 1) % 2048  # the target: not visible at position i
+        unseen = model(changed, with_mtp=True).mtp_logits[depth - 1]
+        assert (unseen[0, :i + 1] - logits[0, :i + 1]).abs().max() < 1e-5
+        changed = ids.clone()
+        changed[0, i + depth] = (ids[0, i + depth] + 1) % 2048  # the token the module is shown at position i
+        moved = model(changed, with_mtp=True).mtp_logits[depth - 1]
+        assert (moved[0, :i] - logits[0, :i]).abs().max() < 1e-5
+        assert (moved[0, i] - logits[0, i]).abs().max() > 1e-2
+
+
 def test_cache_overflow_and_bad_masks_are_clear_errors():
     model = tiny_model().eval()
     with pytest.raises(ValueError, match="KV cache holds 4 tokens"):

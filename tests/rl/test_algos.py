@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rl import algos
 from rl.algos import (AdvantageInputs, adv_estimator_names, agg_loss, compute_grpo_advantages, entropy_from_logits,
@@ -369,3 +370,56 @@ def test_truncated_importance_weights():
     rollout = torch.log(torch.tensor([[0.5, 0.05, 0.3]]))
     weights = algos.truncated_importance_weights(old, rollout, torch.tensor([[1.0, 1.0, 0.0]]), cap=2.0)
     assert weights[0].tolist() == pytest.approx([1.0, 2.0, 0.0])  # 0.2 / 0.05 = 4 capped at 2; masked token 0
+
+
+# ------------------------------------------------------------------------------------------------ multi-token prediction
+
+
+def test_mtp_loss_matches_a_hand_computation():
+    # depth 1 at position i predicts token i + 2: position 0 -> ids[2] = 0, position 1 -> ids[3] = 1; position 2
+    # has no target (its logits are ignored however large)
+    ids = torch.tensor([[2, 1, 0, 1]])
+    depth1 = torch.tensor([[[2.0, 0.0, 0.0], [3.0, 1.0, 0.0], [50.0, -50.0, 0.0]]])
+    loss, metrics = algos.mtp_loss([depth1], ids, torch.ones(1, 4))
+    first = math.log(1 + 2 * math.exp(-2))  # -log softmax([2, 0, 0])[0]
+    second = math.log(math.exp(3) + math.exp(1) + 1) - 1  # -log softmax([3, 1, 0])[1]
+    assert loss.item() == pytest.approx((first + second) / 2, rel=1e-6)
+    assert metrics["mtp/loss_d1"].item() == pytest.approx((first + second) / 2, rel=1e-6)
+    assert metrics["mtp/accuracy_d1"].item() == 0.5  # argmax 0 right at position 0, wrong (0, not 1) at 1
+    assert metrics["mtp/loss"].item() == pytest.approx(loss.item())
+
+
+def test_mtp_loss_aligns_depth_d_with_token_i_plus_1_plus_d_and_averages_depths():
+    ids = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    vocab, seqlen = 10, ids.size(1)
+
+    def predicting(shift, depth):
+        """Logits at each position i putting all mass on token i + shift (the sequence's last token past its end)."""
+        targets = ids[0, (torch.arange(seqlen - depth) + shift).clamp(max=seqlen - 1)]
+        return (F.one_hot(targets, vocab) * 100.0)[None]
+
+    right = [predicting(1 + depth, depth) for depth in (1, 2, 3)]
+    loss, metrics = algos.mtp_loss(right, ids, torch.ones_like(ids, dtype=torch.float))
+    assert loss.item() < 1e-6
+    assert all(metrics[f"mtp/accuracy_d{d}"].item() == 1.0 for d in (1, 2, 3))
+    off_by_one = [predicting(depth, depth) for depth in (1, 2, 3)]  # token i + d: what the module is shown
+    loss, metrics = algos.mtp_loss(off_by_one, ids, torch.ones_like(ids, dtype=torch.float))
+    assert all(metrics[f"mtp/accuracy_d{d}"].item() == 0.0 for d in (1, 2, 3))
+    expected = sum(metrics[f"mtp/loss_d{d}"] for d in (1, 2, 3)) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and loss.item() > 50
+
+
+def test_mtp_loss_counts_only_masked_in_targets():
+    ids = torch.tensor([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
+    logits = [torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))]
+    mask = torch.tensor([[0.0, 0, 0, 1, 0], [0, 0, 1, 1, 1]])  # targets: row 0 token 3, row 1 tokens 2, 3, 4
+    loss, metrics = algos.mtp_loss(logits, ids, mask)
+    per_target = [F.cross_entropy(logits[0][0, 1], ids[0, 3])] + \
+        [F.cross_entropy(logits[0][1, i], ids[1, i + 2]) for i in (0, 1, 2)]
+    assert loss.item() == pytest.approx(torch.stack(per_target).mean().item(), rel=1e-6)
+    # a masked-out target changes nothing, however wrong its logits
+    changed = logits[0].clone()
+    changed[0, 0] = -changed[0, 0] * 100  # row 0, position 0 -> token 2, masked out
+    assert algos.mtp_loss([changed], ids, mask)[0].item() == loss.item()
+    # nothing masked in: 0, not NaN
+    assert algos.mtp_loss(logits, ids, torch.zeros(2, 5))[0].item() == 0.0
