@@ -397,7 +397,7 @@ class Transformer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 cache: KVCache | None = None, with_mtp: bool | None = None, segment_ids: torch.Tensor | None = None,
-                logits_at: torch.Tensor | None = None) -> PolicyOutput:
+                logits_at: torch.Tensor | None = None, mtp_detached: bool = False) -> PolicyOutput:
         """Next-token logits for input_ids (B, S).
 
         Args:
@@ -412,13 +412,17 @@ class Transformer(nn.Module):
             logits_at: (N,) indices into the flattened B * S positions: only their logits are computed, and
                 logits is then (N, vocab). A learner needs the completion tokens' logits only, and the LM head
                 is a large share of a small model's work.
+            mtp_detached: feed the MTP modules the trunk's hidden states and the token embeddings detached, so a
+                loss on mtp_logits (and the MTP blocks' balance term) trains the MTP modules only and leaves every
+                other parameter's gradient as it was (AReaL's and verl's MTP during RL).
         """
         if segment_ids is not None and (attention_mask is not None or cache is not None or with_mtp):
             raise ValueError("segment_ids (packed rows) cannot be combined with attention_mask, cache or MTP")
         x, balance, rope, mask = self._trunk(input_ids, attention_mask, cache, segment_ids)
         logits = self.lm_head(self.norm(x if logits_at is None else x.flatten(0, 1).index_select(0, logits_at)))
         with_mtp = (self.training and segment_ids is None) if with_mtp is None else with_mtp
-        mtp_outputs = self._mtp_forward(x, input_ids, rope, mask) if with_mtp and cache is None else []
+        mtp_outputs = (self._mtp_forward(x, input_ids, rope, mask, mtp_detached) if with_mtp and cache is None
+                       else [])
         for _, mtp_balance in mtp_outputs:
             balance = balance + mtp_balance
         return PolicyOutput(logits, self.args.aux_loss_alpha * balance, [out for out, _ in mtp_outputs])
@@ -481,14 +485,19 @@ class Transformer(nn.Module):
         mask = causal & (segment_ids[:, :, None] == segment_ids[:, None, :])
         return index - segment_start, mask.unsqueeze(1)
 
-    def _mtp_forward(self, hidden, input_ids, rope, mask) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Chain the MTP modules: depth k sees h^{k-1}_i and the embedding of token i + k."""
+    def _mtp_forward(self, hidden, input_ids, rope, mask, detached=False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Chain the MTP modules: depth k sees h^{k-1}_i and the embedding of token i + k (both cut from the
+        graph when detached: the embedding is shared with the trunk)."""
         outputs, seqlen = [], input_ids.size(1)
+        if detached:
+            hidden = hidden.detach()
         for depth, module in enumerate(self.mtp, start=1):
             keep = seqlen - depth
             if keep <= 0:
                 break
             next_embeds = self.embed_tokens(input_ids[:, depth:])
+            if detached:
+                next_embeds = next_embeds.detach()
             sub_rope = tuple(t[:, :keep] for t in rope)
             sub_mask = None if mask is None else mask[..., :keep, :keep]
             hidden, logits, balance = module(hidden[:, :keep], next_embeds, sub_rope, sub_mask)

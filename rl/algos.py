@@ -609,7 +609,7 @@ def policy_loss(
     return loss, metrics
 
 
-# ------------------------------------------------------------------------------------------------ multi-token prediction
+# ---------------------------------------------------------------------------------------------- multi-token prediction
 
 
 def mtp_loss(mtp_logits: Sequence[Tensor], input_ids: Tensor, loss_mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

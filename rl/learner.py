@@ -28,6 +28,7 @@ from rl.batch import LearnerBatch
 from rl.learner_settings import LearnerSettings
 from rl.optimizer import make_optimizer
 from rl.policy import checkpoint_state_dict, forward_completions, forward_positions, load_policy, resolve_device
+from rl.sft import check_mtp_weight
 from rl.sharding import Collectives, full_tensor, join_process_group
 from rl.weight_sync import serialize_weights
 
@@ -88,6 +89,13 @@ class Learner:
             join_process_group(store_address, rank, world_size, self.device)
         self.policy = self.collectives.shard(load_policy(checkpoint, implementation=implementation))
         self.pack = pack and isinstance(self.policy, Transformer)
+        check_mtp_weight(self.policy, settings.mtp_weight, "algorithm.mtp_weight")
+        # With the MTP loss on, the MTP modules' gradients are clipped on their own, so the rest of the policy
+        # takes exactly the step it takes without the loss.
+        mtp_ids = {id(p) for p in self.policy.mtp.parameters()} if settings.mtp_weight > 0 else set()
+        self.clip_groups = [[p for p in self.policy.parameters() if id(p) not in mtp_ids]]
+        if mtp_ids:
+            self.clip_groups.append(list(self.policy.mtp.parameters()))
         self.micro_batch_positions = micro_batch_positions
         self.reference = None
         if settings.beta > 0:
@@ -161,7 +169,10 @@ class Learner:
                     for key, value in part_metrics.items():
                         share = 1.0 if key in self.SUMMED else token_shares[i][j]
                         step_metrics[key] = step_metrics.get(key, 0.0) + value * share
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), settings.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.clip_groups[0], settings.max_grad_norm)
+                if len(self.clip_groups) > 1:
+                    mtp_norm = torch.nn.utils.clip_grad_norm_(self.clip_groups[1], settings.max_grad_norm)
+                    step_metrics["mtp/grad_norm"] = full_tensor(mtp_norm).item()
                 self.optimizer.step()
                 self.scheduler.step()
                 step_metrics["grad_norm"] = full_tensor(grad_norm).item()
@@ -218,11 +229,30 @@ class Learner:
                                         part.completion_mask)
         # this part's share of the mini-batch's loss; the entropy term is a token mean over the whole mini-batch
         total = loss * weight + balance * balance_weight - settings.entropy_coeff * entropy * entropy_weight
+        if settings.mtp_weight > 0:  # a token mean, weighted as the entropy is
+            mtp, mtp_metrics = self._mtp_loss(part)
+            total = total + settings.mtp_weight * mtp * entropy_weight
+            loss_metrics |= mtp_metrics
         (total * self.world_size).backward()  # FSDP averages gradients over the learners
         metrics = {"loss": loss.item(), "entropy": entropy.item()} | {k: float(v) for k, v in loss_metrics.items()}
         for key in self.SUMMED:  # the mini-batch's loss once summed over parts and averaged over the learners
             metrics[key] *= weight * self.world_size
         return metrics, old_logprobs
+
+    def _mtp_loss(self, part: LearnerBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The MTP modules' loss on the part's completions (algos.mtp_loss), their inputs detached from the trunk.
+
+        A forward of its own, so the training forward and its gradients are untouched; in eval mode, so that it
+        counts no expert load a second time (the training forward has counted it) and adds no balance term.
+        """
+        self.policy.eval()
+        try:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                output = self.policy(part.input_ids, with_mtp=True, mtp_detached=True,
+                                     logits_at=part.input_ids.new_zeros(0))
+        finally:
+            self.policy.train()
+        return algos.mtp_loss(output.mtp_logits, part.input_ids, part.completion_token_mask())
 
     def _micro_batches(self, chunk: LearnerBatch) -> list[LearnerBatch]:
         """A mini-batch's micro-batches (LearnerBatch.micro_batches). Learners of a group must run as many

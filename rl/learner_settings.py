@@ -44,6 +44,8 @@ class LearnerSettings:
     weight_decay: float
     lr_schedule: str
     warmup_steps: int
+    # the auxiliary MTP loss on the completions (rl/algos.py: mtp_loss)
+    mtp_weight: float = 0.0
 
     @classmethod
     def from_config(cls, algorithm: AlgorithmConfig) -> LearnerSettings:

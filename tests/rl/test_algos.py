@@ -372,7 +372,7 @@ def test_truncated_importance_weights():
     assert weights[0].tolist() == pytest.approx([1.0, 2.0, 0.0])  # 0.2 / 0.05 = 4 capped at 2; masked token 0
 
 
-# ------------------------------------------------------------------------------------------------ multi-token prediction
+# ---------------------------------------------------------------------------------------------- multi-token prediction
 
 
 def test_mtp_loss_matches_a_hand_computation():
@@ -413,7 +413,7 @@ def test_mtp_loss_counts_only_masked_in_targets():
     ids = torch.tensor([[0, 1, 2, 3, 4], [4, 3, 2, 1, 0]])
     logits = [torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(0))]
     mask = torch.tensor([[0.0, 0, 0, 1, 0], [0, 0, 1, 1, 1]])  # targets: row 0 token 3, row 1 tokens 2, 3, 4
-    loss, metrics = algos.mtp_loss(logits, ids, mask)
+    loss, _ = algos.mtp_loss(logits, ids, mask)
     per_target = [F.cross_entropy(logits[0][0, 1], ids[0, 3])] + \
         [F.cross_entropy(logits[0][1, i], ids[1, i + 2]) for i in (0, 1, 2)]
     assert loss.item() == pytest.approx(torch.stack(per_target).mean().item(), rel=1e-6)

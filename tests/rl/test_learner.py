@@ -5,9 +5,9 @@ import pytest
 import ray
 import torch
 
-from model import load_pretrained
+from model import Transformer, load_pretrained, preset, save_pretrained
 from rl.batch import LearnerBatch, RolloutBatch, Sample
-from rl.config import AlgorithmConfig
+from rl.config import AlgorithmConfig, ConfigError
 from rl.learner import Learner
 from rl.learner_group import LearnerGroup
 from rl.learner_settings import LearnerSettings
@@ -141,6 +141,47 @@ def test_entropy_coeff_lowers_or_raises_the_completions_entropy(tiny_checkpoint,
     before = learner.train_step(batch)["entropy"]  # the entropy the first step saw
     after = learner.train_step(batch)["entropy"]
     assert (after - before) * entropy_coeff > 0.01 * before, (before, after)
+
+
+@pytest.fixture(scope="module")
+def mtp_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint's policy with 2 MTP modules added (freshly initialised)."""
+    trained = load_pretrained(tiny_checkpoint)
+    torch.manual_seed(1)
+    policy = Transformer(dataclasses.replace(trained.args, num_nextn_predict_layers=2))
+    policy.load_state_dict(trained.state_dict(), strict=False)
+    return save_pretrained(policy.eval(), tmp_path_factory.mktemp("mtp") / "policy")
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_mtp_weight_trains_the_mtp_modules_and_leaves_the_policys_step_exactly(mtp_checkpoint, pack):
+    policy = load_pretrained(mtp_checkpoint).eval()
+    generator = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (5, 3, 7, 4)]
+    completions = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (6, 9, 4, 8)]
+    batch = LearnerBatch.from_rollouts(rollout_batch(policy, prompts, completions, [1.0, -1.0, 0.5, -0.5]),
+                                       pad_id=2, mask_truncated=True)
+    without = Learner(str(mtp_checkpoint), settings(), total_steps=1, max_completion_length=16, pack=pack)
+    with_mtp = Learner(str(mtp_checkpoint), settings(mtp_weight=0.3), total_steps=1, max_completion_length=16,
+                       pack=pack)
+    plain_metrics, mtp_metrics = without.train_step(batch), with_mtp.train_step(batch)
+    plain_grads, mtp_grads = applied_gradients(without), applied_gradients(with_mtp)
+    assert set(plain_grads) < set(mtp_grads)
+    assert all(name.startswith("mtp.") for name in set(mtp_grads) - set(plain_grads))
+    assert all(torch.equal(grad, mtp_grads[name]) for name, grad in plain_grads.items())
+    assert mtp_grads["mtp.1.eh_proj.weight"].abs().sum() > 0
+    weights = dict(with_mtp.policy.named_parameters())
+    assert all(torch.equal(p, weights[name]) for name, p in without.policy.named_parameters()
+               if not name.startswith("mtp."))
+    assert plain_metrics["loss"] == mtp_metrics["loss"] and plain_metrics["grad_norm"] == mtp_metrics["grad_norm"]
+    assert not any(key.startswith("mtp/") for key in plain_metrics)
+    assert {"mtp/loss_d1", "mtp/loss_d2", "mtp/accuracy_d1", "mtp/accuracy_d2", "mtp/grad_norm"} <= set(mtp_metrics)
+    assert mtp_metrics["mtp/loss_d1"] > 1.0  # untrained modules: far from 0
+
+
+def test_mtp_weight_without_mtp_modules_is_an_error_naming_the_field(tiny_checkpoint):
+    with pytest.raises(ConfigError, match=r"algorithm\.mtp_weight.*no MTP modules"):
+        Learner(str(tiny_checkpoint), settings(mtp_weight=0.1), total_steps=1, max_completion_length=8)
 
 
 def test_parameter_groups_put_the_rmsnorm_gains_apart_only_when_scaled(tiny_checkpoint):

@@ -18,7 +18,7 @@ from rl.config import ConfigError, DataConfig, load_config
 from rl.policy import forward_completions
 from rl.sft import sft_batch, supervised_finetune
 
-SETTINGS = dict(steps=6, batch_size=8, lr=3e-3, seed=0, max_tokens=64, log=None)
+SETTINGS = {"steps": 6, "batch_size": 8, "lr": 3e-3, "seed": 0, "max_tokens": 64, "log": None}
 
 
 @pytest.fixture(scope="module")
