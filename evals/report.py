@@ -60,9 +60,18 @@ def write_results(out_dir: str | Path, results: Sequence[BenchmarkResult], setti
                "benchmark_settings": {r.name: r.settings for r in results if r.settings},
                "commit": code_commit(),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    (out / RESULTS_FILE).write_text(json.dumps(summary, indent=1) + "\n")
-    with open(out / SAMPLES_FILE, "w") as samples:
-        for result in results:
-            for record in result.records:
-                samples.write(json.dumps({"benchmark": result.name, **record}) + "\n")
+    samples = "".join(json.dumps({"benchmark": result.name, **record}) + "\n"
+                      for result in results for record in result.records)
+    write_atomically(out / SAMPLES_FILE, samples)
+    write_atomically(out / RESULTS_FILE, json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write `text` to `path` so that a reader (or a run killed meanwhile) sees the old file or the whole new one,
+    never half of it: the text goes to a file beside it, which then replaces it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(text)
+    staged.replace(path)

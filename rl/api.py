@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from evals.grading import grade_outputs
 from evals.predictions import read_predictions
-from evals.report import write_results
+from evals.report import write_atomically, write_results
 from model import ModelArgs, init_pretrained, load_pretrained, load_tokenizer
 from model.checkpoint import check_checkpoint, load_weights
 from model.config import ConfigError
@@ -404,12 +404,3 @@ def check_output_file(flag: str, path: str | Path) -> None:
     blocked = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
     if blocked is not None:
         raise ConfigError(f"{flag} {path}: {blocked} is a file, not a folder")
-
-
-def write_atomically(path: str | Path, text: str) -> None:
-    """Write `text` to `path` so that a reader sees the old file or the whole new one, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(path.name + ".tmp")
-    staged.write_text(text)
-    staged.replace(path)

@@ -28,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from evals.report import write_atomically
 from model import load_tokenizer
 from model.config import ConfigError
 from model.vllm_engine import cpu_has_amx
@@ -241,9 +242,6 @@ def demo(out: Path | None = None, seeds: int = 1, overrides: list[str] | None = 
               "overrides": overrides, "date": datetime.date.today().isoformat(), "code_commit": _git_commit(),
               "machine": machine_description(), "targets": TARGETS, "summary": summary, "evaluation_noise": noise,
               "runs": runs}
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    staged = result_path.with_name(result_path.name + ".tmp")
-    staged.write_text(json.dumps(result, indent=2) + "\n")
-    staged.replace(result_path)  # atomic: a reader never sees half a results file
+    write_atomically(result_path, json.dumps(result, indent=2) + "\n")
     console.print(f"figures: {result_path}")
     return result
