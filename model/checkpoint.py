@@ -168,8 +168,10 @@ def load_pretrained(folder: str | Path, device: str | torch.device = "cpu",
     return model
 
 
-def init_pretrained(preset_name: str, folder: str | Path, seed: int = 0) -> Transformer:
-    """Write a freshly initialised policy of a preset (with the project's tokenizer) as a checkpoint folder.
+def init_pretrained(preset_name: str, folder: str | Path, seed: int = 0, num_nextn_predict_layers: int = 0
+                    ) -> Transformer:
+    """Write a freshly initialised policy of a preset (with the project's tokenizer) as a checkpoint folder, with
+    num_nextn_predict_layers MTP modules (DeepSeek-V3's depth D; 0 = none).
 
     Raises:
         ConfigError: for an unknown preset, or a folder path that is an existing file.
@@ -179,7 +181,8 @@ def init_pretrained(preset_name: str, folder: str | Path, seed: int = 0) -> Tran
         raise ConfigError(f"{folder} is a file, not a folder to write a checkpoint into")
     tokenizer = load_tokenizer()
     args = preset(preset_name, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                  num_nextn_predict_layers=num_nextn_predict_layers)
     torch.manual_seed(seed)
     model = Transformer(args)
     save_pretrained(model, folder)

@@ -74,9 +74,17 @@ class ModelConfig(_Section):
     path: str = _field("preset:tiny", "Policy checkpoint: a local folder or hub name in the Hugging Face causal-LM "
                        "layout, or 'preset:NAME' to initialise one of model/'s presets (tiny, small).")
     seed: int = _field(0, "Initialisation seed for 'preset:' policies.")
+    num_nextn_predict_layers: int = _field(0, "MTP modules (DeepSeek-V3's depth D: the module at depth d predicts "
+                                           "the token d + 1 ahead) of a 'preset:' policy; a checkpoint folder's "
+                                           "config.json says how many it has. sft.mtp_weight and "
+                                           "algorithm.mtp_weight train them. 0 = none.")
 
     def validate(self) -> None:
         _require(bool(self.path), "model.path", "must not be empty")
+        _require(self.num_nextn_predict_layers >= 0, "model.num_nextn_predict_layers", "must be >= 0")
+        _require(self.num_nextn_predict_layers == 0 or self.path.startswith("preset:"),
+                 "model.num_nextn_predict_layers", f"applies to 'preset:' policies only; {self.path}'s config.json "
+                 "says how many MTP modules it has")
 
 
 

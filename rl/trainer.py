@@ -158,6 +158,25 @@ class RunDiverged(RuntimeError):
     """The loss or the gradient norm went non-finite: the weights after that update are not worth keeping."""
 
 
+def check_mtp(config) -> None:
+    """An MTP loss weight (sft.mtp_weight, algorithm.mtp_weight) set for a starting policy without MTP modules: a
+    ConfigError naming the field, before the warm start and Ray. A hub policy is checked when the learner loads it.
+    """
+    path = config.model.path
+    if path.startswith("preset:"):
+        depth, fix = config.model.num_nextn_predict_layers, "set model.num_nextn_predict_layers"
+    elif (Path(path) / "config.json").is_file():
+        depth = json.loads((Path(path) / "config.json").read_text()).get("num_nextn_predict_layers", 0)
+        fix = "start from a checkpoint with MTP layers"
+    else:
+        return
+    for field, weight in (("sft.mtp_weight", config.sft.mtp_weight if config.sft.steps > 0 else 0.0),
+                          ("algorithm.mtp_weight", config.algorithm.mtp_weight)):
+        if weight > 0 and not depth:
+            raise ConfigError(f"{field}: is {weight:g}, but the policy {path} has no MTP modules "
+                              f"(num_nextn_predict_layers = 0); {fix}, or set {field} to 0")
+
+
 def check_finite(metrics: dict[str, float], step: int, output_dir: Path) -> None:
     """Stop the run when a learner update's loss or gradient norm is NaN or infinite, saying at which step (the
     checkpoints already written are intact: resume from one with a lower learning rate, say).
@@ -201,6 +220,7 @@ class GRPOTrainer:
         save_config(self.run_config(), self.output_dir / RUN_CONFIG)
         self.train_problems, self.eval_problems = load_problems(config.data)
         self.check_reward_columns()
+        check_mtp(config)
         with timed(self.timings, "sft"):
             self.policy_path = self.prepare_policy()
         self.tokenizer = load_tokenizer(self.policy_path)
@@ -289,10 +309,13 @@ class GRPOTrainer:
             check_checkpoint(path)  # a damaged folder is named now, not in a vLLM traceback inside an actor
         if path.startswith("preset:"):
             path = self.cached(self.output_dir / "init", self.start_policy_key(),
-                               lambda out: init_pretrained(config.model.path.split(":", 1)[1], out, config.model.seed))
+                               lambda out: init_pretrained(config.model.path.split(":", 1)[1], out, config.model.seed,
+                                                           config.model.num_nextn_predict_layers))
         if config.sft.steps > 0:
             # What the warm start is made of, never where it lies: a run folder copied elsewhere keeps its warm start.
-            key = {"from": self.start_policy_key(), "sft": dataclasses.asdict(config.sft), "seed": config.trainer.seed,
+            sft = {name: value for name, value in dataclasses.asdict(config.sft).items()
+                   if name != "mtp_weight" or value}  # warm starts made before the MTP loss keep their key
+            key = {"from": self.start_policy_key(), "sft": sft, "seed": config.trainer.seed,
                    "problems": problems_digest(self.train_problems), "system_prompt": config.data.system_prompt}
 
             def warm_start(out: Path) -> None:
@@ -311,7 +334,10 @@ class GRPOTrainer:
         """model.path by content: a preset's name and seed, a local folder's digest (folder_digest), a hub name."""
         path = self.config.model.path
         if path.startswith("preset:"):
-            return {"preset": path, "seed": self.config.model.seed}
+            key = {"preset": path, "seed": self.config.model.seed}
+            if self.config.model.num_nextn_predict_layers:  # keys of runs without MTP modules stay as they were
+                key["num_nextn_predict_layers"] = self.config.model.num_nextn_predict_layers
+            return key
         return {"sha256": folder_digest(Path(path))} if Path(path).is_dir() else {"hub": path}
 
     def cached(self, folder: Path, key: dict, build) -> Path:

@@ -233,7 +233,35 @@ def test_a_non_finite_loss_or_gradient_norm_stops_the_run_naming_the_step(tmp_pa
     rl.trainer.check_finite({"loss": 0.5, "grad_norm": 3.0, "entropy": float("nan")}, 7, tmp_path)  # others pass
 
 
-def test_an_output_dir_under_a_file_is_named_before_anything_starts(tmp_path):
+@pytest.mark.parametrize("field", ["sft.mtp_weight", "algorithm.mtp_weight"])
+def test_an_mtp_weight_for_a_policy_without_mtp_modules_is_named_before_the_warm_start_and_ray(tmp_path, monkeypatch,
+                                                                                                field):
+    monkeypatch.setattr(GRPOTrainer, "prepare_policy", lambda _: pytest.fail("the warm start began"))
+    monkeypatch.setattr(rl.trainer, "join_or_start", lambda *_, **__: pytest.fail("Ray started"))
+    trainer = GRPOTrainer(load_config(REPO_CONFIG, [f"trainer.output_dir={tmp_path / 'run'}", f"{field}=0.3",
+                                                    "data.num_train=50"]), log=None)
+    with pytest.raises(ConfigError, match=rf"{field}: is 0.3, but the policy preset:tiny has no MTP modules "
+                                          r".*set model.num_nextn_predict_layers"):
+        trainer.setup()
+    init_pretrained("tiny", tmp_path / "plain")
+    with pytest.raises(ConfigError, match=rf"{field}: .* has no MTP modules.*start from a checkpoint with MTP"):
+        rl.trainer.check_mtp(load_config(REPO_CONFIG, [f"model.path={tmp_path / 'plain'}", f"{field}=0.3"]))
+    init_pretrained("tiny", tmp_path / "mtp", num_nextn_predict_layers=1)
+    rl.trainer.check_mtp(load_config(REPO_CONFIG, [f"model.path={tmp_path / 'mtp'}", f"{field}=0.3"]))
+    rl.trainer.check_mtp(load_config(REPO_CONFIG, ["model.num_nextn_predict_layers=2", f"{field}=0.3"]))
+
+
+def test_a_preset_with_mtp_modules_is_its_own_starting_policy(tmp_path):
+    plain = GRPOTrainer(load_config(REPO_CONFIG, [f"trainer.output_dir={tmp_path}"]), log=None)
+    mtp = GRPOTrainer(load_config(REPO_CONFIG, [f"trainer.output_dir={tmp_path}", "model.num_nextn_predict_layers=1"]),
+                      log=None)
+    assert plain.start_policy_key() == {"preset": "preset:tiny", "seed": 0}  # as before MTP could be asked for
+    assert mtp.start_policy_key() == {"preset": "preset:tiny", "seed": 0, "num_nextn_predict_layers": 1}
+    with pytest.raises(ConfigError, match="model.num_nextn_predict_layers: applies to 'preset:' policies only"):
+        load_config(REPO_CONFIG, [f"model.path={tmp_path}", "model.num_nextn_predict_layers=1"])
+
+
+
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match=r"trainer.output_dir: cannot write into .*file/run"):
         rl.trainer.prepare_output_dir(tmp_path / "file" / "run", resume=False, overwrite=False)
