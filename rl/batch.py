@@ -153,13 +153,18 @@ class LearnerBatch:
         positions = (self.completion_start[:, None] - 1 + offsets[None, :]).clamp(max=seq_len - 1)
         return positions + seq_len * torch.arange(len(self), device=self.input_ids.device)[:, None]
 
-    def completion_token_mask(self) -> torch.Tensor:
+    def completion_token_mask(self, truncated_too: bool = False) -> torch.Tensor:
         """(B, T) the completion mask laid on the input positions: 1.0 where input token t of row b is a completion
-        token that counts (completion token j of row b sits at completion_start[b] + j), 0 for prompt and padding."""
+        token that counts (completion token j of row b sits at completion_start[b] + j), 0 for prompt and padding.
+        truncated_too: every sampled token of a sample counts, a masked truncated completion's too (what an MTP
+        module learns the policy's tokens from), not only those the policy loss counts."""
         seq_len, comp_len = self.input_ids.shape[1], self.completion_mask.size(1)
-        positions = self.completion_start[:, None] + torch.arange(comp_len, device=self.input_ids.device)[None, :]
-        mask = self.completion_mask.new_zeros(len(self), seq_len + comp_len)
-        return mask.scatter_(1, positions, self.completion_mask)[:, :seq_len]
+        offsets = torch.arange(comp_len, device=self.input_ids.device)[None, :]
+        completion = self.completion_mask
+        if truncated_too:
+            completion = ((offsets < self.completion_lengths[:, None]) & self.is_sample[:, None]).to(completion.dtype)
+        mask = completion.new_zeros(len(self), seq_len + comp_len)
+        return mask.scatter_(1, self.completion_start[:, None] + offsets, completion)[:, :seq_len]
 
     @functools.cached_property
     def packed(self) -> "PackedRows":

@@ -241,9 +241,10 @@ class AlgorithmConfig(_Section):
     weight_decay: float = _field(0.0, "AdamW weight decay.")
     balance_bias_speed: float = _field(0.001, "MoE auxiliary-loss-free balancing: routing-bias update speed after "
                                        "each optimizer step (DeepSeek-V3's gamma); 0 = off.")
-    mtp_weight: float = _field(0.0, "Weight of an auxiliary multi-token-prediction loss on the sampled completions "
-                               "(rl.algos.mtp_loss), which keeps the policy's MTP modules (num_nextn_predict_layers "
-                               "> 0) predicting the policy's own tokens as it moves (slime: 0.2, AReaL: 0.1). The "
+    mtp_weight: float = _field(0.0, "Weight of an auxiliary multi-token-prediction loss on the sampled completions, "
+                               "truncated ones too (rl.algos.mtp_loss), which keeps the policy's MTP modules "
+                               "(num_nextn_predict_layers > 0) predicting the policy's own tokens as it moves "
+                               "(slime: 0.2, AReaL: 0.1). The "
                                "modules' inputs are detached from the trunk, so the policy's gradient is exactly "
                                "what it is without the term; costs one more trunk forward per micro-batch. 0 = off.")
 

@@ -240,7 +240,8 @@ class Learner:
         return metrics, old_logprobs
 
     def _mtp_loss(self, part: LearnerBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The MTP modules' loss on the part's completions (algos.mtp_loss), their inputs detached from the trunk.
+        """The MTP modules' loss on the part's completions (algos.mtp_loss; truncated ones too: they are the
+        policy's own tokens all the same), the modules' inputs detached from the trunk.
 
         A forward of its own, so the training forward and its gradients are untouched; in eval mode, so that it
         counts no expert load a second time (the training forward has counted it) and adds no balance term.
@@ -252,7 +253,7 @@ class Learner:
                                      logits_at=part.input_ids.new_zeros(0))
         finally:
             self.policy.train()
-        return algos.mtp_loss(output.mtp_logits, part.input_ids, part.completion_token_mask())
+        return algos.mtp_loss(output.mtp_logits, part.input_ids, part.completion_token_mask(truncated_too=True))
 
     def _micro_batches(self, chunk: LearnerBatch) -> list[LearnerBatch]:
         """A mini-batch's micro-batches (LearnerBatch.micro_batches). Learners of a group must run as many

@@ -24,6 +24,14 @@ def test_padded_logit_index_points_before_each_completion_token():
     assert torch.equal(flat[index + 1][real], batch.completion_ids[real])
 
 
+def test_completion_token_mask_marks_each_completion_token_where_it_sits_in_the_input():
+    batch = learner_batch([(3, 2), (2, 4), (1, 3)], truncated=(2,))
+    assert batch.completion_token_mask().tolist() == [[0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0]]
+    every = batch.completion_token_mask(truncated_too=True)
+    assert every.tolist() == [[0, 0, 0, 1, 1, 0], [0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 0, 0]]
+    assert batch.padding_row().completion_token_mask(truncated_too=True).sum() == 0
+
+
 def test_packing_keeps_every_token_once_and_needs_fewer_positions():
     lengths = [(5, 9), (3, 2), (4, 1), (6, 3), (2, 2), (7, 7)]
     batch = learner_batch(lengths, truncated={3})
