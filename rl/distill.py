@@ -172,6 +172,7 @@ class TracesDistiller(GRPOTrainer):
         self.started_ray = join_or_start(config.ray.address, num_cpus=config.ray.num_cpus)
         self.traces, self.traces_report = self.prepare_traces(problems)
         super().setup()
+        self.owns_ray = self.owns_ray or self.started_ray  # the trainer's shutdown then stops the Ray started here
         self.synced_updates = self.updates  # the rollout workers hold the weights of this many updates
         if self.step == 0 and not self.history:
             self.record({f"traces/{name}": value for name, value in self.traces_report.items()
@@ -205,6 +206,7 @@ class TracesDistiller(GRPOTrainer):
             result = grade_outputs("traces", answered, outputs, timeout_s=config.reward.timeout_s)
             rows, counts = verified_traces(result.records, str(distill.teacher))
             report |= counts | {"seconds": time.perf_counter() - started}
+            self.timings["time/traces_s"] = report["seconds"]  # sampling and verifying, in the run's summary
             write_lines_atomically(traces_path, [json.dumps(row) for row in rows])
             write_lines_atomically(report_path, [json.dumps({"key": key, "report": report}, indent=1)])
             self.log(f"traces: {report['answers']} answers to {report['problems_answered']} problems from "
@@ -290,7 +292,7 @@ class TracesDistiller(GRPOTrainer):
 
     def shutdown(self) -> None:
         super().shutdown()
-        if getattr(self, "started_ray", False) and ray.is_initialized():
+        if getattr(self, "started_ray", False) and ray.is_initialized():  # set-up stopped before the trainer's own
             ray.shutdown()
 
 
