@@ -206,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "between a PRM and an ORM (default: --out)")
     rm_parser.set_defaults(run=run_train_rm)
 
-    demo = commands.add_parser("demo", help="the main job on the embedded default (tiny policy, CPU): one seed in about "
-                                            "15 minutes, or the multi-seed table with --seeds")
+    demo = commands.add_parser("demo", help="the main job on the embedded default (tiny policy, CPU): one seed in 8-15 "
+                                            "minutes, or the multi-seed table with --seeds")
     demo.add_argument("--out", type=Path, default=None,
                       help="folder for the runs' files, one subfolder per seed, replaced on every demo (default: "
                            "runs/demo for the main job, runs/<job file name>_demo for another)")

@@ -8,7 +8,7 @@ itself (the last policy of the first seed evaluated again with other sampling se
 before and after GRPO sampled as DeepSeek-R1 reports pass@1 (temperature 0.6, top-p 0.95), which tells a policy
 that learned to solve more problems from one that learned to sample closer to its mode.
 
-`make demo` runs one seed (about 15 minutes on 2 cores) and writes its figures to runs/demo/demo.json; the project's
+`make demo` runs one seed (8-15 minutes on 2 cores) and writes its figures to runs/demo/demo.json; the project's
 table is `reasonrl demo --seeds 3 --result experiments/results/demo.json`. Any other job file runs the same way
 (`reasonrl demo --config experiments/tiny_code.yaml --seeds 3 --result experiments/results/tiny_code.json`).
 """

@@ -20,7 +20,7 @@ from search.context import SearchContext, finish_best_leaf
 from search.evaluation import Evaluation, StateValue
 from search.tree import Node, Outcome, backup, check_answer_by, choose_answer
 
-__all__ = ["puct_c", "puct_score", "MCTS"]
+__all__ = ["puct_c", "puct_score", "SimulationLoop", "MCTS"]
 
 
 def puct_c(parent: Node, c_init: float = 1.25, c_base: float = 19652) -> float:
@@ -34,8 +34,28 @@ def puct_score(parent: Node, child: Node, c_init: float = 1.25, c_base: float = 
     return child.value + c * child.prior * math.sqrt(parent.visits) / (1 + child.visits)
 
 
+class SimulationLoop:
+    """What every MCTS variant shares: simulate from the root until the budget is spent, nothing is left to expand or
+    `max_simulations` ran, then answer by `answer_by`, or finish the best leaf when no solution was finished.
+    A subclass gives `simulate(ctx, root)`, `evaluation`, `answer_by` and `max_simulations`."""
+
+    def __call__(self, ctx: SearchContext) -> Outcome:
+        root = self.search(ctx, Node())
+        chosen = (choose_answer(root.nodes(), self.answer_by, ctx.task.vote_key)
+                  or finish_best_leaf(ctx, root, lambda node: self.evaluation(ctx, node)))
+        return Outcome(root, chosen, chosen.value if chosen else None)
+
+    def search(self, ctx: SearchContext, root: Node) -> Node:
+        """Simulate from the root until the budget is spent, nothing is left to expand or `max_simulations` ran."""
+        simulations = 0
+        while not ctx.out_of_budget and not root.exhausted and simulations < self.max_simulations:
+            self.simulate(ctx, root)
+            simulations += 1
+        return root
+
+
 @dataclass(frozen=True)
-class MCTS:
+class MCTS(SimulationLoop):
     """PUCT MCTS from the root until the budget is spent or nothing is left to expand: select, evaluate, expand,
     back up.
 
@@ -60,20 +80,6 @@ class MCTS:
     @property
     def requires(self) -> tuple[str, ...]:
         return self.evaluation.requires
-
-    def __call__(self, ctx: SearchContext) -> Outcome:
-        root = self.search(ctx, Node())
-        chosen = (choose_answer(root.nodes(), self.answer_by, ctx.task.vote_key)
-                  or finish_best_leaf(ctx, root, lambda node: self.evaluation(ctx, node)))
-        return Outcome(root, chosen, chosen.value if chosen else None)
-
-    def search(self, ctx: SearchContext, root: Node) -> Node:
-        """Simulate from the root until the budget is spent, nothing is left to expand or `max_simulations` ran."""
-        simulations = 0
-        while not ctx.out_of_budget and not root.exhausted and simulations < self.max_simulations:
-            self.simulate(ctx, root)
-            simulations += 1
-        return root
 
     def simulate(self, ctx: SearchContext, start: Node) -> None:
         """One simulation below `start`: select a leaf, evaluate it, expand it, back its value up."""

@@ -14,10 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from search.context import SearchContext, finish_best_leaf
+from search.context import SearchContext
 from search.evaluation import Evaluation, StateValue
-from search.mcts import puct_c
-from search.tree import Node, Outcome, backup, check_answer_by, choose_answer
+from search.mcts import SimulationLoop, puct_c
+from search.tree import Node, backup, check_answer_by
 
 __all__ = ["SATURATED_MASS", "unsampled_mass", "PathMCTS"]
 
@@ -30,7 +30,7 @@ def unsampled_mass(node: Node) -> float:
 
 
 @dataclass(frozen=True)
-class PathMCTS:
+class PathMCTS(SimulationLoop):
     """MCTS whose simulations sample whole paths step by step (see the module).
 
     Attributes:
@@ -51,20 +51,6 @@ class PathMCTS:
 
     def __post_init__(self):
         check_answer_by(self.answer_by)
-
-    def __call__(self, ctx: SearchContext) -> Outcome:
-        root = self.search(ctx, Node())
-        chosen = (choose_answer(root.nodes(), self.answer_by, ctx.task.vote_key)
-                  or finish_best_leaf(ctx, root, lambda node: self.evaluation(ctx, node)))
-        return Outcome(root, chosen, chosen.value if chosen else None)
-
-    def search(self, ctx: SearchContext, root: Node) -> Node:
-        """Simulate from the root until the budget is spent, nothing is left to expand or `max_simulations` ran."""
-        simulations = 0
-        while not ctx.out_of_budget and not root.exhausted and simulations < self.max_simulations:
-            self.simulate(ctx, root)
-            simulations += 1
-        return root
 
     def simulate(self, ctx: SearchContext, root: Node) -> None:
         """Select where to branch off, sample a path from there step by step to the end (or to a pruned step, or
