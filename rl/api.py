@@ -28,7 +28,7 @@ from model.config import ConfigError
 from model.reward_model import load_reward_model
 from model.vllm_engine import engine_kwargs
 from problems import Problem, build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
-from rl.config import check_placement, load_config, local_resources
+from rl.config import Config, check_placement, load_config, local_resources
 from rl.distill import DISTILLERS, check_distill
 from rl.evaluate import evaluate, evaluate_with_search
 from rl.rollout import open_generator
@@ -83,19 +83,9 @@ def model_info(checkpoint: str | Path) -> dict:
 def train(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *, resume: bool = False,
           ray_address: str | None = None, log=print) -> dict:
     """Run a GRPO job from a YAML config (plus `section.field=value` overrides); returns the run's summary."""
-    overrides = list(overrides)
-    if resume:
-        overrides.append("trainer.resume=true")
-    if ray_address:
-        overrides.append(f"ray.address={ray_address}")
-    config = load_config(config, overrides)  # every field checked here, before anything starts
-    if config.ray.address is None:
-        check_placement(config, local_resources(config))  # a cluster's resources are checked once it is joined
-    trainer = GRPOTrainer(config, log=log)
-    try:
-        return trainer.fit()
-    finally:
-        trainer.shutdown()
+    config = job_config(config, overrides, resume, ray_address)
+    check_local_placement(config)
+    return run_to_end(GRPOTrainer(config, log=log))
 
 
 def distill(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *, resume: bool = False,
@@ -107,20 +97,34 @@ def distill(config: str | Path | None = None, overrides: list[str] | tuple[str, 
         ConfigError: a bad field; no teacher, or one that is missing or damaged; on_policy, a teacher whose tokenizer
             or vocabulary differs from the student's: all before any actor starts.
     """
-    overrides = list(overrides)
-    if resume:
-        overrides.append("trainer.resume=true")
+    config = job_config(config, overrides, resume, ray_address)
+    check_distill(config)  # the teacher and its vocabulary, before anything starts (the drivers check it again)
+    check_local_placement(config)
+    return run_to_end(DISTILLERS[config.distill.mode](config, log=log))
+
+
+def job_config(config: str | Path | None, overrides: list[str] | tuple[str, ...], resume: bool,
+               ray_address: str | None) -> Config:
+    """A job's configuration with `--resume` and `--ray-address` as overrides; every field checked here, before
+    anything starts."""
+    overrides = list(overrides) + (["trainer.resume=true"] if resume else [])
     if ray_address:
         overrides.append(f"ray.address={ray_address}")
-    config = load_config(config, overrides)
-    check_distill(config)  # the teacher and its vocabulary, before anything starts (the drivers check it again)
+    return load_config(config, overrides)
+
+
+def check_local_placement(config: Config) -> None:
+    """A local cluster's room for the job's actors (a cluster's resources are checked once it is joined)."""
     if config.ray.address is None:
         check_placement(config, local_resources(config))
-    distiller = DISTILLERS[config.distill.mode](config, log=log)
+
+
+def run_to_end(trainer: GRPOTrainer) -> dict:
+    """The trainer's run to its end (or its error), its actors and Ray shut down either way; the run's summary."""
     try:
-        return distiller.fit()
+        return trainer.fit()
     finally:
-        distiller.shutdown()
+        trainer.shutdown()
 
 
 def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1, 2, 3), num_problems: int = 4000,

@@ -56,6 +56,22 @@ def _search_option(text: str) -> tuple[str, object]:
     return name.strip(), yaml.safe_load(value)
 
 
+def add_job_arguments(parser: argparse.ArgumentParser, config_help: str) -> None:
+    """What `train` and `distill` take alike: the job file, overrides, --resume, --overwrite, --ray-address."""
+    parser.add_argument("config", nargs="?", help=config_help)
+    parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete what trainer.output_dir holds and start afresh")
+    parser.add_argument("--ray-address", help="join an existing Ray cluster instead of starting one")
+
+
+def job_arguments(args: argparse.Namespace) -> dict:
+    """`train`'s and `distill`'s parsed job arguments as the API takes them (--overwrite as its override)."""
+    return {"config": args.config, "overrides": args.overrides + (["trainer.overwrite=true"] if args.overwrite else []),
+            "resume": args.resume, "ray_address": args.ray_address}
+
+
 def build_parser() -> argparse.ArgumentParser:
     test_names = [name for source in DATA_SOURCES.values() if source.name in TEST_DATASETS
                   for name in (source.name, *source.aliases)]
@@ -77,12 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser(
         "train", help="run a GRPO job from a YAML config", formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="config fields (override any with section.field=value):\n  " + describe().replace("\n", "\n  "))
-    train_parser.add_argument("config", nargs="?", help="YAML config (experiments/*.yaml); default: built-in defaults")
-    train_parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
-    train_parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
-    train_parser.add_argument("--overwrite", action="store_true",
-                              help="delete what trainer.output_dir holds and start afresh")
-    train_parser.add_argument("--ray-address", help="join an existing Ray cluster instead of starting one")
+    add_job_arguments(train_parser, "YAML config (experiments/*.yaml); default: built-in defaults")
     train_parser.set_defaults(run=run_train)
 
     distill_parser = commands.add_parser(
@@ -91,13 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="the distill section (override any field with distill.field=value):\n  "
                + "\n  ".join(line for line in describe().splitlines() if line.startswith("distill.")))
-    distill_parser.add_argument("config", nargs="?", help="YAML config with a distill section "
-                                                          "(experiments/tiny_distill.yaml)")
-    distill_parser.add_argument("overrides", nargs="*", help="section.field=value overrides")
-    distill_parser.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint")
-    distill_parser.add_argument("--overwrite", action="store_true",
-                                help="delete what trainer.output_dir holds and start afresh")
-    distill_parser.add_argument("--ray-address", help="join an existing Ray cluster instead of starting one")
+    add_job_arguments(distill_parser, "YAML config with a distill section (experiments/tiny_distill.yaml)")
     distill_parser.set_defaults(run=run_distill)
 
     sft_parser = commands.add_parser("sft", help="supervised warm start on synthetic reference solutions")
@@ -253,14 +258,11 @@ def run_model_info(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    overrides = args.overrides + (["trainer.overwrite=true"] if args.overwrite else [])
-    summary = api.train(args.config, overrides, resume=args.resume, ray_address=args.ray_address)
-    print(summary_table(summary))
+    print(summary_table(api.train(**job_arguments(args))))
 
 
 def run_distill(args: argparse.Namespace) -> None:
-    overrides = args.overrides + (["trainer.overwrite=true"] if args.overwrite else [])
-    summary = api.distill(args.config, overrides, resume=args.resume, ray_address=args.ray_address)
+    summary = api.distill(**job_arguments(args))
     print(summary_table(summary, training="distillation"))
     if "traces" in summary:
         print(f"traces: {summary['traces']['kept']} kept in {summary['traces_file']}")
