@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -120,11 +122,46 @@ def check_local_placement(config: Config) -> None:
 
 
 def run_to_end(trainer: GRPOTrainer) -> dict:
-    """The trainer's run to its end (or its error), its actors and Ray shut down either way; the run's summary."""
+    """The trainer's run to its end (or its error), its actors and Ray shut down either way; the run's summary.
+
+    A Ctrl-C pressed again while the actors stop does not cut the shutdown short with a traceback: the first says
+    the run is still stopping, the next quits at once (what Ray leaves, the next start clears: rl.ray_cluster)."""
     try:
-        return trainer.fit()
-    finally:
+        summary = trainer.fit()
+    except BaseException as error:
+        with ctrl_c_deferred(pending=str(error) if isinstance(error, KeyboardInterrupt) else ""):
+            trainer.shutdown()
+        raise
+    with ctrl_c_deferred():
         trainer.shutdown()
+    return summary
+
+
+@contextmanager
+def ctrl_c_deferred(pending: str = "") -> Iterator[None]:
+    """Hold off Ctrl-C while the body runs (a run's shutdown): the first press says so, the second prints `pending`
+    (the message of the interrupt being handled: where the run stopped, how to resume) and exits with 130 at once.
+    Outside the main thread, where signal handlers cannot be set, the body just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    presses = 0
+
+    def on_ctrl_c(signum, frame) -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            print("still stopping the run's actors; Ctrl-C again quits without waiting", file=sys.stderr, flush=True)
+            return
+        if pending:
+            print(pending, file=sys.stderr, flush=True)
+        os._exit(130)  # no unwinding: a second interrupt must not end in a traceback from inside Ray's shutdown
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1, 2, 3), num_problems: int = 4000,
