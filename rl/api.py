@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import warnings
 from contextlib import contextmanager
@@ -396,8 +397,8 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     os.environ["VLLM_LOGGING_LEVEL"] = "INFO" if verbose else "ERROR"
     logging.getLogger("vllm").setLevel(logging.INFO if verbose else logging.ERROR)  # what it logs before its set-up
     value_fn = value_function(reward_model, with_checker) if reward_model is not None else None
-    with warnings.catch_warnings(), progress_report(f"{method} search", budget_tokens, log,
-                                                    unit="policy tokens") as progress:
+    with warnings.catch_warnings(), native_stderr_held(unless=verbose), \
+            progress_report(f"{method} search", budget_tokens, log, unit="policy tokens") as progress:
         if not verbose:
             warnings.simplefilter("ignore")
         result = search_solve(problem, model=model, method=method, budget_tokens=budget_tokens, gold=gold,
@@ -407,6 +408,31 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     if json_out is not None:
         write_atomically(json_out, result.to_json(indent=1))
     return result
+
+
+@contextmanager
+def native_stderr_held(unless: bool = False) -> Iterator[None]:
+    """Hold back everything written to the process's stderr (file descriptor 2) while the body runs, native code's
+    too: the engine's C++ start-up notices, such as torch's NUMA binding warning, bypass Python's warnings and
+    logging. Given back only if the body fails, so an error keeps its context. `unless`: do nothing."""
+    if unless:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+                sys.stderr.flush()
 
 
 def check_prompt_fits(problem: str, model: str | Path, max_tokens: int) -> None:
