@@ -33,7 +33,7 @@ from model.vllm_engine import engine_kwargs
 from problems import Problem, build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
 from rl.config import Config, check_placement, load_config, local_resources
 from rl.distill import DISTILLERS, check_distill
-from rl.evaluate import evaluate, evaluate_with_search
+from rl.evaluate import SEARCH_CONCURRENCY, evaluate, evaluate_with_search
 from rl.rollout import open_generator
 from rl.sft import sft_from_checkpoint
 from rl.trainer import GRPOTrainer
@@ -176,7 +176,6 @@ def sft(checkpoint: str | Path, out: str | Path, *, levels: tuple[int, ...] = (1
 
 
 DETERMINISTIC_SEARCHES = ("greedy",)  # the same answer on every run: one run a problem is all there is to score
-SEARCH_CONCURRENCY = 16  # searches at once per engine in `eval --search` (experiments/bench_search_batching.py)
 EVAL_OUT = Path("runs/eval")  # where `reasonrl eval` writes results.json and samples.jsonl unless --out says
 
 

@@ -28,6 +28,7 @@ from model.config import ConfigError as _ModelConfigError
 from problems import split_error
 from rl.algos import loss_names
 from rl.rewarding import reward_name_error
+from search import METHODS, check_options
 
 
 class ConfigError(_ModelConfigError):
@@ -377,7 +378,8 @@ class RayConfig(_Section):
             _require(all(v >= 0 for v in getattr(self, name).values()), f"ray.{name}", "amounts must be >= 0")
 
 
-DISTILL_MODES = ("on_policy", "traces")
+DISTILL_MODES = ("on_policy", "traces", "expert_iteration")
+SEARCH_OPTIONS_SET_ELSEWHERE = ("temperature", "max_tokens", "seed")  # expert_iteration's search: distill, rollout
 
 
 @dataclass
@@ -386,23 +388,43 @@ class DistillConfig(_Section):
     mode: str = _field("on_policy", "What `reasonrl distill` teaches the student (model.path) with: on_policy (GRPO's "
                        "loop with the teacher as the signal: the student samples, the teacher scores every sampled "
                        "token, and each token's advantage is teacher logprob - student logprob, the reverse KL's "
-                       "estimate; no group is dropped as zero-variance) or traces (the teacher answers the training "
+                       "estimate; no group is dropped as zero-variance), traces (the teacher answers the training "
                        "problems, the verifier keeps the correct answers once each, written to traces.jsonl in the "
                        "run folder, and the student is fine-tuned on them for trainer.steps steps of sft.batch_size "
-                       "traces at sft.lr, sft.max_tokens long at most).")
+                       "traces at sft.lr, sft.max_tokens long at most) or expert_iteration (no teacher: distill.rounds "
+                       "rounds of the student's own search on the training problems, its verified answers kept as in "
+                       "traces, then sft_steps_per_round fine-tuning steps on them; trainer.steps is not read).")
     teacher: str | None = _field(None, "The teacher: a checkpoint folder (on_policy: it must share the student's "
                                  "tokenizer and vocabulary; traces: it samples through the rollout workers' engine "
                                  "at rollout.max_new_tokens), or in traces mode a JSON Lines file of anyone's "
                                  "traces, a problem id or text and a completion per row (a run's traces.jsonl "
-                                 "reads as it is). None = not distilling; `reasonrl distill` needs it.")
+                                 "reads as it is). None = not distilling; on_policy and traces need it, "
+                                 "expert_iteration does not read it (the student's search teaches it).")
     rule_reward_weight: float = _field(0.0, "on_policy: weight of the rule reward's GRPO advantage (reward section) "
                                        "added to every token's teacher advantage; 0 = the teacher's signal alone "
                                        "(the rewards are still scored and logged).")
-    traces_per_problem: int = _field(4, "traces: answers the teacher samples per training problem (rejection "
+    traces_per_problem: int = _field(4, "traces: answers the teacher samples per training problem; expert_iteration: "
+                                     "searches per training problem and round, each with its own seed (rejection "
                                      "sampling: the verifier keeps the correct ones, each distinct answer once).")
     temperature: float = _field(1.0, "traces: the teacher's sampling temperature (DeepSeek-R1's distillation data "
-                                "was sampled at 0.6 with top_p 0.95).")
+                                "was sampled at 0.6 with top_p 0.95); expert_iteration: the search's.")
     top_p: float = _field(1.0, "traces: the teacher's nucleus sampling threshold; 1.0 = off.")
+    rounds: int = _field(3, "expert_iteration: rounds of search -> verify -> fine-tune; the held-out evaluation "
+                         "(greedy, sampled and searched pass@1) and a checkpoint follow every round, and a resumed "
+                         "run continues after the last whole round.")
+    search_method: str = _field("self_consistency", "expert_iteration: the search that answers the training problems "
+                                "(a search.METHODS name: greedy, self_consistency, best_of_n, weighted_best_of_n, "
+                                "beam, dvts, mcts), run next to the rollout workers' engines; a method that values "
+                                "steps or solutions is valued by the sympy step checker. The held-out evaluation "
+                                "runs it too (eval/search_pass@1).")
+    search_budget: int = _field(256, "expert_iteration: policy tokens each search spends (its last engine call may "
+                                "pass them by up to one call's tokens).")
+    search_options: dict[str, int | bool | float | str] = _field(
+        {}, "expert_iteration: the search method's options (e.g. {n: 4} for self_consistency, {num_children: 4} for "
+        "mcts; `reasonrl solve --help` lists them), checked before anything starts.")
+    sft_steps_per_round: int = _field(20, "expert_iteration: fine-tuning steps per round, sft.batch_size of the "
+                                      "round's verified traces each, at sft.lr (the `sft` loss), on the run's "
+                                      "learners.")
 
     def validate(self) -> None:
         _choice(self.mode, "distill.mode", DISTILL_MODES)
@@ -410,6 +432,18 @@ class DistillConfig(_Section):
         _require(self.traces_per_problem >= 1, "distill.traces_per_problem", "must be >= 1")
         _require(self.temperature >= 0, "distill.temperature", "must be >= 0")
         _require(0 < self.top_p <= 1, "distill.top_p", "must be in (0, 1]")
+        _require(self.rounds >= 1, "distill.rounds", "must be >= 1")
+        _require(self.search_budget >= 1, "distill.search_budget", "must be >= 1 (policy tokens a search spends)")
+        _require(self.sft_steps_per_round >= 1, "distill.sft_steps_per_round", "must be >= 1")
+        _choice(self.search_method, "distill.search_method", sorted(METHODS))
+        given_elsewhere = sorted(set(self.search_options) & set(SEARCH_OPTIONS_SET_ELSEWHERE))
+        _require(not given_elsewhere, "distill.search_options",
+                 f"{', '.join(given_elsewhere)}: set elsewhere, not here: the search samples at distill.temperature, "
+                 "up to rollout.max_new_tokens, each search with its own seed")
+        try:
+            check_options(self.search_method, dict(self.search_options))
+        except ValueError as error:
+            raise ConfigError(f"distill.search_options: {error}") from None
         # The teacher's folder or file is checked when a distillation starts (rl.distill.check_distill), so that a
         # job file loads on a machine that does not hold its teacher yet.
 

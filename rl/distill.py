@@ -1,7 +1,7 @@
 """Distillation (`reasonrl distill`): what a stronger policy knows, taught to the student (model.path), in the run
 folder `train` writes (config.yaml, metrics.jsonl, checkpoints, resume, the plot).
 
-Two modes (`distill.mode`), each a driver built on GRPOTrainer:
+Three modes (`distill.mode`), each a driver built on GRPOTrainer:
 - on_policy (`OnPolicyDistiller`): GRPO's loop with the teacher as the signal. The student samples as in GRPO; a
   teacher actor (rl/teacher.py: forward only, one forward per batch) scores every sampled token; each token's
   advantage is teacher logprob - student logprob (rl.algos' `reverse_kl` estimator), plus, with
@@ -12,6 +12,11 @@ Two modes (`distill.mode`), each a driver built on GRPOTrainer:
   rewards grader training and evaluation use, evals.grading) keeps the correct answers, each distinct one once
   (rejection sampling), in the run folder's traces.jsonl, which a later run can take as its teacher. The learner
   then fine-tunes the student on them: rl/sft.py's batches, the `sft` loss (negative log-likelihood).
+- expert_iteration (`ExpertIterationDistiller`): no teacher but the student's own search. Rounds of: the policy
+  searches the training problems on the rollout workers (`RolloutWorker.search`), the same verifier keeps the
+  correct answers once each, and the learner fine-tunes the policy on them as traces does; after every round the
+  held-out problems are answered greedily, by sampling and by the search, so what the search adds to the policy
+  (and how much of it moves into the policy) shows round by round.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -35,17 +42,22 @@ from model.config import ConfigError
 from problems import Problem, build_prompt, load_problems
 from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
+from rl.evaluate import SEARCH_CONCURRENCY, evaluate, evaluate_with_search
 from rl.learner_settings import LearnerSettings
+from rl.logger import plot_run
 from rl.ray_cluster import join_or_start
-from rl.rollout import generate_on_workers
+from rl.rollout import generate_on_workers, search_on_workers
 from rl.sft import sft_batch
 from rl.teacher import check_teacher_vocabulary, teacher_actor
-from rl.trainer import GRPOTrainer, prepare_output_dir, timed
+from rl.trainer import CHECKPOINTS, GRPOTrainer, prepare_output_dir, timed
 
 TRACES_FILE = "traces.jsonl"  # the kept traces, one a line: id, problem, answer, completion, teacher
 TRACES_REPORT = "traces.json"  # what made them (the cache key) and their counts
 ON_POLICY_ESTIMATOR = "reverse_kl"  # rl.algos' registry
 TRACES_SUFFIXES = (".jsonl", ".json")  # what a traces file teacher may be called
+ROUNDS = "rounds"  # expert_iteration: the run folder's subfolder of each round's kept traces (round_N.jsonl)
+ROUND_CURVES = {"eval/greedy_pass@1": "held-out greedy pass@1", "eval/pass@1": "held-out sampled pass@1",
+                "eval/search_pass@1": "held-out search pass@1"}  # expert_iteration's plot
 
 
 def check_distill(config) -> None:
@@ -57,6 +69,8 @@ def check_distill(config) -> None:
         ConfigError: naming distill.teacher.
     """
     teacher, mode = config.distill.teacher, config.distill.mode
+    if mode == "expert_iteration":  # no teacher: the student's own search
+        return
     if teacher is None:
         raise ConfigError("distill.teacher: name the teacher: a checkpoint folder, or in distill.mode=traces a JSON "
                           "Lines file of traces")
@@ -154,7 +168,65 @@ def teacher_metrics(batch: LearnerBatch, teacher_logprobs: torch.Tensor, advanta
 # ------------------------------------------------------------------------------------------------ traces
 
 
-class TracesDistiller(GRPOTrainer):
+class FineTunesOnTraces:
+    """What the two drivers that fine-tune on verified traces share (a mixin before GRPOTrainer): the `sft` loss,
+    the traces' batches (self.traces), one fine-tuning step, and the rollout workers given the learner's weights
+    before they serve the policy again (a fine-tuning step does not send them)."""
+
+    traces: list[Problem]  # the training problems with a verified trace as their solution, one entry per trace
+    synced_updates = 0  # the learner updates the rollout workers' weights hold
+
+    def learner_settings(self) -> tuple[LearnerSettings, float]:
+        """The `sft` loss at sft.lr (the algorithm section's schedule, warm-up, clipping and mini-batches), on the
+        logprobs of the logits themselves (temperature 1)."""
+        settings, _ = super().learner_settings()
+        return dataclasses.replace(settings, loss_type="sft", lr=self.config.sft.lr, beta=0.0, entropy_coeff=0.0,
+                                   rollout_correction_cap=None, num_iterations=1), 1.0
+
+    def trace_batch(self, step: int) -> list[Problem]:
+        """The traces of the step that follows `step` finished steps: sft.batch_size of them, consecutive in the
+        order of their epoch (a permutation drawn from the seed and the epoch's number)."""
+        size = min(self.config.sft.batch_size, len(self.traces))
+        orders: dict[int, list[int]] = {}
+        batch = []
+        for position in range(step * size, (step + 1) * size):
+            epoch, index = divmod(position, len(self.traces))
+            if epoch not in orders:
+                orders[epoch] = list(range(len(self.traces)))
+                random.Random(self.config.trainer.seed * 1_000_003 + epoch).shuffle(orders[epoch])
+            batch.append(self.traces[orders[epoch][index]])
+        return batch
+
+    def sft_step(self, traces: list[Problem], step: int) -> dict:
+        """One learner update on the traces; `step` steps of this stretch of fine-tuning came before (sft/epoch)."""
+        config, timings = self.config, {}
+        batch = sft_batch(traces, self.tokenizer, config.data.system_prompt, config.sft.max_tokens)
+        with timed(timings, "learn"):
+            learned = self.learners.train_step(batch)
+        self.updates += 1
+        metrics = {"sft/loss": learned["actor/pg_loss"], "sft/epoch": (step + 1) * len(traces) / len(self.traces),
+                   "sft/tokens": batch.completion_mask.sum().item()}
+        # the loss terms of a GRPO step (ratios, clipping, the vLLM mismatch) mean nothing here
+        metrics |= {k: v for k, v in learned.items() if not k.startswith(("actor/", "mismatch/")) and k != "loss"}
+        return metrics | timings
+
+    def sync_workers(self) -> None:
+        """The rollout workers given the learner's weights, if they do not hold them yet."""
+        if self.synced_updates != self.updates:
+            blob = self.learners.weights_blob()
+            ray.get([worker.load_weights.remote(blob) for worker in self.workers])
+            self.synced_updates = self.updates
+
+    def evaluate(self) -> dict:
+        """The held-out evaluation, on rollout workers given the learner's weights first."""
+        self.sync_workers()
+        return super().evaluate()
+
+    def warn_if_nothing_learned(self, metrics: dict) -> None:
+        """No groups to drop here: every step learns."""
+
+
+class TracesDistiller(FineTunesOnTraces, GRPOTrainer):
     """Fine-tunes the student on the teacher's verified traces (distill.mode=traces): trainer.steps learner steps
     of sft.batch_size traces each, in an order drawn per epoch from the seed (so a resumed run takes the same
     batches); the rollout workers serve the student only for the held-out evaluation."""
@@ -177,13 +249,6 @@ class TracesDistiller(GRPOTrainer):
         if self.step == 0 and not self.history:
             self.record({f"traces/{name}": value for name, value in self.traces_report.items()
                          if isinstance(value, (int, float))})
-
-    def learner_settings(self) -> tuple[LearnerSettings, float]:
-        """The `sft` loss at sft.lr (the algorithm section's schedule, warm-up, clipping and mini-batches), on the
-        logprobs of the logits themselves (temperature 1)."""
-        settings, _ = super().learner_settings()
-        return dataclasses.replace(settings, loss_type="sft", lr=self.config.sft.lr, beta=0.0, entropy_coeff=0.0,
-                                   rollout_correction_cap=None, num_iterations=1), 1.0
 
     # ------------------------------------------------------------------ the traces
     def prepare_traces(self, problems: list[Problem]) -> tuple[list[Problem], dict]:
@@ -247,45 +312,9 @@ class TracesDistiller(GRPOTrainer):
                  "truncated": sum(s.truncated for s in samples)})
 
     # ------------------------------------------------------------------ one step
-    def trace_batch(self, step: int) -> list[Problem]:
-        """The traces of the step that follows `step` finished steps: sft.batch_size of them, consecutive in the
-        order of their epoch (a permutation drawn from the seed and the epoch's number)."""
-        size = min(self.config.sft.batch_size, len(self.traces))
-        orders: dict[int, list[int]] = {}
-        batch = []
-        for position in range(step * size, (step + 1) * size):
-            epoch, index = divmod(position, len(self.traces))
-            if epoch not in orders:
-                orders[epoch] = list(range(len(self.traces)))
-                random.Random(self.config.trainer.seed * 1_000_003 + epoch).shuffle(orders[epoch])
-            batch.append(self.traces[orders[epoch][index]])
-        return batch
-
     def train_step(self) -> dict:
         """One learner step of supervised fine-tuning on a batch of traces (no rollouts, no rewards)."""
-        config, timings = self.config, {}
-        traces = self.trace_batch(self.step)
-        batch = sft_batch(traces, self.tokenizer, config.data.system_prompt, config.sft.max_tokens)
-        with timed(timings, "learn"):
-            learned = self.learners.train_step(batch)
-        self.updates += 1
-        metrics = {"sft/loss": learned["actor/pg_loss"], "sft/epoch": (self.step + 1) * len(traces) / len(self.traces),
-                   "sft/tokens": batch.completion_mask.sum().item()}
-        # the loss terms of a GRPO step (ratios, clipping, the vLLM mismatch) mean nothing here
-        metrics |= {k: v for k, v in learned.items() if not k.startswith(("actor/", "mismatch/")) and k != "loss"}
-        return metrics | timings
-
-    def evaluate(self) -> dict:
-        """The held-out evaluation, on rollout workers given the learner's weights first (a traces step does not
-        send them: only the evaluation reads them)."""
-        if self.synced_updates != self.updates:
-            blob = self.learners.weights_blob()
-            ray.get([worker.load_weights.remote(blob) for worker in self.workers])
-            self.synced_updates = self.updates
-        return super().evaluate()
-
-    def warn_if_nothing_learned(self, metrics: dict) -> None:
-        """No groups to drop here: every step learns."""
+        return self.sft_step(self.trace_batch(self.step), self.step)
 
     def fit(self) -> dict:
         return super().fit() | {"traces": self.traces_report, "traces_file": str(self.output_dir / TRACES_FILE)}
@@ -294,6 +323,150 @@ class TracesDistiller(GRPOTrainer):
         super().shutdown()
         if getattr(self, "started_ray", False) and ray.is_initialized():  # set-up stopped before the trainer's own
             ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------ expert iteration
+
+
+class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
+    """Expert iteration (distill.mode=expert_iteration): the student's own search is its teacher. Each round the
+    policy searches the training problems (distill.search_method, distill.search_budget policy tokens a search,
+    distill.traces_per_problem searches a problem, next to the rollout workers' engines), the verifier keeps the
+    correct answers once each (rounds/round_N.jsonl in the run folder), and the learner fine-tunes the policy on them
+    for distill.sft_steps_per_round steps; the held-out evaluation follows: greedy, sampled and searched pass@1.
+
+    A step of this run is a round: metrics.jsonl holds one record per round (step 0: the start), checkpoints/step_N
+    is the policy after round N, and a resumed run continues after the last whole round (a round a kill cut short
+    is searched again, with the same seeds)."""
+
+    command = "distill"  # the `reasonrl` command that runs this driver
+
+    def setup(self) -> None:
+        check_distill(self.config)
+        if self.config.distill.teacher is not None:
+            self.log(f"distill.teacher ({self.config.distill.teacher}) is not read: in expert_iteration the student's "
+                     "own search teaches it")
+        if self.config.trainer.overwrite:
+            shutil.rmtree(self.output_dir / ROUNDS, ignore_errors=True)
+        super().setup()
+        self.synced_updates = self.updates  # the rollout workers hold the weights of this many updates
+        self.traces = []
+
+    def learner_steps(self) -> int:
+        """The learning-rate schedule spans every round's fine-tuning."""
+        return self.config.distill.rounds * self.config.distill.sft_steps_per_round
+
+    def search(self, prompts: list[list[int]], seeds: list[int | None], *args, **options) -> list[dict]:
+        """Searches spread over the rollout workers (rl.rollout.search_on_workers), with their current weights."""
+        return search_on_workers(self.workers, prompts, seeds, *args, **options)
+
+    # ------------------------------------------------------------------ one round
+    def search_traces(self, round_number: int) -> tuple[list[Problem], dict]:
+        """The round's verified traces (the training problems with one as their solution, one entry per trace, also
+        written to rounds/round_N.jsonl) and the counts: searches, correct, kept, duplicates, problems with a trace,
+        the search's accuracy on the training problems and its mean policy tokens."""
+        config, distill = self.config, self.config.distill
+        prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in self.train_problems]
+        self.sync_workers()
+        searched = evaluate_with_search(
+            self.search, self.train_problems, prompts, method=distill.search_method,
+            budget_tokens=distill.search_budget, k=distill.traces_per_problem, temperature=distill.temperature,
+            max_tokens=config.rollout.max_new_tokens, seed=round_seed(config.trainer.seed, round_number),
+            concurrency=SEARCH_CONCURRENCY, name="traces", **distill.search_options)
+        rows, counts = verified_traces(searched["records"], f"round {round_number}: {distill.search_method}")
+        path = self.output_dir / ROUNDS / f"round_{round_number}.jsonl"
+        path.parent.mkdir(exist_ok=True)
+        write_lines_atomically(path, [json.dumps(row) for row in rows])
+        by_id = {p.id: p for p in self.train_problems}
+        traces = [dataclasses.replace(by_id[row["id"]], solution=row["completion"]) for row in rows]
+        scores = searched["scores"]
+        return traces, {"searches": len(self.train_problems) * distill.traces_per_problem, **counts,
+                        "search_accuracy": scores["pass@1"], "search_policy_tokens": scores["mean_policy_tokens"]}
+
+    def run_round(self, round_number: int) -> dict:
+        """Search, verify, fine-tune: the round's metrics (traces/*, sft/* of its first and last step, times)."""
+        timings: dict[str, float] = {}
+        with timed(timings, "search"):
+            self.traces, report = self.search_traces(round_number)
+        metrics = {f"traces/{name}": value for name, value in report.items()}
+        if not self.traces:
+            self.log(f"WARNING: round {round_number}: none of the {report['searches']} searches answered right: "
+                     "nothing to fine-tune on, the policy stays as it was")
+            return metrics | timings
+        steps = [self.sft_step(self.trace_batch(step), step) for step in range(self.config.distill.sft_steps_per_round)]
+        timings["time/learn_s"] = sum(step["time/learn_s"] for step in steps)
+        metrics |= {"sft/loss": sum(step["sft/loss"] for step in steps) / len(steps),
+                    "sft/loss_first": steps[0]["sft/loss"], "sft/loss_last": steps[-1]["sft/loss"],
+                    "sft/epoch": steps[-1]["sft/epoch"], "grad_norm": steps[-1].get("grad_norm", math.nan)}
+        return metrics | timings
+
+    def evaluate(self) -> dict:
+        """The held-out problems three ways, on the current weights: greedy decoding (eval/greedy_pass@1), sampling
+        as `train` evaluates (eval/pass@1 and the rest), and the round's search with one search a problem
+        (eval/search_pass@1); eval/search_gain is what the search adds to greedy decoding."""
+        config, distill = self.config, self.config.distill
+        self.sync_workers()
+        greedy = evaluate(self.generate, self.eval_problems, self.tokenizer, k=1,
+                          max_tokens=config.rollout.max_new_tokens, temperature=0.0, seed=config.trainer.seed,
+                          system_prompt=config.data.system_prompt)["scores"]
+        prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in self.eval_problems]
+        searched = evaluate_with_search(
+            self.search, self.eval_problems, prompts, method=distill.search_method,
+            budget_tokens=distill.search_budget, k=1, temperature=distill.temperature,
+            max_tokens=config.rollout.max_new_tokens, seed=config.trainer.seed, concurrency=SEARCH_CONCURRENCY,
+            **distill.search_options)["scores"]
+        self.timings["time/evaluation_s"] = (self.timings.get("time/evaluation_s", 0.0) + greedy["seconds"]
+                                             + searched["seconds"])
+        return {"eval/greedy_pass@1": greedy["pass@1"], "eval/greedy_pass@1_stderr": greedy["pass@1_stderr"],
+                "eval/search_pass@1": searched["pass@1"], "eval/search_pass@1_stderr": searched["pass@1_stderr"],
+                "eval/search_policy_tokens": searched["mean_policy_tokens"],
+                "eval/search_gain": searched["pass@1"] - greedy["pass@1"], **super().evaluate()}
+
+    # ------------------------------------------------------------------ the loop
+    def train_loop(self) -> dict:
+        rounds = self.config.distill.rounds
+        self.setup()
+        if self.step == 0:
+            self.record(self.evaluate())
+            self.log(round_line(self.history[-1], rounds))
+        started, evaluation_before = time.perf_counter(), self.timings.get("time/evaluation_s", 0.0)
+        while self.step < rounds:
+            metrics = self.run_round(self.step + 1)
+            self.step += 1
+            metrics |= self.evaluate()
+            self.record(metrics)
+            self.log(round_line(self.history[-1], rounds))
+            self.save_checkpoint()  # every round: a resumed run continues after the last whole one
+        self.metrics.close()
+        self.timings["time/expert_iteration_s"] = (time.perf_counter() - started
+                                                   - (self.timings.get("time/evaluation_s", 0.0) - evaluation_before))
+        plot = plot_run(self.output_dir / "metrics.jsonl", self.output_dir / "reward_accuracy.png",
+                        title=f"expert iteration on {self.config.data.train} ({self.output_dir.name})",
+                        xlabel="round", curves=ROUND_CURVES)
+        evals = [h for h in self.history if "eval/pass@1" in h]
+        return {"output_dir": str(self.output_dir), "plot": str(plot), "steps": self.step, "rounds": self.step,
+                "timings": self.timings, "start_policy": str(self.policy_path),
+                "checkpoint": str(self.output_dir / CHECKPOINTS / f"step_{self.step}"),
+                "eval_before": evals[0] if evals else None, "eval_after": evals[-1] if evals else None,
+                "history": self.history}
+
+
+def round_seed(seed: int, round_number: int) -> int:
+    """The seed of a round's searches: each round draws its own samples, a resumed round the same ones."""
+    return seed * 1_000_003 + round_number
+
+
+def round_line(record: dict, rounds: int) -> str:
+    """One line of a round's record: the traces it kept, then greedy, sampled and searched held-out pass@1."""
+    parts = [f"round {record['step']}/{rounds}"]
+    if "traces/searches" in record:
+        parts.append(f"searches {record['traces/searches']} (accuracy {record['traces/search_accuracy']:.3f}) -> "
+                     f"{record['traces/kept']} traces kept")
+    if "sft/loss" in record:
+        parts.append(f"sft loss {record['sft/loss_first']:.3f} -> {record['sft/loss_last']:.3f}")
+    return "  ".join(parts) + (f"  | held-out greedy {record['eval/greedy_pass@1']:.3f}  sampled "
+                               f"{record['eval/pass@1']:.3f}  search {record['eval/search_pass@1']:.3f}")
+
 
 
 def verified_traces(records: list[dict], teacher: str) -> tuple[list[dict], dict]:
@@ -333,4 +506,5 @@ def write_lines_atomically(path: Path, lines: list[str]) -> None:
     staged.replace(path)
 
 
-DISTILLERS: dict[str, type[GRPOTrainer]] = {"on_policy": OnPolicyDistiller, "traces": TracesDistiller}
+DISTILLERS: dict[str, type[GRPOTrainer]] = {"on_policy": OnPolicyDistiller, "traces": TracesDistiller,
+                                            "expert_iteration": ExpertIterationDistiller}

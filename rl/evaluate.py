@@ -15,6 +15,7 @@ from problems import build_prompt
 from rl.batch import RolloutBatch, Sample
 
 PROGRESS_CHUNK = 16  # fewest problems generated between two progress reports
+SEARCH_CONCURRENCY = 16  # searches at once per engine by default (experiments/bench_search_batching.py)
 
 
 def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *, k: int, max_tokens: int,

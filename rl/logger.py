@@ -205,9 +205,13 @@ def moving_average(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def plot_run(metrics_path: Path, out: Path, title: str = "GRPO run", window: int = 10) -> Path:
-    """PNG of the training reward (each step faint, its moving average over `window` steps) and the held-out pass@1
-    with its standard error, over GRPO steps."""
+EVAL_CURVES = {"eval/pass@1": "held-out pass@1"}  # what plot_run draws of the evaluations: metric -> label
+
+
+def plot_run(metrics_path: Path, out: Path, title: str = "GRPO run", window: int = 10, xlabel: str = "GRPO step",
+             curves: dict[str, str] = EVAL_CURVES) -> Path:
+    """PNG of the training reward (each step faint, its moving average over `window` steps) and the held-out scores
+    `curves` names (pass@1 by default) with their standard errors (the metric's `_stderr`), over the run's steps."""
     import matplotlib  # lazy: a second of import time that only plotting needs; Agg before pyplot (no screen)
 
     matplotlib.use("Agg")
@@ -215,7 +219,7 @@ def plot_run(metrics_path: Path, out: Path, title: str = "GRPO run", window: int
 
     records = read_metrics(metrics_path)
     train = [r for r in records if "reward/mean" in r and r["reward/mean"] == r["reward/mean"]]  # NaN: nothing scored
-    evals = [r for r in records if "eval/pass@1" in r]
+    evals = [r for r in records if any(name in r for name in curves)]
     figure, axis = plt.subplots(figsize=(8, 4.5))
     if train:
         steps, rewards = [r["step"] for r in train], [r["reward/mean"] for r in train]
@@ -225,12 +229,14 @@ def plot_run(metrics_path: Path, out: Path, title: str = "GRPO run", window: int
         if all("accuracy" in r for r in train):
             axis.plot(steps, moving_average([r["accuracy"] for r in train], window), color="tab:green",
                       label=f"training accuracy ({window}-step moving average)")
-    if evals:
-        axis.errorbar([r["step"] for r in evals], [r["eval/pass@1"] for r in evals],
-                      yerr=[r.get("eval/pass@1_stderr", 0.0) for r in evals], fmt="o-", color="tab:orange",
-                      capsize=3, label="held-out pass@1 (± standard error)")
+    for (name, label), color in zip(curves.items(), ("tab:orange", "tab:red", "tab:purple", "tab:brown")):
+        scored = [r for r in evals if name in r]
+        if scored:
+            axis.errorbar([r["step"] for r in scored], [r[name] for r in scored],
+                          yerr=[r.get(f"{name}_stderr", 0.0) for r in scored], fmt="o-", color=color, capsize=3,
+                          label=f"{label} (± standard error)")
     axis.set_title(title)
-    axis.set_xlabel("GRPO step")
+    axis.set_xlabel(xlabel)
     axis.set_ylabel("reward / accuracy")
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)

@@ -231,7 +231,7 @@ class GRPOTrainer:
         num_learners = config.trainer.num_learners
         settings, temperature = self.learner_settings()
         self.learners = LearnerGroup(
-            str(self.policy_path), settings, config.trainer.steps, config.rollout.max_new_tokens,
+            str(self.policy_path), settings, self.learner_steps(), config.rollout.max_new_tokens,
             num_learners=num_learners, device=self.learner_device(),
             precision=config.trainer.precision, temperature=temperature, seed=config.trainer.seed,
             threads=max(1, (os.cpu_count() or 1) // num_learners), resources=config.ray.learner_resources,
@@ -255,6 +255,10 @@ class GRPOTrainer:
         """What the learners train with: their loss and optimiser settings (the algorithm section's), and the
         temperature their logprobs are taken at (the rollouts')."""
         return LearnerSettings.from_config(self.config.algorithm), self.config.rollout.temperature
+
+    def learner_steps(self) -> int:
+        """Learner updates the whole run takes (what the learning-rate schedule spans): one per step."""
+        return self.config.trainer.steps
 
     def resume_checkpoint(self) -> Path | None:
         """The checkpoint a resumed run continues from: the newest whole one (a damaged newer one is passed over,

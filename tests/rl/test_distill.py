@@ -1,8 +1,13 @@
 """Distillation (rl/distill.py, rl/teacher.py): the checks made before anything starts, the traces' verification and
-order, and both modes run for real on tiny sizes (Ray, vLLM, the verifier), resumed."""
+order, expert iteration's rounds, and every mode run for real on tiny sizes (Ray, vLLM, the verifier), resumed."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +21,8 @@ from problems import load_problems
 from rl import api
 from rl.batch import LearnerBatch, RolloutBatch, Sample
 from rl.config import DISTILL_MODES, load_config
-from rl.distill import (DISTILLERS, TRACES_FILE, TRACES_REPORT, OnPolicyDistiller, TracesDistiller, check_distill,
-                        teacher_metrics, verified_traces)
+from rl.distill import (DISTILLERS, ROUNDS, TRACES_FILE, TRACES_REPORT, ExpertIterationDistiller, OnPolicyDistiller,
+                        TracesDistiller, check_distill, round_line, round_seed, teacher_metrics, verified_traces)
 from rl.sft import sft_from_checkpoint
 from rl.teacher import Teacher
 
@@ -57,6 +62,7 @@ def memorizing_teacher(tmp_path_factory):
 def test_every_mode_has_a_driver():
     assert set(DISTILLERS) == set(DISTILL_MODES)
     assert DISTILLERS["on_policy"] is OnPolicyDistiller and DISTILLERS["traces"] is TracesDistiller
+    assert DISTILLERS["expert_iteration"] is ExpertIterationDistiller
 
 
 @pytest.mark.parametrize("mode, teacher, message", [
@@ -237,3 +243,125 @@ def test_traces_distillation_resumes_without_the_teacher_and_its_file_teaches_a_
     reread = [json.loads(line) for line in (tmp_path / "b" / TRACES_FILE).read_text().splitlines()]
     assert [(r["id"], r["completion"]) for r in reread] == [(r["id"], r["completion"]) for r in
                                                             map(json.loads, made.splitlines())]
+
+
+# ------------------------------------------------------------------------------------------------ expert iteration
+
+EXPERT = ["distill.mode=expert_iteration", "distill.search_method=self_consistency", "distill.search_options={n: 2}",
+          "distill.search_budget=96", "distill.traces_per_problem=2", "distill.sft_steps_per_round=2", "sft.steps=0"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("distill.rounds=0", r"distill\.rounds: must be >= 1"),
+    ("distill.sft_steps_per_round=0", r"distill\.sft_steps_per_round: must be >= 1"),
+    ("distill.search_budget=0", r"distill\.search_budget: must be >= 1"),
+    ("distill.search_method=astar", r"distill\.search_method: must be one of .*'mcts'.*got 'astar'"),
+    ("distill.search_options={beam_width: 4}", r"distill\.search_options: self_consistency has no option beam_width"),
+    ("distill.search_options={n: 0}", r"distill\.search_options: self_consistency option n must be >= 1"),
+    ("distill.search_options={temperature: 0.5}", r"distill\.search_options: temperature: set elsewhere"),
+])
+def test_expert_iteration_settings_are_checked_when_the_config_loads(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(JOB, [*SMALL, *EXPERT, override])
+
+
+def test_expert_iteration_needs_no_teacher_and_its_schedule_spans_every_round(tmp_path):
+    config = load_config(JOB, [*SMALL, *EXPERT, "distill.teacher=null", "distill.rounds=3",
+                               f"trainer.output_dir={tmp_path}"])
+    check_distill(config)  # no teacher: nothing to refuse
+    assert ExpertIterationDistiller(config).learner_steps() == 3 * 2
+    assert len({round_seed(0, r) for r in range(1, 4)} | {round_seed(1, r) for r in range(1, 4)}) == 6
+
+
+def fake_round_driver(tmp_path, traces: list, sft_steps: int = 3):
+    """An ExpertIterationDistiller whose search finds `traces` and whose learner is a recorder: the round's logic
+    alone, no actor."""
+    config = load_config(JOB, [*SMALL, *EXPERT, f"distill.sft_steps_per_round={sft_steps}", "sft.batch_size=2",
+                               f"trainer.output_dir={tmp_path}"])
+    driver, learned, messages = ExpertIterationDistiller(config, log=lambda m: messages.append(m)), [], []
+    driver.search_traces = lambda round_number: (list(traces), {"searches": 8, "correct": len(traces),
+                                                                "kept": len(traces), "search_accuracy": 0.25})
+
+    def sft_step(batch, step):
+        learned.append(batch)
+        return {"sft/loss": 1.0 / (step + 1), "sft/epoch": (step + 1) * len(batch) / len(traces),
+                "time/learn_s": 0.5, "grad_norm": 1.0}
+
+    driver.sft_step = sft_step
+    return driver, learned, messages
+
+
+def test_a_round_fine_tunes_on_its_traces_for_sft_steps_per_round_steps(tmp_path):
+    traces = [f"trace {i}" for i in range(4)]
+    driver, learned, _ = fake_round_driver(tmp_path, traces)
+    metrics = driver.run_round(1)
+    assert driver.traces == traces and len(learned) == 3 and all(len(batch) == 2 for batch in learned)
+    assert sorted(learned[0] + learned[1]) == traces  # the first epoch goes through every trace once
+    assert metrics["traces/kept"] == 4 and metrics["traces/search_accuracy"] == 0.25
+    assert metrics["sft/loss_first"] == 1.0 and metrics["sft/loss_last"] == pytest.approx(1 / 3)
+    assert metrics["sft/epoch"] == pytest.approx(1.5) and metrics["time/learn_s"] == pytest.approx(1.5)
+    assert metrics["time/search_s"] >= 0
+
+
+def test_a_round_whose_searches_all_fail_learns_nothing_and_says_so(tmp_path):
+    driver, learned, messages = fake_round_driver(tmp_path, [])
+    metrics = driver.run_round(2)
+    assert learned == [] and "sft/loss" not in metrics and metrics["traces/kept"] == 0
+    assert any("round 2: none of the 8 searches answered right" in m for m in messages)
+
+
+def test_a_round_line_says_what_was_kept_and_the_three_held_out_scores():
+    record = {"step": 2, "traces/searches": 16, "traces/search_accuracy": 0.5, "traces/kept": 7, "sft/loss": 0.4,
+              "sft/loss_first": 0.5, "sft/loss_last": 0.3, "eval/greedy_pass@1": 0.25, "eval/pass@1": 0.2,
+              "eval/search_pass@1": 0.5}
+    assert round_line(record, 3) == ("round 2/3  searches 16 (accuracy 0.500) -> 7 traces kept  sft loss 0.500 -> "
+                                     "0.300  | held-out greedy 0.250  sampled 0.200  search 0.500")
+
+
+def test_expert_iteration_runs_for_real(ray_session, memorizing_teacher, tmp_path):
+    """A policy that knows the training problems' solutions searches them on a rollout worker; the verifier keeps
+    the correct answers (rounds/round_N.jsonl), the learner fine-tunes on them, and every round is evaluated
+    greedily, by sampling and by the search; the run folder is train's, one record and one checkpoint a round (the
+    slow kill -9 test below runs three rounds)."""
+    messages = []
+    summary = api.distill(JOB, [*SMALL, *EXPERT, f"model.path={memorizing_teacher}", "distill.teacher=null",
+                                "distill.rounds=1", f"trainer.output_dir={tmp_path}"], log=messages.append)
+    logged = records(tmp_path)
+    assert [r["step"] for r in logged] == [0, 1]
+    problems = {p.id: p for p in load_problems(load_config(JOB, SMALL).data)[0]}
+    for r in logged:
+        for name in ("eval/greedy_pass@1", "eval/pass@1", "eval/search_pass@1"):
+            assert 0 <= r[name] <= 1
+        assert r["eval/search_gain"] == pytest.approx(r["eval/search_pass@1"] - r["eval/greedy_pass@1"])
+        assert 0 < r["eval/search_policy_tokens"] <= 96 + 48  # the budget, passed by one call's tokens at most
+    for r in logged[1:]:
+        rows = [json.loads(line) for line in (tmp_path / ROUNDS / f"round_{r['step']}.jsonl").read_text().splitlines()]
+        assert r["traces/searches"] == 8 * 2 and r["traces/kept"] == len(rows) > 0  # it knows them: some are right
+        assert r["traces/correct"] == r["traces/kept"] + r["traces/duplicates"]
+        assert all(row["id"] in problems and f"\\boxed{{{row['answer']}}}" in row["completion"] for row in rows)
+        assert r["sft/loss"] > 0 and r["time/search_s"] > 0 and r["time/learn_s"] > 0
+    assert any(m.startswith("round 1/1") and "traces kept" in m for m in messages)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_1"]
+    assert (tmp_path / "config.yaml").is_file() and Path(summary["plot"]).stat().st_size > 0
+    assert summary["rounds"] == 1 and summary["eval_after"]["step"] == 1
+
+
+@pytest.mark.slow
+def test_expert_iteration_killed_with_sigkill_resumes_after_its_last_whole_round(memorizing_teacher, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "rl.cli", "distill", str(JOB), *SMALL, *EXPERT, f"model.path={memorizing_teacher}",
+               "distill.teacher=null", "distill.rounds=3", f"trainer.output_dir={out}"]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    job = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while not (out / "checkpoints" / "step_1").exists() and time.time() < deadline and job.poll() is None:
+        time.sleep(1)
+    assert (out / "checkpoints" / "step_1").exists(), "the job did not finish its first round"
+    os.killpg(job.pid, signal.SIGKILL)  # the driver and everything it started (Ray, vLLM, reward workers)
+    job.wait()
+    done = subprocess.run([*command, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in done.stdout + done.stderr
+    assert [r["step"] for r in records(out)] == [0, 1, 2, 3]  # every round once, the start's evaluation kept
+    assert (out / "checkpoints" / "step_3").exists() and (out / ROUNDS / "round_3.jsonl").exists()
