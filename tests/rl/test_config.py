@@ -88,7 +88,7 @@ def test_overrides_parse_yaml_values():
     ("data.train=math", r"data\.train: 'math' is MATH-500, a test set"),
     ("algorithm.mini_batches=1000", r"algorithm\.mini_batches: 1000 mini-batches cannot split"),
     ("trainer.one_step_off_policy=true", r"algorithm\.rollout_correction_cap: must be set with trainer\.one_step_off"),
-    ("distill.mode=expert", r"distill\.mode: must be one of 'on_policy', 'traces', got 'expert'"),
+    ("distill.mode=expert", r"distill\.mode: must be one of 'on_policy', 'traces', 'expert_iteration', got 'expert'"),
     ("distill.modes=traces", r"unknown field distill\.modes \(did you mean 'mode'\?\)"),
     ("distill.traces_per_problem=0", r"distill\.traces_per_problem: must be >= 1"),
     ("distill.rule_reward_weight=-1", r"distill\.rule_reward_weight: must be >= 0"),
