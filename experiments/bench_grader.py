@@ -38,17 +38,23 @@ FILES = [
     "labeled_outputs_gsm8k_openai_gpt3.jsonl",
     "labeled_outputs_qwen25math_math_cot100.jsonl",
     "labeled_outputs_skythought_math500.jsonl",
+    "labeled_outputs_skythought_minerva.jsonl",  # physics, chemistry, astronomy: units, e-notation golds
+    "olympiadbench_scoring_examples.jsonl",  # olympiad expressions and physics answers
+    "glmv_verifier_cases.jsonl",  # plain-text and Unicode formulas, unit spellings
 ]
 
 
-def math_verify_alone(gold: str, pred: str) -> bool:
+def math_verify_alone(gold: str, pred: str, pred_is_answer: bool = False) -> bool:
     """math-verify 0.9.0 used alone, as its README shows: verify(parse(gold), parse(pred)).
 
     A bare gold is wrapped in `$...$` (without it math-verify's LaTeX extractor misses
     most MATH golds; this is also how the `math_verify_0_9_0` field of the data was
-    computed). Runs in a pool worker's main thread, so math-verify's own timeouts work.
+    computed), and so is a bare prediction that is an answer alone (`pred_kind` answer_only), not a
+    solution text. Runs in a pool worker's main thread, so math-verify's own timeouts work.
     """
     gold_text = gold if ("$" in gold or "\\boxed" in gold) else f"${gold}$"
+    if pred_is_answer and not ("$" in pred or "\\boxed" in pred):
+        pred = f"${pred}$"
     try:
         return bool(verify(parse(gold_text), parse(pred)))
     except Exception:  # noqa: BLE001 - math-verify's own failure is a "not equal"
@@ -113,7 +119,8 @@ def bench_agreement(pool, limit: int | None) -> tuple[dict, list[dict], dict]:
         start = time.monotonic()
         ours = pool.map(grade_answer, list(zip(preds, golds)), timeout=5.0, memory_mb=1024)
         ours_s = time.monotonic() - start
-        mv = pool.map(self_module.math_verify_alone, list(zip(golds, preds)), timeout=15.0, memory_mb=1024)
+        answer_only = [r.get("pred_kind") == "answer_only" for r in rows]
+        mv = pool.map(self_module.math_verify_alone, list(zip(golds, preds, answer_only)), timeout=15.0, memory_mb=1024)
         ours_v = [bool(r.ok and r.value.correct) for r in ours]
         mv_v = [bool(r.ok and r.value) for r in mv]
         raw, fixed = agreement_figures(labels, ours_v, mv_v), agreement_figures(audited, ours_v, mv_v)
@@ -200,7 +207,8 @@ def main() -> None:
         "machine": _machine(),
         "workers": pool.num_workers,
         "sandbox_isolation": isolation(),
-        "math_verify": "0.9.0, verify(parse(gold wrapped in $..$ when bare), parse(pred)), default configs",
+        "math_verify": "0.9.0, verify(parse(gold wrapped in $..$ when bare), parse(pred, wrapped so when it is a bare "
+                       "answer alone)), default configs",
         "agreement_per_file": per_file,
         "agreement_overall": overall,
         "sandbox_throughput": sandbox,

@@ -22,6 +22,7 @@ import re
 
 from rewards.last_number import (CHAT_TOKEN_RE, ENDS_MID_EXPRESSION_RE, NUMBER_RE, UNFINISHED_EQUATION_RE, last_number,
                                  last_number_refusal, reads_finished, reasoning_left_open)
+from rewards.units import split_unit
 
 __all__ = ["extract_answer", "find_last_boxed", "normalize_answer", "completion_text", "reads_finished",
            "reasoning_left_open", "last_number_refusal", "MAX_ANSWER_CHARS"]
@@ -145,9 +146,14 @@ def find_last_boxed(text: str, join: bool = True) -> str | None:
     return ", ".join(content for _, _, content in group)
 
 
+# Words of certainty between an answer phrase and its answer: "the answer is indeed 6", "is definitely \\(8000\\)".
+_CERTAINTY_RE = re.compile(
+    r"^(?:(?:indeed|definitely|certainly|clearly|surely|actually|really|simply|just|still)\b[\s,]*)+", re.IGNORECASE)
+
+
 def _strip_phrase_tail(answer: str) -> str:
-    """Cut what follows an answer on its line: a sentence end, a trailing remark."""
-    answer = answer.strip()
+    """Cut what follows an answer on its line: a sentence end, a trailing remark; and words of certainty before it."""
+    answer = _CERTAINTY_RE.sub("", answer.strip())
     m = _INLINE_MATH_RE.search(answer)
     if m and m.start() < 3:  # "The answer is $\frac{1}{2}$." -> the math span
         return next(g for g in m.groups() if g is not None)
@@ -167,8 +173,14 @@ _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "lim", "m
 
 
 def _prose_number(text: str) -> str | None:
-    """The only number of a short text that is prose around it ("Soucis : 2,74 $ a..", "比例为13/28"), else None."""
-    words = re.findall(r"[^\W\d_]{3,}", re.sub(r"\\[A-Za-z]+", " ", text))
+    """The only number of a short text that is prose around it ("Soucis : 2,74 $ a..", "比例为13/28"), else None.
+
+    A number and its unit ("7 hours", "3 kPa") is a quantity, not prose: its unit stays, to be compared.
+    """
+    if split_unit(text)[1] is not None:
+        return None
+    # Greek letters are symbols ("ΔxΔp ≥ ℏ/2" is a formula), not the letters of a word
+    words = re.findall(r"[^\W\d_]{3,}", re.sub(r"\\[A-Za-z]+|[\u0370-\u03ff]", " ", text))
     if not any(w.lower() not in _MATH_WORDS for w in words):
         return None
     numbers = _PROSE_NUMBER_RE.findall(text)
@@ -280,11 +292,31 @@ _TRAILING_WORDS_RE = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s+(?:[A-Za-z]{2,}[A-Za
 _THOUSANDS_RE = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$|^-?[1-9]\d{0,2}(?: \d{3})+$")
 
 
+# Mathematics typed in Unicode, as models write it in plain text: the LaTeX it stands for. "mc²" is mc^{2}, "v₀" v_{0},
+# "½" \frac{1}{2} (not after a digit: "1½" is a mixed number), "√(1-x)" \sqrt{1-x}.
+_SUPERSCRIPT_RUN_RE = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺]+")
+_SUBSCRIPT_RUN_RE = re.compile(r"[₀₁₂₃₄₅₆₇₈₉]+")
+_SCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺₀₁₂₃₄₅₆₇₈₉", "0123456789-+0123456789")
+_VULGAR_FRACTIONS = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5),
+                     "⅗": (3, 5), "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅛": (1, 8), "⅜": (3, 8), "⅝": (5, 8),
+                     "⅞": (7, 8)}
+_VULGAR_RE = re.compile(rf"(?<!\d)[{''.join(_VULGAR_FRACTIONS)}]")
+_ROOT_RE = re.compile(r"√\s*(?:\(([^()]*)\)|\{([^{}]*)\}|([\w.]+))")
+
+
+def _unicode_math_as_latex(s: str) -> str:
+    """Unicode superscripts, subscripts, vulgar fractions and square roots written as the LaTeX they stand for."""
+    s = _SUPERSCRIPT_RUN_RE.sub(lambda m: "^{" + m.group().translate(_SCRIPT_DIGITS) + "}", s)
+    s = _SUBSCRIPT_RUN_RE.sub(lambda m: "_{" + m.group().translate(_SCRIPT_DIGITS) + "}", s)
+    s = _VULGAR_RE.sub(lambda m: "\\frac{{{}}}{{{}}}".format(*_VULGAR_FRACTIONS[m.group()]), s)
+    return _ROOT_RE.sub(lambda m: "\\sqrt{" + next(g for g in m.groups() if g is not None) + "}", s)
+
+
 def normalize_answer(answer: str) -> str:
     """Normalise an answer string for comparison (presentation only, never the value).
 
-    Removes `$`/`\\(`, `\\left`/`\\right`, spacing commands, `\\text{}`
-    wrappers, units after a number, thousands separators, `\\%`, degrees, dollar
+    Writes Unicode mathematics as LaTeX (`mc²`, `½`, `√9`); removes `$`/`\\(`, `\\left`/`\\right`, spacing
+    commands, `\\text{}` wrappers, units after a number, thousands separators, `\\%`, degrees, dollar
     signs, markdown bold and trailing punctuation; maps `\\dfrac`/`\\tfrac` to
     `\\frac`. Units are compared before this, by `rewards.units` (`rewards.math_answer` strips a unit only when
     the gold has none or the same one).
@@ -300,7 +332,7 @@ def normalize_answer(answer: str) -> str:
     >>> normalize_answer("**90^\\\\circ**")
     '90'
     """
-    s = answer.strip()
+    s = _unicode_math_as_latex(answer.strip())
     s = s.replace("**", "").replace("\\displaystyle", "")
     s = re.sub(r"^\$+|\$+$", "", s).strip()
     s = re.sub(r"^\\\(|\\\)$|^\\\[|\\\]$", "", s).strip()

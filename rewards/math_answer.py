@@ -92,8 +92,28 @@ class Verdict:
 # a^{b^c}, a^b^c, a**b**c: a tower of exponents; 10^{10^{10}} alone has 10^10 digits.
 _TOWER_RE = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\w+\s*\^|\*\*\s*\(?\s*\w+\s*\)?\s*\*\*")
 _BIG_EXP_RE = re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*(\d{5,})")
-# n! with n >= 1000, or the factorial of an expression ((10^{10})!), or n!!.
-_BIG_FACT_RE = re.compile(r"(\d{4,})\s*!|[)}]\s*!|!\s*!|\\?factorial\s*[({]")
+# n! with n >= 1000, or n!!, or factorial(...); the factorial of a bracketed expression is `_numeric_group_factorial`.
+_BIG_FACT_RE = re.compile(r"(\d{4,})\s*!|!\s*!|\\?factorial\s*[({]")
+_GROUP_FACT_RE = re.compile(r"[)}]\s*!")
+_LATEX_SIZING_RE = re.compile(r"\\(?:left|right|big|Big|cdot|times)")
+
+
+def _numeric_group_factorial(s: str) -> bool:
+    """Whether `s` takes the factorial of a bracketed expression without a symbol in it ((10^{10})!, {2^{100}}!).
+
+    The factorial of an expression with a symbol in it ((n-1)!, {k+1}!) stays symbolic in sympy and is safe.
+    """
+    for match in _GROUP_FACT_RE.finditer(s):
+        close, depth = match.start(), 0
+        for i in range(close, -1, -1):
+            depth += {")": 1, "}": 1, "(": -1, "{": -1}.get(s[i], 0)
+            if depth == 0:
+                if not re.search(r"[A-Za-z]", _LATEX_SIZING_RE.sub("", s[i + 1 : close])):
+                    return True
+                break
+        else:
+            return True  # unbalanced: refuse rather than guess
+    return False
 
 
 def _explosive(s: str) -> str | None:
@@ -104,7 +124,7 @@ def _explosive(s: str) -> str | None:
         return "power-tower"
     if _BIG_EXP_RE.search(s):
         return "huge-exponent"
-    if _BIG_FACT_RE.search(s):
+    if _BIG_FACT_RE.search(s) or _numeric_group_factorial(s):
         return "huge-factorial"
     if s.count("{") > 200 or s.count("(") > 200:
         return "too-deeply-nested"
@@ -231,11 +251,13 @@ def _elementwise_equal(gold_n: str, pred_n: str) -> bool:
     return all(g is not None and p is not None and _numbers_equal(g, p) for g, p in pairs)
 
 
-_EQ_LHS_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=(?!=)\s*(.+)$", re.S)
+# A named quantity on the left: x, f(x), v_0, I_{\max }, \theta_a, \omega(r).
+_EQ_LHS_RE = re.compile(
+    r"^\s*(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{[^{}]*\}|_\w)?(?:\([A-Za-z]\))?\s*=(?!=)\s*(.+)$", re.S)
 
 
 def _rhs_of_equation(s: str) -> str:
-    """`x = 3` -> `3`; `f(x) = 2x` -> `2x`; anything else unchanged."""
+    """`x = 3` -> `3`; `f(x) = 2x` -> `2x`; `I_{\\max} = \\frac{q}{2}` -> `\\frac{q}{2}`; anything else unchanged."""
     m = _EQ_LHS_RE.match(s)
     return m.group(1).strip() if m and "=" not in m.group(1) else s
 
@@ -409,6 +431,8 @@ def _judge(extracted: str, how: str, gold_ans: str) -> Verdict:
     pred = _stated_value(extracted) if "=" not in gold_ans else extracted
     tag = f"-rhs ({how})" if pred != extracted else f" ({how})"  # compared by its right-hand side, or whole
     (gold_value, gold_unit), (pred_value, pred_unit) = split_unit(gold_ans), split_unit(pred)
+    if pred_unit and not gold_unit and split_unit(gold_ans, any_attached=True)[1] == pred_unit:
+        gold_value, gold_unit = split_unit(gold_ans, any_attached=True)  # "0.64N" read against "0.6400 N": newtons
     if gold_unit and pred_unit and not units_agree(gold_unit, pred_unit):
         return Verdict(False, extracted=extracted, gold_parsed=f"{gold_value} {gold_unit}",
                        pred_parsed=f"{pred_value} {pred_unit}",

@@ -38,6 +38,10 @@ _WORDS = {
     "mole": "mol", "electronvolt": "eV", "calorie": "cal", "kilocalorie": "kcal", "angstrom": "Å", "ångström": "Å",
     "atmosphere": "atm", "coulomb": "C", "farad": "F", "tesla": "T", "henry": "H", "molar": "M",
 }
+# SI prefixes spelled out ("kilopascals", "microfarads", "gigahertz"): the prefix's symbol before the unit's.
+_PREFIX_WORDS = {"yotta": "Y", "zetta": "Z", "exa": "E", "peta": "P", "tera": "T", "giga": "G", "mega": "M",
+                 "kilo": "k", "hecto": "h", "deci": "d", "centi": "c", "milli": "m", "micro": "μ", "nano": "n", "pico": "p",
+                 "femto": "f", "atto": "a"}
 _TEMPERATURE = {"c": "°C", "celsius": "°C", "f": "°F", "fahrenheit": "°F"}
 _POWER_WORDS = {"square": 2, "sq": 2, "cubic": 3, "cu": 3}
 _FILLER_WORDS = {"each", "only", "total", "altogether", "exactly", "in", "of", "the", "a", "an", "approximately",
@@ -79,24 +83,31 @@ def _clean(answer: str) -> str:
     return re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
 
 
-def _canonical_token(word: str, attached: bool) -> str | None:
+def _canonical_token(word: str, attached: bool, any_attached: bool = False) -> str | None:
     """A unit token's canonical name, or None when the word cannot be a unit (a variable such as x)."""
     if len(word) == 1 or word == "°":
-        if word not in _ONE_LETTER_UNITS or (attached and word not in _ONE_LETTER_ATTACHED):
+        if word not in _ONE_LETTER_UNITS or (attached and not any_attached and word not in _ONE_LETTER_ATTACHED):
             return None
         return _WORDS.get(word, word)
     if word in _SYMBOLS:
         return word
     lower = word.lower()
-    for candidate in (lower, lower[:-2] if lower.endswith("es") else None, lower[:-1] if lower.endswith("s") else None):
-        if candidate and candidate in _WORDS:
+    singulars = [c for c in (lower, lower[:-2] if lower.endswith("es") else None,
+                             lower[:-1] if lower.endswith("s") else None) if c]
+    for candidate in singulars:
+        if candidate in _WORDS:
             return _WORDS[candidate]
+    for candidate in singulars:  # "kilopascals" is kPa, "microfarads" μF
+        for prefix, symbol in _PREFIX_WORDS.items():
+            unit = _WORDS.get(candidate[len(prefix):]) if candidate.startswith(prefix) else None
+            if unit in _PREFIXABLE:
+                return symbol + unit
     if not re.fullmatch(r"[A-Za-z][a-z']*|[A-Z]+", word):
         return None
     return lower[:-1] if lower.endswith("s") and len(lower) > 3 and not lower.endswith("ss") else lower
 
 
-def _parse_unit(unit: str, attached: bool) -> str | None:
+def _parse_unit(unit: str, attached: bool, any_attached: bool = False) -> str | None:
     """`m/s^2` -> `m s^-2`; None when `unit` is not a unit expression.
 
     Everything after a `/` (or `per`) is in the denominator up to the end of its group, so `J/mol K` is
@@ -135,7 +146,7 @@ def _parse_unit(unit: str, attached: bool) -> str | None:
             powers["°"] -= 1
             token = _TEMPERATURE[word.lower()]
         else:
-            token = _canonical_token(word, attached and first)
+            token = _canonical_token(word, attached and first, any_attached)
         if token is None:
             return None
         powers[token] = powers.get(token, 0) + int(m.group("e1") or m.group("e2") or 1) * scale * groups[-1][1]
@@ -145,11 +156,13 @@ def _parse_unit(unit: str, attached: bool) -> str | None:
     return " ".join(t if e == 1 else f"{t}^{e}" for t, e in sorted(powers.items()) if e != 0) or None
 
 
-def split_unit(answer: str) -> tuple[str, str | None]:
+def split_unit(answer: str, any_attached: bool = False) -> tuple[str, str | None]:
     """Split a number's unit off an answer.
 
     Args:
         answer: An answer string (`9.8 \\text{ m/s}^2`, `5pm`, `12 \\text{ centimeters}`).
+        any_attached: Read any one-letter unit written straight after the number as a unit (`0.64N`); by default
+            only m, s, g and l are (`2N` is 2 times N). For reading a gold against the unit a prediction names.
 
     Returns:
         `(value, unit)`: the number as written and the unit in canonical form (`("9.8", "m s^-2")`); or
@@ -163,7 +176,7 @@ def split_unit(answer: str) -> tuple[str, str | None]:
     m = _VALUE_RE.fullmatch(_clean(answer))
     if not m or not m.group("unit"):
         return answer, None
-    unit = _parse_unit(m.group("unit"), attached=not m.group("space"))
+    unit = _parse_unit(m.group("unit"), attached=not m.group("space"), any_attached=any_attached)
     if unit is None:
         return answer, None
     return m.group("value").strip(), unit

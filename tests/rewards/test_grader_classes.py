@@ -325,3 +325,151 @@ def test_a_list_gold(pred, gold, correct):
 ])
 def test_split_unit(answer, value, unit):
     assert split_unit(answer) == (value, unit)
+
+
+# --- a bare number with a unit word keeps its unit (it was read as prose around a number) ---------------------------
+
+@pytest.mark.parametrize(("pred", "gold"), [
+    ("7 hours", "7 minutes"),
+    ("3 kPa", "3 MPa"),
+    ("4 days", "4 weeks"),
+    ("10 mph", "10 km/h"),
+    ("12 seconds", "12 minutes"),
+    ("5 kilograms", "5 g"),
+    ("Answer: 20 liters", "20 mL"),
+])
+def test_a_bare_quantity_keeps_its_unit(pred, gold):
+    verdict = _graded(pred, gold, False)
+    assert verdict.reason.startswith("unit-mismatch"), verdict
+
+
+@pytest.mark.parametrize(("pred", "gold"), [
+    ("7 hours", "7 h"),
+    ("3 kPa", "3"),
+    ("4 days", "4"),
+    ("Soucis : 2,74 $ a payer", "2.74"),  # prose around a number still gives the number
+])
+def test_a_bare_quantity_in_the_golds_unit_or_none_pays(pred, gold):
+    _graded(pred, gold, True)
+
+
+# --- SI prefixes spelled out are the prefixed symbol ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("answer", "unit"), [
+    ("10 kilopascals", "kPa"),
+    ("2.5 microfarads", "μF"),
+    ("3 gigahertz", "GHz"),
+    ("4 megajoules", "MJ"),
+    ("6 nanoseconds", "ns"),
+    ("7 milliamperes", "mA"),
+    ("8 kilowatts", "kW"),
+    ("9 megapascal", "MPa"),
+])
+def test_prefix_words_are_prefixed_symbols(answer, unit):
+    assert split_unit(answer)[1] == unit
+
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("2.5 microfarads", "2.5 μF", True),
+    ("10 kilopascals", "10 kPa", True),
+    ("3 gigahertz", "3 GHz", True),
+    ("3 megahertz", "3 GHz", False),
+    ("2.5 millifarads", "2.5 μF", False),
+    ("10 kilopascals", "10 Pa", False),  # a unit that differs is never converted
+])
+def test_prefix_words_against_symbols(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+# --- a gold's attached unit letter, read against the unit the prediction names ----------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("0.6400 N", "0.64N", True),
+    ("\\boxed{0.64 \\text{ N}}", "0.64N", True),
+    ("5 J", "5J", True),
+    ("0.64", "0.64N", False),  # the gold's unit is not dropped for a bare number
+    ("0.64 J", "0.64N", False),
+    ("0.65 N", "0.64N", False),
+    ("2 N", "2N", True),
+])
+def test_an_attached_gold_unit_read_against_the_predictions(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+# --- an equation whose left side is a named quantity with a LaTeX subscript or a Greek name ---------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("\\frac{ q_{0} }{ \\sqrt{2 C L}  }", "$I_{\\max }=\\frac{q_{0}}{\\sqrt{2 L C}}$", True),
+    ("\\frac{q_0}{\\sqrt{2LC}}", "I_{\\max} = \\frac{q_0}{\\sqrt{2 L C}}", True),
+    ("\\frac{q_0}{\\sqrt{LC}}", "I_{\\max} = \\frac{q_0}{\\sqrt{2 L C}}", False),
+    ("\\frac{1}{2}", "\\theta = \\frac{1}{2}", True),
+    ("\\frac{1}{3}", "\\theta = \\frac{1}{2}", False),
+    ("v_{\\text{avg}} = 12", "12", True),
+    ("v_{\\text{avg}} = 13", "12", False),
+])
+def test_a_named_quantity_on_the_left_is_compared_by_its_value(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+# --- the factorial of a symbolic expression is not explosive; of a huge number it is ----------------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("\\frac{n!}{k!(n-k)!}", "\\frac{(n-1)!}{k!} \\frac{n}{(n-k)!}", True),
+    ("(n+1)!", "(n+1) n!", True),
+    ("(n+1)!", "n!", False),
+    ("{k+1}!", "(k+1)!", True),
+])
+def test_a_symbolic_factorial_is_compared(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+@pytest.mark.parametrize("pred", ["(10^{10})!", "(2^{100})!", "{10^{9}}!", "(99999)!"])
+def test_a_huge_numeric_factorial_is_refused(pred):
+    verdict = _graded(pred, "5", False)
+    assert verdict.reason.startswith("refused: huge-factorial"), verdict
+
+
+# --- Unicode mathematics is the LaTeX it stands for -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("E = mc²", "E = mc^2", True),
+    ("E = mc³", "E = mc^2", False),
+    ("KE = ½mv²", "KE = \\frac{1}{2}mv^2", True),
+    ("√9", "3", True),
+    ("√9", "4", False),
+    ("2√2", "2\\sqrt{2}", True),
+    ("√3/2", "\\frac{\\sqrt{3}}{2}", True),
+    ("x₁ + x₂", "x_1 + x_2", True),
+    ("¾", "0.75", True),
+    ("⅓", "0.3333", False),  # a rounded decimal is still not the fraction
+    ("6 × 10⁻³ m/s²", "0.006", True),
+    ("x²", "x^3", False),
+])
+def test_unicode_mathematics(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+# --- words of certainty between an answer phrase and its answer -------------------------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct", "extracted"), [
+    ("I think the answer is definitely \\(8000\\).", "8000", True, "8000"),
+    ("The answer is indeed 6.", "6", True, "6"),
+    ("So the answer is clearly $\\frac{1}{2}$.", "\\frac{1}{2}", True, "\\frac{1}{2}"),
+    ("The answer is indeed 7.", "6", False, "7"),
+    ("Therefore the final answer is simply 12.", "12", True, "12"),
+])
+def test_words_of_certainty_before_the_answer(pred, gold, correct, extracted):
+    assert _graded(pred, gold, correct).extracted == extracted  # the answer alone, without the adverb
+
+
+# --- a formula with Greek letters is a formula, not prose around its only number --------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("ΔxΔp ≥ ℏ/2", "ΔxΔp ≥ ℏ/2", True),
+    ("ΔxΔp ≥ ℏ/2", "2", False),
+    ("λ = h/p", "λ = h/p", True),
+    ("θ = 2π/3", "\\frac{2\\pi}{3}", True),
+    ("Le résultat final est 42", "42", True),  # prose in another language still gives its number
+])
+def test_greek_letters_are_symbols_not_words(pred, gold, correct):
+    _graded(pred, gold, correct)
