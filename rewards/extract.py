@@ -25,7 +25,7 @@ from rewards.last_number import (CHAT_TOKEN_RE, ENDS_MID_EXPRESSION_RE, NUMBER_R
 from rewards.units import split_unit
 
 __all__ = ["extract_answer", "find_last_boxed", "normalize_answer", "completion_text", "reads_finished",
-           "reasoning_left_open", "last_number_refusal", "MAX_ANSWER_CHARS"]
+           "reasoning_left_open", "last_number_refusal", "reasoning_after_the_phrase", "MAX_ANSWER_CHARS"]
 
 # An extracted answer longer than this is not an answer a grader should try to parse:
 # it is garbage or a runaway box, and parsing it can only cost time.
@@ -204,6 +204,15 @@ def _phrase_answer(text: str) -> str | None:
             break
         answer = inner[-1]
     return _strip_phrase_tail(answer) or None
+
+
+def reasoning_after_the_phrase(text: str) -> bool:
+    """Whether lines of text follow the line of the last answer phrase ("the answer is 5" and then more reasoning).
+
+    On a response that was cut off, such a phrase was not its final word: the model went on working.
+    """
+    phrases = list(_PHRASE_RE.finditer(CHAT_TOKEN_RE.sub(" ", text)))
+    return bool(phrases) and bool(CHAT_TOKEN_RE.sub(" ", text)[phrases[-1].end() :].strip())
 
 
 def _is_prose(answer: str) -> bool:

@@ -21,7 +21,8 @@ Decision ladder (first conclusive step wins):
 An answer found only by the last-number fallback is no answer when the text does not read as
 finished (`rewards.extract.reads_finished`: a response cut off mid-reasoning): the verdict
 is wrong, with nothing extracted (so it casts no vote in maj@k), reason
-`unfinished-text (last number '7' is not an answer)`.
+`unfinished-text (last number '7' is not an answer)`. Nor is an answer phrase that more reasoning
+followed before the cut (`unfinished-text (the reasoning after '11' was cut off)`).
 
 Expressions whose evaluation could explode (power towers, huge factorials, very long
 answers) are refused before sympy sees them: the verdict is then a string comparison
@@ -36,7 +37,7 @@ from dataclasses import dataclass, asdict
 from fractions import Fraction
 
 from rewards.extract import (MAX_ANSWER_CHARS, extract_answer, find_last_boxed, last_number_refusal, normalize_answer,
-                             reads_finished, reasoning_left_open)
+                             reads_finished, reasoning_after_the_phrase, reasoning_left_open)
 from rewards.units import split_unit, units_agree
 
 __all__ = ["Verdict", "grade_answer", "parse_number"]
@@ -417,6 +418,10 @@ def _grade(pred_text: object, gold: object) -> Verdict:
         refusal = last_number_refusal(pred_text)
         if refusal:
             return Verdict(False, reason=f"no-answer (last number {extracted!r} is {refusal})")
+    if how == "phrase" and not reads_finished(pred_text) and reasoning_after_the_phrase(pred_text):
+        # "... so the answer is 11. Let me check: ... Approximating \sqrt{120" was cut off while still working: the
+        # phrase was an intermediate claim, not the response's final answer.
+        return Verdict(False, reason=f"unfinished-text (the reasoning after {extracted!r} was cut off)")
     if how in ("bare", "last_math") and reasoning_left_open(pred_text):
         # "<think>\n20}." is unfinished reasoning, not a bare answer "20}." (seen on the demo policy's GSM8K outputs)
         return Verdict(False, reason=f"unfinished-text (reasoning left open; {extracted!r} is not an answer)")

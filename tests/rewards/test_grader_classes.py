@@ -473,3 +473,29 @@ def test_words_of_certainty_before_the_answer(pred, gold, correct, extracted):
 ])
 def test_greek_letters_are_symbols_not_words(pred, gold, correct):
     _graded(pred, gold, correct)
+
+
+# --- an answer phrase followed by reasoning that was cut off is not the final answer --------------------------------
+
+CUT_AFTER_THE_PHRASE = [
+    ("So the answer is 11.\n\nWait, let me double-check the count.\n\nApproximating \\( \\sqrt{120", "11"),
+    ("I think the answer is -125.\n\nBut let me verify with the binomial theorem:\n\nIn this case, we need:", "-125"),
+    ("Thus the answer is 1/2.\n\nHmm, let me recompute the area.\nFirst integral: 2x dx +", "\\frac{1}{2}"),
+    ("The final answer is 7\nActually, let me reconsider the second case, where n is", "7"),
+]
+
+
+@pytest.mark.parametrize(("text", "gold"), CUT_AFTER_THE_PHRASE)
+def test_a_phrase_followed_by_cut_off_reasoning_is_no_answer(text, gold):
+    verdict = _graded(text, gold, False)
+    assert verdict.extracted is None and verdict.reason.startswith("unfinished-text (the reasoning after"), verdict
+
+
+@pytest.mark.parametrize(("text", "gold"), [
+    ("So the answer is 11.\n\nLet me double-check: the count is right.", "11"),  # more reasoning, but finished
+    ("The answer is 5", "5"),  # the phrase is the last line
+    ("Work.\nThe final answer is 12\n", "12"),
+    ("So the answer is 11.\n\nChecking again, 11 works.\n\nTherefore 11 is correct.", "11"),
+])
+def test_a_phrase_in_a_finished_response_or_on_its_last_line_pays(text, gold):
+    _graded(text, gold, True)
