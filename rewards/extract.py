@@ -313,6 +313,22 @@ _VULGAR_RE = re.compile(rf"(?<!\d)[{''.join(_VULGAR_FRACTIONS)}]")
 _ROOT_RE = re.compile(r"√\s*(?:\(([^()]*)\)|\{([^{}]*)\}|([\w.]+))")
 
 
+# Mathematics typed as a program would ("(x+1)**2", "sin(pi/2)", "exp(0)"): the power before bold markers are removed,
+# function names and pi as LaTeX commands, so that "sin" is the sine and not s times i times n.
+# (x**2 or x ** 2; never "**5** apples", whose second pair closes the bold before a space)
+_PYTHON_POWER_RE = re.compile(r"(?<=[\w)\]}])(?:\*\*|\s+\*\*\s+)(?=[\w({\-])")
+_PLAIN_FUNCTION_RE = re.compile(r"(?<![A-Za-z\\])(sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|sinh|cosh|tanh|exp|ln|log)"
+                                r"(?=\s*\()")
+_PLAIN_PI_RE = re.compile(r"(?<![A-Za-z\\])pi(?![A-Za-z])")
+
+
+def _plain_math_as_latex(s: str) -> str:
+    """`(x+1)**2` -> `(x+1)^2`; `sin(pi/2)` -> `\\sin(\\pi/2)`; `exp(0)` -> `\\exp(0)`."""
+    s = _PYTHON_POWER_RE.sub("^", s)
+    s = _PLAIN_FUNCTION_RE.sub(lambda m: "\\" + m.group(1), s)
+    return _PLAIN_PI_RE.sub(lambda m: "\\pi ", s)
+
+
 def _unicode_math_as_latex(s: str) -> str:
     """Unicode superscripts, subscripts, vulgar fractions and square roots written as the LaTeX they stand for."""
     s = _SUPERSCRIPT_RUN_RE.sub(lambda m: "^{" + m.group().translate(_SCRIPT_DIGITS) + "}", s)
@@ -324,7 +340,7 @@ def _unicode_math_as_latex(s: str) -> str:
 def normalize_answer(answer: str) -> str:
     """Normalise an answer string for comparison (presentation only, never the value).
 
-    Writes Unicode mathematics as LaTeX (`mc²`, `½`, `√9`); removes `$`/`\\(`, `\\left`/`\\right`, spacing
+    Writes Unicode and program-style mathematics as LaTeX (`mc²`, `½`, `√9`, `x**2`, `sin(pi/2)`); removes `$`/`\\(`, `\\left`/`\\right`, spacing
     commands, `\\text{}` wrappers, units after a number, thousands separators, `\\%`, degrees, dollar
     signs, markdown bold and trailing punctuation; maps `\\dfrac`/`\\tfrac` to
     `\\frac`. Units are compared before this, by `rewards.units` (`rewards.math_answer` strips a unit only when
@@ -341,7 +357,7 @@ def normalize_answer(answer: str) -> str:
     >>> normalize_answer("**90^\\\\circ**")
     '90'
     """
-    s = _unicode_math_as_latex(answer.strip())
+    s = _plain_math_as_latex(_unicode_math_as_latex(answer.strip()))
     s = s.replace("**", "").replace("\\displaystyle", "")
     s = re.sub(r"^\$+|\$+$", "", s).strip()
     s = re.sub(r"^\\\(|\\\)$|^\\\[|\\\]$", "", s).strip()

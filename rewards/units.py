@@ -42,6 +42,8 @@ _WORDS = {
 _PREFIX_WORDS = {"yotta": "Y", "zetta": "Z", "exa": "E", "peta": "P", "tera": "T", "giga": "G", "mega": "M",
                  "kilo": "k", "hecto": "h", "deci": "d", "centi": "c", "milli": "m", "micro": "μ", "nano": "n", "pico": "p",
                  "femto": "f", "atto": "a"}
+# Words after a number that are mathematics, not a unit or a counted thing.
+_MATH_WORDS = {"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "mod"}
 _TEMPERATURE = {"c": "°C", "celsius": "°C", "f": "°F", "fahrenheit": "°F"}
 _POWER_WORDS = {"square": 2, "sq": 2, "cubic": 3, "cu": 3}
 _FILLER_WORDS = {"each", "only", "total", "altogether", "exactly", "in", "of", "the", "a", "an", "approximately",
@@ -92,6 +94,8 @@ def _canonical_token(word: str, attached: bool, any_attached: bool = False) -> s
     if word in _SYMBOLS:
         return word
     lower = word.lower()
+    if lower in _MATH_WORDS:  # 2pi is 2 times pi, not two pis
+        return None
     singulars = [c for c in (lower, lower[:-2] if lower.endswith("es") else None,
                              lower[:-1] if lower.endswith("s") else None) if c]
     for candidate in singulars:

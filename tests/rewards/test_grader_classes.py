@@ -499,3 +499,30 @@ def test_a_phrase_followed_by_cut_off_reasoning_is_no_answer(text, gold):
 ])
 def test_a_phrase_in_a_finished_response_or_on_its_last_line_pays(text, gold):
     _graded(text, gold, True)
+
+
+# --- mathematics typed as a program would: x**2, sin(pi/2), exp(0) ---------------------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("(x+1)**2", "x^2 + 2x + 1", True),
+    ("(x+1)**2", "x^2 + 1", False),
+    ("x ** 3", "x^3", True),
+    ("2**10", "1024", True),
+    ("2**10", "1000", False),
+    ("sin(pi/2)", "1", True),
+    ("sin(pi/3)", "1", False),
+    ("exp(0)", "1", True),
+    ("cos(0)", "1", True),
+    ("pi + 1", "\\pi + 1", True),
+    ("2pi", "2\\pi", True),
+    ("3pi", "2\\pi", False),
+    ("The answer is **5** apples.", "5", True),  # bold, not a power
+    ("**90**", "90", True),
+])
+def test_program_style_mathematics(pred, gold, correct):
+    _graded(pred, gold, correct)
+
+
+@pytest.mark.parametrize("answer", ["2pi", "3 sin(x)", "4 log(2)"])
+def test_a_mathematical_word_after_a_number_is_not_a_unit(answer):
+    assert split_unit(answer)[1] is None
