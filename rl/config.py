@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from model.config import ConfigError as _ModelConfigError
+from model.fp8 import PRECISIONS
 from problems import split_error
 from rl.algos import loss_names
 from rl.rewarding import reward_name_error
@@ -330,14 +331,19 @@ class TrainerConfig(_Section):
                                         "the same step up to float rounding. Bounds the learner's memory, and on a "
                                         "CPU large batches run faster in parts (docs/results.md). 0 = each "
                                         "mini-batch in one pass.")
-    precision: str = _field("fp32", "Learner arithmetic: fp32, or bf16 (autocast forward/backward with fp32 master "
-                            "weights, optimizer state and loss).")
+    precision: str = _field("fp32", "Learner arithmetic: fp32, bf16 (autocast forward/backward with fp32 master "
+                            "weights, optimizer state and loss), or fp8: DeepSeek-V3's FP8 training (model/fp8.py): "
+                            "the three GEMMs of every MLA and expert projection in e4m3 with 1x128 activation tiles "
+                            "and 128x128 weight blocks, bf16 for what stays out (embedding, heads, router, norms, "
+                            "attention), fp32 master weights and optimizer state. FP8 GEMMs on Hopper GPUs; "
+                            "emulated (slower than bf16) on CPUs. Rollouts keep rollout.precision; mismatch/* "
+                            "shows what FP8 adds.")
 
     def validate(self) -> None:
         _require(self.steps >= 0, "trainer.steps", "must be >= 0")
         _require(self.num_learners >= 1, "trainer.num_learners", "must be >= 1")
         _choice(self.learner_device, "trainer.learner_device", ("auto", "cpu", "cuda"))
-        _choice(self.precision, "trainer.precision", ("fp32", "bf16"))
+        _choice(self.precision, "trainer.precision", PRECISIONS)
         _require(bool(self.output_dir), "trainer.output_dir", "must not be empty")
         _require(not Path(self.output_dir).is_file(), "trainer.output_dir",
                  f"{self.output_dir} is a file, not a folder")

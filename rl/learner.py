@@ -23,6 +23,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from model import Transformer, save_pretrained
+from model.fp8 import apply_precision, autocast_dtype
 from rl import algos
 from rl.batch import LearnerBatch
 from rl.learner_settings import LearnerSettings
@@ -60,8 +61,9 @@ class Learner:
             threads: torch threads (the learner works while the rollout workers wait, so it may use all cores).
             temperature: the rollout sampling temperature; logprobs are those of logits / temperature.
             device: "cpu", "cuda" or "auto".
-            precision: "fp32", or "bf16" (bf16 autocast of the forward and backward; fp32 master weights,
-                optimizer state and loss).
+            precision: "fp32", "bf16" (bf16 autocast of the forward and backward; fp32 master weights,
+                optimizer state and loss), or "fp8": bf16 autocast, and the MLA and expert projections' GEMMs in FP8
+                as DeepSeek-V3 trains (model/fp8.py; our DeepSeek-V3 class only).
             rank, world_size: this learner's place among the learners training one policy.
             store_address: (host, port) of the torch.distributed TCPStore the learners meet at; needed when
                 world_size > 1. Given with world_size 1, the learner is an FSDP group of one (the code path of
@@ -78,7 +80,8 @@ class Learner:
         self.max_completion_length = max_completion_length
         self.temperature = temperature
         self.device = resolve_device(device)
-        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        self.autocast_dtype = autocast_dtype(precision)
+        self.precision = precision
         self.rank, self.world_size = rank, world_size
         self.implementation = implementation
         if world_size > 1 and store_address is None:
@@ -87,7 +90,7 @@ class Learner:
         self.collectives = Collectives(self.device, world_size, distributed=store_address is not None)
         if self.collectives.distributed:
             join_process_group(store_address, rank, world_size, self.device)
-        self.policy = self.collectives.shard(load_policy(checkpoint, implementation=implementation))
+        self.policy = self.collectives.shard(self._load(checkpoint))
         self.pack = pack and isinstance(self.policy, Transformer)
         check_mtp_weight(self.policy, settings.mtp_weight, "algorithm.mtp_weight")
         # With the MTP loss on, the MTP modules' gradients are clipped on their own, so the rest of the policy
@@ -99,11 +102,19 @@ class Learner:
         self.micro_batch_positions = micro_batch_positions
         self.reference = None
         if settings.beta > 0:
-            self.reference = self.collectives.shard(load_policy(checkpoint, implementation=implementation)
-                                                    ).eval().requires_grad_(False)
+            self.reference = self.collectives.shard(self._load(checkpoint)).eval().requires_grad_(False)
         self.optimizer, self.scheduler = make_optimizer(self.policy, settings, total_steps)
         self.loss_spec = algos.get_loss_spec(settings.loss_type)  # an unknown loss_type fails here, before any rollout
         self.version = 0  # GRPO updates taken (saved with the learner's state)
+
+    def _load(self, checkpoint: str) -> torch.nn.Module:
+        """The policy in checkpoint as this learner computes with it (fp8: its FP8 linear layers swapped in; the
+        parameters and their names are the checkpoint's either way)."""
+        policy = load_policy(checkpoint, implementation=self.implementation)
+        if self.precision == "fp8" and not isinstance(policy, Transformer):
+            raise ValueError(f"precision fp8 runs our DeepSeek-V3 class only; {checkpoint} loads as "
+                             f"{type(policy).__name__}: use bf16")
+        return apply_precision(policy, self.precision)
 
     def ready(self) -> bool:
         return True

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from model import load_tokenizer
 from model.checkpoint import save_pretrained
+from model.fp8 import apply_precision, autocast_dtype
 from rl.algos import mtp_loss
 from rl.batch import LearnerBatch, RolloutBatch, Sample
 from rl.config import ConfigError
@@ -50,17 +51,22 @@ def check_mtp_weight(policy: torch.nn.Module, mtp_weight: float, field: str = "s
 
 def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, steps: int, batch_size: int,
                         lr: float, seed: int = 0, system_prompt: str | None = None, max_tokens: int | None = None,
-                        mtp_weight: float = 0.0, log=print) -> list[float]:
+                        mtp_weight: float = 0.0, precision: str = "fp32", log=print) -> list[float]:
     """Train policy in place on the problems' reference solutions; returns the (next-token) loss of each step.
 
     Args:
         mtp_weight: DeepSeek-V3's lambda: the step's loss is the next-token loss + mtp_weight x the MTP loss
             (rl.algos.mtp_loss over the solution tokens). 0 leaves the MTP modules untrained and the run as it was.
+        precision: the learner's precision (trainer.precision): fp32, bf16 autocast, or fp8 (the policy's FP8
+            linear layers are swapped in, in place: model.fp8.to_fp8; its parameters stay the same).
 
     Raises:
         ConfigError: mtp_weight > 0 for a policy without MTP modules, before any step.
     """
     check_mtp_weight(policy, mtp_weight)
+    apply_precision(policy, precision)
+    dtype = autocast_dtype(precision)
+    device = next(policy.parameters()).device.type
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -70,8 +76,9 @@ def supervised_finetune(policy: torch.nn.Module, problems: list, tokenizer, *, s
     for step in range(steps):
         batch = sft_batch(rng.sample(problems, min(batch_size, len(problems))), tokenizer, system_prompt, max_tokens)
         # Packed rows run no MTP modules: with the MTP loss on, the padded rows (the same next-token logits).
-        logits, output = forward_completions(policy, batch, pack=mtp_weight == 0)
-        loss = F.cross_entropy(logits.flatten(0, 1), batch.completion_ids.flatten(), reduction="none")
+        with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+            logits, output = forward_completions(policy, batch, pack=mtp_weight == 0)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), batch.completion_ids.flatten(), reduction="none")
         loss = (loss * batch.completion_mask.flatten()).sum() / batch.completion_mask.sum()
         total = loss + getattr(output, "balance_loss", 0.0)
         mtp_metrics = {}

@@ -18,6 +18,7 @@ import torch
 
 from model import load_tokenizer
 from model.config import ConfigError, preset
+from model.fp8 import autocast_dtype
 from rl import algos
 from rl.batch import LearnerBatch
 from rl.policy import forward_completions, load_policy, resolve_device
@@ -36,7 +37,8 @@ class Teacher:
             temperature: the student's sampling temperature: the teacher's logprobs are those of its logits /
                 temperature, as the student's are, so a teacher equal to the student scores every token as it does.
             device: "cpu", "cuda" or "auto".
-            precision: "fp32", or "bf16" (autocast of the forward; logprobs in fp32).
+            precision: "fp32", or "bf16" (autocast of the forward; logprobs in fp32); "fp8" (the student's FP8
+                training) scores in bf16: the frozen teacher has no GEMMs to train.
             threads: torch threads (the teacher works while the rollout workers and the learner wait).
             pack: run our Transformer on packed rows when that saves positions (rl.policy.packed_rows).
             micro_batch_positions: the most padded positions one forward runs; a batch is cut into row chunks
@@ -44,7 +46,7 @@ class Teacher:
         """
         torch.set_num_threads(threads)
         self.device = resolve_device(device)
-        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        self.autocast_dtype = autocast_dtype(precision)
         self.temperature = temperature
         self.pack = pack
         self.micro_batch_positions = micro_batch_positions

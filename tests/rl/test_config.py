@@ -78,6 +78,7 @@ def test_overrides_parse_yaml_values():
     ("ray.learner_resources={gpu: lots}", r"ray\.learner_resources\['gpu'\]: expected float"),
     ("reward.functions=math_accuracy", r"reward\.functions: expected list\[str\]"),
     ("trainer.precision=float16", r"trainer\.precision: must be one of 'fp32', 'bf16'"),
+    ("trainer.precision=fp9", r"trainer\.precision: must be one of 'fp32', 'bf16', 'fp8'.*got 'fp9'"),
     ("algorithm.loss_type=ppo", r"algorithm\.loss_type: must be one of .*'dapo'"),
     ("reward.weights=[1.0]", r"reward\.weights: has 1 entries for 2 reward functions"),
     ("rollout.group_size=1", r"rollout\.group_size: must be >= 2"),

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from model import load_tokenizer
 from model.config import preset
 from model.deepseek import Transformer
+from model.fp8 import fp8_modules
 from problems import load_problems
 from rl.algos import mtp_loss
 from rl.config import ConfigError, DataConfig, load_config
@@ -103,3 +104,9 @@ def test_mtp_weight_is_bounded_and_off_by_default():
     assert load_config(job).sft.mtp_weight == 0.0
     with pytest.raises(ConfigError, match=r"sft\.mtp_weight: must be in \[0, 10\], got -0.1"):
         load_config(job, ["sft.mtp_weight=-0.1"])
+
+
+def test_the_warm_start_runs_in_fp8(tokenizer, problems):
+    policy = tiny_policy(tokenizer, mtp_layers=0)
+    losses = supervised_finetune(policy, problems, tokenizer, **(SETTINGS | {"steps": 3}), precision="fp8")
+    assert fp8_modules(policy) and len(losses) == 3 and all(0 < loss < 20 for loss in losses)
