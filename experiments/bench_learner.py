@@ -1,14 +1,18 @@
 """Benchmark the GRPO learner step: our DeepSeek-V3 against transformers' DeepseekV3ForCausalLM running the
 same Learner code (rl/learner.py: forward, GRPO loss, backward, clipping, AdamW) on the same weights and batch,
-in fp32 and in bf16 autocast, on one device.
+in fp32, in bf16 autocast and in fp8 (DeepSeek-V3's FP8 GEMMs, model/fp8.py: ours only), on one device.
 
     python experiments/bench_learner.py --preset small --device cuda     # a GPU machine
+    python experiments/bench_learner.py --preset small --device cuda --precisions bf16,fp8 --implementations ours
     python experiments/bench_learner.py --preset tiny --device cpu --batch 8 --completion-len 128
 
 Per configuration: seconds per step (median over --steps after one warm-up step), learner tokens/s and, on a
 GPU, peak allocated memory. Configurations run one after another in this process, alternating
 implementations; on a GPU the allocator is emptied and the peak reset between them. Writes
-experiments/results/learner_<device>_<preset>.json.
+experiments/results/learner_<device>_<preset>.json, with the device and torch version.
+
+What it imports: torch, numpy, PyYAML and safetensors (rl.learner, rl.config), transformers only for
+--implementations transformers; no Ray and no vLLM.
 """
 
 from __future__ import annotations
@@ -96,36 +100,50 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--completion-len", type=int, default=512)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration (after a warm-up)")
-    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16, fp8 (fp8: ours only)")
+    parser.add_argument("--implementations", default="ours,transformers",
+                        help="ours, transformers (transformers' class needs the transformers package)")
     parser.add_argument("--profile", action="store_true", help="print each configuration's top operators")
     args = parser.parse_args()
 
     from model import ModelArgs
-    from rl.api import model_init
+    from model.checkpoint import init_pretrained
 
+    implementations = {"ours": "auto", "transformers": "transformers"}
+    names = args.implementations.split(",")
     with tempfile.TemporaryDirectory() as folder:
-        checkpoint = model_init(args.preset, Path(folder) / "policy", seed=0)
+        checkpoint = Path(folder) / "policy"
+        init_pretrained(args.preset, checkpoint, seed=0)
         vocab = ModelArgs.load(checkpoint / "config.json").vocab_size
         batch = random_batch(args.batch, args.prompt_len, args.completion_len, vocab)
         runs = []
         for precision in args.precisions.split(","):
-            for implementation in ("auto", "transformers"):
-                run = measure(str(checkpoint), implementation, precision, args.device, batch, args.steps,
+            for name in names:
+                if precision == "fp8" and name != "ours":
+                    continue  # FP8 linear layers are swapped into our class only
+                run = measure(str(checkpoint), implementations[name], precision, args.device, batch, args.steps,
                               args.profile)
-                run["implementation"] = "ours" if implementation == "auto" else "transformers"
+                run["implementation"] = name
                 print(json.dumps(run), flush=True)
                 runs.append(run)
 
+    def run_of(precision, name):
+        return next((r for r in runs if r["precision"] == precision and r["implementation"] == name), None)
+
     ratios = {}
     for precision in args.precisions.split(","):
-        ours, peer = (next(r for r in runs if r["precision"] == precision and r["implementation"] == name)
-                      for name in ("ours", "transformers"))
-        ratios[f"time_{precision}"] = round(ours["seconds_per_step"] / peer["seconds_per_step"], 3)
-        if "peak_memory_gib" in ours:
-            ratios[f"memory_{precision}"] = round(ours["peak_memory_gib"] / peer["peak_memory_gib"], 3)
+        ours, peer = run_of(precision, "ours"), run_of(precision, "transformers")
+        if ours and peer:
+            ratios[f"time_{precision}"] = round(ours["seconds_per_step"] / peer["seconds_per_step"], 3)
+            if "peak_memory_gib" in ours:
+                ratios[f"memory_{precision}"] = round(ours["peak_memory_gib"] / peer["peak_memory_gib"], 3)
+    if run_of("fp8", "ours") and run_of("bf16", "ours"):  # V3's FP8 against bf16, same class, same run
+        ratios["fp8_over_bf16_tokens_per_s"] = round(run_of("fp8", "ours")["learner_tokens_per_s"]
+                                                     / run_of("bf16", "ours")["learner_tokens_per_s"], 3)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     result = {"what": "GRPO learner step (rl.learner.Learner.train_step: dapo loss, AdamW, grad clipping), ours vs "
-                      "transformers' DeepseekV3ForCausalLM on the same weights and batch",
+                      "transformers' DeepseekV3ForCausalLM on the same weights and batch; fp8 = DeepSeek-V3's FP8 "
+                      "GEMMs (model/fp8.py), ours only",
               "date": datetime.date.today().isoformat(), "device": device_name, "torch": torch.__version__,
               "preset": args.preset, "batch": args.batch, "prompt_len": args.prompt_len,
               "completion_len": args.completion_len, "steps": args.steps, "runs": runs,

@@ -13,8 +13,8 @@ Master weights, their gradients and the optimizer state stay fp32; the output of
 Two ways to run the GEMMs, chosen by the device type of the input (never silently by probing hardware):
   cuda  `torch.nn.functional.scaled_mm` with BlockWise1x128 / BlockWise128x128 scales (Hopper, CUDA >= 12.9);
         a torch or GPU without it is a clear error, unless the emulated path is asked for.
-  cpu   the emulated path: the same quantisation, then the blockwise product in fp32 on the dequantised values,
-        slice by slice. CPUs have no FP8 GEMM; this is what the tests check the numerics on.
+  cpu   the emulated path: the same quantisation, then the product of the dequantised operands in fp32 (which is
+        the GPU's sum of scaled 128-slice products). CPUs have no FP8 GEMM; this is what the tests check.
 `to_fp8(model, gemm="emulated")` forces the emulated path on any device.
 
 Shapes: M tokens, K input features (the reduction axis of the forward), N output features. Dimensions that are not
@@ -24,6 +24,7 @@ multiples of 128 are padded with zeros, which add nothing to any sum; outputs ar
 from __future__ import annotations
 
 import fnmatch
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -125,23 +126,22 @@ def dequantize(q: Quantized) -> torch.Tensor:
 
 
 def blockwise_matmul_emulated(a: Quantized, b: Quantized) -> torch.Tensor:
-    """a (M, K) times b (N, K) transposed -> fp32 (M, N), as the FP8 GEMM computes it: each 128-wide slice of K is
-    multiplied on the e4m3 values, then scaled by its two operands' scales and added to an fp32 accumulator (the
-    promotion every 128 elements). Inside a slice this sums in fp32, exactly for e4m3 products of 128 terms at most
-    up to fp32 rounding (the tensor cores' narrower accumulator, ~14 bits on H800, is not modelled).
+    """a (M, K) times b (N, K) transposed -> fp32 (M, N), as the FP8 GEMM computes it, on a CPU.
+
+    The GPU multiplies each 128-wide slice of K on the e4m3 values, scales the slice's product by its two operands'
+    scales (one per row of a, one per row of b) and adds it to an fp32 accumulator: sum_k (s_a,k A_k)(s_b,k B_k)^T.
+    Each term is the product of the two dequantised slices, so the sum is dequantize(a) @ dequantize(b)^T, which is
+    what this computes, in one fp32 GEMM (tests/model/test_fp8.py checks it against the slice-by-slice sum; only the
+    order of fp32 additions differs). The tensor cores' narrower accumulator inside a slice (~14 bits on H800, the
+    reason V3 promotes every 128) is not modelled: inside a slice this sums in fp32.
     """
     if a.data.size(1) != b.data.size(1):
         raise ValueError(f"reduction axes differ: {tuple(a.data.shape)} and {tuple(b.data.shape)}")
-    a_values, b_values = a.data.float(), b.data.float()
-    a_scales, b_scales = a.row_scales(), b.row_scales()  # (M', K'/128), (N', K'/128)
-    out = a_values.new_zeros(a_values.size(0), b_values.size(0))
-    for k in range(a_scales.size(1)):
-        piece = slice(k * BLOCK, (k + 1) * BLOCK)
-        out += (a_values[:, piece] @ b_values[:, piece].t()) * a_scales[:, k, None] * b_scales[None, :, k]
-    return out[:a.shape[0], :b.shape[0]]
+    return dequantize(a) @ dequantize(b).t()
 
 
 # ---------------------------------------------------------------------------------------------- the GPU path
+@functools.cache  # asked at every FP8 GEMM
 def scaled_mm_available() -> str | None:
     """None when torch here has the blockwise FP8 GEMM (functional.scaled_mm, BlockWise1x128 / 128x128) and a GPU of
     compute capability 9.x (Hopper) is present; otherwise what is missing, in words."""
@@ -170,7 +170,8 @@ def blockwise_matmul_scaled_mm(a: Quantized, b: Quantized) -> torch.Tensor:
         scale_b = _column_major(F.pad(b.scale, (0, _round_up(k_blocks, 4) - k_blocks)).t())
     else:
         scale_b = _column_major(b.scale)  # (N', K'/128)
-    out = F.scaled_mm(a.data, b.data.t(), _column_major(a.scale), F.ScalingType.BlockWise1x128,
+    # b.data.contiguous().t(): (K', N') column-major whether b is a weight's blocks or their transpose (dgrad)
+    out = F.scaled_mm(a.data, b.data.contiguous().t(), _column_major(a.scale), F.ScalingType.BlockWise1x128,
                       scale_b, recipe_b, output_dtype=torch.bfloat16)
     return out[:a.shape[0], :b.shape[0]]
 
@@ -228,7 +229,7 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, gemm: str = "auto") -> tor
     gemm = resolve_gemm(gemm, x.device)
     out_dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
     y = Fp8LinearFunction.apply(x.reshape(-1, x.size(-1)), weight, gemm, out_dtype)
-    return y.view(*x.shape[:-1], weight.size(0))
+    return y.reshape(*x.shape[:-1], weight.size(0))
 
 
 class Fp8Linear(nn.Linear):

@@ -14,8 +14,6 @@ import logging
 import time
 from typing import Any, Callable
 
-import ray
-
 import rewards
 from rewards.calls import missing_columns
 
@@ -105,4 +103,7 @@ class RewardWorker:
 
 
 def reward_worker_actor(num_cpus: float = 0) -> Any:
+    import ray  # lazy: rl.config imports this module for the reward names, and the learner's benchmark imports
+    # rl.config on GPU machines that have no Ray
+
     return ray.remote(num_cpus=num_cpus)(RewardWorker)

@@ -97,13 +97,21 @@ def test_round_trip_error_is_within_e4m3_rounding_elementwise(quantize):
     assert relative_error(dequantize(q), x) < 0.04
 
 
-def test_emulated_gemm_is_the_product_of_the_dequantised_operands_slice_by_slice():
+def test_emulated_gemm_is_the_sum_of_the_scaled_products_of_each_128_slice():
+    """What the GPU computes: each 128-wide slice of K multiplied on the e4m3 values, scaled by its two operands'
+    scales and added to an fp32 accumulator."""
     generator = torch.Generator().manual_seed(3)
-    a = quantize_activation_tiles(torch.randn(70, 300, generator=generator))
-    b = quantize_weight_blocks(torch.randn(150, 300, generator=generator))
-    out = blockwise_matmul_emulated(a, b)
-    assert out.shape == (70, 150) and out.dtype == torch.float32
-    torch.testing.assert_close(out, dequantize(a) @ dequantize(b).t(), rtol=1e-5, atol=1e-4)
+    for b in (quantize_weight_blocks(torch.randn(150, 300, generator=generator)),
+              quantize_activation_tiles(torch.randn(150, 300, generator=generator))):
+        a = quantize_activation_tiles(torch.randn(70, 300, generator=generator))
+        a_values, b_values, a_scales, b_scales = a.data.float(), b.data.float(), a.row_scales(), b.row_scales()
+        accumulator = torch.zeros(70, b.data.size(0))
+        for k in range(a_scales.size(1)):
+            piece = slice(k * BLOCK, (k + 1) * BLOCK)
+            accumulator += (a_values[:, piece] @ b_values[:, piece].t()) * a_scales[:, k, None] * b_scales[None, :, k]
+        out = blockwise_matmul_emulated(a, b)
+        assert out.shape == (70, 150) and out.dtype == torch.float32
+        torch.testing.assert_close(out, accumulator[:, :150], rtol=1e-5, atol=1e-4)
 
 
 def gemm_errors(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor) -> dict[str, float]:

@@ -1,0 +1,345 @@
+"""FP8 training as DeepSeek-V3 does it (model/fp8.py): how close to fp32 and bf16 it computes, and on a GPU how fast.
+
+    python experiments/bench_fp8.py                   # CPU: numerics + short SFT, fp32 vs bf16 vs fp8 (~5 min, 2 cores)
+    python experiments/bench_fp8.py --parts gpu       # a Hopper GPU with torch alone: bf16 vs fp8 training steps
+
+Parts (--parts, comma-separated; each rewrites its own section of experiments/results/fp8.json, the others stay):
+  sft      The demo's warm start (experiments/tiny_arith.yaml's sft recipe, fewer steps) of the tiny policy from the
+           same init and the same batches in fp32, bf16 and fp8 (emulated GEMMs on a CPU), plus fp32 on another
+           seed's batches for the run-to-run noise: the training loss per step, its relative difference from
+           bf16 and fp32 per step and over the last steps, and the held-out loss (reference solutions of held-out
+           problems) at the end. V3's criterion: fp8's loss within 0.25% of bf16's.
+  numerics Each GEMM (forward, dgrad, wgrad) against fp32: on random data and on the activations and output
+           gradients of real linear layers of the tiny policy that `sft` trained (or a fresh one without it).
+  gpu      On CUDA: first the FP8 GEMM (torch's blockwise scaled_mm) against the emulated one; then training steps
+           (forward, cross-entropy, backward, clipping, AdamW; fp32 master weights) of the `small` preset, bf16
+           autocast vs fp8 (bf16 autocast + FP8 GEMMs), at sequence lengths 1k-4k: seconds per step, tokens/s,
+           MFU (6 x active non-embedding parameters per token + attention 6 x layers x S x heads x (qk + v head
+           dims), against the GPU's dense bf16 peak), peak memory, and the loss of both after the same steps on a
+           learnable synthetic batch. Imports torch and model.config / model.deepseek / model.fp8 only.
+
+summary.targets_met says per target whether it is met, null where it was not measured, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from model.config import preset  # noqa: E402
+from model.deepseek import Transformer  # noqa: E402
+from model.fp8 import (  # noqa: E402
+    apply_precision,
+    autocast_dtype,
+    blockwise_matmul_emulated,
+    blockwise_matmul_scaled_mm,
+    fp8_linear,
+    quantize_activation_tiles,
+    quantize_weight_blocks,
+    scaled_mm_available,
+)
+
+RESULTS = REPO / "experiments" / "results" / "fp8.json"
+V3_TOLERANCE = 0.0025  # V3 sec. 3.3: relative loss error of FP8 against BF16 below 0.25%
+SPEED_TARGET = 1.3  # fp8 learner tokens/s over bf16's
+BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "H20": 148e12}  # dense, SXM
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((value.float() - reference.float()).norm() / reference.float().norm()).item()
+
+
+# ---------------------------------------------------------------------------------------------- numerics
+def gemm_errors(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor) -> dict[str, float]:
+    """Relative errors of the forward, dgrad and wgrad GEMMs of fp8_linear (emulated) against fp32."""
+    x8, w8 = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    x32, w32 = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    y8, y32 = fp8_linear(x8, w8, "emulated"), x32 @ w32.t()
+    y8.backward(dy)
+    y32.backward(dy)
+    return {"forward": round(relative_error(y8, y32), 5), "dgrad": round(relative_error(x8.grad, x32.grad), 5),
+            "wgrad": round(relative_error(w8.grad, w32.grad), 5)}
+
+
+def policy_gemm_errors(policy: Transformer, ids: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:
+    """gemm_errors on the input and output gradient each named linear layer saw in a forward and backward."""
+    captured = {name: [] for name in names}
+    handles = []
+    for name in names:
+        module = policy.get_submodule(name)
+        handles.append(module.register_forward_hook(
+            lambda m, inputs, output, name=name: captured[name].append(inputs[0].detach())))
+        handles.append(module.register_full_backward_hook(
+            lambda m, grad_in, grad_out, name=name: captured[name].append(grad_out[0].detach())))
+    policy.zero_grad()
+    F.cross_entropy(policy(ids[:, :-1]).logits.flatten(0, 1), ids[:, 1:].flatten()).backward()
+    for handle in handles:
+        handle.remove()
+    return {name: gemm_errors(x.flatten(0, -2), policy.get_submodule(name).weight.detach(), dy.flatten(0, -2))
+            for name, (x, dy) in captured.items()}
+
+
+def numerics(policy: Transformer | None, ids: torch.Tensor) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(512, 1024, 1024), (512, 1024, 4096), (512, 4096, 1024), (300, 200, 576)]  # (M, K, N)
+    random = {f"{m}x{k}x{n}": gemm_errors(torch.randn(m, k, generator=generator),
+                                          torch.randn(n, k, generator=generator) * k ** -0.5,
+                                          torch.randn(m, n, generator=generator)) for m, k, n in shapes}
+    trained = policy is not None
+    policy = copy.deepcopy(policy) if trained else Transformer(preset("tiny"))
+    names = ["layers.0.self_attn.q_a_proj", "layers.0.self_attn.kv_a_proj_with_mqa", "layers.1.self_attn.kv_b_proj",
+             "layers.0.mlp.down_proj", "layers.2.mlp.shared_experts.down_proj", "layers.3.self_attn.o_proj"]
+    real = policy_gemm_errors(policy.float().train(), ids, names)
+    return {"what": "relative (Frobenius) error of each GEMM through model.fp8 (emulated) against fp32",
+            "random_gaussian": random,
+            "tiny_policy": {"policy": "after the sft part's fp32 run" if trained else "fresh init (seed 0)",
+                            "layers": real},
+            "max": max(e for errors in [*random.values(), *real.values()] for e in errors.values())}
+
+
+# ---------------------------------------------------------------------------------------------- sft
+def sft(steps: int, batch_size: int, threads: int) -> tuple[dict, Transformer, torch.Tensor]:
+    """The tiny policy's warm start in each precision from one init on the same batches; fp32 on seed 1's too."""
+    from model.tokenizer import load_tokenizer  # the CPU parts only: the tokenizer needs transformers
+    from problems import load_problems
+    from rl.config import load_config
+    from rl.sft import sft_batch, supervised_finetune
+
+    torch.set_num_threads(threads)
+    config = load_config(REPO / "experiments" / "tiny_arith.yaml")
+    tokenizer = load_tokenizer()
+    train, held_out = load_problems(config.data)
+    args = preset("tiny", vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(config.model.seed)
+    init = Transformer(args)
+    held_out_batch = sft_batch(held_out[:128], tokenizer, config.data.system_prompt, config.sft.max_tokens)
+    runs, policies = {}, {}
+    for name, precision, seed in [("fp32", "fp32", 0), ("bf16", "bf16", 0), ("fp8", "fp8", 0),
+                                  ("fp32_seed1", "fp32", 1)]:
+        policy = copy.deepcopy(init)
+        started = time.perf_counter()
+        losses = supervised_finetune(policy, train, tokenizer, steps=steps, batch_size=batch_size,
+                                     lr=config.sft.lr, seed=seed, system_prompt=config.data.system_prompt,
+                                     max_tokens=config.sft.max_tokens,
+                                     precision=precision, log=None)
+        seconds = time.perf_counter() - started
+        runs[name] = {"precision": precision, "batch_seed": seed, "losses": [round(x, 5) for x in losses],
+                      "held_out_loss": round(held_out_loss(policy, held_out_batch, precision), 5),
+                      "seconds": round(seconds, 1)}
+        policies[name] = policy
+        print(name, runs[name]["losses"][-1], runs[name]["held_out_loss"], f"{seconds:.0f}s", flush=True)
+    last = max(steps // 5, 1)
+    compare = {}
+    for name, reference in [("fp8_vs_bf16", "bf16"), ("fp8_vs_fp32", "fp32"), ("bf16_vs_fp32", "fp32"),
+                            ("fp32_seed1_vs_fp32 (noise)", "fp32")]:
+        run = runs[name.split("_vs_")[0]]
+        ref = runs[reference]
+        per_step = [abs(a - b) / b for a, b in zip(run["losses"], ref["losses"])]
+        compare[name] = {
+            "per_step_relative": [round(x, 6) for x in per_step],
+            "max_relative": round(max(per_step), 6),
+            f"last_{last}_steps_mean_loss_relative": round(abs(mean(run["losses"][-last:]) / mean(ref["losses"][-last:])
+                                                               - 1), 6),
+            "held_out_loss_relative": round(abs(run["held_out_loss"] / ref["held_out_loss"] - 1), 6)}
+    ids = held_out_batch.input_ids[:8]
+    result = {"what": "warm start of the tiny policy (experiments/tiny_arith.yaml's sft: lr, max_tokens, data) from "
+                      "one init; fp32, bf16 and fp8 on the same batches (seed 0), fp32 on seed 1's batches as the "
+                      "run-to-run noise; held-out loss on 128 held-out problems' reference solutions",
+              "steps": steps, "batch_size": batch_size, "threads": threads, "runs": runs, "relative_difference": compare}
+    return result, policies["fp32"], ids
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+@torch.no_grad()
+def held_out_loss(policy, batch, precision) -> float:
+    from rl.policy import forward_completions  # the CPU parts only (rl.policy imports the checkpoint layout)
+
+    policy.eval()
+    dtype = autocast_dtype(precision)
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        logits, _ = forward_completions(policy, batch, pack=False)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), batch.completion_ids.flatten(), reduction="none")
+    return ((loss * batch.completion_mask.flatten()).sum() / batch.completion_mask.sum()).item()
+
+
+# ---------------------------------------------------------------------------------------------- gpu
+def peak_flops(device_name: str) -> float | None:
+    return next((flops for key, flops in BF16_PEAK_FLOPS.items() if key in device_name), None)
+
+
+def flops_per_token(model: Transformer, seq_len: int) -> float:
+    """Training FLOPs per token: 6 x active parameters (the embedding lookup excluded) + causal-unaware attention
+    (PaLM's count): 6 x layers x S x heads x (qk head dim + v head dim)."""
+    args = model.args
+    active = model.num_parameters(active=True) - model.embed_tokens.weight.numel()
+    attention = 6 * args.num_hidden_layers * seq_len * args.num_attention_heads * (args.qk_head_dim + args.v_head_dim)
+    return 6 * active + attention
+
+
+def learnable_batch(rows: int, seq_len: int, vocab: int, seed: int) -> torch.Tensor:
+    """Rows of a random 64-token segment repeated: a model learns to copy it, so the loss falls within steps."""
+    generator = torch.Generator().manual_seed(seed)
+    segments = torch.randint(3, vocab, (rows, 64), generator=generator)
+    return segments.repeat(1, seq_len // 64 + 2)[:, :seq_len + 1]
+
+
+def gpu_check() -> dict:
+    """The FP8 GEMM on the tensor cores against the emulated one, same quantised operands (bf16 output)."""
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(1000, 1024, device="cuda", generator=generator)
+    w = torch.randn(1536, 1024, device="cuda", generator=generator)
+    a = quantize_activation_tiles(x, row_multiple=128)
+    return {name: round(relative_error(blockwise_matmul_scaled_mm(a, b), blockwise_matmul_emulated(a, b)), 5)
+            for name, b in [("1x128_x_128x128", quantize_weight_blocks(w)),
+                            ("1x128_x_1x128", quantize_activation_tiles(w))]}
+
+
+def train_steps(model: Transformer, precision: str, batch: torch.Tensor, steps: int, warmup: int) -> dict:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
+    times, losses = [], []
+    inputs, targets = batch[:, :-1].cuda(), batch[:, 1:].cuda()
+    for step in range(warmup + steps):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        with torch.autocast("cuda", dtype=autocast_dtype(precision)):
+            logits = model(inputs).logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        torch.cuda.synchronize()
+        if step >= warmup:
+            times.append(time.perf_counter() - started)
+        losses.append(loss.item())
+    return {"seconds_per_step": statistics.median(times), "losses": [round(x, 5) for x in losses]}
+
+
+def gpu(seq_lens: list[int], tokens_per_step: int, steps: int, warmup: int) -> dict:
+    device_name = torch.cuda.get_device_name()
+    missing = scaled_mm_available()
+    result = {"device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
+              "scaled_mm": missing or "available"}
+    if missing is not None:
+        result["skipped"] = f"no FP8 GEMM here: {missing}"
+        return result
+    result["scaled_mm_vs_emulated_relative"] = gpu_check()
+    torch.manual_seed(0)
+    init = Transformer(preset("small"))
+    peak = peak_flops(device_name)
+    runs = []
+    for seq_len in seq_lens:
+        batch = learnable_batch(max(tokens_per_step // seq_len, 1), seq_len, init.args.vocab_size, seed=seq_len)
+        for precision in ("bf16", "fp8"):
+            model = apply_precision(copy.deepcopy(init), precision).cuda()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            run = train_steps(model, precision, batch, steps, warmup)
+            tokens = batch[:, :-1].numel()
+            flops = flops_per_token(model, seq_len) * tokens / run["seconds_per_step"]
+            run |= {"precision": precision, "seq_len": seq_len, "rows": batch.size(0),
+                    "tokens_per_s": round(tokens / run["seconds_per_step"]),
+                    "seconds_per_step": round(run["seconds_per_step"], 4),
+                    "tflops": round(flops / 1e12, 1), "mfu_vs_bf16_peak": round(flops / peak, 4) if peak else None,
+                    "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+            print(json.dumps({k: v for k, v in run.items() if k != "losses"}), flush=True)
+            runs.append(run)
+            del model
+    comparisons = {}
+    for seq_len in seq_lens:
+        bf16, fp8 = (next(r for r in runs if r["seq_len"] == seq_len and r["precision"] == p) for p in ("bf16", "fp8"))
+        last = max(len(bf16["losses"]) // 5, 1)
+        comparisons[str(seq_len)] = {
+            "speedup_tokens_per_s": round(fp8["tokens_per_s"] / bf16["tokens_per_s"], 3),
+            f"loss_relative_last_{last}_steps": round(abs(mean(fp8["losses"][-last:]) / mean(bf16["losses"][-last:])
+                                                          - 1), 6)}
+    return result | {"preset": "small", "tokens_per_step": tokens_per_step, "steps": steps, "warmup": warmup,
+                     "peak_bf16_flops": peak, "runs": runs, "fp8_over_bf16": comparisons}
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def targets(result: dict) -> dict:
+    sft_part, gpu_part = result.get("sft"), result.get("gpu")
+    met = {}
+    if sft_part:
+        rel = sft_part["relative_difference"]
+        last = next(k for k in rel["fp8_vs_bf16"] if k.startswith("last_"))
+        noise = rel["fp32_seed1_vs_fp32 (noise)"]
+        met["cpu_fp8_loss_within_0.25pct_of_bf16"] = {
+            "met": rel["fp8_vs_bf16"][last] < V3_TOLERANCE and rel["fp8_vs_bf16"]["held_out_loss_relative"] < V3_TOLERANCE,
+            "value": {"train_loss": rel["fp8_vs_bf16"][last], "held_out_loss": rel["fp8_vs_bf16"]["held_out_loss_relative"]}}
+        met["cpu_fp8_loss_within_run_to_run_noise_of_fp32"] = {
+            "met": rel["fp8_vs_fp32"][last] <= noise[last]
+            and rel["fp8_vs_fp32"]["held_out_loss_relative"] <= noise["held_out_loss_relative"],
+            "value": {"fp8_vs_fp32": [rel["fp8_vs_fp32"][last], rel["fp8_vs_fp32"]["held_out_loss_relative"]],
+                      "noise": [noise[last], noise["held_out_loss_relative"]]}}
+    else:
+        met["cpu_fp8_loss_within_0.25pct_of_bf16"] = {"met": None, "reason": "the sft part has not run"}
+    if gpu_part and "fp8_over_bf16" in gpu_part:
+        comparisons = gpu_part["fp8_over_bf16"]
+        speedups = {k: v["speedup_tokens_per_s"] for k, v in comparisons.items()}
+        losses = {k: next(x for key, x in v.items() if key.startswith("loss_")) for k, v in comparisons.items()}
+        met["gpu_fp8_tokens_per_s_ge_1.3x_bf16"] = {"met": min(speedups.values()) >= SPEED_TARGET, "value": speedups}
+        met["gpu_fp8_loss_within_0.25pct_of_bf16"] = {"met": max(losses.values()) < V3_TOLERANCE, "value": losses}
+    else:
+        reason = (gpu_part or {}).get("skipped", "not measured: no GPU was available to this run "
+                                                 "(run `python experiments/bench_fp8.py --parts gpu` on a Hopper GPU)")
+        met["gpu_fp8_tokens_per_s_ge_1.3x_bf16"] = {"met": None, "reason": reason}
+        met["gpu_fp8_loss_within_0.25pct_of_bf16"] = {"met": None, "reason": reason}
+    return met
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="sft,numerics", help="sft, numerics, gpu (comma-separated)")
+    parser.add_argument("--sft-steps", type=int, default=60, help="warm-start steps per precision (the demo: 200)")
+    parser.add_argument("--sft-batch", type=int, default=16, help="problems per warm-start step (the demo: 32)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seq-lens", default="1024,2048,4096")
+    parser.add_argument("--tokens-per-step", type=int, default=32768)
+    parser.add_argument("--gpu-steps", type=int, default=20, help="timed steps per configuration, after the warm-up")
+    parser.add_argument("--gpu-warmup", type=int, default=3)
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+
+    result = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    command = "python experiments/bench_fp8.py " + " ".join(sys.argv[1:])
+    policy, ids = None, None
+    if "sft" in parts:
+        result["sft"], policy, ids = sft(args.sft_steps, args.sft_batch, args.threads)
+        result["sft"] |= {"device": platform.processor() or "cpu", "torch": torch.__version__, "command": command,
+                          "date": datetime.date.today().isoformat()}
+    if "numerics" in parts:
+        if ids is None:
+            ids = torch.randint(3, preset("tiny").vocab_size, (8, 97), generator=torch.Generator().manual_seed(0))
+        result["numerics"] = numerics(policy, ids) | {"torch": torch.__version__, "command": command,
+                                                      "date": datetime.date.today().isoformat()}
+    if "gpu" in parts:
+        result["gpu"] = gpu([int(s) for s in args.seq_lens.split(",")], args.tokens_per_step, args.gpu_steps,
+                            args.gpu_warmup) | {"command": command, "date": datetime.date.today().isoformat()}
+    result["what"] = ("DeepSeek-V3's FP8 training (model/fp8.py) against fp32 and bf16: CPU-emulated numerics and a "
+                      "short warm start; on a GPU, training-step speed bf16 vs fp8 (experiments/bench_fp8.py)")
+    result["summary"] = {"targets_met": targets(result)}
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["summary"], indent=2), "->", RESULTS)
+
+
+if __name__ == "__main__":
+    main()
