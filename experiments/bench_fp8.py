@@ -311,7 +311,8 @@ def main() -> None:
     parser.add_argument("--parts", default="sft,numerics", help="sft, numerics, gpu (comma-separated)")
     parser.add_argument("--sft-steps", type=int, default=60, help="warm-start steps per precision (the demo: 200)")
     parser.add_argument("--sft-batch", type=int, default=16, help="problems per warm-start step (the demo: 32)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: two threads on 2 busy cores spin against each other, 10x slower)")
     parser.add_argument("--seq-lens", default="1024,2048,4096")
     parser.add_argument("--tokens-per-step", type=int, default=32768)
     parser.add_argument("--gpu-steps", type=int, default=20, help="timed steps per configuration, after the warm-up")

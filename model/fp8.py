@@ -147,7 +147,7 @@ def scaled_mm_available() -> str | None:
     compute capability 9.x (Hopper) is present; otherwise what is missing, in words."""
     if not hasattr(F, "scaled_mm") or not hasattr(F, "ScalingType") or \
             not hasattr(F.ScalingType, "BlockWise128x128"):
-        return f"torch {torch.__version__} has no blockwise torch.nn.functional.scaled_mm (torch >= 2.10 has it)"
+        return f"torch {torch.__version__} has no blockwise torch.nn.functional.scaled_mm (newer torch releases have it)"
     if not torch.cuda.is_available():
         return "no CUDA GPU"
     capability = torch.cuda.get_device_capability()
@@ -204,8 +204,8 @@ class Fp8LinearFunction(torch.autograd.Function):
         with torch.autocast(x.device.type, enabled=False):  # the quantised operands set the precision, not autocast
             weight_q = quantize_weight_blocks(weight.detach())
             y = _matmul(quantize_activation_tiles(x.detach(), row_multiple), weight_q, gemm)
-        ctx.save_for_backward(x)
-        ctx.weight_q, ctx.gemm, ctx.weight_dtype = weight_q, gemm, weight.dtype
+        ctx.save_for_backward(x.detach().to(out_dtype))  # kept for wgrad in the compute dtype, as autocast keeps it
+        ctx.weight_q, ctx.gemm, ctx.x_dtype, ctx.weight_dtype = weight_q, gemm, x.dtype, weight.dtype
         return y.to(out_dtype)
 
     @staticmethod
@@ -216,7 +216,7 @@ class Fp8LinearFunction(torch.autograd.Function):
         dx = dw = None
         with torch.autocast(dy.device.type, enabled=False):
             if ctx.needs_input_grad[0]:  # dgrad: dy (M, N) times W (N, K): W^T's rows are the reduction's
-                dx = _matmul(quantize_activation_tiles(dy, row_multiple), weight_q.t(), gemm).to(x.dtype)
+                dx = _matmul(quantize_activation_tiles(dy, row_multiple), weight_q.t(), gemm).to(ctx.x_dtype)
             if ctx.needs_input_grad[1]:  # wgrad: dy^T (N, M) times x (M, K), both tiled along the tokens M
                 dw = _matmul(quantize_activation_tiles(dy.t(), row_multiple),
                              quantize_activation_tiles(x.t(), row_multiple), gemm).to(ctx.weight_dtype)
