@@ -19,6 +19,7 @@ mid-reasoning ends on whatever number the cut fell after.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 from rewards.last_number import (CHAT_TOKEN_RE, ENDS_MID_EXPRESSION_RE, NUMBER_RE, UNFINISHED_EQUATION_RE, last_number,
                                  last_number_refusal, reads_finished, reasoning_left_open)
@@ -329,6 +330,26 @@ def _plain_math_as_latex(s: str) -> str:
     return _PLAIN_PI_RE.sub(lambda m: "\\pi ", s)
 
 
+# A repeating decimal: "0.333..." and "0.1\overline{6}" are 1/3 and 1/6; the repeat must be shown (written at least
+# twice before "...": "3.14159..." is a truncated number, not a repeating one).
+_DOTS_REPEAT_RE = re.compile(r"^(-?)(\d*)\.(\d*?)((\d+?)\5+)(?:\.\.\.|…|\\ldots|\\cdots|\\dots)$")
+_OVERLINE_RE = re.compile(r"^(-?)(\d*)\.(\d*)\\overline\{(\d+)\}$")
+
+
+def _repeating_decimal_as_fraction(s: str) -> str:
+    """`0.333...` -> `\\frac{1}{3}`, `-1.1\\overline{6}` -> `-\\frac{7}{6}`; anything else unchanged."""
+    m = _DOTS_REPEAT_RE.match(s)
+    groups = (m.group(1), m.group(2), m.group(3), m.group(5)) if m else None
+    m = _OVERLINE_RE.match(s) if groups is None else None
+    groups = (m.group(1), m.group(2), m.group(3), m.group(4)) if m else groups
+    if groups is None:
+        return s
+    sign, whole, fixed, block = groups
+    # x = whole.fixed(block)(block)...: (whole fixed block - whole fixed) / (10^len(fixed) (10^len(block) - 1))
+    value = Fraction(int(whole + fixed + block or 0) - int(whole + fixed or 0), 10 ** len(fixed) * (10 ** len(block) - 1))
+    return f"{sign}\\frac{{{value.numerator}}}{{{value.denominator}}}" if value.denominator != 1 else f"{sign}{value}"
+
+
 def _unicode_math_as_latex(s: str) -> str:
     """Unicode superscripts, subscripts, vulgar fractions and square roots written as the LaTeX they stand for."""
     s = _SUPERSCRIPT_RUN_RE.sub(lambda m: "^{" + m.group().translate(_SCRIPT_DIGITS) + "}", s)
@@ -374,6 +395,7 @@ def normalize_answer(answer: str) -> str:
     s = s.replace("\\%", "%").replace("\\$", "").replace("$", "")
     s = re.sub(r"%\s*$", "", s) if re.match(r"^-?[\d.,\s]+%\s*$", s) else s
     s = s.replace("\x00", "\\{").replace("\x01", "\\}")
+    s = _repeating_decimal_as_fraction(s.strip())
     s = s.strip().rstrip(".;,").strip()  # not "!": 5! is a factorial
     m = _TRAILING_UNIT_RE.match(s) or _TRAILING_WORDS_RE.match(s)
     if m:

@@ -526,3 +526,21 @@ def test_program_style_mathematics(pred, gold, correct):
 @pytest.mark.parametrize("answer", ["2pi", "3 sin(x)", "4 log(2)"])
 def test_a_mathematical_word_after_a_number_is_not_a_unit(answer):
     assert split_unit(answer)[1] is None
+
+
+# --- a repeating decimal is its fraction; a truncated one is not ------------------------------------------------------
+
+@pytest.mark.parametrize(("pred", "gold", "correct"), [
+    ("0.333...", "\\frac{1}{3}", True),
+    ("0.333...", "1/3", True),
+    ("0.1666...", "\\frac{1}{6}", True),
+    ("0.142857142857...", "\\frac{1}{7}", True),
+    ("0.1\\overline{6}", "\\frac{1}{6}", True),
+    ("-1.1\\overline{6}", "-\\frac{7}{6}", True),
+    ("0.333...", "\\frac{1}{6}", False),
+    ("3.14159...", "\\pi", False),  # truncated, not repeating: a rounded decimal is not the number
+    ("0.333", "\\frac{1}{3}", False),
+    ("0.333...", "0.3", False),
+])
+def test_a_repeating_decimal_is_its_fraction(pred, gold, correct):
+    _graded(pred, gold, correct)
