@@ -83,8 +83,8 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 def _pad(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """x (R, C) zero-padded to (rows, cols)."""
-    return F.pad(x, (0, cols - x.size(1), 0, rows - x.size(0))) if x.shape != (rows, cols) else x
+    """x (R, C) zero-padded to (rows, cols), row-major (a transposed x is copied: the GPU GEMM reads rows)."""
+    return F.pad(x, (0, cols - x.size(1), 0, rows - x.size(0))) if x.shape != (rows, cols) else x.contiguous()
 
 
 def _scales(amax: torch.Tensor) -> torch.Tensor:

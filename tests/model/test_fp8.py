@@ -227,6 +227,22 @@ def test_the_gemm_path_is_chosen_by_device_type_and_can_be_forced():
         autocast_dtype("fp9")
 
 
+@pytest.mark.parametrize("tokens, k, n", [(300, 200, 576), (2048, 1024, 4096), (100, 512, 128)])
+def test_the_gpu_gemms_give_torch_the_layouts_its_blockwise_scaled_mm_checks_for(tokens, k, n):
+    """On the meta device torch's own shape and stride checks of scaled_mm run without a GPU: operands in the
+    layouts the forward, dgrad and wgrad GEMMs build (a's scales column-major, b column-major, 128x128 scales
+    padded to 4 blocks along K) pass them, and the outputs come back in the linear layer's shapes."""
+    x, weight = torch.empty(tokens, k, device="meta"), torch.empty(n, k, device="meta")
+    dy = torch.empty(tokens, n, device="meta")
+    weight_q = quantize_weight_blocks(weight)
+    gemms = {"forward": (quantize_activation_tiles(x, BLOCK), weight_q, (tokens, n)),
+             "dgrad": (quantize_activation_tiles(dy, BLOCK), weight_q.t(), (tokens, k)),
+             "wgrad": (quantize_activation_tiles(dy.t(), BLOCK), quantize_activation_tiles(x.t(), BLOCK), (n, k))}
+    for name, (a, b, shape) in gemms.items():
+        out = blockwise_matmul_scaled_mm(a, b)
+        assert out.shape == shape and out.dtype == torch.bfloat16, name
+
+
 @needs_hopper
 def test_scaled_mm_gives_the_emulated_products():
     generator = torch.Generator(device="cuda").manual_seed(7)
