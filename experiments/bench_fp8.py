@@ -55,7 +55,7 @@ from model.fp8 import (  # noqa: E402
 RESULTS = REPO / "experiments" / "results" / "fp8.json"
 V3_TOLERANCE = 0.0025  # V3 sec. 3.3: relative loss error of FP8 against BF16 below 0.25%
 SPEED_TARGET = 1.3  # fp8 learner tokens/s over bf16's
-BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "H20": 148e12}  # dense, SXM
+BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "H800": 989e12, "H20": 148e12}  # dense
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -233,25 +233,39 @@ def train_steps(model: Transformer, precision: str, batch: torch.Tensor, steps: 
 
 
 def gpu(seq_lens: list[int], tokens_per_step: int, steps: int, warmup: int) -> dict:
+    """bf16 always; fp8 where the blockwise FP8 GEMM runs here and agrees with the emulation. A configuration that
+    fails (out of memory, a kernel torch refuses) is recorded with its error and the others go on."""
     device_name = torch.cuda.get_device_name()
+    result = {"device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda}
+    precisions = ["bf16", "fp8"]
     missing = scaled_mm_available()
-    result = {"device": device_name, "torch": torch.__version__, "cuda": torch.version.cuda,
-              "scaled_mm": missing or "available"}
+    if missing is None:
+        try:
+            result["scaled_mm_vs_emulated_relative"] = gpu_check()
+            if max(result["scaled_mm_vs_emulated_relative"].values()) > 0.01:  # bf16 output: ~0.003
+                missing = "torch's blockwise scaled_mm disagrees with the emulated GEMM (layouts?)"
+        except RuntimeError as error:
+            missing = f"torch's blockwise scaled_mm failed: {str(error)[:300]}"
     if missing is not None:
-        result["skipped"] = f"no FP8 GEMM here: {missing}"
-        return result
-    result["scaled_mm_vs_emulated_relative"] = gpu_check()
+        result["fp8_skipped"] = missing
+        precisions = ["bf16"]
     torch.manual_seed(0)
     init = Transformer(preset("small"))
     peak = peak_flops(device_name)
     runs = []
     for seq_len in seq_lens:
         batch = learnable_batch(max(tokens_per_step // seq_len, 1), seq_len, init.args.vocab_size, seed=seq_len)
-        for precision in ("bf16", "fp8"):
+        for precision in precisions:
             model = apply_precision(copy.deepcopy(init), precision).cuda()
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-            run = train_steps(model, precision, batch, steps, warmup)
+            try:
+                run = train_steps(model, precision, batch, steps, warmup)
+            except RuntimeError as error:  # out of memory, or a kernel refused: keep the others
+                runs.append({"precision": precision, "seq_len": seq_len, "error": str(error)[:300]})
+                print(json.dumps(runs[-1]), flush=True)
+                del model
+                continue
             tokens = batch[:, :-1].numel()
             flops = flops_per_token(model, seq_len) * tokens / run["seconds_per_step"]
             run |= {"precision": precision, "seq_len": seq_len, "rows": batch.size(0),
@@ -264,12 +278,14 @@ def gpu(seq_lens: list[int], tokens_per_step: int, steps: int, warmup: int) -> d
             del model
     comparisons = {}
     for seq_len in seq_lens:
-        bf16, fp8 = (next(r for r in runs if r["seq_len"] == seq_len and r["precision"] == p) for p in ("bf16", "fp8"))
-        last = max(len(bf16["losses"]) // 5, 1)
-        comparisons[str(seq_len)] = {
-            "speedup_tokens_per_s": round(fp8["tokens_per_s"] / bf16["tokens_per_s"], 3),
-            f"loss_relative_last_{last}_steps": round(abs(mean(fp8["losses"][-last:]) / mean(bf16["losses"][-last:])
-                                                          - 1), 6)}
+        bf16, fp8 = (next((r for r in runs if r["seq_len"] == seq_len and r["precision"] == p and "error" not in r),
+                          None) for p in ("bf16", "fp8"))
+        if bf16 and fp8:
+            last = max(len(bf16["losses"]) // 5, 1)
+            comparisons[str(seq_len)] = {
+                "speedup_tokens_per_s": round(fp8["tokens_per_s"] / bf16["tokens_per_s"], 3),
+                f"loss_relative_last_{last}_steps": round(abs(mean(fp8["losses"][-last:])
+                                                              / mean(bf16["losses"][-last:]) - 1), 6)}
     return result | {"preset": "small", "tokens_per_step": tokens_per_step, "steps": steps, "warmup": warmup,
                      "peak_bf16_flops": peak, "runs": runs, "fp8_over_bf16": comparisons}
 
@@ -292,15 +308,16 @@ def targets(result: dict) -> dict:
                       "noise": [noise[last], noise["held_out_loss_relative"]]}}
     else:
         met["cpu_fp8_loss_within_0.25pct_of_bf16"] = {"met": None, "reason": "the sft part has not run"}
-    if gpu_part and "fp8_over_bf16" in gpu_part:
+    if gpu_part and gpu_part.get("fp8_over_bf16"):
         comparisons = gpu_part["fp8_over_bf16"]
         speedups = {k: v["speedup_tokens_per_s"] for k, v in comparisons.items()}
         losses = {k: next(x for key, x in v.items() if key.startswith("loss_")) for k, v in comparisons.items()}
         met["gpu_fp8_tokens_per_s_ge_1.3x_bf16"] = {"met": min(speedups.values()) >= SPEED_TARGET, "value": speedups}
         met["gpu_fp8_loss_within_0.25pct_of_bf16"] = {"met": max(losses.values()) < V3_TOLERANCE, "value": losses}
     else:
-        reason = (gpu_part or {}).get("skipped", "not measured: no GPU was available to this run "
-                                                 "(run `python experiments/bench_fp8.py --parts gpu` on a Hopper GPU)")
+        reason = (gpu_part or {}).get("fp8_skipped", "not measured: no GPU was available to this run "
+                                                     "(run `python experiments/bench_fp8.py --parts gpu` on a Hopper "
+                                                     "GPU)")
         met["gpu_fp8_tokens_per_s_ge_1.3x_bf16"] = {"met": None, "reason": reason}
         met["gpu_fp8_loss_within_0.25pct_of_bf16"] = {"met": None, "reason": reason}
     return met
@@ -314,7 +331,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: two threads on 2 busy cores spin against each other, 10x slower)")
     parser.add_argument("--seq-lens", default="1024,2048,4096")
-    parser.add_argument("--tokens-per-step", type=int, default=32768)
+    parser.add_argument("--tokens-per-step", type=int, default=16384,
+                        help="tokens per training step (rows = this / sequence length); 16k: about 40 GiB in bf16")
     parser.add_argument("--gpu-steps", type=int, default=20, help="timed steps per configuration, after the warm-up")
     parser.add_argument("--gpu-warmup", type=int, default=3)
     args = parser.parse_args()

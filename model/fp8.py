@@ -46,7 +46,7 @@ HIGH_PRECISION = {
     "lm_head": "the output head",
     "*.gate": "the MoE router (sigmoid affinities decide the routing)",
     "*norm": "every RMSNorm (computed in fp32 anyway)",
-    "*.self_attn (SDPA)": "the attention core: softmax(QK^T)V runs in the compute dtype, not FP8",
+    "*.self_attn": "the attention core: softmax(QK^T)V runs in the compute dtype (its projections are FP8)",
     "mtp.*.eh_proj": "the MTP modules' input projection",
     "mtp.*.shared_head*": "the MTP heads",
 }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from model import load_pretrained
 from rl.config import load_config
 from rl.rewarding import RewardWorker
 from rl.trainer import GRPOTrainer
@@ -167,6 +168,25 @@ def test_two_learners_train_one_policy_in_the_grpo_job(ray_session, tmp_path):
     assert learned, "no group had reward variance: nothing was learned"
     assert all(r["mismatch/logprob_abs_diff_max"] < 1e-3 for r in learned)
     assert (tmp_path / "checkpoints" / "step_2" / "model.safetensors").exists()
+
+
+@pytest.mark.slow  # 2 CPU-minutes: 40 warm-start steps and emulated FP8 GEMMs
+def test_a_fp8_learner_in_the_grpo_job_shows_what_fp8_adds_to_the_rollout_mismatch(ray_session, tmp_path):
+    """trainer.precision=fp8 (emulated on the CPU) against fp32 vLLM rollouts: the mismatch metrics report the FP8
+    learner's distance from the engine (fp32 learners: ~1e-6), truncated IS covers it, and the checkpoint stays
+    plain."""
+    trainer = GRPOTrainer(small_config(tmp_path, "trainer.steps=2", "trainer.eval_every=0", "trainer.precision=fp8",
+                                       "algorithm.rollout_correction_cap=2.0", "sft.steps=40"),
+                          log=lambda *_: None)
+    try:
+        trainer.fit()
+    finally:
+        trainer.shutdown()
+    learned = [r for r in records(tmp_path) if "grad_norm" in r]
+    assert learned, "no group had reward variance: nothing was learned"
+    assert all(1e-3 < r["mismatch/logprob_abs_diff_mean"] < 0.2 for r in learned), learned
+    saved = load_pretrained(tmp_path / "checkpoints" / "step_2")
+    assert all(type(m).__name__ != "Fp8Linear" for m in saved.modules())
 
 
 def test_a_killed_rollout_worker_is_replaced_and_the_run_goes_on(ray_session, tmp_path):
