@@ -6,8 +6,9 @@ group (`group_ids`), attaches the dataset columns and decodes the text once (`co
 the same text evaluation grades); the reward stage adds the total reward, each reward function's score and reason
 (None = not applicable, kept apart from 0: a sample no function applies to has a NaN total and is left out of its
 group's statistics); the trainer adds the advantages (one per completion, or one per token for on-policy
-distillation). `LearnerBatch.from_rollouts` turns the kept samples into padded tensors, which the learner may lay out
-as packed rows (`PackedRows`) instead.
+distillation). A sample that called tools holds the tools' outputs (observation tokens) between its own tokens; the
+learner's mask leaves them out of every loss. `LearnerBatch.from_rollouts` turns the kept samples into padded
+tensors, which the learner may lay out as packed rows (`PackedRows`) instead.
 """
 
 from __future__ import annotations
@@ -21,14 +22,58 @@ import torch
 
 
 @dataclass
+class Segment:
+    """A run of completion tokens of one kind: the policy's (sampled, each with the engine's logprob) or an
+    observation's (a tool's output, inserted: no logprobs, never trained on)."""
+
+    token_ids: list[int]
+    logprobs: list[float] | None  # None for an observation
+
+
+@dataclass
 class Sample:
-    """One completion of one prompt, as a rollout worker returns it."""
+    """One completion of one prompt, as a rollout worker returns it.
+
+    With tools (rl/tool_rollout.py) a completion is several segments, the policy's turns with the tools' outputs
+    between them: `completion_ids` holds them all in order, `observation_spans` says which are inserted.
+    """
 
     prompt_ids: list[int]
-    completion_ids: list[int]
+    completion_ids: list[int]  # every token after the prompt: the policy's, and observations between its turns
     rollout_logprobs: list[float]  # the engine's logprob of each completion token, of the distribution it sampled
-    #                               (processed: after temperature and top-p), which the learner's logits / T match
-    truncated: bool  # stopped by the length limit rather than by end-of-sequence
+    #                               (processed: after temperature and top-p), which the learner's logits / T match;
+    #                               NaN on observation tokens (nothing sampled them)
+    truncated: bool  # stopped by a limit (tokens, turns) rather than by end-of-sequence
+    observation_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) completion positions of
+    #                                                                          inserted (tool output) tokens
+
+    @classmethod
+    def from_segments(cls, prompt_ids: list[int], segments: Sequence[Segment], truncated: bool) -> "Sample":
+        completion_ids: list[int] = []
+        logprobs: list[float] = []
+        spans = []
+        for segment in segments:
+            if segment.logprobs is None:
+                spans.append((len(completion_ids), len(completion_ids) + len(segment.token_ids)))
+                logprobs += [math.nan] * len(segment.token_ids)
+            else:
+                logprobs += segment.logprobs
+            completion_ids += segment.token_ids
+        return cls(list(prompt_ids), completion_ids, logprobs, truncated, spans)
+
+    def segments(self) -> list[Segment]:
+        """The completion as policy and observation segments, in order."""
+        cuts = sorted({0, len(self.completion_ids)} | {i for span in self.observation_spans for i in span})
+        observed = set(self.observation_spans)
+        return [Segment(self.completion_ids[a:b], None if (a, b) in observed else self.rollout_logprobs[a:b])
+                for a, b in zip(cuts, cuts[1:])]
+
+    def policy_mask(self) -> list[bool]:
+        """True for each completion token the policy sampled, False for observation tokens."""
+        mask = [True] * len(self.completion_ids)
+        for start, end in self.observation_spans:
+            mask[start:end] = [False] * (end - start)
+        return mask
 
 
 @dataclass
@@ -98,19 +143,31 @@ class LearnerBatch:
     Each row is prompt + completion + right padding, so a causal model needs no attention mask for the real
     tokens. Completion token j of row b sits at input position completion_start[b] + j and is predicted
     from the logits at the position before it.
+
+    A tool's output between the policy's turns is part of the completion (the policy's later tokens read it) but
+    not of the loss: completion_mask is 0 on it, so no loss, KL, entropy, importance ratio or mismatch metric
+    counts it, and its rollout_logprobs are 0 placeholders.
     """
 
     input_ids: torch.Tensor  # (B, T)
     completion_start: torch.Tensor  # (B,) index in input_ids of the first completion token
-    completion_mask: torch.Tensor  # (B, L) 1.0 for real completion tokens (0 for padding or masked truncations)
+    completion_mask: torch.Tensor  # (B, L) 1.0 for the policy tokens the loss counts (0 for padding, observation
+    #                                 tokens and masked truncations)
     completion_ids: torch.Tensor  # (B, L)
     rollout_logprobs: torch.Tensor  # (B, L)
     advantages: torch.Tensor  # (B,) per completion, or (B, L) per completion token (on-policy distillation)
     is_sample: torch.Tensor  # (B,) bool: False for a padding row that evens out data-parallel shards
     completion_lengths: torch.Tensor  # (B,) completion tokens of each row (masked out of the loss or not)
+    policy_mask: torch.Tensor | None = None  # (B, L) 1.0 for the tokens the policy sampled, 0 for observation
+    #                                           tokens (a tool's output) and padding; None: every completion token
 
     FIELDS = ("input_ids", "completion_start", "completion_mask", "completion_ids", "rollout_logprobs", "advantages",
-              "is_sample", "completion_lengths")
+              "is_sample", "completion_lengths", "policy_mask")
+
+    def __post_init__(self) -> None:
+        if self.policy_mask is None:
+            offsets = torch.arange(self.completion_ids.size(1), device=self.completion_ids.device)
+            self.policy_mask = (offsets[None, :] < self.completion_lengths[:, None]).float()
 
     @classmethod
     def from_rollouts(cls, batch: RolloutBatch, pad_id: int, mask_truncated: bool) -> "LearnerBatch":
@@ -121,21 +178,24 @@ class LearnerBatch:
         input_ids = torch.full((n, seq_len), pad_id, dtype=torch.long)
         completion_ids = torch.full((n, comp_len), pad_id, dtype=torch.long)
         completion_mask = torch.zeros(n, comp_len)
+        policy_mask = torch.zeros(n, comp_len)
         rollout_logprobs = torch.zeros(n, comp_len)
         for row, sample in enumerate(samples):
             tokens = sample.prompt_ids + sample.completion_ids
             input_ids[row, :len(tokens)] = torch.tensor(tokens)
             length = len(sample.completion_ids)
             completion_ids[row, :length] = torch.tensor(sample.completion_ids, dtype=torch.long)
-            rollout_logprobs[row, :length] = torch.tensor(sample.rollout_logprobs)
+            policy_mask[row, :length] = torch.tensor(sample.policy_mask(), dtype=torch.float)
+            # observation tokens have no logprob (NaN in the sample): 0 here, where the masks keep them out
+            rollout_logprobs[row, :length] = torch.tensor(sample.rollout_logprobs).nan_to_num(0.0)
             if not (mask_truncated and sample.truncated):
-                completion_mask[row, :length] = 1.0
+                completion_mask[row, :length] = policy_mask[row, :length]
         return cls(input_ids=input_ids,
                    completion_start=torch.tensor([len(s.prompt_ids) for s in samples]),
                    completion_mask=completion_mask, completion_ids=completion_ids,
                    rollout_logprobs=rollout_logprobs, advantages=_token_columns(batch.advantages.float(), comp_len),
                    is_sample=torch.ones(n, dtype=torch.bool),
-                   completion_lengths=torch.tensor([len(s.completion_ids) for s in samples]))
+                   completion_lengths=torch.tensor([len(s.completion_ids) for s in samples]), policy_mask=policy_mask)
 
     def __len__(self) -> int:
         return self.input_ids.size(0)
@@ -161,8 +221,8 @@ class LearnerBatch:
         seq_len, comp_len = self.input_ids.shape[1], self.completion_mask.size(1)
         offsets = torch.arange(comp_len, device=self.input_ids.device)[None, :]
         completion = self.completion_mask
-        if truncated_too:
-            completion = ((offsets < self.completion_lengths[:, None]) & self.is_sample[:, None]).to(completion.dtype)
+        if truncated_too:  # every token the policy sampled (never an observation's)
+            completion = self.policy_mask * self.is_sample[:, None].to(completion.dtype)
         mask = completion.new_zeros(len(self), seq_len + comp_len)
         return mask.scatter_(1, self.completion_start[:, None] + offsets, completion)[:, :seq_len]
 
@@ -205,7 +265,7 @@ class LearnerBatch:
         comp_len = max(self.completion_lengths.max().item(), 1)
         fields = {name: getattr(self, name) for name in self.FIELDS}
         fields["input_ids"] = fields["input_ids"][:, :seq_len]
-        for name in ("completion_mask", "completion_ids", "rollout_logprobs"):
+        for name in ("completion_mask", "completion_ids", "rollout_logprobs", "policy_mask"):
             fields[name] = fields[name][:, :comp_len]
         fields["advantages"] = _token_columns(fields["advantages"], comp_len)
         return LearnerBatch(**fields)
@@ -215,6 +275,7 @@ class LearnerBatch:
         token in the mask, advantage 0, is_sample False)."""
         fields = {name: getattr(self, name)[:1].clone() for name in self.FIELDS}
         fields["completion_mask"].zero_()
+        fields["policy_mask"].zero_()
         fields["advantages"].zero_()
         fields["is_sample"].zero_()
         return LearnerBatch(**fields)

@@ -27,6 +27,7 @@ import yaml
 from model.config import ConfigError as _ModelConfigError
 from model.fp8 import PRECISIONS
 from problems import split_error
+from rewards.tools import TOOLS
 from rl.algos import loss_names
 from rl.rewarding import reward_name_error
 from search import METHODS, check_options
@@ -160,6 +161,16 @@ class RolloutConfig(_Section):
                                               "second visit, i.e. after one epoch of data.train (docs/results.md).")
     zero_variance_target: float = _field(0.25, "Share of zero-variance groups per batch that skipping steers toward "
                                          "(GRESO's 0.25): p falls while the share is above it, rises while below.")
+    tools: list[str] = _field([], "Tools the policy may call mid-answer (tool-integrated reasoning, "
+                              "rl/tool_rollout.py): python = a fenced ```python block, run in the sandbox with the "
+                              "code reward's limits, whose output is appended as tokens no loss counts. Empty = "
+                              "single-turn rollouts. Evaluation during training uses them too.")
+    max_turns: int = _field(4, "With tools: engine calls per rollout (a tool call ends one); a rollout that still "
+                            "calls a tool in its last turn is truncated.")
+    tool_timeout_s: float = _field(5.0, "With tools: a call's wall-clock (and CPU) limit in the sandbox; a call that "
+                                   "runs past it, or crashes, comes back as an output saying so.")
+    max_observation_tokens: int = _field(64, "With tools: tokens of one tool output, its fences included (longer "
+                                         "output is cut). Outputs count toward max_new_tokens.")
 
     def validate(self) -> None:
         for name in ("num_workers", "prompts_per_step", "max_new_tokens", "eval_samples"):
@@ -175,6 +186,12 @@ class RolloutConfig(_Section):
         _choice(self.attention_backend, "rollout.attention_backend", (None, "CPU_MLA", "AMX_MLA", "CPU_ATTN"))
         _require(self.attention_backend != "AMX_MLA" or self.precision == "bf16", "rollout.attention_backend",
                  "AMX_MLA takes bf16 weights only: set rollout.precision=bf16 (or use CPU_MLA)")
+        for name in self.tools:
+            _require(name in TOOLS, "rollout.tools", f"unknown tool {name!r}{_suggest(name, TOOLS)}; tools: "
+                     f"{', '.join(TOOLS)}")
+        _require(self.max_turns >= 1, "rollout.max_turns", "must be >= 1")
+        _require(self.tool_timeout_s > 0, "rollout.tool_timeout_s", "must be > 0")
+        _require(self.max_observation_tokens >= 1, "rollout.max_observation_tokens", "must be >= 1")
 
 
 @dataclass

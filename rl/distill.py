@@ -66,9 +66,12 @@ def check_distill(config) -> None:
     vocabulary is not the student's.
 
     Raises:
-        ConfigError: naming distill.teacher.
+        ConfigError: naming distill.teacher (or rollout.tools, which distillation does not use yet).
     """
     teacher, mode = config.distill.teacher, config.distill.mode
+    if config.rollout.tools:
+        raise ConfigError("rollout.tools: distillation does not run tools yet (the teacher would score the tools' "
+                          "output as the student's tokens); leave rollout.tools empty")
     if mode == "expert_iteration":  # no teacher: the student's own search
         return
     if teacher is None:
@@ -155,7 +158,7 @@ def teacher_metrics(batch: LearnerBatch, teacher_logprobs: torch.Tensor, advanta
         estimate on the student's samples); distill/reverse_kl_per_completion: its sum over a completion, averaged;
         distill/teacher_logprob_mean, distill/student_logprob_mean; distill/advantage_mean.
     """
-    sampled = (batch.completion_lengths[:, None] > torch.arange(batch.completion_ids.size(1))[None, :]).float()
+    sampled = batch.policy_mask
     per_token = (batch.rollout_logprobs - teacher_logprobs) * sampled
     tokens = sampled.sum().clamp(min=1.0)
     return {"distill/reverse_kl": (per_token.sum() / tokens).item(),

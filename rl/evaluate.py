@@ -13,6 +13,7 @@ from model import decode_completion
 from model.vllm_engine import prompt_seed
 from problems import build_prompt
 from rl.batch import RolloutBatch, Sample
+from rl.tool_rollout import ToolSettings
 
 PROGRESS_CHUNK = 16  # fewest problems generated between two progress reports
 SEARCH_CONCURRENCY = 16  # searches at once per engine by default (experiments/bench_search_batching.py)
@@ -21,7 +22,7 @@ SEARCH_CONCURRENCY = 16  # searches at once per engine by default (experiments/b
 def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *, k: int, max_tokens: int,
              temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, system_prompt: str | None = None,
              examples: Sequence = (), prompts: list[list[int]] | None = None, name: str = "held-out",
-             progress: Callable[[int], None] | None = None) -> dict:
+             progress: Callable[[int], None] | None = None, tools: ToolSettings | None = None) -> dict:
     """Generate k completions per problem with `generate` (a RolloutWorker's method or the trainer's, which spreads
     a request over every worker), grade them and score them.
 
@@ -31,6 +32,8 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
         progress: called with the number of problems generated so far. Generation then goes in about 20 chunks
             (of at least PROGRESS_CHUNK problems, so an engine stays busy), each prompt keeping its own seed, so the
             samples do not depend on whether progress is reported.
+        tools: the policy calls tools as it answers (multi-turn rollouts, rl.tool_rollout); the scores then add the
+            mean tool calls per answer.
 
     Returns:
         {"scores": evals' scores plus k, seconds and mean_completion_tokens, "records": one dict per problem,
@@ -44,7 +47,7 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
     samples = []
     for start in range(0, len(prompts), chunk):
         samples += generate(prompts[start:start + chunk], n=k, max_tokens=max_tokens, temperature=temperature,
-                            top_p=top_p, seed=seeds[start:start + chunk])
+                            top_p=top_p, seed=seeds[start:start + chunk], **({"tools": tools} if tools else {}))
         if progress:
             progress(min(start + chunk, len(prompts)))
     batch = RolloutBatch.from_groups(samples, [asdict(p) for p in problems], k,
@@ -55,6 +58,8 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
     result: BenchmarkResult = grade_outputs(name, problems, outputs, settings=settings)
     result.scores |= {"k": k, "seconds": time.perf_counter() - started,
                       "mean_completion_tokens": sum(len(s.completion_ids) for s in samples) / max(len(samples), 1)}
+    if tools is not None:
+        result.scores["tool_calls_per_answer"] = sum(len(s.observation_spans) for s in samples) / max(len(samples), 1)
     for g, record in enumerate(result.records):
         record["output_tokens"] = [len(batch.samples[i].completion_ids) for i in batch.group(g)]
         record["truncated"] = [batch.samples[i].truncated for i in batch.group(g)]

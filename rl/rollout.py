@@ -14,8 +14,10 @@ import ray
 from model import load_tokenizer
 from model.config import ConfigError
 from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed, sample
+from rewards.tools import ToolRunner
 from rl.batch import Sample
 from rl.ray_cluster import join_or_start
+from rl.tool_rollout import ToolRolloutStats, ToolSettings, generate_with_tools
 from rl.weight_sync import EXTENSION
 from search import solve_many
 from search.reward_models import value_function
@@ -46,6 +48,8 @@ class RolloutWorker:
         self.per_request_seed = attention_backend != "AMX_MLA"
         self.checkpoint = checkpoint
         self.searcher, self.value_functions = None, {}  # made on the first search
+        self.tokenizer, self.tool_runner = None, None  # made on the first request with tools
+        self.tool_stats = ToolRolloutStats()  # what tools have cost this worker so far
 
     def ready(self) -> bool:
         return True
@@ -56,15 +60,29 @@ class RolloutWorker:
 
     def generate(self, prompts: list[list[int]], n: int, max_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int | list[int] | None = None, stop: list[str] | None = None,
-                 ) -> list[Sample]:
-        """n completions for each prompt, prompt after prompt (sample i belongs to prompt i // n)."""
+                 tools: ToolSettings | None = None) -> list[Sample]:
+        """n completions for each prompt, prompt after prompt (sample i belongs to prompt i // n).
+
+        tools: multi-turn rollouts that call them (rl.tool_rollout; `stop` is then the call format's); max_tokens
+            bounds each completion's policy and observation tokens together.
+        """
         # One seed per prompt, derived from `seed` and the prompt's position: one shared seed would draw the same
         # random numbers for every prompt, so the samples of a batch would be correlated and an evaluation's
         # pass@1 would move far more between seeds than its standard error says.
         # A list gives each prompt's seed itself (the trainer's, when it spreads one request over several workers).
         seeds = seed if isinstance(seed, list) else [prompt_seed(seed, i) for i in range(len(prompts))]
-        params = [dict(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop,
-                       seed=prompt_seed_or_none if self.per_request_seed else None) for prompt_seed_or_none in seeds]
+        if not self.per_request_seed:
+            seeds = [None] * len(seeds)
+        if tools is not None:
+            if self.tool_runner is None or self.tool_runner.limits.wall_s != tools.timeout_s:
+                if self.tool_runner is not None:
+                    self.tool_runner.shutdown()
+                self.tokenizer = self.tokenizer or load_tokenizer(self.checkpoint)
+                self.tool_runner = ToolRunner(tools.timeout_s)
+            return generate_with_tools(self.engine, self.tokenizer, self.tool_runner, prompts, n, max_tokens, seeds,
+                                       tools, temperature, top_p, self.tool_stats)
+        params = [dict(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stop, seed=one_seed)
+                  for one_seed in seeds]
         return [Sample(prompt_ids=list(prompt), completion_ids=completion.token_ids,
                        rollout_logprobs=completion.logprobs, truncated=completion.finish_reason == "length")
                 for prompt, completions in zip(prompts, sample(self.engine, prompts, params))
@@ -83,6 +101,12 @@ class RolloutWorker:
             self.value_functions[key] = value_function(reward_model, with_checker)
         return solve_many(prompts, self.searcher, method, budget_tokens=budget_tokens, seeds=seeds,
                           value_fn=self.value_functions[key], **options)
+
+    def take_tool_stats(self) -> ToolRolloutStats:
+        """What tools have cost this worker since the last call (calls run, seconds waited for them, seconds in the
+        engine); starts counting afresh."""
+        stats, self.tool_stats = self.tool_stats, ToolRolloutStats()
+        return stats
 
     def load_weights(self, blob: bytes) -> float:
         """Take checkpoint-layout weights (safetensors bytes) in place; returns the seconds it took."""

@@ -23,6 +23,7 @@ from ray.exceptions import RayActorError
 from rich.progress import Progress
 
 from model import decode_completion, init_pretrained, load_tokenizer
+from model.tokenizer import TOKENIZER_DIR
 from model.checkpoint import check_checkpoint
 from problems import build_prompt, load_problems
 from rl import algos
@@ -39,6 +40,7 @@ from rl.ray_cluster import join_or_start
 from rl.rewarding import column_errors, reward_worker_actor
 from rl.rollout import generate_on_workers, rollout_worker_actor, start_generation_on_workers
 from rl.sft import sft_from_checkpoint
+from rl.tool_rollout import ToolRolloutStats, ToolSettings, check_tool_tokenizer
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
@@ -209,6 +211,7 @@ class GRPOTrainer:
         self.updates = 0  # learner updates taken in this process (a step whose groups were all dropped takes none)
         self.pending: PendingRollouts | None = None  # the next step's rollouts, sent early (one-step off-policy)
         self.weight_syncs: list = []  # the last weight update's calls to the rollout workers
+        self.tools: ToolSettings | None = None  # the tools rollouts call (rollout.tools), set up in setup()
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -221,9 +224,15 @@ class GRPOTrainer:
         self.train_problems, self.eval_problems = load_problems(config.data)
         self.check_reward_columns()
         check_mtp(config)
+        start = config.model.path
+        if config.rollout.tools and (start.startswith("preset:") or Path(start).is_dir()):  # before the warm start
+            check_tool_tokenizer(config.rollout, load_tokenizer(start if Path(start).is_dir() else TOKENIZER_DIR),
+                                 f"the tokenizer of model.path {start}")
         with timed(self.timings, "sft"):
             self.policy_path = self.prepare_policy()
         self.tokenizer = load_tokenizer(self.policy_path)
+        check_tool_tokenizer(config.rollout, self.tokenizer)  # a hub policy's, before any actor
+        self.tools = ToolSettings.from_config(config.rollout)
         started = time.perf_counter()
         self.owns_ray = join_or_start(config.ray.address, num_cpus=config.ray.num_cpus, log=self.log)
         check_placement(config, ray.cluster_resources())  # before any actor: Ray would wait forever, silently
@@ -410,6 +419,8 @@ class GRPOTrainer:
         sampling = dict(n=config.rollout.group_size, max_tokens=config.rollout.max_new_tokens,
                         temperature=config.rollout.temperature, top_p=config.rollout.top_p,
                         seed=config.trainer.seed * 100_003 + step)
+        if self.tools is not None:
+            sampling["tools"] = self.tools
         wait = start_generation_on_workers(self.workers, prompts, **sampling)
         return PendingRollouts(problems, prompts, sampling, wait, cursor_before, self.updates, skipped)
 
@@ -429,6 +440,7 @@ class GRPOTrainer:
         problems = pending.problems
         with timed(timings, "generate"):  # one-step off-policy: the wait for what was sent during the last step
             samples = self.collect_rollouts(pending)
+        tool_metrics = self.tool_metrics(samples, timings["time/generate_s"]) if self.tools else {}
         batch = RolloutBatch.from_groups(samples, [dataclasses.asdict(p) for p in problems], config.rollout.group_size,
                                          [decode_completion(self.tokenizer, s.completion_ids) for s in samples])
         with timed(timings, "reward"):
@@ -441,7 +453,7 @@ class GRPOTrainer:
                                                          scale_by_std=config.algorithm.scale_rewards)
         flat = algos.zero_variance_groups(batch.rewards, batch.group_ids)
         keep = self.samples_to_learn(batch, flat)
-        metrics = self.rollout_metrics(batch, scored, keep)
+        metrics = self.rollout_metrics(batch, scored, keep) | tool_metrics
         # Streaks of zero-variance groups per prompt: what the next draws skip by (before they are drawn, below)
         metrics |= self.prompt_filter.update([p.id for p in problems],
                                              flat.view(len(problems), config.rollout.group_size)[:, 0].tolist())
@@ -483,6 +495,17 @@ class GRPOTrainer:
         return LearnerBatch.from_rollouts(batch, pad_id=self.tokenizer.pad_token_id,
                                           mask_truncated=self.config.algorithm.mask_truncated_completions), {}
 
+    def tool_metrics(self, samples: list, generate_seconds: float) -> dict:
+        """What the tools cost this step: calls per sample, the share of completion tokens that are their output,
+        and the seconds the rollout workers waited for the sandbox (the slowest worker's; also as a share of the
+        generation's time)."""
+        stats: list[ToolRolloutStats] = ray.get([worker.take_tool_stats.remote() for worker in self.workers])
+        waited = max(s.tool_seconds for s in stats)
+        observed = sum(end - start for s in samples for start, end in s.observation_spans)
+        return {"tools/calls_per_sample": sum(len(s.observation_spans) for s in samples) / len(samples),
+                "tools/observation_token_frac": observed / max(sum(len(s.completion_ids) for s in samples), 1),
+                "time/tools_s": waited, "tools/sandbox_time_frac": waited / max(generate_seconds, 1e-9)}
+
     def rollout_metrics(self, batch: RolloutBatch, scored: dict, keep: torch.Tensor) -> dict:
         lengths = torch.tensor([len(s.completion_ids) for s in batch.samples], dtype=torch.float)
         scored_rewards = batch.rewards[~batch.rewards.isnan()]
@@ -507,8 +530,10 @@ class GRPOTrainer:
         # spread over every rollout worker, each prompt with its own seed, as a training step is
         result = evaluate(self.generate, self.eval_problems, self.tokenizer, k=config.rollout.eval_samples,
                           max_tokens=config.rollout.max_new_tokens, temperature=config.rollout.eval_temperature,
-                          seed=config.trainer.seed, system_prompt=config.data.system_prompt)
+                          seed=config.trainer.seed, system_prompt=config.data.system_prompt, tools=self.tools)
         self.timings["time/evaluation_s"] = self.timings.get("time/evaluation_s", 0.0) + result["scores"]["seconds"]
+        if self.tools is not None and self.pending is None:  # the evaluation's tool time is no step's
+            ray.get([worker.take_tool_stats.remote() for worker in self.workers])
         return {f"eval/{k}": v for k, v in result["scores"].items()}
 
     def save_checkpoint(self) -> Path:
