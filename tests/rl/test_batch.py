@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import torch
 
@@ -111,3 +112,47 @@ def test_per_token_rollout_advantages_are_cut_or_padded_to_the_completions():
         assert batch.advantages.shape == (2, 3)
         assert batch.advantages[:, :min(width, 3)].tolist() == advantages[:, :3].tolist()
         assert batch.advantages[:, width:].abs().sum() == 0
+
+
+def test_segments_make_one_completion_whose_observation_tokens_no_mask_counts():
+    from rl.batch import Segment
+
+    segments = [Segment([20, 21, 22], [-0.1, -0.2, -0.3]), Segment([70, 71], None), Segment([23, 24], [-0.4, -0.5])]
+    sample = Sample.from_segments([0, 3, 4], segments, truncated=False)
+    assert sample.completion_ids == [20, 21, 22, 70, 71, 23, 24] and sample.observation_spans == [(3, 5)]
+    assert sample.policy_mask() == [True, True, True, False, False, True, True]
+    assert sample.segments() == segments
+    assert math.isnan(sample.rollout_logprobs[3]) and sample.rollout_logprobs[5] == -0.4  # no logprob: NaN
+    plain = Sample([0, 3, 4], [30, 31], [-0.5, -0.6], truncated=True)
+    batch = LearnerBatch.from_rollouts(RolloutBatch([sample, plain], torch.arange(2), advantages=torch.ones(2)),
+                                       pad_id=2, mask_truncated=False)
+    assert batch.input_ids[0].tolist() == [0, 3, 4, 20, 21, 22, 70, 71, 23, 24]  # the tokens as they were, in order
+    assert batch.completion_mask.tolist() == [[1, 1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 0, 0, 0]]
+    assert batch.policy_mask.tolist() == batch.completion_mask.tolist()
+    assert batch.rollout_logprobs[0, 3:5].tolist() == [0.0, 0.0]  # placeholders, never NaN in a tensor
+    assert batch.completion_token_mask(truncated_too=True)[0].tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 1, 1]
+    masked = LearnerBatch.from_rollouts(RolloutBatch([sample, plain], torch.arange(2), advantages=torch.ones(2)),
+                                        pad_id=2, mask_truncated=True)
+    assert masked.completion_mask[1].sum() == 0 and masked.policy_mask[1].tolist() == [1, 1, 0, 0, 0, 0, 0]
+    # the masks follow their rows through micro-batches, trimming, shards and padding rows
+    part = batch.micro_batches(10)[0]
+    assert part.policy_mask.tolist() == [[1, 1, 1, 0, 0, 1, 1]]
+    assert batch.rows(torch.tensor([1])).trimmed().policy_mask.tolist() == [[1, 1]]
+    assert batch.padding_row().policy_mask.sum() == 0
+    assert [s[0].policy_mask.tolist() for s in batch.shard(2, 1)] == [[[1, 1, 1, 0, 0, 1, 1]], [[1, 1, 0, 0, 0, 0, 0]]]
+
+
+def test_a_sample_of_policy_tokens_only_makes_exactly_the_batch_it_made_before():
+    from rl.batch import Segment
+
+    plain = [Sample([0, 3, 4], [20, 21, 22], [-0.1, -0.2, -0.3], truncated=False),
+             Sample([0, 5], [30], [-0.5], truncated=True)]
+    segmented = [Sample.from_segments(s.prompt_ids, [Segment(s.completion_ids, s.rollout_logprobs)], s.truncated)
+                 for s in plain]
+    assert segmented == plain
+    batch = LearnerBatch.from_rollouts(RolloutBatch(plain, torch.arange(2), advantages=torch.ones(2)), 2, True)
+    assert batch.completion_mask.tolist() == [[1, 1, 1], [0, 0, 0]]
+    assert batch.policy_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    # a batch made without a policy mask (older callers) gets the same one
+    fields = {name: getattr(batch, name) for name in LearnerBatch.FIELDS if name != "policy_mask"}
+    assert torch.equal(LearnerBatch(**fields).policy_mask, batch.policy_mask)

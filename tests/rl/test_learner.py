@@ -580,3 +580,79 @@ def test_a_checkpoint_saved_from_a_fp8_learner_loads_in_fp32_with_the_same_keys(
                       precision="fp8")
     resumed.load(str(tmp_path / "fp8"))  # optimizer state of the fp8 learner restores into another
     assert resumed.version == 1
+
+
+def tool_sample(policy, prompt, segments):
+    """A multi-turn sample: `segments` are (token ids, is an observation) in order; the policy's tokens get the
+    policy's own logprobs (a perfect rollout engine), observations none."""
+    from rl.batch import Segment
+
+    completion = [t for ids, _ in segments for t in ids]
+    with torch.no_grad():
+        logits = policy(torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1]
+    logprobs = logits.log_softmax(-1).gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
+    parts, start = [], 0
+    for ids, observed in segments:
+        parts.append(Segment(ids, None if observed else logprobs[start:start + len(ids)]))
+        start += len(ids)
+    return Sample.from_segments(prompt, parts, truncated=False)
+
+
+@pytest.mark.parametrize("overrides, positions", [
+    (dict(loss_type="dapo", beta=0.01, entropy_coeff=-0.1, rollout_correction_cap=2.0), 0),  # KL, entropy, TIS
+    (dict(loss_type="grpo", beta=0.01), 16),  # sequence means, micro-batches
+    (dict(loss_type="bnpo", importance_sampling_level="sequence", num_iterations=2), 0),  # GSPO's sequence ratio
+])
+def test_observation_tokens_count_in_no_loss_kl_entropy_ratio_or_mismatch(tiny_checkpoint, overrides, positions):
+    """Whatever an observation's positions hold in the learner's tensors (its rollout logprobs, its per-token
+    advantages), the step, its metrics and the weights after it are the same to the bit: only its token ids count,
+    as context for the policy's later tokens."""
+    config = settings(**overrides)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    samples = [tool_sample(policy, [0, 3, 10, 11, 4], [([20, 21, 22], False), ([70, 71, 72, 73], True),
+                                                         ([23, 24], False)]),
+               tool_sample(policy, [0, 3, 12, 4], [([30, 31], False), ([74, 75], True), ([32], False),
+                                                   ([76], True), ([33, 34, 35], False)]),
+               tool_sample(policy, [0, 3, 14, 4], [([40, 41, 42, 43], False)])]
+    rollouts = RolloutBatch(samples, torch.arange(3), advantages=torch.tensor([1.0, -0.5, -0.5]))
+    batch = LearnerBatch.from_rollouts(rollouts, pad_id=2, mask_truncated=True)
+    sampled_or_observed = torch.arange(batch.completion_ids.size(1)) < batch.completion_lengths[:, None]
+    observed = (batch.policy_mask == 0) & sampled_or_observed
+    assert observed.sum() == 7
+    per_token = batch.advantages[:, None].expand_as(batch.completion_mask).clone()
+    garbage = dataclasses.replace(batch, advantages=per_token.masked_fill(observed, 99.0),
+                                  rollout_logprobs=batch.rollout_logprobs.masked_fill(observed, -7.0))
+    learners = [Learner(str(tiny_checkpoint), config, total_steps=2, max_completion_length=16, pack=True,
+                        micro_batch_positions=positions) for _ in range(2)]
+    expected, metrics = learners[0].train_step(dataclasses.replace(batch, advantages=per_token)), \
+        learners[1].train_step(garbage)
+    assert expected["mismatch/logprob_abs_diff_max"] < 1e-4  # the observation's 0 placeholders are not compared
+    for key, value in expected.items():
+        if not key.startswith(("time/", "throughput/")):
+            assert metrics[key] == value, key
+    for (name, weight), other in zip(learners[0].policy.state_dict().items(), learners[1].policy.state_dict().values()):
+        assert torch.equal(weight, other), name
+
+
+def test_an_observation_is_only_context_the_turn_after_it_learns_as_if_it_were_prompt(tiny_checkpoint):
+    """One row prompt + turn + observation + turn takes the step of two rows: prompt + turn, and (prompt + turn +
+    observation) as the prompt of the second turn (token-mean loss, KL and entropy: the same tokens, the same
+    contexts, the same count)."""
+    config = settings(loss_type="dapo", beta=0.01, entropy_coeff=-0.1, lr=0.0)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    prompt, first, observation, second = [0, 3, 10, 11, 4], [20, 21, 22], [70, 71, 72], [23, 24, 25, 26]
+    joined = tool_sample(policy, prompt, [(first, False), (observation, True), (second, False)])
+    split = [tool_sample(policy, prompt, [(first, False)]),
+             tool_sample(policy, prompt + first + observation, [(second, False)])]
+    one = LearnerBatch.from_rollouts(RolloutBatch([joined], torch.zeros(1, dtype=torch.long),
+                                                  advantages=torch.tensor([0.7])), 2, True)
+    two = LearnerBatch.from_rollouts(RolloutBatch(split, torch.zeros(2, dtype=torch.long),
+                                                  advantages=torch.tensor([0.7, 0.7])), 2, True)
+    learners = [Learner(str(tiny_checkpoint), config, total_steps=1, max_completion_length=16) for _ in range(2)]
+    expected, metrics = learners[1].train_step(two), learners[0].train_step(one)
+    for key in ("loss", "entropy", "actor/kl", "grad_norm", "mismatch/logprob_abs_diff_mean"):
+        assert metrics[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+    reference = applied_gradients(learners[1])
+    scale = max(t.abs().max().item() for t in reference.values())
+    for name, gradient in applied_gradients(learners[0]).items():
+        torch.testing.assert_close(gradient, reference[name], atol=5e-5 * scale, rtol=1e-4, msg=lambda m: f"{name}: {m}")

@@ -1,0 +1,223 @@
+"""Multi-turn rollouts with tools: the loop on a scripted engine (turn by turn, what goes back to the engine), then
+for real, a vLLM engine serving a policy taught to call the tool, checked token for token and logprob for logprob
+against the learner."""
+
+import time
+
+import pytest
+import torch
+
+from model import load_pretrained, load_tokenizer
+from model.vllm_engine import Completion
+from problems import Problem, build_prompt
+from rewards.tools import OUTPUT_CLOSE, OUTPUT_OPEN, ToolRunner, observation_ids
+from rl import tool_rollout
+from rl.batch import LearnerBatch, RolloutBatch
+from rl.learner import Learner
+from rl.learner_settings import LearnerSettings
+from rl.tool_rollout import ToolRolloutStats, ToolSettings, generate_with_tools
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def runner():
+    runner = ToolRunner(timeout_s=2.0, num_workers=2)
+    yield runner
+    runner.shutdown()
+
+
+def scripted_engine(monkeypatch, tokenizer, scripts):
+    """Stands in for vLLM (model.vllm_engine.sample): prompt [0, key] answers scripts[key]'s turns in order, each
+    (text, finish reason); records every call's prompts and sampling parameters."""
+    calls = []
+
+    def sample(engine, prompts, params):
+        calls.append(([list(p) for p in prompts], params))
+        results = []
+        for prompt in prompts:
+            text, reason = scripts[prompt[1]].pop(0)
+            ids = tokenizer.encode(text, add_special_tokens=False) + ([tokenizer.eos_token_id] if reason == "eos" else [])
+            results.append([Completion(ids, [-0.25] * len(ids), reason)])
+        return results
+
+    monkeypatch.setattr(tool_rollout, "sample", sample)
+    return calls
+
+
+def test_each_turn_is_one_engine_call_and_each_call_an_observation_appended_token_for_token(monkeypatch, tokenizer,
+                                                                                           runner):
+    scripts = {
+        100: [("Let me compute.\n```python\nprint(6 * 7)\n```\n", "stop"), ("So it is 42.", "eos")],
+        101: [("A list:\n```\n", "stop"),  # a fence that closes no Python block: the turn goes on
+              ("- a\n```\nnow\n```python\nwhile True:\n    pass\n```\n", "stop"),
+              ("It ran too long.", "eos")],
+        102: [("No tool needed.", "eos")],
+        103: [("```python\nprint(1)\n```\n", "stop"), ("```python\nprint(2)\n```\n", "stop"),
+              ("```python\nprint(3)\n```\n", "stop")],  # still calling in its last turn: truncated, not run
+    }
+    calls = scripted_engine(monkeypatch, tokenizer, scripts)
+    prompts = [[0, key] for key in scripts]
+    stats = ToolRolloutStats()
+    started = time.perf_counter()
+    samples = generate_with_tools(None, tokenizer, runner, prompts, n=1, max_tokens=200, seeds=[11, 12, 13, 14],
+                                  settings=ToolSettings(max_turns=3, timeout_s=2.0, max_observation_tokens=32),
+                                  stats=stats)
+    elapsed = time.perf_counter() - started
+    assert [len(prompts_of_turn) for prompts_of_turn, _ in calls] == [4, 3, 2]  # the open rollouts, one call a turn
+
+    def text(ids):
+        return tokenizer.decode(ids)
+
+    answered, looped, direct, calling = samples
+    assert [text(s.token_ids) for s in answered.segments()] == [
+        "Let me compute.\n```python\nprint(6 * 7)\n```\n", OUTPUT_OPEN + "42" + OUTPUT_CLOSE,
+        "So it is 42.<｜end▁of▁sentence｜>"]
+    assert [s.logprobs is None for s in answered.segments()] == [False, True, False]
+    assert not answered.truncated
+    # what went back to the engine is exactly the prompt, the sampled ids and the observation ids
+    observation = observation_ids(tokenizer, "42", 32)
+    first = tokenizer.encode("Let me compute.\n```python\nprint(6 * 7)\n```\n", add_special_tokens=False)
+    assert calls[1][0][0] == [0, 100] + first + observation
+    assert answered.completion_ids == first + observation + answered.segments()[2].token_ids
+    assert text(looped.segments()[1].token_ids) == OUTPUT_OPEN + "TimeoutError: the program ran past 2 s" + OUTPUT_CLOSE
+    assert len(looped.observation_spans) == 1 and not looped.truncated
+    assert direct.observation_spans == [] and not direct.truncated and len(direct.segments()) == 1
+    assert calling.truncated and len(calling.observation_spans) == 2  # the third call was never run
+    assert stats.tool_calls == 4 and stats.tool_seconds >= 2.0
+    assert elapsed < 2.0 * 2 + 8  # the two calls of turn 1 (one of them hangs) ran at once
+    # every rollout draws each turn with a seed of its own
+    seeds = [params["seed"] for _, turn in calls for params in turn]
+    assert len(set(seeds)) == len(seeds) and all(params["stop"] == ["\n```\n"] for _, t in calls for params in t)
+
+
+def test_the_token_budget_counts_observations_and_ends_a_rollout_that_has_no_room_to_read_one(monkeypatch, tokenizer,
+                                                                                           runner):
+    call = "```python\nprint('x' * 500)\n```\n"
+    scripts = {100: [(call, "stop"), ("ok", "eos")], 101: [(call, "stop")]}
+    calls = scripted_engine(monkeypatch, tokenizer, scripts)
+    used = len(tokenizer.encode(call, add_special_tokens=False))
+    settings = ToolSettings(max_turns=4, max_observation_tokens=24)
+    roomy, = generate_with_tools(None, tokenizer, runner, [[0, 100]], n=1, max_tokens=used + 24 + 3, seeds=[1],
+                                 settings=settings)
+    assert len(roomy.segments()[1].token_ids) == 24 and not roomy.truncated  # the output cut to its budget
+    assert calls[1][1][0]["max_tokens"] == 3  # the next turn gets what is left
+    cramped, = generate_with_tools(None, tokenizer, runner, [[0, 101]], n=1, max_tokens=used + 24, seeds=[1],
+                                   settings=settings)
+    assert cramped.truncated and cramped.observation_spans == [] and cramped.completion_ids == \
+        tokenizer.encode(call, add_special_tokens=False)
+
+
+# ------------------------------------------------------------------------------------------------ for real
+
+
+def tool_traces(tokenizer):
+    """Prompt ids and completion ids of a few products answered through the tool."""
+    rows = []
+    for a, b in [(12, 34), (23, 45)]:
+        prompt = build_prompt(Problem(f"t{a}", f"What is {a} * {b}?", str(a * b), "", "synthetic", None), tokenizer)
+        text = (f"<think>\n```python\nprint({a}*{b})\n```\n```output\n{a * b}\n```\n</think>\n"
+                f"The answer is \\boxed{{{a * b}}}.")
+        rows.append((prompt, tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tool_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """The tiny policy taught by heart (to a loss under 0.02 nats a token) to answer two products by calling the
+    tool."""
+    from model import save_pretrained
+
+    torch.manual_seed(0)
+    policy = load_pretrained(tiny_checkpoint).train()
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    rows = tool_traces(tokenizer)
+    width = max(len(p) + len(c) for p, c in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    weights = torch.zeros(len(rows), width - 1)
+    for i, (prompt, completion) in enumerate(rows):
+        ids[i, :len(prompt) + len(completion)] = torch.tensor(prompt + completion)
+        weights[i, len(prompt) - 1:len(prompt) + len(completion) - 1] = 1.0
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    for _ in range(300):
+        logits = policy(ids).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+        loss = (loss * weights.flatten()).sum() / weights.sum()
+        if loss.item() < 0.02:
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.02
+    return save_pretrained(policy.eval(), tmp_path_factory.mktemp("tools") / "policy", tokenizer_dir=tiny_checkpoint)
+
+
+@pytest.mark.slow
+def test_real_engine_rollouts_reach_the_learner_as_sampled_ids_and_observation_ids(tool_checkpoint, runner,
+                                                                                  monkeypatch):
+    """vLLM samples multi-turn rollouts that call the tool; the learner's input ids are exactly the prompt, every
+    turn's sampled ids and every observation's ids, and the learner's logprobs of the policy's tokens equal the
+    engine's (to the existing logprob-match test's 1e-4), while no loss or mismatch counts the observations."""
+    from model.vllm_engine import make_engine
+    from rl.config import AlgorithmConfig
+
+    tokenizer = load_tokenizer(tool_checkpoint)
+    # the logprobs of the distribution that sampled (as the rollout workers' engines report them)
+    engine = make_engine(tool_checkpoint, max_model_len=256, max_num_seqs=16, logprobs_mode="processed_logprobs")
+    sampled, observed = [], []
+    real_sample, real_observation_ids = tool_rollout.sample, tool_rollout.observation_ids
+    monkeypatch.setattr(tool_rollout, "sample",
+                        lambda engine, prompts, params: sampled.append(([list(p) for p in prompts],
+                                                                        real_sample(engine, prompts, params)))
+                        or sampled[-1][1])
+    monkeypatch.setattr(tool_rollout, "observation_ids",
+                        lambda *a: observed.append((len(sampled) - 1, real_observation_ids(*a))) or observed[-1][1])
+    prompts = [prompt for prompt, _ in tool_traces(tokenizer)]
+    samples = generate_with_tools(engine, tokenizer, runner, prompts, n=4, max_tokens=96, seeds=[1, 2],
+                                  settings=ToolSettings(max_turns=3, timeout_s=2.0, max_observation_tokens=32),
+                                  temperature=0.6)
+    called = [s for s in samples if s.observation_spans]
+    assert len(called) >= 5, [tokenizer.decode(s.completion_ids) for s in samples]  # the policy calls the tool
+    # Replay the loop from what the engine was sent and returned and the observations made: every request is the
+    # prompt, the rollout's sampled ids so far and its observation ids, nothing decoded and encoded again.
+    built = {row: [] for row in range(len(samples))}
+    open_rows = list(range(len(samples)))
+    for turn, (requests, completions) in enumerate(sampled):
+        assert len(requests) == len(open_rows)
+        made_here = [ids for made_in, ids in observed if made_in == turn]
+        for row, request, (completion,) in zip(open_rows, requests, completions):
+            sample = samples[row]
+            before = len(built[row])
+            extra = request[len(sample.prompt_ids) + before:]
+            assert request[:len(sample.prompt_ids) + before] == sample.prompt_ids + built[row]
+            if extra:  # the observation of the call that ended the rollout's last turn
+                assert extra in [ids for made_in, ids in observed if made_in == turn - 1]
+                assert (before, before + len(extra)) in sample.observation_spans
+                built[row] += extra
+            built[row] += completion.token_ids
+        assert all(len(ids) <= 32 for ids in made_here)
+        open_rows = [row for row in open_rows if len(samples[row].completion_ids) > len(built[row])
+                     or any(start == len(built[row]) for start, _ in samples[row].observation_spans)]
+    for row, sample in enumerate(samples):
+        assert sample.completion_ids == built[row]
+    batch = LearnerBatch.from_rollouts(RolloutBatch(samples, torch.arange(len(samples)),
+                                                    advantages=torch.zeros(len(samples))), pad_id=2,
+                                       mask_truncated=False)
+    for row, sample in enumerate(samples):
+        length = len(sample.prompt_ids) + len(sample.completion_ids)
+        assert batch.input_ids[row, :length].tolist() == sample.prompt_ids + built[row]
+    assert any("```output\n" in tokenizer.decode(s.completion_ids) and str(12 * 34) in tokenizer.decode(
+        s.completion_ids) for s in samples[:4])  # the program ran and printed its product
+    learner = Learner(str(tool_checkpoint), LearnerSettings.from_config(AlgorithmConfig()), total_steps=1,
+                      max_completion_length=96, pack=True, temperature=0.6)
+    logprobs = learner.logprobs(batch)
+    policy_tokens = batch.policy_mask.bool()
+    assert (logprobs - batch.rollout_logprobs)[policy_tokens].abs().max() <= 1e-4
+    observation_tokens = ~policy_tokens & (torch.arange(batch.completion_ids.size(1)) < batch.completion_lengths[:, None])
+    assert observation_tokens.sum() > 0 and (logprobs - batch.rollout_logprobs)[observation_tokens].abs().max() > 1e-2
+    mismatch = learner._mismatch_metrics([logprobs], [batch])
+    assert mismatch["mismatch/logprob_abs_diff_max"] <= 1e-4  # observations are not compared
+    del engine
