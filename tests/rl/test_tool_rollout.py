@@ -3,6 +3,7 @@ for real, a vLLM engine serving a policy taught to call the tool, checked token 
 against the learner."""
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +17,8 @@ from rl.batch import LearnerBatch, RolloutBatch
 from rl.learner import Learner
 from rl.learner_settings import LearnerSettings
 from rl.tool_rollout import ToolRolloutStats, ToolSettings, generate_with_tools
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +224,60 @@ def test_real_engine_rollouts_reach_the_learner_as_sampled_ids_and_observation_i
     mismatch = learner._mismatch_metrics([logprobs], [batch])
     assert mismatch["mismatch/logprob_abs_diff_max"] <= 1e-4  # observations are not compared
     del engine
+
+
+def test_a_call_format_the_policy_cannot_use_is_an_error_before_the_warm_start_or_ray(tmp_path):
+    import ray
+
+    from model.config import ConfigError  # what the CLI reports (rl.config's is a kind of it)
+    from rl.config import load_config
+    from rl.trainer import GRPOTrainer
+
+    config = load_config(REPO / "experiments" / "tiny_arith.yaml",
+                         [f"trainer.output_dir={tmp_path}", "rollout.tools=[python]",
+                          "rollout.max_observation_tokens=12"])
+    trainer = GRPOTrainer(config, log=lambda *_: None)
+    with pytest.raises(ConfigError, match=r"rollout.max_observation_tokens: is 12, but the output's fences and truncation marker take \d+"):
+        trainer.setup()
+    assert not ray.is_initialized() and not (tmp_path / "init").exists()
+    with pytest.raises(ConfigError, match=r"rollout.tools: unknown tool 'shell'"):
+        load_config(REPO / "experiments" / "tiny_arith.yaml", ["rollout.tools=[python,shell]"])
+    with pytest.raises(ConfigError, match=r"rollout.max_turns: must be >= 1"):
+        load_config(REPO / "experiments" / "tiny_arith.yaml", ["rollout.max_turns=0"])
+
+
+@pytest.mark.slow
+def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, ray_session, tmp_path, monkeypatch):
+    """Two GRPO steps of the policy that calls the tool, through Ray: the calls run, their outputs reach the learner
+    masked (the mismatch of the policy's tokens stays at fp32 noise), the held-out evaluation calls the tool too.
+    The job's problems are the two the policy learned to call the tool on."""
+    import json
+
+    from rl import trainer as trainer_module
+    from rl.config import load_config
+    from rl.trainer import GRPOTrainer
+
+    problems = [Problem(f"t{a}", f"What is {a} * {b}?", str(a * b), "", "synthetic", None) for a, b in [(12, 34),
+                                                                                                       (23, 45)]]
+    monkeypatch.setattr(trainer_module, "load_problems", lambda data: (problems, problems))
+
+    config = load_config(REPO / "experiments" / "tiny_arith.yaml", [
+        f"model.path={tool_checkpoint}", "sft.steps=0",
+        "rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=80", "rollout.eval_samples=2",
+        "rollout.tools=[python]", "rollout.max_turns=3", "rollout.tool_timeout_s=2", "trainer.steps=2",
+        "trainer.eval_every=2", "trainer.save_every=0", "algorithm.drop_zero_variance_groups=false",
+        "logging.progress=false", "logging.tensorboard=false", "reward.num_workers=1", f"trainer.output_dir={tmp_path}"])
+    trainer = GRPOTrainer(config, log=lambda *_: None)
+    try:
+        trainer.fit()
+    finally:
+        trainer.shutdown()
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in logged if "reward/mean" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert all(r["tools/calls_per_sample"] > 0.25 and 0 < r["tools/observation_token_frac"] < 0.5 for r in steps)
+    assert all(0 < r["time/tools_s"] and 0 < r["tools/sandbox_time_frac"] < 1 for r in steps)
+    assert all(r["mismatch/logprob_abs_diff_max"] < 1e-3 for r in steps)  # observation tokens are not compared
+    evaluations = [r for r in logged if "eval/pass@1" in r]
+    assert [r["step"] for r in evaluations] == [0, 2]
+    assert all(r["eval/tool_calls_per_answer"] > 0.25 for r in evaluations)
