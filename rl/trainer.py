@@ -25,6 +25,7 @@ from rich.progress import Progress
 from model import decode_completion, init_pretrained, load_tokenizer
 from model.tokenizer import TOKENIZER_DIR
 from model.checkpoint import check_checkpoint
+from model.config import ARCHITECTURE
 from problems import build_prompt, load_problems
 from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
@@ -179,6 +180,19 @@ def check_mtp(config) -> None:
                               f"(num_nextn_predict_layers = 0); {fix}, or set {field} to 0")
 
 
+def check_fp8(config) -> None:
+    """trainer.precision=fp8 for a starting policy that is not our DeepSeek-V3 class (a local folder of another
+    architecture): a ConfigError before the warm start and Ray (model/fp8.py swaps our class's layers). A hub policy
+    is checked when the learner loads it."""
+    path = config.model.path
+    if config.trainer.precision != "fp8" or path.startswith("preset:") or not (Path(path) / "config.json").is_file():
+        return
+    architectures = json.loads((Path(path) / "config.json").read_text()).get("architectures") or []
+    if ARCHITECTURE not in architectures:
+        raise ConfigError(f"trainer.precision: fp8 runs our DeepSeek-V3 class only (model/fp8.py); {path} is "
+                          f"{', '.join(architectures) or 'another architecture'}: use bf16")
+
+
 def check_finite(metrics: dict[str, float], step: int, output_dir: Path) -> None:
     """Stop the run when a learner update's loss or gradient norm is NaN or infinite, saying at which step (the
     checkpoints already written are intact: resume from one with a lower learning rate, say).
@@ -224,6 +238,7 @@ class GRPOTrainer:
         self.train_problems, self.eval_problems = load_problems(config.data)
         self.check_reward_columns()
         check_mtp(config)
+        check_fp8(config)
         start = config.model.path
         if config.rollout.tools and (start.startswith("preset:") or Path(start).is_dir()):  # before the warm start
             check_tool_tokenizer(config.rollout, load_tokenizer(start if Path(start).is_dir() else TOKENIZER_DIR),

@@ -251,6 +251,19 @@ def test_an_mtp_weight_for_a_policy_without_mtp_modules_is_named_before_the_warm
     rl.trainer.check_mtp(load_config(REPO_CONFIG, ["model.num_nextn_predict_layers=2", f"{field}=0.3"]))
 
 
+def test_fp8_for_a_policy_other_than_our_deepseek_v3_class_is_named_before_the_warm_start(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}))
+    with pytest.raises(ConfigError, match=r"trainer\.precision: fp8 runs our DeepSeek-V3 class only.*"
+                                          r"Qwen2ForCausalLM: use bf16"):
+        rl.trainer.check_fp8(load_config(REPO_CONFIG, [f"model.path={other}", "trainer.precision=fp8"]))
+    rl.trainer.check_fp8(load_config(REPO_CONFIG, [f"model.path={other}", "trainer.precision=bf16"]))
+    init_pretrained("tiny", tmp_path / "ours")
+    rl.trainer.check_fp8(load_config(REPO_CONFIG, [f"model.path={tmp_path / 'ours'}", "trainer.precision=fp8"]))
+    rl.trainer.check_fp8(load_config(REPO_CONFIG, ["trainer.precision=fp8"]))  # preset:tiny
+
+
 def test_a_preset_with_mtp_modules_is_its_own_starting_policy(tmp_path):
     plain = GRPOTrainer(load_config(REPO_CONFIG, [f"trainer.output_dir={tmp_path}"]), log=None)
     mtp = GRPOTrainer(load_config(REPO_CONFIG, [f"trainer.output_dir={tmp_path}", "model.num_nextn_predict_layers=1"]),
