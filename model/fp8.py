@@ -12,7 +12,9 @@ Master weights, their gradients and the optimizer state stay fp32; the output of
 
 Two ways to run the GEMMs, chosen by the device type of the input (never silently by probing hardware):
   cuda  `torch.nn.functional.scaled_mm` with BlockWise1x128 / BlockWise128x128 scales (Hopper, CUDA >= 12.9);
-        a torch or GPU without it is a clear error, unless the emulated path is asked for.
+        a torch or GPU without it is a clear error, unless another path is asked for: "scaled_mm_rowwise" (one
+        `torch._scaled_mm` with row-wise scales per 128-slice of K, the slices summed in fp32: V3's promotion done by
+        torch, on any FP8 GPU, slower) or "emulated".
   cpu   the emulated path: the same quantisation, then the product of the dequantised operands in fp32 (which is
         the GPU's sum of scaled 128-slice products). CPUs have no FP8 GEMM; this is what the tests check.
 `to_fp8(model, gemm="emulated")` forces the emulated path on any device.
@@ -36,7 +38,8 @@ from model.deepseek import Experts
 BLOCK = 128  # tile width and weight block side (V3's N_C: the promotion interval too)
 E4M3 = torch.float8_e4m3fn
 E4M3_MAX = torch.finfo(E4M3).max  # 448
-GEMMS = ("auto", "emulated", "scaled_mm")
+GEMMS = ("auto", "emulated", "scaled_mm", "scaled_mm_rowwise")
+GPU_GEMMS = ("scaled_mm", "scaled_mm_rowwise")
 
 # What stays in high precision (bf16 under fp8 training), as V3 keeps it: module names matched with fnmatch against
 # model.named_modules(). Only nn.Linear and the routed Experts are ever swapped; the entries that are not linear
@@ -176,21 +179,54 @@ def blockwise_matmul_scaled_mm(a: Quantized, b: Quantized) -> torch.Tensor:
     return out[:a.shape[0], :b.shape[0]]
 
 
+def rowwise_scaled_mm_available() -> str | None:
+    """None when torch._scaled_mm with row-wise scales can run here (an FP8 GPU: compute capability 8.9 or later);
+    otherwise what is missing."""
+    if not hasattr(torch, "_scaled_mm"):
+        return f"torch {torch.__version__} has no torch._scaled_mm"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    if torch.cuda.get_device_capability() < (8, 9):
+        return f"FP8 GEMMs need compute capability 8.9 or later; this GPU is {torch.cuda.get_device_capability()}"
+    return None
+
+
+def blockwise_matmul_rowwise_slices(a: Quantized, b: Quantized) -> torch.Tensor:
+    """a (M, K) times b (N, K) transposed -> fp32 (M, N) with one torch._scaled_mm per 128-slice of K: within a
+    slice every row of a and of b has one scale (its tile's or block's), which is row-wise scaling; the slices'
+    products (bf16, as row-wise scaling outputs) are summed in fp32. V3's promotion every 128, K/128 GEMMs."""
+    a_scales, b_scales = a.row_scales(), b.row_scales()
+    b_data = b.data.contiguous()
+    out = torch.zeros(a.data.size(0), b.data.size(0), device=a.data.device)
+    for k in range(a_scales.size(1)):
+        piece = slice(k * BLOCK, (k + 1) * BLOCK)
+        scale_a, scale_b = a_scales[:, k:k + 1].contiguous(), b_scales[:, k].contiguous().view(1, -1)
+        out += torch._scaled_mm(a.data[:, piece].contiguous(), b_data[:, piece].contiguous().t(), scale_a=scale_a,
+                                scale_b=scale_b, out_dtype=torch.bfloat16).float()
+    return out[:a.shape[0], :b.shape[0]]
+
+
 # ---------------------------------------------------------------------------------------------- autograd
 def _matmul(a: Quantized, b: Quantized, gemm: str) -> torch.Tensor:
-    return blockwise_matmul_scaled_mm(a, b) if gemm == "scaled_mm" else blockwise_matmul_emulated(a, b)
+    if gemm == "scaled_mm":
+        return blockwise_matmul_scaled_mm(a, b)
+    if gemm == "scaled_mm_rowwise":
+        return blockwise_matmul_rowwise_slices(a, b)
+    return blockwise_matmul_emulated(a, b)
 
 
 def resolve_gemm(gemm: str, device: torch.device) -> str:
-    """"auto" -> scaled_mm on a CUDA tensor, emulated on a CPU one; "scaled_mm" where it cannot run is an error."""
+    """"auto" -> scaled_mm on a CUDA tensor, emulated on a CPU one; a GPU path where it cannot run is an error."""
     if gemm not in GEMMS:
         raise ValueError(f"gemm must be one of {', '.join(GEMMS)}, got {gemm!r}")
     if gemm == "auto":
         gemm = "scaled_mm" if device.type == "cuda" else "emulated"
-    if gemm == "scaled_mm" and (device.type != "cuda" or scaled_mm_available() is not None):
-        problem = "the tensor is on the CPU" if device.type != "cuda" else scaled_mm_available()
-        raise RuntimeError(f"FP8 GEMMs through scaled_mm cannot run: {problem}; use gemm='emulated' "
-                           "(to_fp8(model, gemm='emulated')) to emulate them")
+    if gemm in GPU_GEMMS:
+        available = scaled_mm_available if gemm == "scaled_mm" else rowwise_scaled_mm_available
+        problem = "the tensor is on the CPU" if device.type != "cuda" else available()
+        if problem is not None:
+            raise RuntimeError(f"FP8 GEMMs through {gemm} cannot run: {problem}; to_fp8(model, gemm=...) picks "
+                               f"another path: scaled_mm_rowwise (any FP8 GPU) or emulated")
     return gemm
 
 
@@ -200,7 +236,7 @@ class Fp8LinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, gemm: str, out_dtype: torch.dtype) -> torch.Tensor:
-        row_multiple = BLOCK if gemm == "scaled_mm" else 1
+        row_multiple = BLOCK if gemm in GPU_GEMMS else 1
         with torch.autocast(x.device.type, enabled=False):  # the quantised operands set the precision, not autocast
             weight_q = quantize_weight_blocks(weight.detach())
             y = _matmul(quantize_activation_tiles(x.detach(), row_multiple), weight_q, gemm)
@@ -212,7 +248,7 @@ class Fp8LinearFunction(torch.autograd.Function):
     def backward(ctx, dy: torch.Tensor):
         (x,) = ctx.saved_tensors
         gemm, weight_q = ctx.gemm, ctx.weight_q
-        row_multiple = BLOCK if gemm == "scaled_mm" else 1
+        row_multiple = BLOCK if gemm in GPU_GEMMS else 1
         dx = dw = None
         with torch.autocast(dy.device.type, enabled=False):
             if ctx.needs_input_grad[0]:  # dgrad: dy (M, N) times W (N, K): W^T's rows are the reduction's
@@ -271,7 +307,8 @@ def to_fp8(model: nn.Module, gemm: str = "auto") -> nn.Module:
     """Swap, in place, every nn.Linear and routed Experts of model not in HIGH_PRECISION for its FP8 version (the
     same parameters, the same names: state dicts do not change). Returns model.
 
-    gemm: "auto" (scaled_mm on CUDA, emulated on CPU, by the input's device), "emulated" or "scaled_mm".
+    gemm: "auto" (scaled_mm on CUDA, emulated on CPU, by the input's device), "emulated", "scaled_mm" or
+        "scaled_mm_rowwise".
     """
     if gemm not in GEMMS:
         raise ValueError(f"gemm must be one of {', '.join(GEMMS)}, got {gemm!r}")

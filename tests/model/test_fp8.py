@@ -27,6 +27,7 @@ from model.fp8 import (
     apply_precision,
     autocast_dtype,
     blockwise_matmul_emulated,
+    blockwise_matmul_rowwise_slices,
     blockwise_matmul_scaled_mm,
     dequantize,
     fp8_linear,
@@ -34,11 +35,11 @@ from model.fp8 import (
     quantize_activation_tiles,
     quantize_weight_blocks,
     resolve_gemm,
+    rowwise_scaled_mm_available,
     scaled_mm_available,
     to_fp8,
 )
 
-needs_hopper = pytest.mark.skipif(scaled_mm_available() is not None, reason="no blockwise FP8 GEMM here")
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
@@ -219,19 +220,22 @@ def test_a_whole_policy_backward_in_fp8_agrees_with_fp32(tiny_checkpoint):
 def test_the_gemm_path_is_chosen_by_device_type_and_can_be_forced():
     assert resolve_gemm("auto", torch.device("cpu")) == "emulated"
     assert resolve_gemm("emulated", torch.device("cuda")) == "emulated"
-    with pytest.raises(RuntimeError, match="gemm='emulated'"):
-        resolve_gemm("scaled_mm", torch.device("cpu"))
+    for gpu_gemm in ("scaled_mm", "scaled_mm_rowwise"):
+        with pytest.raises(RuntimeError, match=f"{gpu_gemm} cannot run: the tensor is on the CPU.*emulated"):
+            resolve_gemm(gpu_gemm, torch.device("cpu"))
     with pytest.raises(ValueError, match="gemm must be one of"):
         to_fp8(torch.nn.Linear(4, 4), gemm="fast")
     with pytest.raises(ValueError, match="precision must be one of"):
         autocast_dtype("fp9")
 
 
+@pytest.mark.parametrize("gpu_gemm", [blockwise_matmul_scaled_mm, blockwise_matmul_rowwise_slices])
 @pytest.mark.parametrize("tokens, k, n", [(300, 200, 576), (2048, 1024, 4096), (100, 512, 128)])
-def test_the_gpu_gemms_give_torch_the_layouts_its_blockwise_scaled_mm_checks_for(tokens, k, n):
+def test_the_gpu_gemms_give_torch_the_layouts_its_scaled_mm_checks_for(gpu_gemm, tokens, k, n):
     """On the meta device torch's own shape and stride checks of scaled_mm run without a GPU: operands in the
-    layouts the forward, dgrad and wgrad GEMMs build (a's scales column-major, b column-major, 128x128 scales
-    padded to 4 blocks along K) pass them, and the outputs come back in the linear layer's shapes."""
+    layouts the forward, dgrad and wgrad GEMMs build (blockwise: a's scales column-major, b column-major, 128x128
+    scales padded to 4 blocks along K; row-wise: contiguous (M, 1) and (1, N) scales) pass them, and the outputs
+    come back in the linear layer's shapes."""
     x, weight = torch.empty(tokens, k, device="meta"), torch.empty(n, k, device="meta")
     dy = torch.empty(tokens, n, device="meta")
     weight_q = quantize_weight_blocks(weight)
@@ -239,17 +243,21 @@ def test_the_gpu_gemms_give_torch_the_layouts_its_blockwise_scaled_mm_checks_for
              "dgrad": (quantize_activation_tiles(dy, BLOCK), weight_q.t(), (tokens, k)),
              "wgrad": (quantize_activation_tiles(dy.t(), BLOCK), quantize_activation_tiles(x.t(), BLOCK), (n, k))}
     for name, (a, b, shape) in gemms.items():
-        out = blockwise_matmul_scaled_mm(a, b)
-        assert out.shape == shape and out.dtype == torch.bfloat16, name
+        out = gpu_gemm(a, b)
+        assert out.shape == shape and out.dtype in (torch.bfloat16, torch.float32), name
 
 
-@needs_hopper
-def test_scaled_mm_gives_the_emulated_products():
+@pytest.mark.parametrize("gpu_gemm, missing", [(blockwise_matmul_scaled_mm, scaled_mm_available),
+                                               (blockwise_matmul_rowwise_slices, rowwise_scaled_mm_available)])
+def test_the_gpu_gemms_give_the_emulated_products(gpu_gemm, missing):
+    if missing() is not None:
+        pytest.skip(missing())
     generator = torch.Generator(device="cuda").manual_seed(7)
-    x = torch.randn(256, 384, device="cuda", generator=generator)
-    w, t = torch.randn(512, 384, device="cuda", generator=generator), torch.randn(640, 384, device="cuda",
-                                                                                  generator=generator)
-    a = quantize_activation_tiles(x)
-    for b in (quantize_weight_blocks(w), quantize_activation_tiles(t)):
-        expected = blockwise_matmul_emulated(a, b)
-        assert relative_error(blockwise_matmul_scaled_mm(a, b), expected) < 0.01  # bf16 output
+    x, dy = (torch.randn(256, k, device="cuda", generator=generator) for k in (384, 512))
+    w, t = (torch.randn(n, 384, device="cuda", generator=generator) for n in (512, 640))
+    weight_q = quantize_weight_blocks(w)
+    pairs = {"forward": (quantize_activation_tiles(x, BLOCK), weight_q),
+             "dgrad": (quantize_activation_tiles(dy, BLOCK), weight_q.t()),
+             "wgrad": (quantize_activation_tiles(x, BLOCK), quantize_activation_tiles(t, BLOCK))}
+    for name, (a, b) in pairs.items():
+        assert relative_error(gpu_gemm(a, b), blockwise_matmul_emulated(a, b)) < 0.01, name  # bf16 outputs
