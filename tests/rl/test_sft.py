@@ -106,7 +106,12 @@ def test_mtp_weight_is_bounded_and_off_by_default():
         load_config(job, ["sft.mtp_weight=-0.1"])
 
 
-def test_the_warm_start_runs_in_fp8(tokenizer, problems):
+def test_the_warm_start_in_fp8_follows_the_fp32_loss_curve(tokenizer, problems):
+    """Ten steps from one init on the same batches (the loss falls from 7.8 to 3.2): fp8 (emulated FP8 GEMMs, bf16
+    for the rest) stays within 2% of fp32 at every step; measured: at most 0.54% (bf16 alone: 0.22%)."""
+    settings = SETTINGS | {"steps": 10}
+    fp32 = supervised_finetune(tiny_policy(tokenizer, mtp_layers=0), problems, tokenizer, **settings)
     policy = tiny_policy(tokenizer, mtp_layers=0)
-    losses = supervised_finetune(policy, problems, tokenizer, **(SETTINGS | {"steps": 3}), precision="fp8")
-    assert fp8_modules(policy) and len(losses) == 3 and all(0 < loss < 20 for loss in losses)
+    fp8 = supervised_finetune(policy, problems, tokenizer, **settings, precision="fp8")
+    assert fp8_modules(policy) and fp32[-1] < 0.5 * fp32[0]
+    assert all(abs(a - b) / b < 0.02 for a, b in zip(fp8, fp32)), list(zip(fp8, fp32))
