@@ -8,9 +8,10 @@ Each scale is the tile's or block's amax / 448 (e4m3's largest value), so one ou
 128 values only. Partial sums are promoted to fp32 every 128 elements of the reduction axis: the product of one
 128-wide slice is scaled by its two operands' scales and added to an fp32 accumulator (V3 sec. 3.3.2).
 Master weights, their gradients and the optimizer state stay fp32; the output of a GEMM is in the compute dtype
-(bf16 under autocast). What stays out of FP8 is the one list HIGH_PRECISION below.
+(bf16 under autocast), and x waits for wgrad in that dtype too (V3 caches it in FP8: less memory, one more
+rounding). What stays out of FP8 is the one list HIGH_PRECISION below.
 
-Two ways to run the GEMMs, chosen by the device type of the input (never silently by probing hardware):
+How the GEMMs run is chosen by the device type of the input (never silently by probing hardware):
   cuda  `torch.nn.functional.scaled_mm` with BlockWise1x128 / BlockWise128x128 scales (Hopper, CUDA >= 12.9);
         a torch or GPU without it is a clear error, unless another path is asked for: "scaled_mm_rowwise" (one
         `torch._scaled_mm` with row-wise scales per 128-slice of K, the slices summed in fp32: V3's promotion done by
