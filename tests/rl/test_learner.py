@@ -498,7 +498,8 @@ print(json.dumps({"first": first, "second": second}))
 """
 
 
-@pytest.mark.parametrize("device, precision", [("cpu", "fp32"), pytest.param("cuda", "fp32", marks=needs_gpu),
+@pytest.mark.parametrize("device, precision", [("cpu", "fp32"), ("cpu", "fp8"),  # fp8: FSDP2 over the FP8 layers
+                                               pytest.param("cuda", "fp32", marks=needs_gpu),
                                                pytest.param("cuda", "bf16", marks=needs_gpu)])
 def test_an_fsdp_group_of_one_takes_the_plain_learners_step_and_checkpoints(tiny_checkpoint, tmp_path, device,
                                                                            precision):
