@@ -281,19 +281,102 @@ class Fp8Linear(nn.Linear):
         return y if self.bias is None else y + self.bias.to(y.dtype)
 
 
+def _rows(q: Quantized, start: int, stop: int, rows: int) -> Quantized:
+    """Rows [start, stop) of a tile-quantised matrix, standing for its first `rows` of them (the rest padding)."""
+    return Quantized(q.data[start:stop], q.scale[start:stop], (rows, q.shape[1]), blocks=False)
+
+
+def _columns(q: Quantized, start: int, stop: int, columns: int) -> Quantized:
+    """Columns [start, stop) (multiples of 128) of a tile-quantised matrix, as a row-major one of `columns` columns."""
+    return Quantized(q.data[:, start:stop].contiguous(), q.scale[:, start // BLOCK:stop // BLOCK].contiguous(),
+                     (q.shape[0], columns), blocks=False)
+
+
+def _expert_blocks(weights: torch.Tensor) -> tuple[Quantized, int]:
+    """Stacked expert weights (E, N, K) in 128x128 blocks, each expert padded to N' rows so that no block straddles
+    two experts; returns them as one (E N', K') matrix and N'."""
+    rows = _round_up(weights.size(1), BLOCK)
+    padded = F.pad(weights.detach().float(), (0, 0, 0, rows - weights.size(1)))
+    return quantize_weight_blocks(padded.reshape(-1, weights.size(2))), rows
+
+
+def _expert_weight(stacked: Quantized, expert: int, rows: int, shape: tuple[int, int]) -> Quantized:
+    blocks = rows // BLOCK
+    return Quantized(stacked.data[expert * rows:(expert + 1) * rows],
+                     stacked.scale[expert * blocks:(expert + 1) * blocks], shape, blocks=True)
+
+
+class Fp8GroupedLinearFunction(torch.autograd.Function):
+    """y_e = x_e W_e^T for each expert e's rows x_e of x, the three GEMMs of each in FP8 as Fp8LinearFunction's, each
+    operand quantised once per call: x's rows are laid out with every expert's segment starting at a multiple of 128,
+    so that no 1x128 tile along the tokens (wgrad) straddles two experts. x (T, K) grouped by expert (counts),
+    weights (E, N, K) -> y (T, N)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weights: torch.Tensor, counts: list[int], gemm: str,
+                out_dtype: torch.dtype) -> torch.Tensor:
+        padded = [_round_up(count, BLOCK) for count in counts]
+        starts = [sum(padded[:e]) for e in range(len(counts))]
+        # row i of x goes to row destination[i] of the padded layout
+        destination = torch.cat([torch.arange(count, device=x.device) + start for count, start in zip(counts, starts)])
+        with torch.autocast(x.device.type, enabled=False):
+            x_padded = x.new_zeros(sum(padded), x.size(1)).index_copy_(0, destination, x.detach())
+            weights_q, rows = _expert_blocks(weights)
+            x_q = quantize_activation_tiles(x_padded)
+            shape = (weights.size(1), weights.size(2))
+            y_padded = torch.cat([_matmul(_rows(x_q, start, start + size, size),
+                                          _expert_weight(weights_q, e, rows, shape), gemm)
+                                  for e, (start, size) in enumerate(zip(starts, padded)) if size])
+        ctx.save_for_backward(x_padded.to(out_dtype), destination)
+        ctx.layout, ctx.weights_q, ctx.gemm = (padded, starts, rows, shape), weights_q, gemm
+        ctx.x_dtype, ctx.weight_dtype = x.dtype, weights.dtype
+        return y_padded.index_select(0, destination).to(out_dtype)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        x_padded, destination = ctx.saved_tensors
+        padded, starts, rows, shape = ctx.layout
+        gemm, weights_q = ctx.gemm, ctx.weights_q
+        row_multiple = BLOCK if gemm in GPU_GEMMS else 1
+        experts = [(e, start, size) for e, (start, size) in enumerate(zip(starts, padded)) if size]
+        dx = dw = None
+        with torch.autocast(dy.device.type, enabled=False):
+            dy_padded = dy.new_zeros(x_padded.size(0), dy.size(1)).index_copy_(0, destination, dy)
+            if ctx.needs_input_grad[0]:
+                dy_q = quantize_activation_tiles(dy_padded)
+                dx_padded = dy.new_zeros(x_padded.size(0), shape[1], dtype=torch.float32)
+                for e, start, size in experts:
+                    dx_padded[start:start + size] = _matmul(_rows(dy_q, start, start + size, size),
+                                                            _expert_weight(weights_q, e, rows, shape).t(), gemm)
+                dx = dx_padded.index_select(0, destination).to(ctx.x_dtype)
+            if ctx.needs_input_grad[1]:  # dy^T and x^T tiled along the tokens: each tile inside one expert
+                dy_t = quantize_activation_tiles(dy_padded.t(), row_multiple)
+                x_t = quantize_activation_tiles(x_padded.t(), row_multiple)
+                dw = torch.zeros(len(padded), *shape, dtype=ctx.weight_dtype, device=dy.device)
+                for e, start, size in experts:
+                    dw[e] = _matmul(_columns(dy_t, start, start + size, size),
+                                    _columns(x_t, start, start + size, size), gemm)
+        return dx, dw, None, None, None
+
+
+def fp8_grouped_linear(x: torch.Tensor, weights: torch.Tensor, counts: list[int], gemm: str = "auto") -> torch.Tensor:
+    """x (T, K), its rows grouped by expert (counts[e] rows for expert e), times each expert's weights (E, N, K)
+    transposed, with FP8 GEMMs: (T, N) in the compute dtype."""
+    gemm = resolve_gemm(gemm, x.device)
+    out_dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    return Fp8GroupedLinearFunction.apply(x, weights, counts, gemm, out_dtype)
+
+
 class Fp8Experts(Experts):
-    """The routed experts with each expert's two GEMMs in FP8 (fp8_linear), one expert after another on every
-    device: torch has no grouped GEMM with blockwise FP8 scales, so the grouped bf16 path is not used here."""
+    """The routed experts with their two GEMMs in FP8 (fp8_grouped_linear): one quantisation of each operand for
+    all experts, then one GEMM per expert, on every device (torch has no grouped GEMM with blockwise FP8 scales)."""
 
     gemm: str = "auto"
 
     def _looped(self, inputs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        outputs = []
-        for expert, chunk in enumerate(inputs.split(counts.tolist())):
-            if chunk.numel():
-                gate, up = fp8_linear(chunk, self.gate_up_proj[expert], self.gemm).chunk(2, dim=-1)
-                outputs.append(fp8_linear(F.silu(gate) * up, self.down_proj[expert], self.gemm))
-        return torch.cat(outputs)
+        counts = counts.tolist()
+        gate, up = fp8_grouped_linear(inputs, self.gate_up_proj, counts, self.gemm).chunk(2, dim=-1)
+        return fp8_grouped_linear(F.silu(gate) * up, self.down_proj, counts, self.gemm)
 
     def _grouped(self, inputs: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         return self._looped(inputs, counts)

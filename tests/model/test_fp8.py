@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from model import Transformer, load_pretrained, preset
+from model import fp8
 from model.deepseek import Experts
 from model.fp8 import (
     BLOCK,
@@ -30,6 +31,7 @@ from model.fp8 import (
     blockwise_matmul_rowwise_slices,
     blockwise_matmul_scaled_mm,
     dequantize,
+    fp8_grouped_linear,
     fp8_linear,
     fp8_modules,
     quantize_activation_tiles,
@@ -162,6 +164,25 @@ def test_each_gemm_is_within_fp8_rounding_of_fp32_on_the_policy_activations(tiny
         assert all(1e-3 < error < 0.06 for error in errors.values()), (name, errors)
 
 
+def test_the_experts_grouped_gemms_equal_one_fp8_linear_per_expert():
+    """One quantisation of each operand for all experts (segments laid at multiples of 128) quantises exactly as
+    one fp8_linear per expert does: same tiles, same blocks; an expert with no tokens gets a zero gradient."""
+    generator = torch.Generator().manual_seed(8)
+    counts = [5, 0, 130, 77, 1]
+    x, weights = torch.randn(sum(counts), 200, generator=generator), torch.randn(5, 150, 200, generator=generator)
+    dy = torch.randn(sum(counts), 150, generator=generator)
+    x_grouped, w_grouped = x.clone().requires_grad_(), weights.clone().requires_grad_()
+    y = fp8_grouped_linear(x_grouped, w_grouped, counts, "emulated")
+    y.backward(dy)
+    x_each, w_each = x.clone().requires_grad_(), weights.clone().requires_grad_()
+    y_each = torch.cat([fp8_linear(rows, w_each[e], "emulated") for e, rows in enumerate(x_each.split(counts))
+                        if len(rows)])
+    y_each.backward(dy)
+    for grouped, each in [(y, y_each), (x_grouped.grad, x_each.grad), (w_grouped.grad, w_each.grad)]:
+        assert relative_error(grouped, each) < 1e-6
+    assert (w_grouped.grad[1] == 0).all()
+
+
 def test_fp8_linear_computes_in_the_autocast_dtype_and_gives_master_weights_fp32_gradients():
     layer = to_fp8(torch.nn.Sequential(torch.nn.Linear(200, 130, bias=True)))[0]
     assert isinstance(layer, Fp8Linear)
@@ -245,6 +266,23 @@ def test_the_gpu_gemms_give_torch_the_layouts_its_scaled_mm_checks_for(gpu_gemm,
     for name, (a, b, shape) in gemms.items():
         out = gpu_gemm(a, b)
         assert out.shape == shape and out.dtype in (torch.bfloat16, torch.float32), name
+
+
+@pytest.mark.parametrize("gpu_gemm", [blockwise_matmul_scaled_mm, blockwise_matmul_rowwise_slices])
+def test_the_grouped_expert_gemms_give_torch_the_layouts_its_scaled_mm_checks_for(gpu_gemm):
+    """The operands fp8_grouped_linear slices from its once-quantised matrices (an expert's rows, its weight blocks,
+    its token columns for wgrad), through torch's checks on the meta device."""
+    padded, starts, tokens, k, n = [128, 256, 128], [0, 128, 384], 512, 1024, 576
+    x, dy, weights = (torch.empty(*shape, device="meta") for shape in [(tokens, k), (tokens, n), (3, n, k)])
+    weights_q, rows = fp8._expert_blocks(weights)
+    x_q, dy_q = quantize_activation_tiles(x), quantize_activation_tiles(dy)
+    dy_t, x_t = quantize_activation_tiles(dy.t(), BLOCK), quantize_activation_tiles(x.t(), BLOCK)
+    for e, (start, size) in enumerate(zip(starts, padded)):
+        weight = fp8._expert_weight(weights_q, e, rows, (n, k))
+        assert gpu_gemm(fp8._rows(x_q, start, start + size, size), weight).shape == (size, n)
+        assert gpu_gemm(fp8._rows(dy_q, start, start + size, size), weight.t()).shape == (size, k)
+        assert gpu_gemm(fp8._columns(dy_t, start, start + size, size),
+                        fp8._columns(x_t, start, start + size, size)).shape == (n, k)
 
 
 @pytest.mark.parametrize("gpu_gemm, missing", [(blockwise_matmul_scaled_mm, scaled_mm_available),
