@@ -2,7 +2,8 @@
 
 - `problem.py`: the `Problem` type (math and code), drawing distinct problems, the held-out split, the
   `datasets.Dataset` export for TRL.
-- `synthetic_math.py`, `synthetic_code.py`: the seeded generators the tiny policy learns on (and gold step labels).
+- `synthetic_math.py`, `synthetic_code.py`, `synthetic_tools.py`: the seeded generators the tiny policy learns on
+  (and gold step labels; the tool task's reference solutions call the Python tool or not).
 - `math_benchmarks.py` (GSM8K, MATH, AIME), `code_benchmarks.py` (HumanEval, MBPP), `custom.py` (a user's JSON
   Lines file), `hub.py` (the hub when it answers, else the copies in data/).
 - `sources.py`: `DATA_SOURCES`, the one table of problem sets and their splits; `load_split`, `load_problems`.
@@ -22,11 +23,13 @@ from problems.sources import (ALIASES, DATA_SOURCES, DATASET_NAMES, SYNTHETIC_EV
 from problems.synthetic_code import split_synthetic_code, synthetic_code_problem, synthetic_code_problems
 from problems.synthetic_math import (reference_step_correct, split_synthetic, synthetic_problem,
                                      synthetic_problems)
+from problems.synthetic_tools import split_synthetic_tools, synthetic_tool_problem, synthetic_tool_problems
 
 __all__ = ["ALIASES", "DATASET_NAMES", "DATA_SOURCES", "FEW_SHOT_MATH", "SYNTHETIC_EVAL_SIZE", "TEST_DATASETS",
            "TRAIN_DATASETS", "DataSource", "Problem", "build_prompt", "code_question", "data_source",
            "distinct_problems", "few_shot_examples", "gsm8k_answer", "gsm8k_solution_as_boxed", "held_out_first",
            "jsonl_rows", "load_aime", "load_custom", "load_gsm8k", "load_humaneval", "load_math500",
            "load_math_train", "load_mbpp", "load_problems", "load_split", "mbpp_problem", "reference_step_correct",
-           "split_error", "split_synthetic", "split_synthetic_code", "synthetic_code_problem",
-           "synthetic_code_problems", "synthetic_problem", "synthetic_problems", "to_hf_dataset"]
+           "split_error", "split_synthetic", "split_synthetic_code", "split_synthetic_tools",
+           "synthetic_code_problem", "synthetic_code_problems", "synthetic_problem", "synthetic_problems",
+           "synthetic_tool_problem", "synthetic_tool_problems", "to_hf_dataset"]

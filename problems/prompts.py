@@ -75,7 +75,7 @@ def few_shot_examples(bench: str, k: int, *, seed: int = 0, levels: Sequence[int
     if k == 0:
         return []
     name = ALIASES.get(bench, bench)
-    if name in ("synthetic", "synthetic_code"):
+    if name in ("synthetic", "synthetic_code", "synthetic_tools"):
         return load_split(name, "train", num_train=k, seed=seed, levels=levels)
     if name == "humaneval":
         raise ConfigError("humaneval: no few-shot examples for code sets yet (its prompt already shows the "

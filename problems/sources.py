@@ -15,6 +15,7 @@ from problems.math_benchmarks import load_aime, load_gsm8k, load_math500, load_m
 from problems.problem import Problem
 from problems.synthetic_code import split_synthetic_code
 from problems.synthetic_math import split_synthetic
+from problems.synthetic_tools import split_synthetic_tools
 
 
 SYNTHETIC_EVAL_SIZE = 200  # synthetic problems held out when num_eval is 0 (there is no "whole" synthetic set)
@@ -57,6 +58,8 @@ DATA_SOURCES: dict[str, DataSource] = {source.name: source for source in (
     DataSource("math500", "MATH-500", ("test",), lambda split: load_math500(), aliases=("math",)),
     DataSource("aime2024", "AIME 2024", ("test",), lambda split: load_aime(2024), aliases=("aime24",)),
     DataSource("aime2025", "AIME 2025", ("test",), lambda split: load_aime(2025), aliases=("aime25",)),
+    DataSource("synthetic_tools", "synthetic multi-digit arithmetic, for the Python tool", ("train", "test"), None,
+               aliases=("tools",)),
 )}
 ALIASES = {alias: source.name for source in DATA_SOURCES.values() for alias in source.aliases}
 # Every accepted name, each source's aliases after it ("math" keeps meaning MATH-500, as configs spell it).
@@ -113,7 +116,8 @@ def load_split(name: str, split: str, *, num_train: int = 0, num_eval: int = 0, 
         return problems[:limit] if limit else problems
     if split == "train" and num_train <= 0:
         raise ValueError("synthetic training needs num_train > 0 (there is no 'whole' synthetic set)")
-    split_stream = split_synthetic_code if source.name == "synthetic_code" else split_synthetic
+    split_stream = {"synthetic_code": split_synthetic_code, "synthetic_tools": split_synthetic_tools}.get(
+        source.name, split_synthetic)
     train, held_out = split_stream(num_train if split == "train" else 0, num_eval or SYNTHETIC_EVAL_SIZE, seed, levels)
     return train if split == "train" else held_out
 

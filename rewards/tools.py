@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from typing import Any, Sequence
 
 from model.config import ConfigError
@@ -30,7 +31,7 @@ from rewards.pool import GradingPool, TaskResult
 from rewards.sandbox import RunResult, SandboxLimits, run_sandboxed
 
 __all__ = ["TOOLS", "CALL_OPEN", "CALL_STOP", "OUTPUT_OPEN", "OUTPUT_CLOSE", "find_call", "observation_text",
-           "observation_ids", "check_tools", "check_tokenizer", "ToolRunner"]
+           "observation_ids", "split_observations", "check_tools", "check_tokenizer", "ToolRunner"]
 
 TOOLS = ("python",)  # the tools a policy may call, by the names rollout.tools takes
 CALL_OPEN = "```python\n"  # opens a call
@@ -89,6 +90,21 @@ def observation_ids(tokenizer: Any, text: str, max_tokens: int) -> list[int]:
         marker = encode(TRUNCATED)
         body = body[:max(room - len(marker), 0)] + marker
     return head + body + tail
+
+
+_OUTPUT_BLOCK = re.compile(re.escape(CALL_STOP + OUTPUT_OPEN) + r"(.*?)" + re.escape(OUTPUT_CLOSE), re.S)
+
+
+def split_observations(text: str) -> list[tuple[str, bool]]:
+    """A written solution (an SFT trace) cut into the policy's text and the tools' outputs, in order: (piece,
+    True) is the output of the call just before it, as an observation would bring it (the body of the ```output
+    block that follows a call's closing fence); (piece, False) is the policy's, fences included."""
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    for match in _OUTPUT_BLOCK.finditer(text):
+        pieces += [(text[start:match.start() + len(CALL_STOP)], False), (match.group(1), True)]
+        start = match.end()
+    return [piece for piece in pieces + [(text[start:], False)] if piece[0] or piece[1]]
 
 
 def check_tools(names: Sequence[str], field: str = "rollout.tools") -> None:

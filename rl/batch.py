@@ -68,6 +68,11 @@ class Sample:
         return [Segment(self.completion_ids[a:b], None if (a, b) in observed else self.rollout_logprobs[a:b])
                 for a, b in zip(cuts, cuts[1:])]
 
+    def policy_ids(self) -> list[int]:
+        """The completion tokens the policy wrote, observations left out: the text rewards and evaluation grade,
+        so no answer is paid that only a tool's output holds."""
+        return [t for t, own in zip(self.completion_ids, self.policy_mask()) if own]
+
     def policy_mask(self) -> list[bool]:
         """True for each completion token the policy sampled, False for observation tokens."""
         mask = [True] * len(self.completion_ids)

@@ -95,11 +95,12 @@ class ModelConfig(_Section):
 class DataConfig(_Section):
     section: typing.ClassVar[str] = "data"
     train: str = _field("synthetic", "Training problems: synthetic (seeded arithmetic), synthetic_code (seeded "
-                        "one-line Python functions, with tests), gsm8k (its train split) or "
+                        "one-line Python functions, with tests), synthetic_tools (seeded multi-digit arithmetic, for "
+                        "rollout.tools), gsm8k (its train split) or "
                         "math_train (MATH's 7500, from the hub only); the test sets math500/math and "
                         "aime2024/aime2025 are refused.")
-    eval: str = _field("synthetic", "Held-out problems (a test split): synthetic or synthetic_code (disjoint from "
-                       "training), humaneval, gsm8k, "
+    eval: str = _field("synthetic", "Held-out problems (a test split): synthetic, synthetic_code or "
+                       "synthetic_tools (disjoint from training), humaneval, gsm8k, "
                        "math500 (alias math), aime2024 (aime24), aime2025 (aime25).")
     levels: list[int] = _field([1, 2, 3], "Synthetic difficulty levels (number of arithmetic operations, or of chained "
                                "operations in a synthetic_code function).")
@@ -120,7 +121,7 @@ class DataConfig(_Section):
         _require(self.num_train >= 0, "data.num_train", "must be >= 0")
         _require(self.num_eval >= 0, "data.num_eval", "must be >= 0")
         _require(self.max_prompt_tokens > 0, "data.max_prompt_tokens", "must be > 0")
-        _require(self.train not in ("synthetic", "synthetic_code") or self.num_train > 0, "data.num_train",
+        _require(self.train not in ("synthetic", "synthetic_code", "synthetic_tools") or self.num_train > 0, "data.num_train",
                  "must be > 0 for synthetic training data (there is no 'whole' synthetic set)")
 
 

@@ -51,7 +51,7 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
         if progress:
             progress(min(start + chunk, len(prompts)))
     batch = RolloutBatch.from_groups(samples, [asdict(p) for p in problems], k,
-                                     [decode_completion(tokenizer, s.completion_ids) for s in samples])
+                                     [decode_completion(tokenizer, s.policy_ids()) for s in samples])
     outputs = [[batch.completions[i] for i in batch.group(g)] for g in range(len(problems))]
     settings = {"n": k, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
                 "system_prompt": system_prompt, "few_shot": len(examples)}

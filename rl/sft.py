@@ -14,23 +14,42 @@ from model import load_tokenizer
 from model.checkpoint import save_pretrained
 from model.fp8 import apply_precision, autocast_dtype
 from rl.algos import mtp_loss
-from rl.batch import LearnerBatch, RolloutBatch, Sample
+from rewards.tools import observation_ids, split_observations
+from rl.batch import LearnerBatch, RolloutBatch, Sample, Segment
 from rl.config import ConfigError
 from rl.data import build_prompt
 from rl.policy import forward_completions, load_policy
 
 
+def solution_segments(solution: str, tokenizer) -> list[Segment]:
+    """A reference solution + eos as the segments a rollout would make of it: the policy's text tokenized, each
+    tool output (rewards.tools.split_observations) tokenized as an observation is (rewards.tools.observation_ids),
+    so the warm start learns the calls and not the outputs (they are masked out of its loss, as in GRPO)."""
+    segments = []
+    for piece, observed in split_observations(solution):
+        if observed:
+            segments.append(Segment(observation_ids(tokenizer, piece, max_tokens=len(piece) + 64), None))
+        else:
+            ids = tokenizer(piece, add_special_tokens=False).input_ids
+            segments.append(Segment(ids, [0.0] * len(ids)))
+    segments.append(Segment([tokenizer.eos_token_id], [0.0]))
+    return segments
+
+
 def sft_batch(problems, tokenizer, system_prompt: str | None = None, max_tokens: int | None = None) -> LearnerBatch:
     """Prompt + reference solution + eos per problem, as a LearnerBatch (advantages unused); the solution is cut
-    so that prompt + solution fit in max_tokens."""
+    so that prompt + solution fit in max_tokens. A solution that calls a tool holds its output as observation
+    tokens, which the loss does not count (solution_segments)."""
     samples = []
     for problem in problems:
-        target = tokenizer(problem.solution, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         prompt = build_prompt(problem, tokenizer, system_prompt)
+        sample = Sample.from_segments(prompt, solution_segments(problem.solution, tokenizer), truncated=False)
         if max_tokens is not None:
-            target = target[:max(max_tokens - len(prompt), 0)]
-        if target:
-            samples.append(Sample(prompt, target, [0.0] * len(target), truncated=False))
+            keep = max(max_tokens - len(prompt), 0)
+            sample.completion_ids, sample.rollout_logprobs = sample.completion_ids[:keep], sample.rollout_logprobs[:keep]
+            sample.observation_spans = [(a, min(b, keep)) for a, b in sample.observation_spans if a < keep]
+        if any(sample.policy_mask()):
+            samples.append(sample)
     rollouts = RolloutBatch(samples, group_ids=torch.arange(len(samples)), advantages=torch.zeros(len(samples)))
     return LearnerBatch.from_rollouts(rollouts,
                                       pad_id=tokenizer.pad_token_id, mask_truncated=False)

@@ -457,7 +457,7 @@ class GRPOTrainer:
             samples = self.collect_rollouts(pending)
         tool_metrics = self.tool_metrics(samples, timings["time/generate_s"]) if self.tools else {}
         batch = RolloutBatch.from_groups(samples, [dataclasses.asdict(p) for p in problems], config.rollout.group_size,
-                                         [decode_completion(self.tokenizer, s.completion_ids) for s in samples])
+                                         [decode_completion(self.tokenizer, s.policy_ids()) for s in samples])
         with timed(timings, "reward"):
             scored = ray.get(self.rewarder.score.remote(batch.completions, batch.columns))
         batch.add_rewards(scored)

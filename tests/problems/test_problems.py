@@ -293,8 +293,9 @@ def test_synthetic_training_needs_a_size():
 
 def test_table_names_and_splits():
     assert sources.DATASET_NAMES == ("synthetic", "synthetic_code", "code", "humaneval", "mbpp", "gsm8k", "math_train",
-                                  "math500", "math", "aime2024", "aime24", "aime2025", "aime25")
-    assert sources.TRAIN_DATASETS == ("synthetic", "synthetic_code", "mbpp", "gsm8k", "math_train")
+                                  "math500", "math", "aime2024", "aime24", "aime2025", "aime25", "synthetic_tools",
+                                  "tools")
+    assert sources.TRAIN_DATASETS == ("synthetic", "synthetic_code", "mbpp", "gsm8k", "math_train", "synthetic_tools")
     assert "HumanEval, a test set" in sources.split_error("humaneval", "train")
     assert all(sources.split_error(name, "test") is None for name in sources.DATASET_NAMES if name != "math_train")
     assert "a training set with no held-out split" in sources.split_error("math_train", "test")
@@ -331,3 +332,35 @@ def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
     path.write_bytes('{"problem": "1+1", "answer": "2"}\n'.encode() + '{"problem": "café", "answer": "2"}\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.jsonl:2: not UTF-8 text \(byte 0xe9"):
         load_custom(path)
+
+
+def test_synthetic_tool_problems_are_exact_disjoint_and_solved_both_ways():
+    from problems import split_synthetic_tools
+    from rewards.tools import ToolRunner, find_call, split_observations
+
+    train, held_out = split_synthetic_tools(300, 60, seed=3, levels=[1, 2, 3])
+    assert not {p.question for p in train} & {p.question for p in held_out}
+    assert split_synthetic_tools(300, 60, seed=3, levels=[1, 2, 3])[1] == held_out  # seeded
+    assert split_synthetic_tools(100, 60, seed=3, levels=[1, 2, 3])[1] == held_out  # independent of n_train
+    calls = [p for p in train if "```python" in p.solution]
+    assert 0.35 < len(calls) / len(train) < 0.65  # both habits for the warm start
+    for problem in train:
+        expression = problem.question.removeprefix("What is ").removesuffix("?")
+        assert eval(expression) == int(problem.answer)  # noqa: S307 - our own generated arithmetic
+        assert problem.solution.endswith("\\boxed{" + problem.answer + "}.")
+        pieces = split_observations(problem.solution)
+        if problem in calls:  # the output written where the tool's goes
+            assert [observed for _, observed in pieces] == [False, True, False] and pieces[1][0] == problem.answer
+        else:  # every line of arithmetic right
+            assert len(pieces) == 1
+            for line in problem.solution.splitlines():
+                if " = " in line:
+                    left, right = line.split(" = ")
+                    assert eval(left) == int(right)  # noqa: S307
+    # each traced program prints the answer when run
+    runner = ToolRunner(timeout_s=2.0, num_workers=2)
+    try:
+        programs = [find_call(split_observations(p.solution)[0][0]) for p in calls[:6]]
+        assert runner.run(programs) == [p.answer for p in calls[:6]]
+    finally:
+        runner.shutdown()

@@ -30,7 +30,7 @@ def test_every_field_has_a_default_and_help():
 
 
 @pytest.mark.parametrize("name", ["tiny_arith.yaml", "gsm8k_grpo.yaml", "tiny_steps.yaml", "tiny_code.yaml",
-                                  "code_grpo.yaml", "tiny_distill.yaml"])
+                                  "code_grpo.yaml", "tiny_distill.yaml", "tiny_tools.yaml"])
 def test_experiment_files_load(name):
     config = load_config(EXPERIMENTS / name)
     assert isinstance(config, Config)

@@ -115,3 +115,26 @@ def test_the_warm_start_in_fp8_follows_the_fp32_loss_curve(tokenizer, problems):
     fp8 = supervised_finetune(policy, problems, tokenizer, **settings, precision="fp8")
     assert fp8_modules(policy) and fp32[-1] < 0.5 * fp32[0]
     assert all(abs(a - b) / b < 0.02 for a, b in zip(fp8, fp32)), list(zip(fp8, fp32))
+
+
+def test_a_trace_that_calls_the_tool_trains_the_call_and_not_the_output():
+    from model import load_tokenizer
+    from problems import split_synthetic_tools
+    from rewards.tools import OUTPUT_CLOSE, OUTPUT_OPEN
+    from rl.sft import sft_batch
+
+    tokenizer = load_tokenizer()
+    train, _ = split_synthetic_tools(40, 10, seed=0, levels=[2])
+    batch = sft_batch(train, tokenizer)
+    for row, problem in enumerate(train):
+        length = batch.completion_lengths[row].item()
+        ids = batch.completion_ids[row, :length]
+        trained = tokenizer.decode(ids[batch.completion_mask[row, :length].bool()].tolist())
+        masked = tokenizer.decode(ids[~batch.completion_mask[row, :length].bool()].tolist())
+        if "```python" in problem.solution:  # the output is an observation, tokenized as a rollout's would be
+            assert masked == OUTPUT_OPEN + problem.answer + OUTPUT_CLOSE
+            assert trained == problem.solution.replace(masked, "") + tokenizer.eos_token
+        else:  # a solution without a call: every token trained, as before
+            assert masked == "" and trained == problem.solution + tokenizer.eos_token
+            assert ids.tolist() == tokenizer(problem.solution, add_special_tokens=False).input_ids + [
+                tokenizer.eos_token_id]

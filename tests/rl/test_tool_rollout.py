@@ -281,3 +281,32 @@ def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, 
     evaluations = [r for r in logged if "eval/pass@1" in r]
     assert [r["step"] for r in evaluations] == [0, 2]
     assert all(r["eval/tool_calls_per_answer"] > 0.25 for r in evaluations)
+
+
+@pytest.mark.slow
+def test_the_tiny_tools_job_warm_starts_on_both_kinds_of_trace_and_trains_with_the_tool(ray_session, tmp_path):
+    """experiments/tiny_tools.yaml, a few steps of it: the warm start on synthetic_tools' traces, then GRPO with the
+    python tool and an evaluation with it, through Ray, vLLM and the sandbox."""
+    import json
+
+    from rl.config import load_config
+    from rl.trainer import GRPOTrainer
+
+    config = load_config(REPO / "experiments" / "tiny_tools.yaml", [
+        "sft.steps=30", "data.num_train=200", "data.num_eval=4", "rollout.prompts_per_step=4", "rollout.group_size=4",
+        "rollout.eval_samples=2", "trainer.steps=2", "trainer.eval_every=2", "trainer.save_every=0",
+        "algorithm.drop_zero_variance_groups=false", "logging.progress=false", "logging.tensorboard=false",
+        f"trainer.output_dir={tmp_path}"])
+    trainer = GRPOTrainer(config, log=lambda *_: None)
+    try:
+        trainer.fit()
+    finally:
+        trainer.shutdown()
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in logged if "reward/mean" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for record in steps:
+        assert {"tools/calls_per_sample", "tools/observation_token_frac", "time/tools_s"} <= set(record)
+        assert record["mismatch/logprob_abs_diff_max"] < 1e-3
+    assert [r["step"] for r in logged if "eval/tool_calls_per_answer" in r] == [0, 2]
+    assert (tmp_path / "sft" / "model.safetensors").exists()
