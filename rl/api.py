@@ -35,7 +35,9 @@ from rl.config import Config, check_placement, load_config, local_resources
 from rl.distill import DISTILLERS, check_distill
 from rl.evaluate import SEARCH_CONCURRENCY, evaluate, evaluate_with_search
 from rl.rollout import open_generator
+from rewards.tools import check_tokenizer, check_tools
 from rl.sft import sft_from_checkpoint
+from rl.tool_rollout import ToolSettings
 from rl.trainer import GRPOTrainer
 from search import METHODS, SearchContext, SearchResult
 from search import solve as search_solve
@@ -215,7 +217,9 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                         search: str | None = None, budget: int = 0, reward_model: str | Path | None = None,
                         with_checker: bool = False, concurrency: int = SEARCH_CONCURRENCY,
                         out: str | Path | None = None, problem_field: str = "problem", answer_field: str = "answer",
-                        id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), log=print) -> dict:
+                        id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), tools: list[str] | None = None,
+                        max_turns: int = 4, tool_timeout_s: float = 5.0, max_observation_tokens: int = 64,
+                        log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
 
     n samples per problem (default 16) at (temperature, top_p); graded by the rewards grader training uses;
@@ -226,7 +230,10 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     search chooses with `budget` policy tokens, valued by the reward model folder `reward_model` (zeroed where the
     sympy step checker finds a false equation, `with_checker`; no folder: the checker alone); searches are spread
     over the workers like samples, `concurrency` at once on each engine with their engine calls batched.
-    With `out`, writes results.json and samples.jsonl there.
+    With `tools` (["python"]), the policy may call them as it answers, as in training with rollout.tools (at most
+    `max_turns` engine calls an answer, `tool_timeout_s` a call, `max_observation_tokens` an output; max_tokens
+    counts the outputs too); the scores add the tool calls per answer. With `out`, writes results.json and
+    samples.jsonl there.
 
     Returns:
         benchmark name -> evals.BenchmarkResult (scores, per-problem records, settings).
@@ -251,6 +258,14 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     if not 0 < top_p <= 1:
         raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
     check_results_folder(out)
+    tool_settings = None
+    if tools:
+        check_tools(tools, "--tools")
+        if search is not None:
+            raise ConfigError("--tools with --search: a search that calls tools is not built yet; leave one out")
+        if max_turns < 1 or not tool_timeout_s > 0:
+            raise ConfigError(f"--max-turns must be >= 1 and --tool-timeout > 0, got {max_turns} and {tool_timeout_s}")
+        tool_settings = ToolSettings(tuple(tools), max_turns, tool_timeout_s, max_observation_tokens)
     if search is not None:
         check_search_request("--search", search, budget, reward_model)
     elif budget:
@@ -261,6 +276,12 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     examples = {name: few_shot_examples(name, few_shot, seed=seed, levels=levels) for name in benchmarks}
     check_checkpoint(model)
     tokenizer = load_tokenizer(model)
+    if tool_settings is not None:  # before vLLM starts
+        try:
+            check_tokenizer(tokenizer, max_observation_tokens, f"the tokenizer of {model}")
+        except ConfigError as error:
+            raise ConfigError(str(error).replace("rollout.max_observation_tokens", "--max-observation-tokens")
+                              .replace("rollout.tools", "--tools")) from None
     prompts = {name: [build_prompt(p, tokenizer, system_prompt, examples[name]) for p in problems]
                for name, problems in benchmarks.items()}
     longest_prompt = max(len(prompt) for ps in prompts.values() for prompt in ps)
@@ -273,7 +294,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                     result = evaluate(generate, problems, tokenizer, k=n, max_tokens=max_tokens,
                                       temperature=temperature, top_p=top_p, seed=seed, system_prompt=system_prompt,
                                       examples=examples[name], prompts=prompts[name], name=name,
-                                      progress=progress)["result"]
+                                      progress=progress, tools=tool_settings)["result"]
                 else:
                     result = evaluate_with_search(generate, problems, prompts[name], method=search,
                                                   budget_tokens=budget, k=n,
@@ -295,7 +316,10 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                                     "workers": workers, "limit": limit, "search": search,
                                                     "budget": budget, "reward_model": reward_model and str(reward_model),
                                                     "with_checker": with_checker,
-                                                    "synthetic_levels": list(levels)})
+                                                    "synthetic_levels": list(levels), "tools": list(tools or []),
+                                                    **({"max_turns": max_turns, "tool_timeout_s": tool_timeout_s,
+                                                        "max_observation_tokens": max_observation_tokens}
+                                                       if tools else {})})
     return results
 
 

@@ -154,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     eval_parser.add_argument("--concurrency", type=_at_least(1), default=SEARCH_CONCURRENCY,
                              help=f"with --search: searches run at once on each engine, their engine calls batched "
                                   f"(default {SEARCH_CONCURRENCY}; the answers do not depend on it)")
+    eval_parser.add_argument("--tools", nargs="+", default=None, metavar="TOOL",
+                             help="tools the policy may call as it answers (python: a fenced python block, run in "
+                                  "the sandbox; its output comes back to the policy), as rollout.tools in training")
+    eval_parser.add_argument("--max-turns", type=_at_least(1), default=4,
+                             help="with --tools: engine calls per answer at most (a tool call ends one)")
+    eval_parser.add_argument("--tool-timeout", type=_number_at_least(0, strictly=True), default=5.0,
+                             help="with --tools: a call's time limit in the sandbox, seconds")
+    eval_parser.add_argument("--max-observation-tokens", type=_at_least(1), default=64,
+                             help="with --tools: tokens of one tool output, fences included (longer output is cut)")
     eval_parser.add_argument("--out", type=Path, help=f"folder for results.json and samples.jsonl "
                                                       f"(default: {EVAL_OUT}/<model or predictions name>)")
     eval_parser.add_argument("--problem-field", default=None, help="a benchmark or predictions file's problem field")
@@ -285,6 +294,9 @@ def parse_levels(text: str) -> tuple[int, ...]:
 
 def run_eval(args: argparse.Namespace) -> None:
     levels = parse_levels(args.levels)
+    if args.predictions and args.tools:
+        raise ConfigError("--tools with --predictions: saved outputs are graded as they are; the tools act while a "
+                          "checkpoint answers (--model)")
     if args.predictions:
         out = args.out or EVAL_OUT / Path(args.predictions).stem
         results = api.grade_predictions(args.predictions, args.bench, limit=args.limit, seed=args.seed,
@@ -300,7 +312,9 @@ def run_eval(args: argparse.Namespace) -> None:
                                           with_checker=args.with_checker, out=out,
                                           problem_field=args.problem_field or "problem",
                                           answer_field=args.answer_field, id_field=args.id_field or "id",
-                                          levels=levels)
+                                          levels=levels, tools=args.tools, max_turns=args.max_turns,
+                                          tool_timeout_s=args.tool_timeout,
+                                          max_observation_tokens=args.max_observation_tokens)
     print(markdown_table(list(results.values())))
     print(f"results: {out}/results.json, per-problem records: {out}/samples.jsonl")
 

@@ -371,3 +371,20 @@ def test_train_rm_mistakes_are_named_before_any_engine_starts(tmp_path, capsys):
         assert main(["train-rm", "--policy", str(tmp_path / "p"), "--out", str(tmp_path / "rm"), *argv]) == 2
         assert message in capsys.readouterr().err
     assert (tmp_path / "labels.jsonl").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tools", "bash"], "--tools: unknown tool 'bash'; tools: python"),
+    (["--tools", "python", "--search", "beam", "--budget", "100"], "--tools with --search: a search that calls"),
+    (["--tools", "python", "--max-observation-tokens", "10"], "--max-observation-tokens: is 10, but the output's"),
+    (["--tools", "python", "--predictions", "FILE"], "--tools with --predictions"),
+])
+def test_eval_with_tools_mistakes_are_named_before_any_engine_starts(argv, message, tmp_path, capsys):
+    assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0
+    (tmp_path / "outputs.jsonl").write_text('{"id": "x", "output": "1"}\n')
+    capsys.readouterr()
+    argv = [str(tmp_path / "outputs.jsonl") if a == "FILE" else a for a in argv]
+    source = [] if "--predictions" in argv else ["--model", str(tmp_path / "p")]
+    started = time.perf_counter()
+    assert main(["eval", *source, "--bench", "synthetic", *argv]) == 2
+    assert message in capsys.readouterr().err and time.perf_counter() - started < 10

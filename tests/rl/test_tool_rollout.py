@@ -310,3 +310,26 @@ def test_the_tiny_tools_job_warm_starts_on_both_kinds_of_trace_and_trains_with_t
         assert record["mismatch/logprob_abs_diff_max"] < 1e-3
     assert [r["step"] for r in logged if "eval/tool_calls_per_answer" in r] == [0, 2]
     assert (tmp_path / "sft" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_eval_with_tools_lets_the_policy_call_them_and_grades_its_own_answer(tool_checkpoint, tmp_path):
+    """reasonrl eval --tools python, in-process: the policy that learned to call the tool runs it as it answers;
+    the scores count the calls, and samples.jsonl grades the policy's words."""
+    import json
+
+    from rl.api import evaluate_checkpoint
+
+    bench = tmp_path / "products.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"p{a}", "problem": f"What is {a} * {b}?", "answer": str(a * b)}) + "\n"
+                             for a, b in [(12, 34), (23, 45)]))
+    results = evaluate_checkpoint(tool_checkpoint, str(bench), n=4, max_tokens=96, temperature=0.6, top_p=0.95,
+                                  tools=["python"], max_turns=3, tool_timeout_s=2.0, max_observation_tokens=32,
+                                  out=tmp_path / "eval", log=lambda *_: None)
+    scores = next(iter(results.values())).scores
+    assert scores["tool_calls_per_answer"] > 0.5 and scores["pass@1"] >= 0.5  # (it mixes up its two problems)
+    settings = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert "python" in json.dumps(settings)
+    without = evaluate_checkpoint(tool_checkpoint, str(bench), n=4, max_tokens=96, temperature=0.6, top_p=0.95,
+                                  log=lambda *_: None)
+    assert "tool_calls_per_answer" not in next(iter(without.values())).scores
