@@ -7,6 +7,7 @@ test-only set can never be trained on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from model.config import ConfigError
@@ -15,7 +16,7 @@ from problems.math_benchmarks import load_aime, load_gsm8k, load_math500, load_m
 from problems.problem import Problem
 from problems.synthetic_code import split_synthetic_code
 from problems.synthetic_math import split_synthetic
-from problems.synthetic_tools import split_synthetic_tools
+from problems.synthetic_tools import TOOL_SHARE, split_synthetic_tools
 
 
 SYNTHETIC_EVAL_SIZE = 200  # synthetic problems held out when num_eval is 0 (there is no "whole" synthetic set)
@@ -98,13 +99,14 @@ def data_source(name: str, split: str) -> DataSource:
 
 
 def load_split(name: str, split: str, *, num_train: int = 0, num_eval: int = 0, seed: int = 0,
-               levels: Sequence[int] = (1, 2, 3)) -> list[Problem]:
+               levels: Sequence[int] = (1, 2, 3), tool_traces: float = TOOL_SHARE) -> list[Problem]:
     """The `split` problems of dataset `name`, the arguments meaning what the DataConfig fields of the same names do.
 
     Real datasets: the first `num_train` (train split) or `num_eval` (test split) problems, 0 = all of them.
     Synthetic: always the stream `split_synthetic(num_train, num_eval or SYNTHETIC_EVAL_SIZE, seed, levels)`, so the
     held-out problems never overlap the training ones, the training problems do not depend on which evaluation set
-    is chosen, and the held-out ones not on `num_train`. Synthetic training needs `num_train` > 0.
+    is chosen, and the held-out ones not on `num_train`. Synthetic training needs `num_train` > 0. `tool_traces`:
+    synthetic_tools' share of reference solutions that call the tool (the questions do not depend on it).
 
     Raises:
         ValueError: for an unknown name, a test-only set asked for training, or synthetic training with num_train 0.
@@ -116,8 +118,9 @@ def load_split(name: str, split: str, *, num_train: int = 0, num_eval: int = 0, 
         return problems[:limit] if limit else problems
     if split == "train" and num_train <= 0:
         raise ValueError("synthetic training needs num_train > 0 (there is no 'whole' synthetic set)")
-    split_stream = {"synthetic_code": split_synthetic_code, "synthetic_tools": split_synthetic_tools}.get(
-        source.name, split_synthetic)
+    split_stream = {"synthetic_code": split_synthetic_code,
+                    "synthetic_tools": partial(split_synthetic_tools, tool_share=tool_traces)}.get(source.name,
+                                                                                                  split_synthetic)
     train, held_out = split_stream(num_train if split == "train" else 0, num_eval or SYNTHETIC_EVAL_SIZE, seed, levels)
     return train if split == "train" else held_out
 
@@ -134,5 +137,5 @@ def load_problems(data_config: Any) -> tuple[list[Problem], list[Problem]]:
         if error is not None:
             raise ValueError(f"data.{field_name}: {error}")
     sizes = dict(num_train=data_config.num_train, num_eval=data_config.num_eval, seed=data_config.seed,
-                 levels=data_config.levels)
+                 levels=data_config.levels, tool_traces=getattr(data_config, "tool_traces", TOOL_SHARE))
     return load_split(data_config.train, "train", **sizes), load_split(data_config.eval, "test", **sizes)

@@ -24,6 +24,7 @@ seeded coin picks which (`tool_share`), so the warm-started policy has both habi
 from __future__ import annotations
 
 import random
+from functools import partial
 from typing import Sequence
 
 from problems.problem import Problem, distinct_problems, held_out_first
@@ -72,14 +73,16 @@ def synthetic_tool_problem(rng: random.Random, level: int, index: int = 0, tool_
                    solution=solution, source="synthetic_tools", level=level)
 
 
-def synthetic_tool_problems(n: int, seed: int, levels: Sequence[int] = (1, 2, 3)) -> list[Problem]:
-    """`n` distinct problems, levels round-robin; the same list for the same seed."""
-    return distinct_problems(synthetic_tool_problem, n, seed, levels, "synthetic tool problems",
-                             max_draws=20 * n + 1000)
+def synthetic_tool_problems(n: int, seed: int, levels: Sequence[int] = (1, 2, 3), tool_share: float = TOOL_SHARE
+                            ) -> list[Problem]:
+    """`n` distinct problems, levels round-robin; the same list for the same seed. `tool_share` changes which
+    reference solutions call the tool, not the questions (each problem draws its coin either way)."""
+    return distinct_problems(partial(synthetic_tool_problem, tool_share=tool_share), n, seed, levels,
+                             "synthetic tool problems", max_draws=20 * n + 1000)
 
 
 def split_synthetic_tools(n_train: int, n_eval: int, seed: int, levels: Sequence[int] = (1, 2, 3),
-                          ) -> tuple[list[Problem], list[Problem]]:
+                          tool_share: float = TOOL_SHARE) -> tuple[list[Problem], list[Problem]]:
     """(training, held-out) problems with no question in both; the held-out ones are drawn first, so they do not
     depend on n_train."""
-    return held_out_first(synthetic_tool_problems(n_eval + n_train, seed, levels), n_eval, "tool")
+    return held_out_first(synthetic_tool_problems(n_eval + n_train, seed, levels, tool_share), n_eval, "tool")

@@ -107,6 +107,9 @@ class DataConfig(_Section):
     num_train: int = _field(2000, "Training problems to use (synthetic: to generate); 0 = the whole dataset.")
     num_eval: int = _field(200, "Evaluation problems to use; 0 = the whole evaluation set.")
     seed: int = _field(0, "Seed of the synthetic generator and of the prompt order.")
+    tool_traces: float = _field(0.5, "synthetic_tools: share of the reference solutions (the warm start's targets) "
+                                "that call the Python tool; the rest work the arithmetic out line by line (0: a "
+                                "policy warm-started without tools). The questions do not depend on it.")
     max_prompt_tokens: int = _field(256, "Longest prompt (in tokens) the rollout engine must accept.")
     system_prompt: str | None = _field(None, "System message put before every question (problems.build_prompt), "
                                        "e.g. Qwen2.5-Math's 'Please reason step by step, and put your final answer "
@@ -121,8 +124,9 @@ class DataConfig(_Section):
         _require(self.num_train >= 0, "data.num_train", "must be >= 0")
         _require(self.num_eval >= 0, "data.num_eval", "must be >= 0")
         _require(self.max_prompt_tokens > 0, "data.max_prompt_tokens", "must be > 0")
-        _require(self.train not in ("synthetic", "synthetic_code", "synthetic_tools") or self.num_train > 0, "data.num_train",
-                 "must be > 0 for synthetic training data (there is no 'whole' synthetic set)")
+        _require(self.train not in ("synthetic", "synthetic_code", "synthetic_tools") or self.num_train > 0,
+                 "data.num_train", "must be > 0 for synthetic training data (there is no 'whole' synthetic set)")
+        _require(0 <= self.tool_traces <= 1, "data.tool_traces", f"must be in [0, 1], got {self.tool_traces}")
 
 
 @dataclass

@@ -364,3 +364,16 @@ def test_synthetic_tool_problems_are_exact_disjoint_and_solved_both_ways():
         assert runner.run(programs) == [p.answer for p in calls[:6]]
     finally:
         runner.shutdown()
+
+
+def test_the_tool_task_without_tool_traces_asks_the_same_questions():
+    from problems import split_synthetic_tools
+    from rl.config import Config
+
+    half, _ = split_synthetic_tools(80, 10, seed=1, levels=[1, 2])
+    none, _ = split_synthetic_tools(80, 10, seed=1, levels=[1, 2], tool_share=0.0)
+    assert [p.question for p in half] == [p.question for p in none]
+    assert any("```python" in p.solution for p in half) and not any("```python" in p.solution for p in none)
+    config = Config.from_dict({"data": {"train": "synthetic_tools", "eval": "synthetic_tools", "num_train": 80,
+                                        "num_eval": 10, "seed": 1, "levels": [1, 2], "tool_traces": 0.0}})
+    assert [p.solution for p in sources.load_problems(config.data)[0]] == [p.solution for p in none]
