@@ -178,6 +178,12 @@ class ModelArgs:
 PRESETS: dict[str, ModelArgs] = {
     # About 5M parameters; kv_lora_rank + qk_rope_head_dim = 576 as vLLM's CPU MLA backend needs.
     "tiny": ModelArgs(),
+    # About 21M parameters (5x tiny; the same tokenizer and MLA width): a teacher worth distilling into tiny on a CPU
+    # (experiments/bench_distill.py).
+    "mini": ModelArgs(
+        hidden_size=512, num_hidden_layers=6, num_attention_heads=8, q_lora_rank=256, qk_nope_head_dim=64,
+        v_head_dim=64, intermediate_size=1024, moe_intermediate_size=128,
+    ),
     # 864M parameters (203M active per token), for GPUs.
     "small": ModelArgs(
         vocab_size=32768, hidden_size=1024, num_hidden_layers=16, num_attention_heads=16,

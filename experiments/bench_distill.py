@@ -1,0 +1,387 @@
+"""Distillation against GRPO alone at equal wall time, and expert iteration (issue 27, section 3).
+
+    .venv/bin/python experiments/bench_distill.py            # everything, 3 seeds, cached stage by stage
+    .venv/bin/python experiments/bench_distill.py --quick    # the same stages at a toy size, in a few minutes
+
+Stages (each cached under runs/bench_distill/, or runs/bench_distill_quick/, so a run that stops resumes where it
+was; a training run cut short is started again from nothing, since its wall times would not be one run's):
+1. The teacher: the `mini` preset (21M parameters, 5x tiny, the same tokenizer) trained with the demo's job
+   (experiments/tiny_arith.yaml) on synthetic levels 1-3: SFT warm start, then GRPO. Its training time is reported
+   beside the students'.
+2. The student start: the tiny preset after the demo's SFT (tiny_arith.yaml's sft section) on the same levels.
+3. Four methods from that start, each with seeds 0..S-1 (trainer.seed), on the same training problems:
+   grpo (GRPO alone, the demo's recipe), traces (fine-tuning on the teacher's verified traces), on_policy (on-policy
+   distillation: per-token reverse KL to the teacher) and on_policy_rule (on_policy plus the rule reward's
+   advantage). A checkpoint every few steps; its wall time is its trainer_state.json's time less the run's launch
+   time, so start-up, the teacher's trace sampling and the teacher's forwards are all counted.
+4. Every checkpoint (and the start, at wall time 0) on the same held-out problems, pass@1 sampled at T=1 and at
+   DeepSeek-R1's T=0.6, top-p 0.95, through one engine whose weights are swapped; the teacher too.
+5. Expert iteration from the student start on levels 2-4 (`reasonrl distill`, distill.mode=expert_iteration):
+   greedy, sampled and searched held-out pass@1 after each of three rounds.
+
+Writes experiments/results/distill.json (distill_quick.json with --quick) and the PNG beside it: held-out pass@1
+against wall time per method (each seed), and expert iteration's three scores per round. summary.targets_met says,
+target by target, whether it is met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+GRPO_JOB = REPO / "experiments" / "tiny_arith.yaml"  # the demo's job: GRPO alone, and the teacher's training
+DISTILL_JOB = REPO / "experiments" / "tiny_distill.yaml"
+SAMPLINGS = {"T1": {"temperature": 1.0, "top_p": 1.0}, "R1": {"temperature": 0.6, "top_p": 0.95}}
+METHODS = ("grpo", "traces", "on_policy", "on_policy_rule")
+DISTILLED = ("traces", "on_policy", "on_policy_rule")
+TEACHER_MARGIN_POINTS = 15.0  # the teacher's held-out pass@1 over the student start's, at T=1
+ON_POLICY_TIME_SHARE = 1 / 3  # on_policy reaches GRPO's final accuracy within this share of GRPO's time
+GAIN_MOVED_SHARE = 0.5  # expert iteration: share of the start's search-over-greedy gain the policy's greedy takes
+
+# The sizes: the real run's, and --quick's toy ones (every stage, the same code).
+FULL = {
+    "seeds": 3, "levels": [1, 2, 3], "num_train": 2000, "num_eval": 300, "eval_samples": 4,
+    # The teacher's steps cost about 5x a tiny step (SFT) and a GRPO step of 256 completions about 2 minutes.
+    "teacher_preset": "mini", "teacher_sft_steps": 400, "teacher_grpo_steps": 20, "student_sft_steps": 200,
+    # About equal wall time per method (GRPO's 110 steps: the demo's): an on-policy step adds the teacher's forward
+    # over 256 completions (about 3x a GRPO step here); traces adds the teacher's sampling of 8000 answers.
+    "steps": {"grpo": 110, "traces": 220, "on_policy": 40, "on_policy_rule": 40},
+    "save_every": {"grpo": 22, "traces": 44, "on_policy": 8, "on_policy_rule": 8},
+    "traces_per_problem": 4, "run_overrides": [], "teacher_overrides": [],
+    "ei_levels": [2, 3, 4], "ei_num_train": 200, "ei_num_eval": 150, "ei_rounds": 3, "ei_sft_steps": 30,
+    "ei_searches": 4, "ei_budget": 256, "ei_options": "{n: 4}",
+}
+QUICK = {
+    "seeds": 1, "levels": [1, 2, 3], "num_train": 48, "num_eval": 16, "eval_samples": 2,
+    "teacher_preset": "mini", "teacher_sft_steps": 60, "teacher_grpo_steps": 1, "student_sft_steps": 10,
+    "steps": {"grpo": 2, "traces": 2, "on_policy": 2, "on_policy_rule": 2},
+    "save_every": {"grpo": 1, "traces": 1, "on_policy": 1, "on_policy_rule": 1},
+    "traces_per_problem": 2,
+    "run_overrides": ["rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=48",
+                      "sft.batch_size=8", "reward.num_workers=1"],
+    "teacher_overrides": ["sft.lr=3e-3"],  # 60 steps of 8 fit the 48 training problems: traces mode finds some right
+    "ei_levels": [2, 3, 4], "ei_num_train": 8, "ei_num_eval": 8, "ei_rounds": 3, "ei_sft_steps": 2,
+    "ei_searches": 2, "ei_budget": 96, "ei_options": "{n: 2}",
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def reasonrl(*args: str) -> float:
+    """A reasonrl command in its own process (its Ray and vLLM engines live and die with it); its wall seconds."""
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "rl.cli", *args], cwd=REPO, text=True,
+                          env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING", "RAY_AUTH_MODE": "disabled"})
+    if done.returncode:
+        raise SystemExit(f"reasonrl {' '.join(args)} failed ({done.returncode})")
+    return time.time() - started
+
+
+def data_overrides(size: dict, levels: list[int] | None = None, num_train: int | None = None,
+                   num_eval: int | None = None) -> list[str]:
+    """The training and held-out problems every method sees (data.seed 0: the same lists for every run)."""
+    return [f"data.levels=[{','.join(map(str, levels or size['levels']))}]",
+            f"data.num_train={num_train or size['num_train']}", f"data.num_eval={num_eval or size['num_eval']}",
+            "data.seed=0", "logging.tensorboard=false", "logging.progress=false"]
+
+
+# ------------------------------------------------------------------------------------------------ stages 1-2
+
+
+def ensure_teacher(cache: Path, size: dict) -> dict:
+    """The teacher's last checkpoint and its training minutes (SFT + GRPO, one `reasonrl train`), trained if the
+    cache does not hold it."""
+    stamp = cache / "teacher.json"
+    if stamp.is_file():
+        return json.loads(stamp.read_text())
+    out = cache / "teacher"
+    log(f"training the teacher: preset {size['teacher_preset']}, {size['teacher_sft_steps']} SFT steps, "
+        f"{size['teacher_grpo_steps']} GRPO steps")
+    seconds = reasonrl("train", str(GRPO_JOB), *data_overrides(size), *size["run_overrides"],
+                       *size["teacher_overrides"], f"model.path=preset:{size['teacher_preset']}",
+                       f"sft.steps={size['teacher_sft_steps']}", f"trainer.steps={size['teacher_grpo_steps']}",
+                       "trainer.save_every=0", "trainer.eval_every=0", f"trainer.output_dir={out}", "--overwrite")
+    teacher = {"checkpoint": str(out / "checkpoints" / f"step_{size['teacher_grpo_steps']}"),
+               "preset": size["teacher_preset"], "training_minutes": round(seconds / 60, 2),
+               "sft_steps": size["teacher_sft_steps"], "grpo_steps": size["teacher_grpo_steps"]}
+    stamp.write_text(json.dumps(teacher, indent=1))
+    return teacher
+
+
+def ensure_student_start(cache: Path, size: dict) -> dict:
+    """The tiny preset after the demo's SFT (tiny_arith.yaml's sft section) on the benchmark's training problems."""
+    from model import init_pretrained
+    from problems import load_problems
+    from rl.config import load_config
+    from rl.sft import sft_from_checkpoint
+
+    stamp = cache / "student.json"
+    if stamp.is_file():
+        return json.loads(stamp.read_text())
+    config = load_config(GRPO_JOB, data_overrides(size))
+    train_problems, _ = load_problems(config.data)
+    log(f"the student start: tiny + {size['student_sft_steps']} SFT steps")
+    started = time.time()
+    init_pretrained("tiny", cache / "student_init", seed=0)
+    sft_from_checkpoint(cache / "student_init", cache / "student", train_problems, steps=size["student_sft_steps"],
+                        batch_size=config.sft.batch_size, lr=config.sft.lr, seed=0, threads=os.cpu_count() or 1,
+                        max_tokens=config.sft.max_tokens, log=None)
+    student = {"checkpoint": str(cache / "student"), "sft_steps": size["student_sft_steps"],
+               "training_minutes": round((time.time() - started) / 60, 2)}
+    stamp.write_text(json.dumps(student, indent=1))
+    return student
+
+
+# ------------------------------------------------------------------------------------------------ stage 3
+
+
+def method_command(method: str, seed: int, out: Path, student: str, teacher: str, size: dict) -> list[str]:
+    """The reasonrl command of one method's run from the student start (no warm start: sft.steps=0)."""
+    common = [*data_overrides(size), *size["run_overrides"], f"model.path={student}", "sft.steps=0",
+              f"trainer.seed={seed}", f"trainer.steps={size['steps'][method]}",
+              f"trainer.save_every={size['save_every'][method]}", "trainer.eval_every=0",
+              f"trainer.output_dir={out}", "--overwrite"]
+    if method == "grpo":
+        return ["train", str(GRPO_JOB), *common]
+    mode = {"traces": ["distill.mode=traces", f"distill.traces_per_problem={size['traces_per_problem']}"],
+            "on_policy": ["distill.mode=on_policy"],
+            "on_policy_rule": ["distill.mode=on_policy", "distill.rule_reward_weight=1.0"]}[method]
+    return ["distill", str(DISTILL_JOB), *common, f"distill.teacher={teacher}", *mode]
+
+
+def ensure_run(cache: Path, method: str, seed: int, student: str, teacher: str, size: dict) -> dict:
+    """One method's run on one seed, and each checkpoint's wall seconds since the run was launched."""
+    out = cache / "runs" / f"{method}_seed{seed}"
+    stamp = out / "bench_run.json"
+    if stamp.is_file():
+        return json.loads(stamp.read_text())
+    log(f"{method}, seed {seed}: {size['steps'][method]} steps")
+    launched = time.time()
+    seconds = reasonrl(*method_command(method, seed, out, student, teacher, size))
+    checkpoints = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:]))
+    run = {"method": method, "seed": seed, "seconds": round(seconds, 1),
+           "checkpoints": [{"step": int(c.name[5:]), "path": str(c),
+                            "wall_s": round((c / "trainer_state.json").stat().st_mtime - launched, 1)}
+                           for c in checkpoints]}
+    stamp.write_text(json.dumps(run, indent=1))
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ stage 4
+
+
+def evaluate_policies(cache: Path, kind: str, policies: dict[str, str], size: dict) -> dict:
+    """pass@1 (with its standard error) of each policy at both samplings on the held-out problems, cached per
+    policy in evaluations_{kind}.json. The engine runs in a child process (this script with --evaluate), one per
+    architecture (the students, the teacher), its weights swapped in place from policy to policy."""
+    path = cache / f"evaluations_{kind}.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    if any(name not in done for name in policies):
+        (cache / f"to_evaluate_{kind}.json").write_text(json.dumps(policies, indent=1))
+        command = [sys.executable, str(Path(__file__).resolve()), "--evaluate", kind, *(["--quick"] * size["quick"])]
+        if subprocess.run(command, cwd=REPO, env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"}).returncode:
+            raise SystemExit(f"the evaluation of the {kind} policies failed")
+        done = json.loads(path.read_text())
+    return done
+
+
+def evaluate_here(cache: Path, kind: str, size: dict) -> None:
+    """The child process of evaluate_policies: one engine, every policy of to_evaluate_{kind}.json not yet scored."""
+    from model import load_tokenizer
+    from problems import load_problems
+    from rl.config import load_config
+    from rl.demo import held_out_engine, held_out_scores
+
+    path = cache / f"evaluations_{kind}.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    policies = json.loads((cache / f"to_evaluate_{kind}.json").read_text())
+    todo = {name: folder for name, folder in policies.items() if name not in done}
+    config = load_config(GRPO_JOB, [*data_overrides(size), f"rollout.eval_samples={size['eval_samples']}"])
+    _, problems = load_problems(config.data)
+    first = next(iter(todo.values()))
+    worker, tokenizer = held_out_engine(first, config), load_tokenizer(first)
+    for name, folder in todo.items():
+        worker.load_weights((Path(folder) / "model.safetensors").read_bytes())
+        done[name] = {}
+        for sampling, settings in SAMPLINGS.items():
+            scores = held_out_scores(worker, problems, tokenizer, config, seed=1, **settings)
+            done[name][sampling] = {"pass@1": round(scores["pass@1"], 4),
+                                    "pass@1_stderr": round(scores["pass@1_stderr"], 4)}
+        log(f"evaluated {name}: " + ", ".join(f"{s} {v['pass@1']:.3f}" for s, v in done[name].items()))
+        path.write_text(json.dumps(done, indent=1))  # after each policy: a stopped stage keeps what it did
+
+
+# ------------------------------------------------------------------------------------------------ stage 5
+
+
+def ensure_expert_iteration(cache: Path, student: str, size: dict) -> dict:
+    """Expert iteration's run from the student start on levels 2-4; each round's record (round 0: the start)."""
+    out = cache / "expert_iteration"
+    if not (out / "checkpoints" / f"step_{size['ei_rounds']}").is_dir():
+        log(f"expert iteration: {size['ei_rounds']} rounds")
+        seconds = reasonrl("distill", str(DISTILL_JOB),
+                           *data_overrides(size, size["ei_levels"], size["ei_num_train"], size["ei_num_eval"]),
+                           *size["run_overrides"], f"model.path={student}", "sft.steps=0", "distill.teacher=null",
+                           "distill.mode=expert_iteration", f"distill.rounds={size['ei_rounds']}",
+                           f"distill.sft_steps_per_round={size['ei_sft_steps']}",
+                           f"distill.traces_per_problem={size['ei_searches']}",
+                           "distill.search_method=self_consistency",
+                           f"distill.search_options={size['ei_options']}", f"distill.search_budget={size['ei_budget']}",
+                           f"rollout.eval_samples={size['eval_samples']}", f"trainer.output_dir={out}", "--overwrite")
+        (out / "bench_seconds.json").write_text(json.dumps({"seconds": seconds}))
+    keys = ("traces/searches", "traces/kept", "traces/search_accuracy", "eval/greedy_pass@1", "eval/pass@1",
+            "eval/search_pass@1", "eval/search_gain", "eval/search_policy_tokens", "time/search_s", "time/learn_s")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rounds = [{"round": r["step"], **{k.split("/", 1)[1]: round(r[k], 4) for k in keys if k in r}} for r in records]
+    return {"levels": size["ei_levels"], "rounds": rounds,
+            "minutes": round(json.loads((out / "bench_seconds.json").read_text())["seconds"] / 60, 2)
+            if (out / "bench_seconds.json").is_file() else None}
+
+
+# ------------------------------------------------------------------------------------------------ the results
+
+
+def accuracy_at(curve: list[dict], wall_s: float, sampling: str) -> float:
+    """pass@1 of the newest checkpoint made by wall_s (the start's at 0)."""
+    return [point for point in curve if point["wall_s"] <= wall_s][-1][sampling]["pass@1"]
+
+
+def targets(curves: dict, seeds: list[int], teacher: dict, start: dict, expert: dict) -> dict:
+    """Each target of the issue, with the numbers that decide it (at T=1, the job's own sampling)."""
+    beats, reaches = {}, {}
+    for seed in seeds:
+        grpo = curves["grpo"][seed]
+        grpo_end = grpo[-1]["wall_s"]
+        beats[seed] = {}
+        for method in DISTILLED:
+            at = min(grpo_end, curves[method][seed][-1]["wall_s"])
+            beats[seed][method] = {"wall_s": at, "distilled": accuracy_at(curves[method][seed], at, "T1"),
+                                   "grpo": accuracy_at(grpo, at, "T1")}
+        goal = grpo[-1]["T1"]["pass@1"]
+        reached = [p["wall_s"] for p in curves["on_policy"][seed] if p["T1"]["pass@1"] >= goal]
+        reaches[seed] = {"grpo_final": goal, "grpo_s": grpo_end, "on_policy_s": reached[0] if reached else None}
+    best = {method: all(beats[s][method]["distilled"] > beats[s][method]["grpo"] for s in seeds)
+            for method in DISTILLED}
+    rounds = expert["rounds"]
+    greedy = [r["greedy_pass@1"] for r in rounds]
+    gain_start = rounds[0]["search_pass@1"] - greedy[0]
+    moved = (greedy[-1] - greedy[0]) / gain_start if gain_start > 0 else None
+    return {
+        "teacher_clearly_better": {"met": 100 * (teacher["T1"]["pass@1"] - start["T1"]["pass@1"])
+                                   >= TEACHER_MARGIN_POINTS,
+                                   "teacher": teacher["T1"]["pass@1"], "student_start": start["T1"]["pass@1"],
+                                   "margin_points_needed": TEACHER_MARGIN_POINTS},
+        "distilled_beats_grpo_at_equal_wall_time_every_seed": {"met": any(best.values()), "by_method": best,
+                                                               "per_seed": beats},
+        "on_policy_reaches_grpo_final_within_a_third_of_its_time": {
+            "met": all(r["on_policy_s"] is not None and r["on_policy_s"] <= ON_POLICY_TIME_SHARE * r["grpo_s"]
+                       for r in reaches.values()), "per_seed": reaches},
+        "expert_iteration_each_round_raises_greedy": {
+            "met": len(greedy) > 1 and all(b > a for a, b in zip(greedy, greedy[1:])), "greedy_pass@1": greedy},
+        "expert_iteration_search_gain_moves_into_the_policy": {
+            "met": moved is not None and moved >= GAIN_MOVED_SHARE, "share_moved": moved,
+            "share_needed": GAIN_MOVED_SHARE, "search_gain_at_start": gain_start,
+            "search_gain_left": rounds[-1]["search_pass@1"] - greedy[-1]},
+        "teacher_cost_reported": {"met": teacher.get("training_minutes") is not None,
+                                  "teacher_training_minutes": teacher.get("training_minutes")},
+    }
+
+
+def plot(curves: dict, seeds: list[int], teacher: dict, expert: dict, path: Path) -> None:
+    import matplotlib  # lazy: only the last stage draws; Agg before pyplot (no screen)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    colors = {"grpo": "tab:blue", "traces": "tab:green", "on_policy": "tab:orange", "on_policy_rule": "tab:red"}
+    for axis, (sampling, settings) in zip(axes, SAMPLINGS.items()):
+        for method in METHODS:
+            for i, seed in enumerate(seeds):
+                curve = curves[method][seed]
+                axis.plot([p["wall_s"] / 60 for p in curve], [p[sampling]["pass@1"] for p in curve], "o-",
+                          color=colors[method], alpha=0.8, markersize=3, label=method if i == 0 else None)
+        axis.axhline(teacher[sampling]["pass@1"], color="black", linestyle="--", linewidth=0.8, label="teacher")
+        axis.set_title(f"held-out pass@1 at T={settings['temperature']}, top-p {settings['top_p']}")
+        axis.set_xlabel("wall minutes (start-up, teacher traces and forwards included)")
+        axis.set_ylabel("pass@1")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    rounds = expert["rounds"]
+    for key, label in (("greedy_pass@1", "greedy"), ("pass@1", "sampled, T=1"), ("search_pass@1", "search")):
+        axes[2].plot([r["round"] for r in rounds], [r[key] for r in rounds], "o-", label=label)
+    axes[2].set_title(f"expert iteration, levels {expert['levels']}")
+    axes[2].set_xlabel("round")
+    axes[2].set_ylabel("held-out pass@1")
+    axes[2].grid(alpha=0.3)
+    axes[2].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every stage at a toy size (a few minutes)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default: 3; --quick: 1)")
+    parser.add_argument("--evaluate", choices=("students", "teacher"), help=argparse.SUPPRESS)  # stage 4's child
+    args = parser.parse_args()
+    size = dict(QUICK if args.quick else FULL, quick=args.quick)
+    if args.seeds is not None:
+        size["seeds"] = args.seeds
+    cache = REPO / "runs" / ("bench_distill_quick" if args.quick else "bench_distill")
+    if args.evaluate:
+        evaluate_here(cache, args.evaluate, size)
+        return
+    result_path = REPO / "experiments" / "results" / ("distill_quick.json" if args.quick else "distill.json")
+    cache.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    teacher = ensure_teacher(cache, size)
+    student = ensure_student_start(cache, size)
+    seeds = list(range(size["seeds"]))
+    runs = {(m, s): ensure_run(cache, m, s, student["checkpoint"], teacher["checkpoint"], size)
+            for m in METHODS for s in seeds}
+    expert = ensure_expert_iteration(cache, student["checkpoint"], size)
+    policies = {"start": student["checkpoint"], **{f"{m}_seed{s}_step{c['step']}": c["path"]
+                                                   for (m, s), run in runs.items() for c in run["checkpoints"]}}
+    scores = evaluate_policies(cache, "students", policies, size)
+    teacher_scores = evaluate_policies(cache, "teacher", {"teacher": teacher["checkpoint"]}, size)["teacher"]
+    curves = {m: {s: [{"wall_s": 0.0, "step": 0, **scores["start"]}]
+                  + [{"wall_s": c["wall_s"], "step": c["step"], **scores[f"{m}_seed{s}_step{c['step']}"]}
+                     for c in runs[m, s]["checkpoints"]] for s in seeds} for m in METHODS}
+    met = targets(curves, seeds, {**teacher, **teacher_scores}, scores["start"], expert)
+    minutes = {m: round(statistics.mean(runs[m, s]["seconds"] for s in seeds) / 60, 2) for m in METHODS}
+    result = {
+        "what": "distilled students against GRPO alone at equal wall time, and expert iteration (issue 27)",
+        "command": "python experiments/bench_distill.py " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(), "quick": args.quick, "size": size,
+        "teacher": {**teacher, "held_out": teacher_scores}, "student_start": {**student, "held_out": scores["start"]},
+        "curves": {m: {str(s): curve for s, curve in by_seed.items()} for m, by_seed in curves.items()},
+        "student_minutes_per_run": minutes, "expert_iteration": expert,
+        "summary": {"targets_met": {name: target["met"] for name, target in met.items()}, "targets": met,
+                    "teacher_training_minutes": teacher["training_minutes"],
+                    "student_start_minutes": student["training_minutes"],
+                    "bench_minutes_this_invocation": round((time.time() - started) / 60, 2)},
+    }
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    result_path.write_text(json.dumps(result, indent=1) + "\n")
+    plot(curves, seeds, teacher_scores, expert, result_path.with_suffix(".png"))
+    log(f"wrote {result_path} and {result_path.with_suffix('.png')}")
+    for name, target in met.items():
+        log(f"{'MET    ' if target['met'] else 'NOT MET'} {name}")
+
+
+if __name__ == "__main__":
+    main()
