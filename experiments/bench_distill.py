@@ -62,14 +62,14 @@ FULL = {
     "ei_searches": 4, "ei_budget": 256, "ei_options": "{n: 4}",
 }
 QUICK = {
-    "seeds": 1, "levels": [1, 2, 3], "num_train": 48, "num_eval": 16, "eval_samples": 2,
+    "seeds": 1, "levels": [1, 2, 3], "num_train": 8, "num_eval": 16, "eval_samples": 2,
     "teacher_preset": "mini", "teacher_sft_steps": 60, "teacher_grpo_steps": 1, "student_sft_steps": 10,
     "steps": {"grpo": 2, "traces": 2, "on_policy": 2, "on_policy_rule": 2},
     "save_every": {"grpo": 1, "traces": 1, "on_policy": 1, "on_policy_rule": 1},
     "traces_per_problem": 2,
     "run_overrides": ["rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=48",
                       "sft.batch_size=8", "reward.num_workers=1"],
-    "teacher_overrides": ["sft.lr=3e-3"],  # 60 steps of 8 fit the 48 training problems: traces mode finds some right
+    "teacher_overrides": ["sft.lr=3e-3"],  # 60 steps of 8 fit the 8 training problems: traces mode finds some right
     "ei_levels": [2, 3, 4], "ei_num_train": 8, "ei_num_eval": 8, "ei_rounds": 3, "ei_sft_steps": 2,
     "ei_searches": 2, "ei_budget": 96, "ei_options": "{n: 2}",
 }
@@ -89,6 +89,20 @@ def reasonrl(*args: str) -> float:
     return time.time() - started
 
 
+def read_stamp(stamp: Path, key) -> dict | None:
+    """A stage's record if it was made with the settings `key` (what a changed size or command must redo)."""
+    if stamp.is_file():
+        record = json.loads(stamp.read_text())
+        if record.get("key") == key:
+            return record
+    return None
+
+
+def weights_id(folder: str | Path) -> str:
+    """Which weights a folder holds, for the evaluation cache: the path and its weights file's time."""
+    return f"{folder}@{(Path(folder) / 'model.safetensors').stat().st_mtime_ns}"
+
+
 def data_overrides(size: dict, levels: list[int] | None = None, num_train: int | None = None,
                    num_eval: int | None = None) -> list[str]:
     """The training and held-out problems every method sees (data.seed 0: the same lists for every run)."""
@@ -103,33 +117,35 @@ def data_overrides(size: dict, levels: list[int] | None = None, num_train: int |
 def ensure_teacher(cache: Path, size: dict) -> dict:
     """The teacher's last checkpoint and its training minutes (SFT + GRPO, one `reasonrl train`), trained if the
     cache does not hold it."""
-    stamp = cache / "teacher.json"
-    if stamp.is_file():
-        return json.loads(stamp.read_text())
     out = cache / "teacher"
+    command = ["train", str(GRPO_JOB), *data_overrides(size), *size["run_overrides"], *size["teacher_overrides"],
+               f"model.path=preset:{size['teacher_preset']}", f"sft.steps={size['teacher_sft_steps']}",
+               f"trainer.steps={size['teacher_grpo_steps']}", "trainer.save_every=0", "trainer.eval_every=0",
+               f"trainer.output_dir={out}", "--overwrite"]
+    stamp = cache / "teacher.json"
+    if (teacher := read_stamp(stamp, command)) is not None:
+        return teacher
     log(f"training the teacher: preset {size['teacher_preset']}, {size['teacher_sft_steps']} SFT steps, "
         f"{size['teacher_grpo_steps']} GRPO steps")
-    seconds = reasonrl("train", str(GRPO_JOB), *data_overrides(size), *size["run_overrides"],
-                       *size["teacher_overrides"], f"model.path=preset:{size['teacher_preset']}",
-                       f"sft.steps={size['teacher_sft_steps']}", f"trainer.steps={size['teacher_grpo_steps']}",
-                       "trainer.save_every=0", "trainer.eval_every=0", f"trainer.output_dir={out}", "--overwrite")
+    seconds = reasonrl(*command)
     teacher = {"checkpoint": str(out / "checkpoints" / f"step_{size['teacher_grpo_steps']}"),
                "preset": size["teacher_preset"], "training_minutes": round(seconds / 60, 2),
-               "sft_steps": size["teacher_sft_steps"], "grpo_steps": size["teacher_grpo_steps"]}
+               "sft_steps": size["teacher_sft_steps"], "grpo_steps": size["teacher_grpo_steps"], "key": command}
     stamp.write_text(json.dumps(teacher, indent=1))
     return teacher
 
 
 def ensure_student_start(cache: Path, size: dict) -> dict:
     """The tiny preset after the demo's SFT (tiny_arith.yaml's sft section) on the benchmark's training problems."""
+    # lazy, here and in the stages below: torch and vLLM load only in the process whose stage needs them
     from model import init_pretrained
     from problems import load_problems
     from rl.config import load_config
     from rl.sft import sft_from_checkpoint
 
-    stamp = cache / "student.json"
-    if stamp.is_file():
-        return json.loads(stamp.read_text())
+    stamp, key = cache / "student.json", [*data_overrides(size), f"sft.steps={size['student_sft_steps']}"]
+    if (student := read_stamp(stamp, key)) is not None:
+        return student
     config = load_config(GRPO_JOB, data_overrides(size))
     train_problems, _ = load_problems(config.data)
     log(f"the student start: tiny + {size['student_sft_steps']} SFT steps")
@@ -139,7 +155,7 @@ def ensure_student_start(cache: Path, size: dict) -> dict:
                         batch_size=config.sft.batch_size, lr=config.sft.lr, seed=0, threads=os.cpu_count() or 1,
                         max_tokens=config.sft.max_tokens, log=None)
     student = {"checkpoint": str(cache / "student"), "sft_steps": size["student_sft_steps"],
-               "training_minutes": round((time.time() - started) / 60, 2)}
+               "training_minutes": round((time.time() - started) / 60, 2), "key": key}
     stamp.write_text(json.dumps(student, indent=1))
     return student
 
@@ -164,17 +180,17 @@ def method_command(method: str, seed: int, out: Path, student: str, teacher: str
 def ensure_run(cache: Path, method: str, seed: int, student: str, teacher: str, size: dict) -> dict:
     """One method's run on one seed, and each checkpoint's wall seconds since the run was launched."""
     out = cache / "runs" / f"{method}_seed{seed}"
-    stamp = out / "bench_run.json"
-    if stamp.is_file():
-        return json.loads(stamp.read_text())
+    stamp, command = out / "bench_run.json", method_command(method, seed, out, student, teacher, size)
+    if (run := read_stamp(stamp, command)) is not None:
+        return run
     log(f"{method}, seed {seed}: {size['steps'][method]} steps")
     launched = time.time()
-    seconds = reasonrl(*method_command(method, seed, out, student, teacher, size))
+    seconds = reasonrl(*command)
     checkpoints = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:]))
     run = {"method": method, "seed": seed, "seconds": round(seconds, 1),
            "checkpoints": [{"step": int(c.name[5:]), "path": str(c),
                             "wall_s": round((c / "trainer_state.json").stat().st_mtime - launched, 1)}
-                           for c in checkpoints]}
+                           for c in checkpoints], "key": command}
     stamp.write_text(json.dumps(run, indent=1))
     return run
 
@@ -186,15 +202,20 @@ def evaluate_policies(cache: Path, kind: str, policies: dict[str, str], size: di
     """pass@1 (with its standard error) of each policy at both samplings on the held-out problems, cached per
     policy in evaluations_{kind}.json. The engine runs in a child process (this script with --evaluate), one per
     architecture (the students, the teacher), its weights swapped in place from policy to policy."""
-    path = cache / f"evaluations_{kind}.json"
+    path = evaluations_path(cache, kind, size)
     done = json.loads(path.read_text()) if path.is_file() else {}
-    if any(name not in done for name in policies):
+    if any(done.get(name, {}).get("weights") != weights_id(folder) for name, folder in policies.items()):
         (cache / f"to_evaluate_{kind}.json").write_text(json.dumps(policies, indent=1))
         command = [sys.executable, str(Path(__file__).resolve()), "--evaluate", kind, *(["--quick"] * size["quick"])]
         if subprocess.run(command, cwd=REPO, env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"}).returncode:
             raise SystemExit(f"the evaluation of the {kind} policies failed")
         done = json.loads(path.read_text())
     return done
+
+
+def evaluations_path(cache: Path, kind: str, size: dict) -> Path:
+    """The evaluation cache of a held-out set and its samples a problem (another set or count: another file)."""
+    return cache / f"evaluations_{kind}_eval{size['num_eval']}x{size['eval_samples']}.json"
 
 
 def evaluate_here(cache: Path, kind: str, size: dict) -> None:
@@ -204,22 +225,23 @@ def evaluate_here(cache: Path, kind: str, size: dict) -> None:
     from rl.config import load_config
     from rl.demo import held_out_engine, held_out_scores
 
-    path = cache / f"evaluations_{kind}.json"
+    path = evaluations_path(cache, kind, size)
     done = json.loads(path.read_text()) if path.is_file() else {}
     policies = json.loads((cache / f"to_evaluate_{kind}.json").read_text())
-    todo = {name: folder for name, folder in policies.items() if name not in done}
+    todo = {name: folder for name, folder in policies.items()
+            if done.get(name, {}).get("weights") != weights_id(folder)}
     config = load_config(GRPO_JOB, [*data_overrides(size), f"rollout.eval_samples={size['eval_samples']}"])
     _, problems = load_problems(config.data)
     first = next(iter(todo.values()))
     worker, tokenizer = held_out_engine(first, config), load_tokenizer(first)
     for name, folder in todo.items():
         worker.load_weights((Path(folder) / "model.safetensors").read_bytes())
-        done[name] = {}
+        done[name] = {"weights": weights_id(folder)}
         for sampling, settings in SAMPLINGS.items():
             scores = held_out_scores(worker, problems, tokenizer, config, seed=1, **settings)
             done[name][sampling] = {"pass@1": round(scores["pass@1"], 4),
                                     "pass@1_stderr": round(scores["pass@1_stderr"], 4)}
-        log(f"evaluated {name}: " + ", ".join(f"{s} {v['pass@1']:.3f}" for s, v in done[name].items()))
+        log(f"evaluated {name}: " + ", ".join(f"{s} {done[name][s]['pass@1']:.3f}" for s in SAMPLINGS))
         path.write_text(json.dumps(done, indent=1))  # after each policy: a stopped stage keeps what it did
 
 
@@ -229,25 +251,25 @@ def evaluate_here(cache: Path, kind: str, size: dict) -> None:
 def ensure_expert_iteration(cache: Path, student: str, size: dict) -> dict:
     """Expert iteration's run from the student start on levels 2-4; each round's record (round 0: the start)."""
     out = cache / "expert_iteration"
-    if not (out / "checkpoints" / f"step_{size['ei_rounds']}").is_dir():
+    command = ["distill", str(DISTILL_JOB),
+               *data_overrides(size, size["ei_levels"], size["ei_num_train"], size["ei_num_eval"]),
+               *size["run_overrides"], f"model.path={student}", "sft.steps=0", "distill.teacher=null",
+               "distill.mode=expert_iteration", f"distill.rounds={size['ei_rounds']}",
+               f"distill.sft_steps_per_round={size['ei_sft_steps']}",
+               f"distill.traces_per_problem={size['ei_searches']}",
+               "distill.search_method=self_consistency", f"distill.search_options={size['ei_options']}",
+               f"distill.search_budget={size['ei_budget']}", f"rollout.eval_samples={size['eval_samples']}",
+               f"trainer.output_dir={out}", "--overwrite"]
+    stamp = out / "bench_run.json"
+    if (run := read_stamp(stamp, command)) is None:
         log(f"expert iteration: {size['ei_rounds']} rounds")
-        seconds = reasonrl("distill", str(DISTILL_JOB),
-                           *data_overrides(size, size["ei_levels"], size["ei_num_train"], size["ei_num_eval"]),
-                           *size["run_overrides"], f"model.path={student}", "sft.steps=0", "distill.teacher=null",
-                           "distill.mode=expert_iteration", f"distill.rounds={size['ei_rounds']}",
-                           f"distill.sft_steps_per_round={size['ei_sft_steps']}",
-                           f"distill.traces_per_problem={size['ei_searches']}",
-                           "distill.search_method=self_consistency",
-                           f"distill.search_options={size['ei_options']}", f"distill.search_budget={size['ei_budget']}",
-                           f"rollout.eval_samples={size['eval_samples']}", f"trainer.output_dir={out}", "--overwrite")
-        (out / "bench_seconds.json").write_text(json.dumps({"seconds": seconds}))
+        run = {"seconds": reasonrl(*command), "key": command}
+        stamp.write_text(json.dumps(run, indent=1))
     keys = ("traces/searches", "traces/kept", "traces/search_accuracy", "eval/greedy_pass@1", "eval/pass@1",
             "eval/search_pass@1", "eval/search_gain", "eval/search_policy_tokens", "time/search_s", "time/learn_s")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rounds = [{"round": r["step"], **{k.split("/", 1)[1]: round(r[k], 4) for k in keys if k in r}} for r in records]
-    return {"levels": size["ei_levels"], "rounds": rounds,
-            "minutes": round(json.loads((out / "bench_seconds.json").read_text())["seconds"] / 60, 2)
-            if (out / "bench_seconds.json").is_file() else None}
+    return {"levels": size["ei_levels"], "rounds": rounds, "minutes": round(run["seconds"] / 60, 2)}
 
 
 # ------------------------------------------------------------------------------------------------ the results
@@ -358,6 +380,8 @@ def main() -> None:
                                                    for (m, s), run in runs.items() for c in run["checkpoints"]}}
     scores = evaluate_policies(cache, "students", policies, size)
     teacher_scores = evaluate_policies(cache, "teacher", {"teacher": teacher["checkpoint"]}, size)["teacher"]
+    scores = {name: {sampling: score[sampling] for sampling in SAMPLINGS} for name, score in scores.items()}
+    teacher_scores = {sampling: teacher_scores[sampling] for sampling in SAMPLINGS}
     curves = {m: {s: [{"wall_s": 0.0, "step": 0, **scores["start"]}]
                   + [{"wall_s": c["wall_s"], "step": c["step"], **scores[f"{m}_seed{s}_step{c['step']}"]}
                      for c in runs[m, s]["checkpoints"]] for s in seeds} for m in METHODS}
