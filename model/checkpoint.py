@@ -63,13 +63,16 @@ def to_hf_state_dict(model: Transformer, state_dict: dict[str, torch.Tensor] | N
                     out[f"{base}.{expert}.down_proj.weight"] = weight
         else:
             out[_checkpoint_name(name, n_layers)] = tensor
-    for k in range(model.args.num_nextn_predict_layers):  # each MTP layer carries the embedding, as in V3
+    for k in range(model.args.num_nextn_predict_layers):  # each MTP layer carries the embedding and head, as in V3
         out[f"model.layers.{n_layers + k}.embed_tokens.weight"] = state_dict["embed_tokens.weight"]
+        out[f"model.layers.{n_layers + k}.shared_head.head.weight"] = state_dict["lm_head.weight"]
     return out
 
 
 def from_hf_state_dict(model: Transformer, weights: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Load checkpoint-layout weights into model, naming every missing, unexpected or mis-shaped tensor."""
+    """Load checkpoint-layout weights into model, naming every missing, unexpected or mis-shaped tensor. An MTP
+    layer's copies of the embedding and the LM head (`embed_tokens`, `shared_head.head`) are not read: the model
+    uses its own, as vLLM's drafter does."""
     n_layers = model.args.num_hidden_layers
     expected = to_hf_state_dict(model)
     missing = [key for key in expected if key not in weights]

