@@ -221,3 +221,19 @@ def draft_counters(engine: Any) -> dict[str, Any]:
             old = counters["accepted_per_position"]
             counters["accepted_per_position"] = [a + b for a, b in zip(values, old + [0] * len(values))]
     return counters
+
+
+def acceptance(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """What the drafts between two draft_counters readings achieved: `acceptance` (accepted / drafted tokens),
+    `acceptance_pos{j}` (the share of drafts whose j-th token was accepted, j = 1..k), `mean_accepted_length`
+    (tokens an engine step produced per sequence: 1 + accepted / drafts) and `drafts`. Empty without drafts."""
+    drafts = after["drafts"] - before["drafts"]
+    if drafts <= 0:
+        return {}
+    accepted = after["accepted_tokens"] - before["accepted_tokens"]
+    old = before["accepted_per_position"] + [0] * len(after["accepted_per_position"])
+    out = {"drafts": float(drafts), "acceptance": accepted / max(after["draft_tokens"] - before["draft_tokens"], 1),
+           "mean_accepted_length": 1 + accepted / drafts}
+    for j, (now, then) in enumerate(zip(after["accepted_per_position"], old), start=1):
+        out[f"acceptance_pos{j}"] = (now - then) / drafts
+    return out

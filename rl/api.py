@@ -29,7 +29,7 @@ from model import ModelArgs, init_pretrained, load_pretrained, load_tokenizer
 from model.checkpoint import check_checkpoint, load_weights
 from model.config import ConfigError
 from model.reward_model import load_reward_model
-from model.vllm_engine import engine_kwargs
+from model.vllm_engine import engine_kwargs, speculative_config
 from problems import Problem, build_prompt, few_shot_examples, load_custom, load_split, split_synthetic
 from rl.config import Config, check_placement, load_config, local_resources
 from rl.distill import DISTILLERS, check_distill
@@ -219,7 +219,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                         out: str | Path | None = None, problem_field: str = "problem", answer_field: str = "answer",
                         id_field: str = "id", levels: tuple[int, ...] = (1, 2, 3), tools: list[str] | None = None,
                         max_turns: int = 4, tool_timeout_s: float = 5.0, max_observation_tokens: int = 64,
-                        log=print) -> dict:
+                        speculative_tokens: int = 0, log=print) -> dict:
     """Score a checkpoint (ours or any Hugging Face causal LM, served by vLLM) on one or more benchmarks.
 
     n samples per problem (default 16) at (temperature, top_p); graded by the rewards grader training uses;
@@ -232,8 +232,9 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     over the workers like samples, `concurrency` at once on each engine with their engine calls batched.
     With `tools` (["python"]), the policy may call them as it answers, as in training with rollout.tools (at most
     `max_turns` engine calls an answer, `tool_timeout_s` a call, `max_observation_tokens` an output; max_tokens
-    counts the outputs too); the scores add the tool calls per answer. With `out`, writes results.json and
-    samples.jsonl there.
+    counts the outputs too); the scores add the tool calls per answer. `speculative_tokens` > 0 has the checkpoint's
+    MTP layers draft that many tokens a step (rollout.speculative_tokens; the samples' distribution is the same).
+    With `out`, writes results.json and samples.jsonl there.
 
     Returns:
         benchmark name -> evals.BenchmarkResult (scores, per-problem records, settings).
@@ -241,8 +242,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     Raises:
         ConfigError: n, max_tokens or workers < 1, limit or few_shot < 0, a temperature < 0 or a top_p outside
             (0, 1], an unknown or training-only benchmark, a malformed benchmark file, a checkpoint folder that is
-            missing, a file or damaged, an output folder that is a file, a cluster too small for the workers: all
-            before vLLM starts.
+            missing, a file or damaged, an output folder that is a file, a cluster too small for the workers,
+            speculative tokens for a checkpoint without MTP layers: all before vLLM starts.
     """
     if n is None:  # 16 samples a problem; a search is costly, so one unless asked for more
         n = 16 if search is None else 1
@@ -275,6 +276,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                  answer_field=answer_field, id_field=id_field, levels=levels)
     examples = {name: few_shot_examples(name, few_shot, seed=seed, levels=levels) for name in benchmarks}
     check_checkpoint(model)
+    check_speculative_tokens(model, speculative_tokens)
     tokenizer = load_tokenizer(model)
     if tool_settings is not None:  # before vLLM starts
         try:
@@ -287,7 +289,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     longest_prompt = max(len(prompt) for ps in prompts.values() for prompt in ps)
     results = {}
     with open_generator(str(model), longest_prompt + max_tokens, seed=seed, workers=workers,
-                        search=search is not None) as generate:
+                        search=search is not None, speculative_tokens=speculative_tokens) as generate:
         for name, problems in benchmarks.items():
             with progress_report(name, len(problems), log) as progress:
                 if search is None:
@@ -317,6 +319,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                                     "budget": budget, "reward_model": reward_model and str(reward_model),
                                                     "with_checker": with_checker,
                                                     "synthetic_levels": list(levels), "tools": list(tools or []),
+                                                    "speculative_tokens": speculative_tokens,
                                                     **({"max_turns": max_turns, "tool_timeout_s": tool_timeout_s,
                                                         "max_observation_tokens": max_observation_tokens}
                                                        if tools else {})})
@@ -392,8 +395,8 @@ def check_search_request(flag: str, method: str, budget: int, reward_model: str 
 
 def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_tokens: int = 2000, gold: str | None = None,
           temperature: float = 1.0, seed: int = 0, html: str | Path | None = None, json_out: str | Path | None = None,
-          reward_model: str | Path | None = None, with_checker: bool = False, verbose: bool = False, log=print,
-          **options) -> SearchResult:
+          reward_model: str | Path | None = None, with_checker: bool = False, verbose: bool = False,
+          speculative_tokens: int = 0, log=print, **options) -> SearchResult:
     """Search for the answer to one problem with a checkpoint served by vLLM: `search.solve(problem, model=...)`,
     with the request checked before the engine starts and the tree written to `html` / `json_out`.
 
@@ -412,6 +415,7 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
         raise ConfigError("the problem is empty: give the question to solve")
     check_search_request("--method", method, budget_tokens, reward_model, options)
     check_checkpoint(model)
+    check_speculative_tokens(model, speculative_tokens)
     for flag, path in (("--html", html), ("--json", json_out)):
         if path is not None:
             check_output_file(flag, path)
@@ -425,7 +429,8 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
         if not verbose:
             warnings.simplefilter("ignore")
         result = search_solve(problem, model=model, method=method, budget_tokens=budget_tokens, gold=gold,
-                              value_fn=value_fn, temperature=temperature, seed=seed, progress=progress, **options)
+                              value_fn=value_fn, temperature=temperature, seed=seed, progress=progress,
+                              speculative_tokens=speculative_tokens, **options)
     if html is not None:
         write_atomically(html, result.to_html(title=problem[:80]))
     if json_out is not None:
@@ -456,6 +461,14 @@ def native_stderr_held(unless: bool = False) -> Iterator[None]:
                 held.seek(0)
                 sys.stderr.write(held.read().decode(errors="replace"))
                 sys.stderr.flush()
+
+
+def check_speculative_tokens(model: str | Path, speculative_tokens: int) -> None:
+    """Drafting asked of a checkpoint without MTP layers (or a negative count): a ConfigError before vLLM starts."""
+    try:
+        speculative_config(model, speculative_tokens)
+    except ValueError as error:
+        raise ConfigError(f"--speculative-tokens: {error}") from None
 
 
 def check_prompt_fits(problem: str, model: str | Path, max_tokens: int) -> None:

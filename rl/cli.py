@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="Ray rollout workers to spread generation over (the cluster at RAY_ADDRESS, else "
                                   "a local one; each takes a GPU, or a CPU on a CPU machine; default 1: one engine "
                                   "in this process)")
+    eval_parser.add_argument("--speculative-tokens", type=_at_least(0), default=0,
+                             help="tokens the policy's MTP layers draft per step, verified by the policy (vLLM's MTP "
+                                  "speculative decoding: same distribution, speed measured by "
+                                  "experiments/bench_mtp.py; default 0 = off)")
     eval_parser.add_argument("--search", help="answer each problem by a search method (mcts, beam, best_of_n, "
                                               "weighted_best_of_n, self_consistency, dvts, greedy) instead of sampling")
     eval_parser.add_argument("--budget", type=_at_least(1), default=0, help="policy tokens per search (with --search)")
@@ -189,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve_parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", type=_search_option,
                               help="a method option, repeatable: e.g. selection=gumbel, num_children=2, "
                                    "scored_rollouts=true, answer_by=vote, step_temperature=0.7, max_tokens=256")
+    solve_parser.add_argument("--speculative-tokens", type=_at_least(0), default=0,
+                              help="tokens the policy's MTP layers draft per step (default 0 = off)")
     solve_parser.add_argument("--html", type=Path, help="write the tree as a page to open in a browser")
     solve_parser.add_argument("--json", type=Path, help="write the result and the whole tree as JSON")
     solve_parser.add_argument("--verbose", action="store_true", help="show vLLM's and torch's start-up notices")
@@ -310,6 +316,7 @@ def run_eval(args: argparse.Namespace) -> None:
                                           workers=args.workers, search=args.search, budget=args.budget,
                                           reward_model=args.reward_model, concurrency=args.concurrency,
                                           with_checker=args.with_checker, out=out,
+                                          speculative_tokens=args.speculative_tokens,
                                           problem_field=args.problem_field or "problem",
                                           answer_field=args.answer_field, id_field=args.id_field or "id",
                                           levels=levels, tools=args.tools, max_turns=args.max_turns,
@@ -323,7 +330,7 @@ def run_solve(args: argparse.Namespace) -> None:
     result = api.solve(args.problem, args.model, method=args.method, budget_tokens=args.budget, gold=args.gold,
                        temperature=args.temperature, seed=args.seed, html=args.html, json_out=args.json,
                        reward_model=args.reward_model, with_checker=args.with_checker, verbose=args.verbose,
-                       **dict(args.option))
+                       speculative_tokens=args.speculative_tokens, **dict(args.option))
     print(f"answer: {result.answer}" + ("" if result.correct is None else
                                         f" ({'correct' if result.correct else 'wrong'})"))
     print("".join(result.steps).rstrip())

@@ -26,6 +26,7 @@ from model import decode_completion, init_pretrained, load_tokenizer
 from model.tokenizer import TOKENIZER_DIR
 from model.checkpoint import check_checkpoint
 from model.config import ARCHITECTURE
+from model.vllm_engine import acceptance
 from problems import build_prompt, load_problems
 from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
@@ -228,6 +229,8 @@ class GRPOTrainer:
         self.pending: PendingRollouts | None = None  # the next step's rollouts, sent early (one-step off-policy)
         self.weight_syncs: list = []  # the last weight update's calls to the rollout workers
         self.tools: ToolSettings | None = None  # the tools rollouts call (rollout.tools), set up in setup()
+        # the rollout workers' draft counters at the last reading (rollout.speculative_tokens > 0)
+        self.draft_counters = {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_position": []}
 
     # ------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -459,6 +462,8 @@ class GRPOTrainer:
         with timed(timings, "generate"):  # one-step off-policy: the wait for what was sent during the last step
             samples = self.collect_rollouts(pending)
         tool_metrics = self.tool_metrics(samples, timings["time/generate_s"]) if self.tools else {}
+        # read before the next step's rollouts are sent: a worker answers after the calls queued before this one
+        drafts = self.draft_metrics() if config.rollout.speculative_tokens else {}
         batch = RolloutBatch.from_groups(samples, [dataclasses.asdict(p) for p in problems], config.rollout.group_size,
                                          [decode_completion(self.tokenizer, s.policy_ids()) for s in samples])
         with timed(timings, "reward"):
@@ -497,7 +502,17 @@ class GRPOTrainer:
                     ray.get(self.weight_syncs)
         generated = sum(len(s.completion_ids) for s in samples)
         metrics["throughput/rollout_tokens_per_s"] = generated / max(timings["time/generate_s"], 1e-9)
-        return metrics | timings
+        return metrics | drafts | timings
+
+    def draft_metrics(self) -> dict[str, float]:
+        """The rollout workers' MTP drafts since the last reading (model.vllm_engine.acceptance), as `draft/*`."""
+        counters = ray.get([worker.draft_counters.remote() for worker in self.workers])
+        now: dict = {key: sum(c[key] for c in counters) for key in ("drafts", "draft_tokens", "accepted_tokens")}
+        positions = [c["accepted_per_position"] for c in counters]
+        now["accepted_per_position"] = [sum(p[j] for p in positions if j < len(p))
+                                        for j in range(max(map(len, positions), default=0))]
+        before, self.draft_counters = self.draft_counters, now
+        return {f"draft/{name}": value for name, value in acceptance(before, now).items()}
 
     def samples_to_learn(self, batch: RolloutBatch, flat: torch.Tensor) -> torch.Tensor:
         """(N,) True for the samples the learner takes: not those no reward function applies to (they teach

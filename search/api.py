@@ -62,7 +62,7 @@ class SearchResult:
 def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, method: str = "mcts", *,
           model: str | Path | None = None, budget_tokens: int = 4096, value_fn: ValueFn | None = None,
           verifier: Verifier | None = None, gold: object = None, task: Task | None = None,
-          progress: Callable[[int], None] | None = None, **options: Any) -> SearchResult:
+          progress: Callable[[int], None] | None = None, speculative_tokens: int = 0, **options: Any) -> SearchResult:
     """Search for the answer to one problem.
 
     Give the engine as `generator`, or a checkpoint folder as `model`: its vLLM engine and tokenizer are then started
@@ -83,6 +83,7 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
         gold: the gold answer.
         task: the task (search.task.Task) instead of value_fn, verifier and gold (default: a MathTask of them).
         progress: called with the policy tokens spent after every engine call (a progress bar for a long search).
+        speculative_tokens: with `model`, tokens its MTP layers draft a step in the engine (0 = none).
         options: SearchContext's (temperature, step_temperature, max_step_tokens, max_tokens, max_depth, seed) and
             the method's (`method_options(method)`).
 
@@ -95,6 +96,8 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
     """
     if (generator is None) == (model is None):
         raise ValueError("solve needs the engine: give a generator or a model (a checkpoint folder), not both")
+    if speculative_tokens and model is None:
+        raise ValueError("speculative_tokens sets up the engine of a model folder; a generator's engine has its own")
     if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
         raise ValueError(f"budget_tokens must be an integer >= 1 (policy tokens to spend), got {budget_tokens!r}")
     if task is not None and (value_fn, verifier, gold) != (None, None, None):
@@ -106,7 +109,7 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
         task = MathTask(value_fn, verifier if verifier is not None or gold is None else verifier_for(gold))
     require(task, algorithm.requires, method)
     if model is not None:
-        generator = load_generator(model)
+        generator = load_generator(model, speculative_tokens)
         if isinstance(problem, str):
             question = Problem("solve", problem, "" if gold is None else str(gold), None, "solve", None)
             problem = build_prompt(question, generator.tokenizer)

@@ -54,17 +54,18 @@ class VllmStepGenerator:
         return decode_completion(self.tokenizer, ids)
 
 
-def load_generator(model: str | Path) -> VllmStepGenerator:
-    """The StepGenerator serving a checkpoint folder with the project's engine settings (`make_engine`'s defaults):
-    started on the first call for that folder (15-45 s on CPU) and the same object on every later call.
+def load_generator(model: str | Path, speculative_tokens: int = 0) -> VllmStepGenerator:
+    """The StepGenerator serving a checkpoint folder with the project's engine settings (`make_engine`'s defaults,
+    with `speculative_tokens` drafted a step by its MTP layers): started on the first call for that folder and
+    setting (15-45 s on CPU) and the same object on every later call.
 
     Raises:
         ConfigError: the folder is missing, a file or damaged (before vLLM starts).
     """
-    return _load_generator(str(Path(model).resolve()))
+    return _load_generator(str(Path(model).resolve()), speculative_tokens)
 
 
 @functools.cache  # one engine per folder, for the life of the process (a vLLM engine is not cheaply freed)
-def _load_generator(folder: str) -> VllmStepGenerator:
+def _load_generator(folder: str, speculative_tokens: int) -> VllmStepGenerator:
     check_checkpoint(folder)
-    return VllmStepGenerator(make_engine(folder), load_tokenizer(folder))
+    return VllmStepGenerator(make_engine(folder, speculative_tokens=speculative_tokens), load_tokenizer(folder))

@@ -9,7 +9,7 @@ import torch
 
 from model import Transformer, load_pretrained, save_pretrained, to_hf_state_dict
 from model.config import ConfigError
-from model.vllm_engine import engine_kwargs
+from model.vllm_engine import acceptance, engine_kwargs
 from rl.config import load_config
 from rl.rollout import RolloutWorker
 from rl.trainer import check_mtp
@@ -123,3 +123,20 @@ def test_drafts_need_mtp_layers_and_temperature_one_in_training(tiny_checkpoint)
     with pytest.raises(ConfigError, match=r"rollout\.speculative_tokens.*temperature"):
         load_config(None, ["model.num_nextn_predict_layers=1", "rollout.speculative_tokens=1",
                            "rollout.temperature=0.7"])
+
+
+def test_eval_and_solve_refuse_drafts_without_mtp_layers_before_vllm_starts(tiny_checkpoint):
+    from rl import api
+
+    with pytest.raises(ConfigError, match="--speculative-tokens.*no MTP layers"):
+        api.evaluate_checkpoint(tiny_checkpoint, "synthetic", n=1, limit=2, speculative_tokens=2)
+    with pytest.raises(ConfigError, match="--speculative-tokens.*no MTP layers"):
+        api.solve("1 + 1 = ?", tiny_checkpoint, method="greedy", speculative_tokens=1)
+
+
+def test_acceptance_per_position_between_two_counter_readings():
+    before = {"drafts": 10, "draft_tokens": 20, "accepted_tokens": 12, "accepted_per_position": [8, 4]}
+    after = {"drafts": 30, "draft_tokens": 60, "accepted_tokens": 42, "accepted_per_position": [26, 16]}
+    assert acceptance(before, after) == {"drafts": 20.0, "acceptance": 0.75, "mean_accepted_length": 2.5,
+                                         "acceptance_pos1": 0.9, "acceptance_pos2": 0.6}
+    assert acceptance(after, after) == {}

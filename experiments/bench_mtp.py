@@ -1,0 +1,279 @@
+"""MTP speculative decoding on this CPU (rollout.speculative_tokens): does drafting with the policy's own MTP layer
+pay, and does the MTP auxiliary loss keep the drafts accepted during GRPO?
+
+    .venv/bin/python experiments/bench_mtp.py                       # everything (about 1.5 hours on 2 quiet cores)
+    .venv/bin/python experiments/bench_mtp.py --tiny                # a few minutes: checks the script, measures nothing
+
+1. GRPO runs (`grpo`): the math job (the demo's, experiments/tiny_arith.yaml) for --grpo-steps steps with one MTP
+   layer (model.num_nextn_predict_layers=1, trained in the warm start with sft.mtp_weight 0.3) and drafts of
+   --grpo-k tokens, with the MTP auxiliary on (algorithm.mtp_weight 0.3) and off (0): the acceptance the rollout
+   workers logged each step (draft/*) and the step's wall time (time/*). The code job (experiments/tiny_code.yaml)
+   runs once, auxiliary on. The final policies of the runs with the auxiliary on are the policies of part 2.
+2. Engine (`engine`): per policy and k in 0, 1, 2, 3, one process each with its own engine (fp32, CPU_MLA, the
+   rollout worker's settings), the same held-out prompts, --samples samples of up to the job's max_new_tokens
+   tokens at temperature 1; a warm-up, then --repeats timed runs: tokens/s (best and all), the acceptance at each
+   draft position and the mean accepted length (vLLM's counters), and where the engine's time went (the target's
+   forward and LM head, the drafter's forward and LM head, the rest: scheduling, sampling, Python).
+   `speedup` is tokens/s with drafts over tokens/s without, same run of this script.
+
+--math-policy / --code-policy give policies with MTP layers instead of training them in part 1.
+Writes experiments/results/mtp.json (with --tiny: a temporary file, printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+RESULT = REPO / "experiments" / "results" / "mtp.json"
+JOBS = {"math": REPO / "experiments" / "tiny_arith.yaml", "code": REPO / "experiments" / "tiny_code.yaml"}
+DRAFT_TOKENS = (1, 2, 3)
+TARGETS = {"speedup_at_best_k": 1.5, "acceptance_pos1": 0.8}
+
+
+def held_out_prompts(job: Path, n: int) -> tuple[list[list[int]], int]:
+    """The job's first n held-out prompts (token ids) and its max_new_tokens."""
+    from model import load_tokenizer
+    from problems import build_prompt, load_problems
+    from rl.config import load_config
+
+    config = load_config(job)
+    _, problems = load_problems(config.data)
+    tokenizer = load_tokenizer()
+    return [build_prompt(p, tokenizer) for p in problems[:n]], config.rollout.max_new_tokens
+
+
+# ------------------------------------------------------------------ part 1: GRPO with drafts
+def grpo_run(job: str, mtp_weight: float, args) -> dict:
+    """One GRPO run of the job with an MTP layer and drafts; its per-step draft acceptance and timings."""
+    from rl.api import train
+
+    out = Path(args.runs) / f"{job}_mtp{mtp_weight:g}"
+    overrides = [f"trainer.output_dir={out}", "trainer.overwrite=true", "model.num_nextn_predict_layers=1",
+                 "sft.mtp_weight=0.3", f"algorithm.mtp_weight={mtp_weight}",
+                 f"rollout.speculative_tokens={args.grpo_k}", f"trainer.steps={args.grpo_steps}",
+                 f"trainer.eval_every={args.grpo_steps}"]
+    if args.tiny:
+        overrides += ["sft.steps=5", "rollout.prompts_per_step=4", "data.num_eval=8", "rollout.eval_samples=1"]
+    print(f"GRPO: {job} job, {args.grpo_steps} steps, algorithm.mtp_weight {mtp_weight:g}, "
+          f"{args.grpo_k} draft tokens ...", flush=True)
+    started = time.perf_counter()
+    summary = train(JOBS[job], overrides, log=lambda line: None)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "time/generate_s" in r]
+    per_step = [{key: round(r[key], 4) for key in r if key.startswith(("draft/", "time/"))} | {"step": r.get("step")}
+                for r in steps]
+    tenth = max(1, len(steps) // 10)
+    return {"job": job, "mtp_weight": mtp_weight, "speculative_tokens": args.grpo_k, "steps": len(steps),
+            "minutes": round((time.perf_counter() - started) / 60, 2), "checkpoint": summary["checkpoint"],
+            "acceptance_pos1_first_tenth": _mean(steps[:tenth], "draft/acceptance_pos1"),
+            "acceptance_pos1_last_tenth": _mean(steps[-tenth:], "draft/acceptance_pos1"),
+            "mean_accepted_length": _mean(steps, "draft/mean_accepted_length"),
+            "step_s": _step_seconds(steps), "generate_s": _mean(steps, "time/generate_s"),
+            "learn_s": _mean(steps, "time/learn_s"),
+            "eval_after": {k: v for k, v in summary.get("eval_after", {}).items()
+                           if k in ("eval/pass@1", "eval/pass@1_stderr")},
+            "per_step": per_step}
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if key in r]
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def _step_seconds(steps: list[dict]) -> float | None:
+    """The mean step's seconds: the sum of its stages (generate, reward, learn, weight sync)."""
+    stages = ("generate", "reward", "learn", "weight_sync")
+    totals = [sum(r.get(f"time/{s}_s", 0.0) for s in stages) for r in steps]
+    return round(statistics.fmean(totals), 4) if totals else None
+
+
+# ------------------------------------------------------------------ part 2: the engine, with and without drafts
+def record_engine_time(worker) -> None:
+    """Runs in vLLM's worker: add up the seconds spent in the target's and the drafter's forward and LM head."""
+    worker.bench_seconds = {"target_forward": 0.0, "target_lm_head": 0.0, "draft_forward": 0.0,
+                            "draft_lm_head": 0.0}
+    runner = worker.model_runner
+    modules = [("target", runner.model)]
+    if getattr(runner, "drafter", None) is not None:
+        modules.append(("draft", runner.drafter.model))
+    for name, module in modules:
+        for method, label in (("forward", "forward"), ("compute_logits", "lm_head")):
+            original = getattr(module, method)
+
+            def timed(*a, _original=original, _key=f"{name}_{label}", **k):
+                started = time.perf_counter()
+                result = _original(*a, **k)
+                worker.bench_seconds[_key] += time.perf_counter() - started
+                return result
+
+            setattr(module, method, timed)
+
+
+def take_engine_time(worker) -> dict:
+    seconds = dict(worker.bench_seconds)
+    worker.bench_seconds = dict.fromkeys(seconds, 0.0)
+    return seconds
+
+
+def engine_child(checkpoint: str, job: str, k: int, args, out: str) -> None:
+    """In a process of its own: one engine drafting k tokens (0 = none), timed on the job's held-out prompts."""
+    from model.vllm_engine import acceptance
+    from rl.rollout import RolloutWorker
+
+    prompts, max_tokens = held_out_prompts(JOBS[job], args.prompts)
+    started = time.perf_counter()
+    worker = RolloutWorker(checkpoint, max_model_len=1024, seed=0, quiet=True, speculative_tokens=k)
+    startup = time.perf_counter() - started
+    worker.generate(prompts[:4], n=2, max_tokens=8)  # warm-up
+    worker.engine.collective_rpc(record_engine_time)
+    result: dict = {"startup_s": round(startup, 1), "tokens_per_s": [], "repeats": []}
+    for repeat in range(args.repeats):
+        before = worker.draft_counters()
+        worker.engine.collective_rpc(take_engine_time)
+        started = time.perf_counter()
+        samples = worker.generate(prompts, n=args.samples, max_tokens=max_tokens, temperature=1.0, seed=repeat)
+        seconds = time.perf_counter() - started
+        tokens = sum(len(s.completion_ids) for s in samples)
+        parts = worker.engine.collective_rpc(take_engine_time)[0]
+        parts["other"] = seconds - sum(parts.values())
+        result["tokens_per_s"].append(round(tokens / seconds, 1))
+        result["repeats"].append({"seconds": round(seconds, 3), "tokens": tokens,
+                                  "seconds_by_part": {key: round(v, 3) for key, v in parts.items()},
+                                  **{key: round(v, 4) for key, v in acceptance(before, worker.draft_counters()).items()}})
+        Path(out).write_text(json.dumps(result))  # after every repeat: a run stopped at its limit keeps its figures
+
+
+def engine_runs(policies: dict[str, str], args) -> dict:
+    results: dict = {}
+    for job, checkpoint in policies.items():
+        results[job] = {"checkpoint": checkpoint}
+        for k in (0, *args.draft_tokens):
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
+                out = handle.name
+            command = [sys.executable, __file__, "--child", checkpoint, job, str(k), "--out", out,
+                       "--prompts", str(args.prompts), "--samples", str(args.samples), "--repeats", str(args.repeats)]
+            print(f"engine: {job} policy, {k} draft tokens ...", flush=True)
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=args.setting_timeout)
+                error = None if done.returncode == 0 else done.stderr[-2000:]
+            except subprocess.TimeoutExpired:
+                error = f"stopped at its {args.setting_timeout} s limit"
+            measured = json.loads(Path(out).read_text()) if Path(out).stat().st_size else {}
+            os.unlink(out)
+            results[job][f"k{k}"] = summarise_engine(measured) | ({"error": error} if error else {})
+        base = results[job]["k0"].get("best_tokens_per_s")
+        for k in args.draft_tokens:
+            entry = results[job][f"k{k}"]
+            if base and entry.get("best_tokens_per_s"):
+                entry["speedup"] = round(entry["best_tokens_per_s"] / base, 3)
+    return results
+
+
+def summarise_engine(measured: dict) -> dict:
+    repeats = measured.get("repeats", [])
+    if not repeats:
+        return dict(measured)
+    best = max(range(len(repeats)), key=lambda i: measured["tokens_per_s"][i])
+    figures = {key: value for key, value in repeats[best].items() if key.startswith("acceptance")
+               or key in ("mean_accepted_length", "seconds_by_part")}
+    return {"startup_s": measured["startup_s"], "tokens_per_s": measured["tokens_per_s"],
+            "best_tokens_per_s": measured["tokens_per_s"][best]} | figures
+
+
+# ------------------------------------------------------------------ the summary
+def summarise(engine: dict, grpo: list[dict]) -> dict:
+    summary: dict = {"targets_met": {}}
+    for job, results in engine.items():
+        speedups = {k: results[f"k{k}"].get("speedup") for k in DRAFT_TOKENS if f"k{k}" in results}
+        speedups = {k: s for k, s in speedups.items() if s is not None}
+        if not speedups:
+            continue
+        best = max(speedups, key=speedups.get)
+        first = results[f"k{best}"].get("acceptance_pos1")
+        summary[job] = {"best_k": best, "speedup_at_best_k": speedups[best], "acceptance_pos1_at_best_k": first}
+        summary["targets_met"][f"{job}: speedup >= {TARGETS['speedup_at_best_k']}x at the best k"] = (
+            speedups[best] >= TARGETS["speedup_at_best_k"])
+        summary["targets_met"][f"{job}: acceptance of the first draft token >= {TARGETS['acceptance_pos1']:.0%}"] = (
+            first is not None and first >= TARGETS["acceptance_pos1"])
+    on = next((r for r in grpo if r["job"] == "math" and r["mtp_weight"] > 0), None)
+    off = next((r for r in grpo if r["job"] == "math" and r["mtp_weight"] == 0), None)
+    if on and off:
+        summary["grpo_math"] = {
+            "acceptance_pos1_last_tenth": {"mtp_aux_on": on["acceptance_pos1_last_tenth"],
+                                           "mtp_aux_off": off["acceptance_pos1_last_tenth"]},
+            "step_s": {"mtp_aux_on": on["step_s"], "mtp_aux_off": off["step_s"]},
+            "learn_s": {"mtp_aux_on": on["learn_s"], "mtp_aux_off": off["learn_s"]}}
+    return summary
+
+
+def machine() -> str:
+    from model.vllm_engine import cpu_has_amx
+
+    return (f"{platform.machine()}, {os.cpu_count()} cores, CPU only "
+            f"({'with' if cpu_has_amx() else 'without'} AMX)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child", nargs=3, metavar=("CHECKPOINT", "JOB", "K"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--math-policy", help="a math policy with MTP layers (default: trained in part 1)")
+    parser.add_argument("--code-policy", help="a code policy with MTP layers (default: trained in part 1)")
+    parser.add_argument("--runs", default="runs/bench_mtp", help="folder of part 1's GRPO runs")
+    parser.add_argument("--grpo-steps", type=int, default=100)
+    parser.add_argument("--grpo-k", type=int, default=2, help="draft tokens during the GRPO runs")
+    parser.add_argument("--skip-grpo-off", action="store_true", help="leave out the math run without the auxiliary")
+    parser.add_argument("--prompts", type=int, default=64, help="held-out prompts per engine run")
+    parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per engine run")
+    parser.add_argument("--setting-timeout", type=int, default=900, help="seconds allowed to one engine run")
+    parser.add_argument("--tiny", action="store_true", help="a smoke run of every part at a tiny size")
+    args = parser.parse_args()
+    args.draft_tokens = DRAFT_TOKENS
+    if args.child:
+        checkpoint, job, k = args.child
+        engine_child(checkpoint, job, int(k), args, args.out)
+        return
+    if args.tiny:
+        args.grpo_steps, args.prompts, args.samples, args.repeats, args.draft_tokens = 2, 4, 2, 1, (1,)
+        args.runs = tempfile.mkdtemp(prefix="bench_mtp_")
+    started = time.perf_counter()
+    grpo, policies = [], {"math": args.math_policy, "code": args.code_policy}
+    for job, weight in (("math", 0.3), ("math", 0.0), ("code", 0.3)):
+        if (policies[job] if weight > 0 else args.skip_grpo_off):  # a policy given, or the run left out
+            continue
+        run = grpo_run(job, weight, args)
+        grpo.append(run)
+        if weight > 0:
+            policies[job] = run["checkpoint"]
+    engine = engine_runs(policies, args)
+    result = {"date": datetime.date.today().isoformat(), "machine": machine(),
+              "minutes": round((time.perf_counter() - started) / 60, 1),
+              "settings": {"engine": "fp32, CPU_MLA, enforce_eager, one engine (RolloutWorker's settings)",
+                           "prompts": args.prompts, "samples": args.samples, "repeats": args.repeats,
+                           "temperature": 1.0, "grpo_steps": args.grpo_steps, "grpo_k": args.grpo_k,
+                           "draft_method": "vLLM mtp: greedy drafts from the first MTP layer, standard rejection "
+                                           "sampling"},
+              "summary": summarise(engine, grpo), "engine": engine,
+              "grpo": [{k: v for k, v in run.items() if k != "per_step"} for run in grpo],
+              "grpo_per_step": {f"{run['job']}_mtp{run['mtp_weight']:g}": run["per_step"] for run in grpo}}
+    path = Path(tempfile.mkdtemp()) / "mtp.json" if args.tiny else RESULT
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result["summary"], indent=1))
+    print(f"written: {path}")
+
+
+if __name__ == "__main__":
+    main()
