@@ -343,6 +343,7 @@ class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
     is searched again, with the same seeds)."""
 
     command = "distill"  # the `reasonrl` command that runs this driver
+    step_name = "round"
 
     def setup(self) -> None:
         check_distill(self.config)
@@ -354,6 +355,10 @@ class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
         super().setup()
         self.synced_updates = self.updates  # the rollout workers hold the weights of this many updates
         self.traces = []
+
+    def run_steps(self) -> int:
+        """A step of this run is a round."""
+        return self.config.distill.rounds
 
     def learner_steps(self) -> int:
         """The learning-rate schedule spans every round's fine-tuning."""
@@ -427,7 +432,7 @@ class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
 
     # ------------------------------------------------------------------ the loop
     def train_loop(self) -> dict:
-        rounds = self.config.distill.rounds
+        rounds = self.run_steps()
         self.setup()
         if self.step == 0:
             self.record(self.evaluate())

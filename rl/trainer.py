@@ -216,6 +216,7 @@ class GRPOTrainer:
     """Runs a GRPO job described by a Config (rl/config.py) on a Ray cluster (in-process by default)."""
 
     command = "train"  # the `reasonrl` command that runs this trainer (the Ctrl-C message names it)
+    step_name = "step"  # what one step of the run is called (the Ctrl-C message says after which it stopped)
 
     def __init__(self, config, log=print):
         self.config = config
@@ -284,6 +285,10 @@ class GRPOTrainer:
         """What the learners train with: their loss and optimiser settings (the algorithm section's), and the
         temperature their logprobs are taken at (the rollouts')."""
         return LearnerSettings.from_config(self.config.algorithm), self.config.rollout.temperature
+
+    def run_steps(self) -> int:
+        """The steps the run takes (what `step_name` counts)."""
+        return self.config.trainer.steps
 
     def learner_steps(self) -> int:
         """Learner updates the whole run takes (what the learning-rate schedule spans): one per step."""
@@ -663,7 +668,7 @@ class GRPOTrainer:
         if not run_config.is_file():
             return RunInterrupted("run stopped before it started: nothing to resume")
         checkpoint = latest_checkpoint(self.output_dir, log=lambda _: None)
-        where = f"after step {self.step} of {self.config.trainer.steps}" if self.step else "before its first step"
+        where = f"after {self.step_name} {self.step} of {self.run_steps()}" if self.step else "before its first step"
         continued = (f"a resumed run continues from its checkpoint {checkpoint}" if checkpoint is not None
                      else "it has no checkpoint yet: a resumed run starts again at step 0")
         return RunInterrupted(f"run stopped {where}; {continued}.\n"

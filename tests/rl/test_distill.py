@@ -310,6 +310,16 @@ def test_a_round_whose_searches_all_fail_learns_nothing_and_says_so(tmp_path):
     assert any("round 2: none of the 8 searches answered right" in m for m in messages)
 
 
+def test_ctrl_c_of_expert_iteration_says_after_which_round_it_stopped(tmp_path):
+    driver = ExpertIterationDistiller(load_config(JOB, [*SMALL, *EXPERT, "distill.rounds=3",
+                                                        f"trainer.output_dir={tmp_path}"]))
+    (tmp_path / "config.yaml").write_text("")
+    driver.step = 2
+    message = str(driver.interrupted())
+    assert message.startswith("run stopped after round 2 of 3; it has no checkpoint yet")
+    assert message.endswith(f"reasonrl distill {tmp_path / 'config.yaml'} --resume")
+
+
 def test_a_round_line_says_what_was_kept_and_the_three_held_out_scores():
     record = {"step": 2, "traces/searches": 16, "traces/search_accuracy": 0.5, "traces/kept": 7, "sft/loss": 0.4,
               "sft/loss_first": 0.5, "sft/loss_last": 0.3, "eval/greedy_pass@1": 0.25, "eval/pass@1": 0.2,
