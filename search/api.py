@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from problems import Problem, build_prompt
+from rewards.tools import check_tools
 from search.batching import map_concurrently
 from search.context import SearchContext
 from search.generator import StepGenerator, TokenCounter, split_steps
@@ -23,6 +24,7 @@ from search.html import tree_html
 from search.methods import CONTEXT_OPTIONS, METHODS, build_algorithm, check_options, method_options
 from search.reward_models import step_checker_value
 from search.task import MathTask, Task, ValueFn, Verifier, require, verifier_for
+from search.tools import ToolStepGenerator
 from search.tree import Node, tree_to_dict, values_tied
 from search.vllm_generator import load_generator
 
@@ -62,7 +64,8 @@ class SearchResult:
 def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, method: str = "mcts", *,
           model: str | Path | None = None, budget_tokens: int = 4096, value_fn: ValueFn | None = None,
           verifier: Verifier | None = None, gold: object = None, task: Task | None = None,
-          progress: Callable[[int], None] | None = None, speculative_tokens: int = 0, **options: Any) -> SearchResult:
+          progress: Callable[[int], None] | None = None, speculative_tokens: int = 0, tools: Sequence[str] = (),
+          tool_timeout_s: float = 5.0, max_observation_tokens: int = 64, **options: Any) -> SearchResult:
     """Search for the answer to one problem.
 
     Give the engine as `generator`, or a checkpoint folder as `model`: its vLLM engine and tokenizer are then started
@@ -84,6 +87,9 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
         task: the task (search.task.Task) instead of value_fn, verifier and gold (default: a MathTask of them).
         progress: called with the policy tokens spent after every engine call (a progress bar for a long search).
         speculative_tokens: with `model`, tokens its MTP layers draft a step in the engine (0 = none).
+        tools: tools the policy may call as it writes (["python"]; search/tools.py): a step that closes a call
+            carries the call's output (at most `max_observation_tokens`, `tool_timeout_s` a call), whose tokens are
+            prefill, not policy tokens. The generator must have a tokenizer (a VllmStepGenerator, or `model`).
         options: SearchContext's (temperature, step_temperature, max_step_tokens, max_tokens, max_depth, seed) and
             the method's (`method_options(method)`).
 
@@ -98,6 +104,8 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
         raise ValueError("solve needs the engine: give a generator or a model (a checkpoint folder), not both")
     if speculative_tokens and model is None:
         raise ValueError("speculative_tokens sets up the engine of a model folder; a generator's engine has its own")
+    if tools:
+        check_tools(tools, "tools")
     if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
         raise ValueError(f"budget_tokens must be an integer >= 1 (policy tokens to spend), got {budget_tokens!r}")
     if task is not None and (value_fn, verifier, gold) != (None, None, None):
@@ -115,9 +123,15 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
             problem = build_prompt(question, generator.tokenizer)
     prompt_ids = generator.encode(problem) if isinstance(problem, str) else list(problem)
     text = problem if isinstance(problem, str) else generator.decode(prompt_ids)
+    if tools:
+        generator = ToolStepGenerator(generator, tools, tool_timeout_s, max_observation_tokens)
     ctx = SearchContext(generator, prompt_ids, text, task=task, budget_tokens=budget_tokens, progress=progress,
                         **{name: value for name, value in options.items() if name in CONTEXT_OPTIONS})
-    tree, chosen, value = algorithm(ctx)
+    try:
+        tree, chosen, value = algorithm(ctx)
+    finally:
+        if tools:
+            generator.shutdown()
     solution = chosen.text() if chosen else ""
     return SearchResult(method=method, answer=chosen.answer if chosen else None,
                         steps=split_steps(solution, task.step_end), value=value,

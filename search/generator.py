@@ -39,10 +39,14 @@ class Continuation:
     text: str
     logprob: float  # sum of the sampled tokens' logprobs
     stop_reason: StopReason  # "step": hit a stop string; "eos": end of text; "length": hit max_tokens
+    inserted_tokens: int = 0  # of token_ids, those a tool's output put there (search/tools.py), not the policy
+    prefill_tokens: int = 0  # prompt tokens of the further engine calls that made it (a whole sample that went on
+    #                          after a tool call), beyond the call that started it
 
     @property
     def num_tokens(self) -> int:
-        return len(self.token_ids)
+        """The tokens the policy generated (what budgets count; a tool's output is prefill for the next call)."""
+        return len(self.token_ids) - self.inserted_tokens
 
 
 class StepGenerator(Protocol):
@@ -93,7 +97,7 @@ class TokenCounter:
 
     def record_generation(self, prefix_ids: Sequence[int], continuations: Sequence[Continuation]) -> None:
         self.policy_calls += 1
-        self.prefill += len(prefix_ids)
+        self.prefill += len(prefix_ids) + sum(c.prefill_tokens for c in continuations)
         self.prefill_cached += self._cached_length(prefix_ids)
         self.policy += sum(c.num_tokens for c in continuations)
         for c in continuations:

@@ -1,0 +1,90 @@
+"""Search with tools: a step that closes a python call carries the call's output, run for real in the sandbox; its
+tokens are prefill, never policy tokens a budget counts."""
+
+import pytest
+
+from model import load_tokenizer
+from rewards.tools import OUTPUT_CLOSE, OUTPUT_OPEN
+from search import solve
+from search.generator import Continuation
+from search.tools import ToolStepGenerator
+
+SOLUTION = ["<think>\n", "```python\n", "print(6 * 7)\n", "```\n", "</think>\n", "The answer is \\boxed{42}."]
+
+
+class ScriptedGenerator:
+    """Writes SOLUTION: one step a call in step mode, the rest of it (up to a call's closing fence) to the end of
+    text; logs each call's prefix length and sampled tokens."""
+
+    def __init__(self):
+        self.tokenizer = load_tokenizer()
+        self.calls = []
+
+    def encode(self, text):
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids):
+        return self.tokenizer.decode(ids)
+
+    def written(self, prefix):
+        text = self.decode(prefix)
+        return text[text.index("<think>"):] if "<think>" in text else ""
+
+    def continue_prefix(self, prefix, k, *, max_tokens, temperature, stop, seed):
+        done = self.written(prefix)
+        rest = "".join(SOLUTION)[len(done.replace(OUTPUT_OPEN + "42" + OUTPUT_CLOSE, "")):]
+        if "\n" in stop:  # one step
+            text = next(step for step in SOLUTION if rest.startswith(step))
+        else:  # to the end, or to the fence that closes a call (the tool generator's stop string)
+            cut = rest.find("\n```\n")
+            text = rest if cut < 0 else rest[:cut + 5]
+        ids = self.encode(text)
+        self.calls.append((len(prefix), len(ids)))
+        return [Continuation(ids, text, -0.1 * len(ids), "step" if text.endswith("\n") else "eos") for _ in range(k)]
+
+
+def test_a_step_that_closes_a_call_carries_its_output_and_the_budget_counts_only_the_policys_tokens():
+    generator = ScriptedGenerator()
+    prompt = generator.encode("Q: 6 * 7?\n")
+    result = solve(prompt, generator, "beam", budget_tokens=500, tools=["python"], tool_timeout_s=2.0, beam_width=1,
+                   value_fn=lambda problem, steps: 0.5,
+                   num_children=1)  # step by step
+    assert result.answer == "42"
+    assert "".join(result.steps[3:7]) == "```\n" + OUTPUT_OPEN + "42" + OUTPUT_CLOSE  # the call and its output
+    policy = sum(generated for _, generated in generator.calls)
+    observation = sum(len(generator.encode(piece)) for piece in (OUTPUT_OPEN, "42", OUTPUT_CLOSE))
+    assert result.tokens.policy == policy  # the output is not the policy's
+    assert result.tokens.prefill == sum(prefix for prefix, _ in generator.calls)
+    assert generator.calls[4][0] == generator.calls[3][0] + generator.calls[3][1] + observation  # read as prefill
+    steps = [node.step for node in result.chosen.path()]  # the call's step (a node of the tree) holds its output
+    assert "```\n" + OUTPUT_OPEN + "42" + OUTPUT_CLOSE in steps and "</think>\n" in steps
+
+
+def test_greedy_answers_through_the_tool_in_one_whole_sample():
+    generator = ScriptedGenerator()
+    result = solve(generator.encode("Q: 6 * 7?\n"), generator, "greedy", budget_tokens=500, tools=["python"],
+                   tool_timeout_s=2.0)
+    assert result.answer == "42" and len(generator.calls) == 2
+    assert result.tokens.policy == sum(generated for _, generated in generator.calls)
+
+
+def test_a_whole_sample_goes_on_after_each_call():
+    generator = ScriptedGenerator()
+    tools = ToolStepGenerator(generator, timeout_s=2.0)
+    try:
+        (whole,) = tools.continue_prefix(generator.encode("Q: 6 * 7?\n"), 1, max_tokens=200, temperature=1.0,
+                                         stop=[], seed=3)
+    finally:
+        tools.shutdown()
+    assert whole.text == "".join(SOLUTION[:4]) + OUTPUT_OPEN + "42" + OUTPUT_CLOSE + "".join(SOLUTION[4:])
+    assert whole.stop_reason == "eos" and len(generator.calls) == 2
+    assert whole.prefill_tokens == generator.calls[1][0]  # the second call read the first part and the output
+    assert whole.num_tokens == sum(generated for _, generated in generator.calls) == len(whole.token_ids) - \
+        whole.inserted_tokens
+
+
+def test_an_unknown_tool_is_refused_before_any_generation():
+    generator = ScriptedGenerator()
+    with pytest.raises(ValueError, match="tools: unknown tool 'bash'"):
+        solve(generator.encode("Q?\n"), generator, "greedy", budget_tokens=100, tools=["bash"])
+    assert generator.calls == []
