@@ -657,3 +657,34 @@ def test_an_observation_is_only_context_the_turn_after_it_learns_as_if_it_were_p
     scale = max(t.abs().max().item() for t in reference.values())
     for name, gradient in applied_gradients(learners[0]).items():
         torch.testing.assert_close(gradient, reference[name], atol=5e-5 * scale, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("overrides", [dict(loss_type="dapo", beta=0.01), dict(loss_type="grpo", mini_batches=2)])
+def test_two_learners_take_one_learners_step_on_samples_with_observation_tokens(tiny_checkpoint, ray_session,
+                                                                               overrides):
+    """FSDP over two learner actors on multi-turn samples (tool outputs between the policy's tokens, masked): the
+    applied gradient is the single learner's, to test_two_learners_take_the_step_one_learner_takes' tolerances."""
+    config = settings(**overrides, lr=0.0)
+    policy = load_pretrained(tiny_checkpoint).eval()
+    samples = [tool_sample(policy, [0, 3, 10, 4], [([5, 6], False), ([70, 71, 72], True), ([7], False)]),
+               tool_sample(policy, [0, 3, 11, 4], [([8, 9, 10], False)]),
+               tool_sample(policy, [0, 3, 12, 4], [([11], False), ([73], True), ([12, 13], False), ([74, 75], True),
+                                                   ([14], False)])]
+    batch = LearnerBatch.from_rollouts(RolloutBatch(samples, torch.arange(3), advantages=torch.tensor([1.0, -0.5,
+                                                                                                       0.25])), 2, True)
+    single = Learner(str(tiny_checkpoint), config, total_steps=2, max_completion_length=16)
+    expected = single.train_step(batch)
+    reference = applied_gradients(single)
+    group = LearnerGroup(str(tiny_checkpoint), config, total_steps=2, max_completion_length=16, num_learners=2)
+    try:
+        metrics = group.train_step(batch)
+        gradients = group_applied_gradients(group)
+    finally:
+        group.kill()
+    scale = max(t.abs().max().item() for t in reference.values())
+    for name, tensor in reference.items():
+        torch.testing.assert_close(gradients[name], tensor, atol=5e-5 * scale, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+        assert (gradients[name] - tensor).norm() <= 1e-2 * tensor.norm(), name
+    for key in ("loss", "mismatch/logprob_abs_diff_max"):
+        assert metrics[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
+    assert metrics["mismatch/logprob_abs_diff_max"] < 1e-4  # the observations' placeholders are not compared

@@ -247,10 +247,12 @@ def test_a_call_format_the_policy_cannot_use_is_an_error_before_the_warm_start_o
 
 
 @pytest.mark.slow
-def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, ray_session, tmp_path, monkeypatch):
+@pytest.mark.parametrize("off_policy", [[], ["trainer.one_step_off_policy=true", "algorithm.rollout_correction_cap=2"]])
+def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, ray_session, tmp_path, monkeypatch,
+                                                               off_policy):
     """Two GRPO steps of the policy that calls the tool, through Ray: the calls run, their outputs reach the learner
-    masked (the mismatch of the policy's tokens stays at fp32 noise), the held-out evaluation calls the tool too.
-    The job's problems are the two the policy learned to call the tool on."""
+    masked (the mismatch of the policy's tokens stays at fp32 noise), the held-out evaluation calls the tool too;
+    on-policy and one step off-policy. The job's problems are the two the policy learned to call the tool on."""
     import json
 
     from rl import trainer as trainer_module
@@ -266,7 +268,8 @@ def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, 
         "rollout.prompts_per_step=2", "rollout.group_size=4", "rollout.max_new_tokens=80", "rollout.eval_samples=2",
         "rollout.tools=[python]", "rollout.max_turns=3", "rollout.tool_timeout_s=2", "trainer.steps=2",
         "trainer.eval_every=2", "trainer.save_every=0", "algorithm.drop_zero_variance_groups=false",
-        "logging.progress=false", "logging.tensorboard=false", "reward.num_workers=1", f"trainer.output_dir={tmp_path}"])
+        "logging.progress=false", "logging.tensorboard=false", "reward.num_workers=1", f"trainer.output_dir={tmp_path}",
+        *off_policy])
     trainer = GRPOTrainer(config, log=lambda *_: None)
     try:
         trainer.fit()
@@ -277,7 +280,10 @@ def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, 
     assert [r["step"] for r in steps] == [1, 2]
     assert all(r["tools/calls_per_sample"] > 0.25 and 0 < r["tools/observation_token_frac"] < 0.5 for r in steps)
     assert all(0 < r["time/tools_s"] and 0 < r["tools/sandbox_time_frac"] < 1 for r in steps)
-    assert all(r["mismatch/logprob_abs_diff_max"] < 1e-3 for r in steps)  # observation tokens are not compared
+    # observation tokens are not compared (off-policy: step 2's samples come from the policy one update behind)
+    assert steps[0]["mismatch/logprob_abs_diff_max"] < 1e-3 and all(r["rollout/policy_lag"] == (1 if off_policy and
+                                                                                             r["step"] == 2 else 0)
+                                                                    for r in steps)
     evaluations = [r for r in logged if "eval/pass@1" in r]
     assert [r["step"] for r in evaluations] == [0, 2]
     assert all(r["eval/tool_calls_per_answer"] > 0.25 for r in evaluations)
