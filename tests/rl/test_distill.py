@@ -375,3 +375,10 @@ def test_expert_iteration_killed_with_sigkill_resumes_after_its_last_whole_round
     assert "resumed from" in done.stdout + done.stderr
     assert [r["step"] for r in records(out)] == [0, 1, 2, 3]  # every round once, the start's evaluation kept
     assert (out / "checkpoints" / "step_3").exists() and (out / ROUNDS / "round_3.jsonl").exists()
+
+
+def test_distillation_with_tools_is_refused_before_anything_starts(tmp_path, tiny_checkpoint):
+    for mode in ("on_policy", "traces", "expert_iteration"):
+        config = small_config(tmp_path / "run", tiny_checkpoint, f"distill.mode={mode}", "rollout.tools=[python]")
+        with pytest.raises(ConfigError, match="rollout.tools: distillation does not run tools yet"):
+            check_distill(config)
