@@ -505,7 +505,7 @@ class GRPOTrainer:
                 self.weight_syncs = [w.load_weights.remote(blob) for w in self.workers]
                 if self.pending is None:
                     ray.get(self.weight_syncs)
-        generated = sum(len(s.completion_ids) for s in samples)
+        generated = sum(len(s.policy_ids()) for s in samples)  # sampled tokens (a tool's output is not)
         metrics["throughput/rollout_tokens_per_s"] = generated / max(timings["time/generate_s"], 1e-9)
         return metrics | drafts | timings
 
