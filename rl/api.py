@@ -459,8 +459,7 @@ def native_stderr_held(unless: bool = False) -> Iterator[None]:
             os.close(saved)
             if failed:
                 held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
-                sys.stderr.flush()
+                os.write(2, held.read())
 
 
 def check_speculative_tokens(model: str | Path, speculative_tokens: int) -> None:

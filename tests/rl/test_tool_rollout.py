@@ -226,9 +226,8 @@ def test_real_engine_rollouts_reach_the_learner_as_sampled_ids_and_observation_i
     del engine
 
 
-def test_a_call_format_the_policy_cannot_use_is_an_error_before_the_warm_start_or_ray(tmp_path):
-    import ray
-
+def test_a_call_format_the_policy_cannot_use_is_an_error_before_the_warm_start_or_ray(tmp_path, monkeypatch):
+    import rl.trainer
     from model.config import ConfigError  # what the CLI reports (rl.config's is a kind of it)
     from rl.config import load_config
     from rl.trainer import GRPOTrainer
@@ -237,9 +236,14 @@ def test_a_call_format_the_policy_cannot_use_is_an_error_before_the_warm_start_o
                          [f"trainer.output_dir={tmp_path}", "rollout.tools=[python]",
                           "rollout.max_observation_tokens=12"])
     trainer = GRPOTrainer(config, log=lambda *_: None)
+
+    def no_ray(*args, **kwargs):  # an earlier test of this process may have left Ray up: watch the call, not the state
+        raise AssertionError("the trainer joined or started Ray before refusing the call format")
+
+    monkeypatch.setattr(rl.trainer, "join_or_start", no_ray)
     with pytest.raises(ConfigError, match=r"rollout.max_observation_tokens: is 12, but the output's fences and truncation marker take \d+"):
         trainer.setup()
-    assert not ray.is_initialized() and not (tmp_path / "init").exists()
+    assert not (tmp_path / "init").exists()
     with pytest.raises(ConfigError, match=r"rollout.tools: unknown tool 'shell'"):
         load_config(REPO / "experiments" / "tiny_arith.yaml", ["rollout.tools=[python,shell]"])
     with pytest.raises(ConfigError, match=r"rollout.max_turns: must be >= 1"):
