@@ -49,8 +49,10 @@ from model.fp8 import (  # noqa: E402
     blockwise_matmul_rowwise_slices,
     blockwise_matmul_scaled_mm,
     fp8_linear,
+    gemm_errors,
     quantize_activation_tiles,
     quantize_weight_blocks,
+    relative_error,
     rowwise_scaled_mm_available,
     scaled_mm_available,
 )
@@ -61,20 +63,9 @@ SPEED_TARGET = 1.3  # fp8 learner tokens/s over bf16's
 BF16_PEAK_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "H800": 989e12, "H20": 148e12}  # dense
 
 
-def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
-    return ((value.float() - reference.float()).norm() / reference.float().norm()).item()
-
-
 # ---------------------------------------------------------------------------------------------- numerics
-def gemm_errors(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor) -> dict[str, float]:
-    """Relative errors of the forward, dgrad and wgrad GEMMs of fp8_linear (emulated) against fp32."""
-    x8, w8 = x.clone().requires_grad_(), weight.clone().requires_grad_()
-    x32, w32 = x.clone().requires_grad_(), weight.clone().requires_grad_()
-    y8, y32 = fp8_linear(x8, w8, "emulated"), x32 @ w32.t()
-    y8.backward(dy)
-    y32.backward(dy)
-    return {"forward": round(relative_error(y8, y32), 5), "dgrad": round(relative_error(x8.grad, x32.grad), 5),
-            "wgrad": round(relative_error(w8.grad, w32.grad), 5)}
+def rounded(errors: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 5) for name, value in errors.items()}
 
 
 def policy_gemm_errors(policy: Transformer, ids: torch.Tensor, names: list[str]) -> dict[str, dict[str, float]]:
@@ -91,16 +82,17 @@ def policy_gemm_errors(policy: Transformer, ids: torch.Tensor, names: list[str])
     F.cross_entropy(policy(ids[:, :-1]).logits.flatten(0, 1), ids[:, 1:].flatten()).backward()
     for handle in handles:
         handle.remove()
-    return {name: gemm_errors(x.flatten(0, -2), policy.get_submodule(name).weight.detach(), dy.flatten(0, -2))
+    return {name: rounded(gemm_errors(x.flatten(0, -2), policy.get_submodule(name).weight.detach(),
+                                      dy.flatten(0, -2)))
             for name, (x, dy) in captured.items()}
 
 
 def numerics(policy: Transformer | None, ids: torch.Tensor) -> dict:
     generator = torch.Generator().manual_seed(0)
     shapes = [(512, 1024, 1024), (512, 1024, 4096), (512, 4096, 1024), (300, 200, 576)]  # (M, K, N)
-    random = {f"{m}x{k}x{n}": gemm_errors(torch.randn(m, k, generator=generator),
-                                          torch.randn(n, k, generator=generator) * k ** -0.5,
-                                          torch.randn(m, n, generator=generator)) for m, k, n in shapes}
+    random = {f"{m}x{k}x{n}": rounded(gemm_errors(torch.randn(m, k, generator=generator),
+                                                  torch.randn(n, k, generator=generator) * k ** -0.5,
+                                                  torch.randn(m, n, generator=generator))) for m, k, n in shapes}
     trained = policy is not None
     policy = copy.deepcopy(policy) if trained else Transformer(preset("tiny"))
     names = ["layers.0.self_attn.q_a_proj", "layers.0.self_attn.kv_a_proj_with_mqa", "layers.1.self_attn.kv_b_proj",

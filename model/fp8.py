@@ -429,3 +429,21 @@ def apply_precision(model: nn.Module, precision: str, gemm: str = "auto") -> nn.
     """model as a learner of this precision runs it: to_fp8 for fp8, unchanged otherwise (autocast does the rest)."""
     autocast_dtype(precision)  # an unknown precision fails here
     return to_fp8(model, gemm) if precision == "fp8" else model
+
+
+# ---------------------------------------------------------------------------------------------- measuring the numerics
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    """||value - reference|| / ||reference||, in fp32."""
+    return ((value.float() - reference.float()).norm() / reference.float().norm()).item()
+
+
+def gemm_errors(x: torch.Tensor, weight: torch.Tensor, dy: torch.Tensor) -> dict[str, float]:
+    """Relative errors of the forward, dgrad and wgrad GEMMs of fp8_linear (emulated) against fp32, for input x,
+    weight and output gradient dy (what the tests bound and experiments/bench_fp8.py reports)."""
+    x8, w8 = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    x32, w32 = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    y8, y32 = fp8_linear(x8, w8, "emulated"), x32 @ w32.t()
+    y8.backward(dy)
+    y32.backward(dy)
+    return {"forward": relative_error(y8, y32), "dgrad": relative_error(x8.grad, x32.grad),
+            "wgrad": relative_error(w8.grad, w32.grad)}
