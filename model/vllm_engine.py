@@ -170,7 +170,8 @@ def use_exact_cpu_expand_kernel(worker: Any = None) -> None:
     from vllm.triton_utils.dispatcher import register_kernels  # lazy: runs where vLLM is loaded
 
     logger = logging.getLogger("vllm.triton_utils.dispatcher")
-    level, logger.level = logger.level, logging.ERROR  # its "already registered. Overwriting." is the point
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # its "already registered. Overwriting." is the point
     try:
         register_kernels({"vllm.v1.sample.rejection_sampler.expand_kernel": expand_to_tokens})
     finally:

@@ -160,8 +160,9 @@ class RolloutConfig(_Section):
     speculative_tokens: int = _field(0, "Tokens the policy's MTP layers draft per engine step for the target to "
                                      "verify (vLLM's MTP speculative decoding), in rollouts, evaluation and search; "
                                      "0 = off. Rejection sampling keeps the policy's distribution and logprobs; "
-                                     "whether it is faster is measured (experiments/bench_mtp.py), not assumed. "
-                                     "Needs a policy with MTP layers (model.num_nextn_predict_layers).")
+                                     "whether it is faster is measured (experiments/bench_mtp.py), not assumed: on "
+                                     "CPU it is several times slower (vLLM's CPU MLA backend verifies the drafts as a "
+                                     "prefill). Needs a policy with MTP layers (model.num_nextn_predict_layers).")
 
     skip_zero_variance_prompts: bool = _field(False, "Before rolling a prompt out, skip it with probability "
                                               "1 - p ** z, z its zero-variance groups in a row so far (GRESO's "

