@@ -1,7 +1,8 @@
 """MTP speculative decoding on this CPU (rollout.speculative_tokens): does drafting with the policy's own MTP layer
 pay, and does the MTP auxiliary loss keep the drafts accepted during GRPO?
 
-    .venv/bin/python experiments/bench_mtp.py           # everything: hours on 2 quiet cores (drafting GRPO is slow)
+    .venv/bin/python experiments/bench_mtp.py           # everything: about 3 hours on 2 quiet cores (estimated:
+                                                        # two 100-step math runs that draft, ~50 min each)
     .venv/bin/python experiments/bench_mtp.py --tiny    # every part at a toy size: checks the script, measures nothing
 
 1. GRPO runs (`grpo`): the math job (the demo's, experiments/tiny_arith.yaml) for --grpo-steps steps with one MTP
@@ -271,12 +272,13 @@ def main() -> None:
     parser.add_argument("--grpo-steps", type=int, default=100)
     parser.add_argument("--grpo-k", type=int, default=1, help="draft tokens during the math GRPO runs")
     parser.add_argument("--skip-grpo-off", action="store_true", help="leave out the math run without the auxiliary")
-    parser.add_argument("--prompts", type=int, default=64, help="held-out prompts per engine run")
-    parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per engine run")
+    parser.add_argument("--prompts", type=int, default=32, help="held-out prompts per engine run")
+    parser.add_argument("--samples", type=int, default=4, help="samples per prompt")
+    parser.add_argument("--repeats", type=int, default=2, help="timed repeats per engine run")
     parser.add_argument("--eval-problems", type=int, default=300, help="held-out problems of part 3")
     parser.add_argument("--eval-samples", type=int, default=8, help="samples per problem in part 3")
-    parser.add_argument("--setting-timeout", type=int, default=900, help="seconds allowed to one engine run")
+    parser.add_argument("--setting-timeout", type=int, default=1200, help="seconds allowed to one engine run (the "
+                        "code policy drafting: minutes a repeat)")
     parser.add_argument("--tiny", action="store_true", help="a smoke run of every part at a tiny size")
     args = parser.parse_args()
     args.draft_tokens = DRAFT_TOKENS
