@@ -32,7 +32,7 @@ def randomise_mtp(policy: Transformer, seed: int) -> None:
                 parameter.add_(torch.randn_like(parameter) * 0.05)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def mtp_policy(tiny_checkpoint, tmp_path_factory):
     """The trained tiny policy with one MTP layer of random weights."""
     trained = load_pretrained(tiny_checkpoint)
@@ -42,12 +42,14 @@ def mtp_policy(tiny_checkpoint, tmp_path_factory):
     return save_pretrained(policy.eval(), tmp_path_factory.mktemp("mtp") / "policy")
 
 
-@pytest.fixture(scope="module")
+# Session-scoped, as the shared engine is: an in-process vLLM engine that is freed tears down vLLM's model-parallel
+# groups, which every engine of the process shares, so freeing this one after its module broke the session's engine
+# for every later test.
+@pytest.fixture(scope="session")
 def drafting_worker(mtp_policy):
     worker = RolloutWorker(str(mtp_policy), max_model_len=256, seed=0, quiet=True, speculative_tokens=2)
     worker.engine.collective_rpc(record_draft_logits)
-    yield worker
-    del worker
+    return worker
 
 
 def record_draft_logits(worker) -> None:
