@@ -238,6 +238,32 @@ def test_real_engine_rollouts_reach_the_learner_as_sampled_ids_and_observation_i
         assert mismatch["mismatch/logprob_abs_diff_max"] <= 1e-4
 
 
+# Right after the test above, on its engine: an in-process engine another test frees (an evaluation, say) leaves
+# vLLM unable to serve from this process, so the real-engine tests here come before the rest.
+@pytest.mark.slow
+def test_search_with_tools_on_a_real_engine_runs_the_calls_the_policy_writes(tool_checkpoint, tool_engine):
+    """search.solve(..., tools=["python"]) with vLLM serving the policy that calls the tool: the chosen solution
+    holds the call's real output, and the budget counted the policy's tokens only."""
+    from search import solve
+    from search.vllm_generator import VllmStepGenerator
+
+    tokenizer = load_tokenizer(tool_checkpoint)
+    generator = VllmStepGenerator(tool_engine, tokenizer)
+    prompt, _ = tool_traces(tokenizer)[0]
+    for method, options in (("greedy", {}), ("self_consistency", {"n": 4})):
+        result = solve(prompt, generator, method, budget_tokens=2000, tools=["python"], tool_timeout_s=2.0,
+                       **options)
+        text = "".join(result.steps)
+        program = text.partition("```python\n")[2].partition("\n```")[0]
+        assert program.startswith("print(") and OUTPUT_OPEN in text, text
+        output = text.partition(OUTPUT_OPEN)[2].partition(OUTPUT_CLOSE)[0]
+        assert output == str(eval(program.removeprefix("print(").removesuffix(")")))  # noqa: S307 - the real run's
+        inserted = len(observation_ids(tokenizer, output, 64))
+        if method == "greedy":  # one sample: its tokens less the output's (and its end-of-text token)
+            assert result.tokens.policy == len(tokenizer.encode(text, add_special_tokens=False)) - inserted + 1
+        assert result.tokens.prefill > len(prompt) * result.tokens.policy_calls  # the calls after the tool's output
+
+
 def test_a_call_format_the_policy_cannot_use_is_an_error_before_the_warm_start_or_ray(tmp_path, monkeypatch):
     import rl.trainer
     from model.config import ConfigError  # what the CLI reports (rl.config's is a kind of it)
@@ -355,27 +381,3 @@ def test_eval_with_tools_lets_the_policy_call_them_and_grades_its_own_answer(too
     without = evaluate_checkpoint(tool_checkpoint, str(bench), n=4, max_tokens=96, temperature=0.6, top_p=0.95,
                                   log=lambda *_: None)
     assert "tool_calls_per_answer" not in next(iter(without.values())).scores
-
-
-@pytest.mark.slow
-def test_search_with_tools_on_a_real_engine_runs_the_calls_the_policy_writes(tool_checkpoint, tool_engine):
-    """search.solve(..., tools=["python"]) with vLLM serving the policy that calls the tool: the chosen solution
-    holds the call's real output, and the budget counted the policy's tokens only."""
-    from search import solve
-    from search.vllm_generator import VllmStepGenerator
-
-    tokenizer = load_tokenizer(tool_checkpoint)
-    generator = VllmStepGenerator(tool_engine, tokenizer)
-    prompt, _ = tool_traces(tokenizer)[0]
-    for method, options in (("greedy", {}), ("self_consistency", {"n": 4})):
-        result = solve(prompt, generator, method, budget_tokens=2000, tools=["python"], tool_timeout_s=2.0,
-                       **options)
-        text = "".join(result.steps)
-        program = text.partition("```python\n")[2].partition("\n```")[0]
-        assert program.startswith("print(") and OUTPUT_OPEN in text, text
-        output = text.partition(OUTPUT_OPEN)[2].partition(OUTPUT_CLOSE)[0]
-        assert output == str(eval(program.removeprefix("print(").removesuffix(")")))  # noqa: S307 - the real run's
-        inserted = len(observation_ids(tokenizer, output, 64))
-        if method == "greedy":  # one sample: its tokens less the output's (and its end-of-text token)
-            assert result.tokens.policy == len(tokenizer.encode(text, add_special_tokens=False)) - inserted + 1
-        assert result.tokens.prefill > len(prompt) * result.tokens.policy_calls  # the calls after the tool's output
