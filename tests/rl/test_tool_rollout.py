@@ -131,8 +131,9 @@ def tool_traces(tokenizer):
 
 @pytest.fixture(scope="session")
 def tool_checkpoint(tiny_checkpoint, tmp_path_factory):
-    """The tiny policy taught by heart (to a loss under 0.02 nats a token) to answer two products by calling the
-    tool."""
+    """The tiny policy taught by heart to answer two products by calling the tool: every token of the traces at a
+    loss under 0.05 nats (probability over 0.95), so greedy decoding writes them whatever float kernels the process
+    runs (a mean loss under 0.02 left one token near a tie, and greedy wrote a stray byte in a full run)."""
     from model import save_pretrained
 
     torch.manual_seed(0)
@@ -146,16 +147,16 @@ def tool_checkpoint(tiny_checkpoint, tmp_path_factory):
         ids[i, :len(prompt) + len(completion)] = torch.tensor(prompt + completion)
         weights[i, len(prompt) - 1:len(prompt) + len(completion) - 1] = 1.0
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    for _ in range(300):
+    for _ in range(600):
         logits = policy(ids).logits[:, :-1]
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
-        loss = (loss * weights.flatten()).sum() / weights.sum()
-        if loss.item() < 0.02:
+        token_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+        worst = token_loss[weights.flatten() > 0].max().item()
+        if worst < 0.05:
             break
         optimizer.zero_grad()
-        loss.backward()
+        ((token_loss * weights.flatten()).sum() / weights.sum()).backward()
         optimizer.step()
-    assert loss.item() < 0.02
+    assert worst < 0.05
     return save_pretrained(policy.eval(), tmp_path_factory.mktemp("tools") / "policy", tokenizer_dir=tiny_checkpoint)
 
 
