@@ -299,6 +299,7 @@ def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, 
     import json
 
     from rl import trainer as trainer_module
+    from rl.api import run_to_end
     from rl.config import load_config
     from rl.trainer import GRPOTrainer
 
@@ -313,11 +314,7 @@ def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, 
         "trainer.eval_every=2", "trainer.save_every=0", "algorithm.drop_zero_variance_groups=false",
         "logging.progress=false", "logging.tensorboard=false", "reward.num_workers=1", f"trainer.output_dir={tmp_path}",
         *off_policy])
-    trainer = GRPOTrainer(config, log=lambda *_: None)
-    try:
-        trainer.fit()
-    finally:
-        trainer.shutdown()
+    run_to_end(GRPOTrainer(config, log=lambda *_: None))
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in logged if "reward/mean" in r]
     assert [r["step"] for r in steps] == [1, 2]
@@ -338,6 +335,7 @@ def test_the_tiny_tools_job_warm_starts_on_both_kinds_of_trace_and_trains_with_t
     python tool and an evaluation with it, through Ray, vLLM and the sandbox."""
     import json
 
+    from rl.api import run_to_end
     from rl.config import load_config
     from rl.trainer import GRPOTrainer
 
@@ -346,11 +344,7 @@ def test_the_tiny_tools_job_warm_starts_on_both_kinds_of_trace_and_trains_with_t
         "rollout.eval_samples=2", "trainer.steps=2", "trainer.eval_every=2", "trainer.save_every=0",
         "algorithm.drop_zero_variance_groups=false", "logging.progress=false", "logging.tensorboard=false",
         f"trainer.output_dir={tmp_path}"])
-    trainer = GRPOTrainer(config, log=lambda *_: None)
-    try:
-        trainer.fit()
-    finally:
-        trainer.shutdown()
+    run_to_end(GRPOTrainer(config, log=lambda *_: None))
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in logged if "reward/mean" in r]
     assert [r["step"] for r in steps] == [1, 2]
