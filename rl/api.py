@@ -18,7 +18,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -279,11 +279,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     check_speculative_tokens(model, speculative_tokens)
     tokenizer = load_tokenizer(model)
     if tool_settings is not None:  # before vLLM starts
-        try:
-            check_tokenizer(tokenizer, max_observation_tokens, f"the tokenizer of {model}")
-        except ConfigError as error:
-            raise ConfigError(str(error).replace("rollout.max_observation_tokens", "--max-observation-tokens")
-                              .replace("rollout.tools", "--tools")) from None
+        check_tool_tokenizer(tokenizer, model, max_observation_tokens)
     prompts = {name: [build_prompt(p, tokenizer, system_prompt, examples[name]) for p in problems]
                for name, problems in benchmarks.items()}
     longest_prompt = max(len(prompt) for ps in prompts.values() for prompt in ps)
@@ -396,7 +392,8 @@ def check_search_request(flag: str, method: str, budget: int, reward_model: str 
 def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_tokens: int = 2000, gold: str | None = None,
           temperature: float = 1.0, seed: int = 0, html: str | Path | None = None, json_out: str | Path | None = None,
           reward_model: str | Path | None = None, with_checker: bool = False, verbose: bool = False,
-          speculative_tokens: int = 0, log=print, **options) -> SearchResult:
+          speculative_tokens: int = 0, tools: Sequence[str] = (), tool_timeout_s: float = 5.0,
+          max_observation_tokens: int = 64, log=print, **options) -> SearchResult:
     """Search for the answer to one problem with a checkpoint served by vLLM: `search.solve(problem, model=...)`,
     with the request checked before the engine starts and the tree written to `html` / `json_out`.
 
@@ -405,11 +402,13 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     with a `gold`: rollouts to the end checked against it; otherwise the step checker's share of valid equations).
     `options` are the method's and the search context's (search.method_options). The budget spent shows as a
     progress bar on a terminal, a line at each tenth in a log; Ctrl-C stops the search. vLLM's and torch's notices
-    are silenced unless `verbose`.
+    are silenced unless `verbose`. With `tools` (["python"]) the policy may call them as it writes, each call's output
+    part of its step (search/tools.py).
 
     Raises:
-        ConfigError: an unknown method or option, a budget < 1, an empty problem, a checkpoint or reward-model folder
-            that is missing, a file or damaged, an output path that cannot be written: before vLLM starts.
+        ConfigError: an unknown method, option or tool, a budget < 1, an empty problem, a checkpoint or reward-model
+            folder that is missing, a file or damaged, an output path that cannot be written, a tokenizer that cannot
+            write the tool call format: before vLLM starts.
     """
     if not problem.strip():
         raise ConfigError("the problem is empty: give the question to solve")
@@ -420,6 +419,12 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
         if path is not None:
             check_output_file(flag, path)
     check_prompt_fits(problem, model, options.get("max_tokens", SearchContext.max_tokens))
+    if tools:
+        check_tools(tools, "--tools")
+        if not tool_timeout_s > 0 or max_observation_tokens < 1:
+            raise ConfigError(f"--tool-timeout must be > 0 and --max-observation-tokens >= 1, got {tool_timeout_s} "
+                              f"and {max_observation_tokens}")
+        check_tool_tokenizer(load_tokenizer(model), model, max_observation_tokens)
     # vLLM's and torch's notices (start-up warnings, deprecations) would bury the answer; verbose brings them back
     os.environ["VLLM_LOGGING_LEVEL"] = "INFO" if verbose else "ERROR"
     logging.getLogger("vllm").setLevel(logging.INFO if verbose else logging.ERROR)  # what it logs before its set-up
@@ -430,12 +435,22 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
             warnings.simplefilter("ignore")
         result = search_solve(problem, model=model, method=method, budget_tokens=budget_tokens, gold=gold,
                               value_fn=value_fn, temperature=temperature, seed=seed, progress=progress,
-                              speculative_tokens=speculative_tokens, **options)
+                              speculative_tokens=speculative_tokens, tools=tuple(tools), tool_timeout_s=tool_timeout_s,
+                              max_observation_tokens=max_observation_tokens, **options)
     if html is not None:
         write_atomically(html, result.to_html(title=problem[:80]))
     if json_out is not None:
         write_atomically(json_out, result.to_json(indent=1))
     return result
+
+
+def check_tool_tokenizer(tokenizer, model: str | Path, max_observation_tokens: int) -> None:
+    """rewards.tools.check_tokenizer for a command's --tools: its errors name the command's flags."""
+    try:
+        check_tokenizer(tokenizer, max_observation_tokens, f"the tokenizer of {model}")
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("rollout.max_observation_tokens", "--max-observation-tokens")
+                          .replace("rollout.tools", "--tools")) from None
 
 
 @contextmanager

@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "scored_rollouts=true, answer_by=vote, step_temperature=0.7, max_tokens=256")
     solve_parser.add_argument("--speculative-tokens", type=_at_least(0), default=0,
                               help="tokens the policy's MTP layers draft per step (default 0 = off)")
+    solve_parser.add_argument("--tools", nargs="+", default=(), metavar="TOOL",
+                              help="tools the policy may call as it writes (python: a fenced python block, run in the "
+                                   "sandbox; its output is part of the step, counted as prefill)")
+    solve_parser.add_argument("--tool-timeout", type=_number_at_least(0, strictly=True), default=5.0,
+                              help="with --tools: a call's time limit in the sandbox, seconds")
+    solve_parser.add_argument("--max-observation-tokens", type=_at_least(1), default=64,
+                              help="with --tools: tokens of one tool output, fences included (longer output is cut)")
     solve_parser.add_argument("--html", type=Path, help="write the tree as a page to open in a browser")
     solve_parser.add_argument("--json", type=Path, help="write the result and the whole tree as JSON")
     solve_parser.add_argument("--verbose", action="store_true", help="show vLLM's and torch's start-up notices")
@@ -330,7 +337,9 @@ def run_solve(args: argparse.Namespace) -> None:
     result = api.solve(args.problem, args.model, method=args.method, budget_tokens=args.budget, gold=args.gold,
                        temperature=args.temperature, seed=args.seed, html=args.html, json_out=args.json,
                        reward_model=args.reward_model, with_checker=args.with_checker, verbose=args.verbose,
-                       speculative_tokens=args.speculative_tokens, **dict(args.option))
+                       speculative_tokens=args.speculative_tokens, tools=args.tools,
+                       tool_timeout_s=args.tool_timeout, max_observation_tokens=args.max_observation_tokens,
+                       **dict(args.option))
     print(f"answer: {result.answer}" + ("" if result.correct is None else
                                         f" ({'correct' if result.correct else 'wrong'})"))
     print("".join(result.steps).rstrip())

@@ -63,6 +63,9 @@ def evaluate(generate: Callable[..., list[Sample]], problems: list, tokenizer, *
     for g, record in enumerate(result.records):
         record["output_tokens"] = [len(batch.samples[i].completion_ids) for i in batch.group(g)]
         record["truncated"] = [batch.samples[i].truncated for i in batch.group(g)]
+        if tools is not None:  # the outputs (graded) are the policy's own text; these show what the tools answered
+            record["transcripts"] = [decode_completion(tokenizer, batch.samples[i].completion_ids)
+                                     for i in batch.group(g)]
     return {"scores": result.scores, "records": result.records, "result": result}
 
 

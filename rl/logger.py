@@ -112,7 +112,8 @@ def truncate_records(path: Path, last_step: int) -> None:
     staged.replace(path)
 
 
-def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0, transcripts: list[str] | None = None
+                   ) -> list[dict[str, Any]]:
     """Up to `k` completions of one GRPO step, chosen to be read: the best and the worst of each of ceil(k / 2)
     groups drawn at random (seeded by `seed` and `step`, so a rerun picks the same ones), in batch order. Random
     groups, not the extreme ones: a hack that every sample of a group has found shows as well as a mixed group.
@@ -123,6 +124,8 @@ def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0) -> list[dic
             completions, rewards, reward_components, reward_reasons).
         k: how many records to return (fewer when the batch has fewer than k / 2 groups); 0 = none.
         seed: the run's seed.
+        transcripts: per sample, the completion with the tools' outputs in place (rollouts with tools), which the
+            records add as "transcript": `completion` is the policy's own text, what the rewards graded.
 
     Returns:
         JSON-serialisable dicts: step, problem_id, question, answer (gold), group and sample (indices in the batch),
@@ -137,10 +140,10 @@ def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0) -> list[dic
     picks_per_group = 2 if len(batch) > len(group_ids) else 1  # a group of one has no separate worst
     chosen = sorted(rng.sample(group_ids, min(-(-k // picks_per_group), len(group_ids))))
     picks = [(g, pick) for g in chosen for pick in ("best", "worst")[:picks_per_group]][:k]
-    return [_sample_record(step, batch, g, pick) for g, pick in picks]
+    return [_sample_record(step, batch, g, pick, transcripts) for g, pick in picks]
 
 
-def _sample_record(step: int, batch: Any, group: int, pick: str) -> dict[str, Any]:
+def _sample_record(step: int, batch: Any, group: int, pick: str, transcripts: list[str] | None) -> dict[str, Any]:
     """The record of the best or worst completion of `group`. Ties go by batch order (worst: the first of the
     lowest, best: the last of the highest), so a group of equal rewards still shows two different completions."""
     indices = batch.group(group)
@@ -150,7 +153,8 @@ def _sample_record(step: int, batch: Any, group: int, pick: str) -> dict[str, An
     column = {name: values[sample] for name, values in batch.columns.items()}
     return {"step": step, "problem_id": column.get("id"), "question": column.get("question"),
             "answer": column.get("answer"), "group": group, "sample": sample, "pick": pick,
-            "completion": batch.completions[sample], "reward": totals[sample],
+            "completion": batch.completions[sample],
+            **({"transcript": transcripts[sample]} if transcripts is not None else {}), "reward": totals[sample],
             "group_rewards": [totals[i] for i in indices],
             "components": {name: values[sample] for name, values in batch.reward_components.items()},
             "reasons": {name: batch.reward_reasons.get(name, [None] * len(batch))[sample]
@@ -163,7 +167,8 @@ def sample_markdown(record: dict[str, Any]) -> str:
              for name, score in record["components"].items()]
     return (f"**{record['pick']}** of group {record['group']} ({record['problem_id']}): reward {record['reward']}, "
             f"group {record['group_rewards']}  \n{'; '.join(parts)}\n\n"
-            f"> {record['question']}\n\ngold: `{record['answer']}`\n\n````\n{record['completion']}\n````")
+            f"> {record['question']}\n\ngold: `{record['answer']}`\n\n"
+            f"````\n{record.get('transcript', record['completion'])}\n````")
 
 
 def read_metrics(path: Path) -> list[dict]:

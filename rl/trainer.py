@@ -475,7 +475,9 @@ class GRPOTrainer:
             scored = ray.get(self.rewarder.score.remote(batch.completions, batch.columns))
         batch.add_rewards(scored)
         if config.logging.samples_per_step:
-            records = sample_records(self.step + 1, batch, k=config.logging.samples_per_step, seed=config.trainer.seed)
+            transcripts = [decode_completion(self.tokenizer, s.completion_ids) for s in samples] if self.tools else None
+            records = sample_records(self.step + 1, batch, k=config.logging.samples_per_step, seed=config.trainer.seed,
+                                     transcripts=transcripts)
             self.metrics.log_samples(self.step + 1, records)
         batch.advantages = algos.compute_grpo_advantages(batch.rewards, batch.group_ids,
                                                          scale_by_std=config.algorithm.scale_rewards)

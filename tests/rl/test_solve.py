@@ -44,6 +44,9 @@ def count_nodes(node):
     (["--method", "beam", "--option", "scored_rollouts=true"], "beam has no option scored_rollouts"),
     (["--option", "selection"], "argument --option: expected NAME=VALUE, got 'selection'"),
     (["--reward-model", "nowhere"], "nowhere"),
+    (["--tools", "bash"], "--tools: unknown tool 'bash'; tools: python"),
+    (["--tools", "python", "--max-observation-tokens", "10"], "--max-observation-tokens: is 10, but the output's"),
+    (["--tools", "python", "--tool-timeout", "0"], "argument --tool-timeout: must be a finite number > 0, got 0"),
 ])
 def test_solve_mistakes_are_named_before_any_engine_starts(tmp_path, capsys, argv, message):
     assert main(["model", "init", "--out", str(tmp_path / "p")]) == 0

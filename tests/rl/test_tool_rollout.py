@@ -265,6 +265,22 @@ def test_search_with_tools_on_a_real_engine_runs_the_calls_the_policy_writes(too
         assert result.tokens.prefill > len(prompt) * result.tokens.policy_calls  # the calls after the tool's output
 
 
+@pytest.mark.slow
+def test_reasonrl_solve_with_tools_answers_through_the_call(tool_checkpoint, tool_engine, monkeypatch, capsys):
+    """`reasonrl solve "What is 12 * 34?" --model DIR --tools python`: the command's checks, the search and the
+    sandbox for real, on the session's engine for DIR (a second engine of the same policy would only cost time)."""
+    import search.api
+    from rl.cli import main
+    from search.vllm_generator import VllmStepGenerator
+
+    generator = VllmStepGenerator(tool_engine, load_tokenizer(tool_checkpoint))
+    monkeypatch.setattr(search.api, "load_generator", lambda model, speculative_tokens=0: generator)
+    assert main(["solve", "What is 12 * 34?", "--model", str(tool_checkpoint), "--method", "greedy", "--budget", "200",
+                 "--gold", "408", "--tools", "python", "--tool-timeout", "2"]) == 0
+    shown = capsys.readouterr().out
+    assert "answer: 408 (correct)" in shown and OUTPUT_OPEN + "408" + OUTPUT_CLOSE in shown, shown
+
+
 def test_a_call_format_the_policy_cannot_use_is_an_error_before_the_warm_start_or_ray(tmp_path, monkeypatch):
     import rl.trainer
     from model.config import ConfigError  # what the CLI reports (rl.config's is a kind of it)
@@ -327,6 +343,10 @@ def test_a_grpo_job_with_tools_learns_from_multi_turn_rollouts(tool_checkpoint, 
     evaluations = [r for r in logged if "eval/pass@1" in r]
     assert [r["step"] for r in evaluations] == [0, 2]
     assert all(r["eval/tool_calls_per_answer"] > 0.25 for r in evaluations)
+    # samples.jsonl: the graded completion is the policy's own text, the transcript shows what the tool answered
+    shown = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+    assert shown and not any(OUTPUT_OPEN in r["completion"] for r in shown)
+    assert any(OUTPUT_OPEN in r["transcript"] for r in shown)
 
 
 @pytest.mark.slow
@@ -373,6 +393,9 @@ def test_eval_with_tools_lets_the_policy_call_them_and_grades_its_own_answer(too
     assert scores["tool_calls_per_answer"] > 0.5 and scores["pass@1"] >= 0.5  # (it mixes up its two problems)
     settings = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert "python" in json.dumps(settings)
+    records = [json.loads(line) for line in (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()]
+    assert not any(OUTPUT_OPEN in output for r in records for output in r["outputs"])  # what was graded
+    assert any(OUTPUT_OPEN in transcript for r in records for transcript in r["transcripts"])
     without = evaluate_checkpoint(tool_checkpoint, str(bench), n=4, max_tokens=96, temperature=0.6, top_p=0.95,
                                   log=lambda *_: None)
     assert "tool_calls_per_answer" not in next(iter(without.values())).scores
