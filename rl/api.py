@@ -232,7 +232,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     over the workers like samples, `concurrency` at once on each engine with their engine calls batched.
     With `tools` (["python"]), the policy may call them as it answers, as in training with rollout.tools (at most
     `max_turns` engine calls an answer, `tool_timeout_s` a call, `max_observation_tokens` an output; max_tokens
-    counts the outputs too); the scores add the tool calls per answer. `speculative_tokens` > 0 has the checkpoint's
+    counts the outputs too); sampled, the scores add the tool calls per answer; searched, a step that closes a call
+    carries its output (search/tools.py). `speculative_tokens` > 0 has the checkpoint's
     MTP layers draft that many tokens a step (rollout.speculative_tokens; the samples' distribution is the same).
     With `out`, writes results.json and samples.jsonl there.
 
@@ -262,8 +263,6 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     tool_settings = None
     if tools:
         check_tools(tools, "--tools")
-        if search is not None:
-            raise ConfigError("--tools with --search: a search that calls tools is not built yet; leave one out")
         if max_turns < 1 or not tool_timeout_s > 0:
             raise ConfigError(f"--max-turns must be >= 1 and --tool-timeout > 0, got {max_turns} and {tool_timeout_s}")
         tool_settings = ToolSettings(tuple(tools), max_turns, tool_timeout_s, max_observation_tokens)
@@ -283,6 +282,8 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     prompts = {name: [build_prompt(p, tokenizer, system_prompt, examples[name]) for p in problems]
                for name, problems in benchmarks.items()}
     longest_prompt = max(len(prompt) for ps in prompts.values() for prompt in ps)
+    search_tools = {"tools": list(tools), "tool_timeout_s": tool_timeout_s,
+                    "max_observation_tokens": max_observation_tokens} if tools else {}
     results = {}
     with open_generator(str(model), longest_prompt + max_tokens, seed=seed, workers=workers,
                         search=search is not None, speculative_tokens=speculative_tokens) as generate:
@@ -299,7 +300,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
                                                   reward_model=reward_model and str(Path(reward_model).resolve()),
                                                   with_checker=with_checker, concurrency=concurrency,
                                                   temperature=temperature, max_tokens=max_tokens, seed=seed,
-                                                  name=name, progress=progress)["result"]
+                                                  name=name, progress=progress, **search_tools)["result"]
             result.settings["model"] = str(model)
             results[name] = result
             s = result.scores

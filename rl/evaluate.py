@@ -102,7 +102,7 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
                             method, budget_tokens, reward_model, with_checker, concurrency=concurrency, **options)
         if progress:
             progress(indices[-1] + 1)
-    outputs = [["".join(s["steps"]) for s in summaries[i * k:(i + 1) * k]] for i in range(len(problems))]
+    outputs = [[s["policy_text"] for s in summaries[i * k:(i + 1) * k]] for i in range(len(problems))]
     settings = {"n": k, "search": method, "budget_tokens": budget_tokens, "reward_model": reward_model,
                 "with_checker": with_checker, "seed": seed, **options}
     result: BenchmarkResult = grade_outputs(name, problems, outputs, settings=settings)
@@ -111,4 +111,6 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
                          for kind in ("policy", "prefill", "reward")}}
     for g, record in enumerate(result.records):
         record["search"] = [{key: s[key] for key in ("value", "tokens")} for s in summaries[g * k:(g + 1) * k]]
+        if options.get("tools"):  # the outputs (graded) are the policy's own text; these show what the tools answered
+            record["transcripts"] = ["".join(s["steps"]) for s in summaries[g * k:(g + 1) * k]]
     return {"scores": result.scores, "records": result.records, "result": result}

@@ -43,15 +43,18 @@ class SearchResult:
     tree: Node
     chosen: Node | None
     values_tied: bool = False  # every candidate solution had the same value: the tie-breaks chose (search.tree)
+    policy_text: str = ""  # the chosen solution as the policy wrote it: the steps less the tools' outputs
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "tree": tree_to_dict(self.tree, self.chosen)}
 
     def summary(self) -> dict[str, Any]:
-        """What a batch of searches reports back (no tree: trees can be large): answer, steps, value, verdict,
-        tokens, and whether the values told the candidates apart."""
-        return {"method": self.method, "answer": self.answer, "steps": self.steps, "value": self.value,
-                "correct": self.correct, "tokens": self.tokens.to_dict(), "values_tied": self.values_tied}
+        """What a batch of searches reports back (no tree: trees can be large): answer, steps (with the tools'
+        outputs), policy_text (without them: what is graded), value, verdict, tokens, and whether the values told
+        the candidates apart."""
+        return {"method": self.method, "answer": self.answer, "steps": self.steps, "policy_text": self.policy_text,
+                "value": self.value, "correct": self.correct, "tokens": self.tokens.to_dict(),
+                "values_tied": self.values_tied}
 
     def to_json(self, **dumps_kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **dumps_kwargs)
@@ -132,10 +135,11 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
     finally:
         if tools:
             generator.shutdown()
-    solution = chosen.text() if chosen else ""
+    solution = chosen.text() if chosen else ""  # shown with the tools' outputs; graded without them
     return SearchResult(method=method, answer=chosen.answer if chosen else None,
                         steps=split_steps(solution, task.step_end), value=value,
-                        correct=bool(task.verifier(solution)) if task.verifier and chosen else None,
+                        correct=bool(task.verifier(chosen.policy_text())) if task.verifier and chosen else None,
+                        policy_text=chosen.policy_text() if chosen else "",
                         tokens=ctx.counter, tree=tree, chosen=chosen, values_tied=values_tied(tree.nodes()))
 
 
@@ -156,12 +160,16 @@ def default_evaluation(method: str, options: dict[str, Any], gold: object) -> tu
 
 def solve_many(prompts: Sequence[Sequence[int]], generator: StepGenerator, method: str, *, budget_tokens: int,
                seeds: Sequence[int | None], value_fn: ValueFn | None = None, concurrency: int = 1,
+               tools: Sequence[str] = (), tool_timeout_s: float = 5.0, max_observation_tokens: int = 64,
                **options: Any) -> list[dict[str, Any]]:
     """`solve` on each prompt, prompt i with seeds[i]; each result's `summary()` (no verifier: the caller grades the
     answers, e.g. in the rewards pool). With `concurrency` > 1 that many searches run at once in threads, their
     engine and reward-model calls merged into batched calls (search/batching.py); each search's samples, tokens
-    and answer are its own either way."""
+    and answer are its own either way. With `tools`, as `solve`'s, every search's calls of a batched engine call
+    run in the sandbox at once."""
     check_options(method, options)
+    if tools:
+        generator = ToolStepGenerator(generator, tools, tool_timeout_s, max_observation_tokens)
 
     def one(generator: StepGenerator, value_fn: ValueFn | None, item: tuple[Sequence[int], int | None]) -> dict:
         prompt, seed = item
@@ -169,6 +177,10 @@ def solve_many(prompts: Sequence[Sequence[int]], generator: StepGenerator, metho
                      **options).summary()
 
     items = list(zip(prompts, seeds, strict=True))
-    if concurrency <= 1:
-        return [one(generator, value_fn, item) for item in items]
-    return map_concurrently(one, items, concurrency, generator, value_fn)
+    try:
+        if concurrency <= 1:
+            return [one(generator, value_fn, item) for item in items]
+        return map_concurrently(one, items, concurrency, generator, value_fn)
+    finally:
+        if tools:
+            generator.shutdown()

@@ -17,9 +17,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from search.generator import Continuation, StepGenerator
+from search.generator import Continuation, GenerationRequest, StepGenerator
 
-__all__ = ["Rendezvous", "GenerationRequest", "BatchedGenerator", "BatchedValue", "map_concurrently"]
+__all__ = ["Rendezvous", "BatchedGenerator", "BatchedValue", "map_concurrently"]
 
 
 @dataclass
@@ -85,18 +85,6 @@ class Rendezvous:
                     call.error = error
             for call in group:
                 call.done.set()
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One `continue_prefix` call's arguments."""
-
-    prefix_ids: list[int]
-    k: int
-    max_tokens: int
-    temperature: float
-    stop: tuple[str, ...]
-    seed: int | None
 
 
 class BatchedGenerator:

@@ -99,7 +99,7 @@ class SearchContext:
         new = self._attach(node, self.sample(node, k, whole=True, temperature=temperature))
         for child in new:
             child.terminal = True
-            child.answer = self.task.answer(child.text())
+            child.answer = self.task.answer(child.policy_text())
         return new
 
     def reward(self, node: Node) -> float:
@@ -114,15 +114,15 @@ class SearchContext:
         return bool(self.task.verifier(text))
 
     def _attach(self, node: Node, continuations: list[Continuation]) -> list[Node]:
-        new = [Node(step=c.text, token_ids=list(c.token_ids), logprob=c.logprob, parent=node,
-                    stop_reason=c.stop_reason, terminal=self.task.is_terminal(c.text, c.stop_reason))
+        new = [Node(step=c.text, policy_step=c.policy_text, token_ids=list(c.token_ids), logprob=c.logprob,
+                    parent=node, stop_reason=c.stop_reason, terminal=self.task.is_terminal(c.own_text(), c.stop_reason))
                for c in continuations]
         node.children.extend(new)
         for child, prior in zip(node.children, step_priors([c.logprob for c in node.children])):
             child.prior = prior
         for child in new:
             child.terminal = child.terminal or child.depth >= self.max_depth
-            child.answer = self.task.answer(child.text()) if child.terminal else None
+            child.answer = self.task.answer(child.policy_text()) if child.terminal else None
         return new
 
 

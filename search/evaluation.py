@@ -67,10 +67,10 @@ class VerifiedRollout:
     def verified(ctx: SearchContext, node: Node) -> bool:
         """Whether a sampled finish of the node's solution is correct (a terminal node is its own finish)."""
         if node.terminal:
-            node.correct = ctx.verify(node.text())
+            node.correct = ctx.verify(node.policy_text())
             return node.correct
         finish = ctx.sample(node, 1, whole=True)[0]
-        return ctx.verify(node.text() + finish.text)
+        return ctx.verify(node.policy_text() + finish.own_text())
 
 
 @dataclass(frozen=True)

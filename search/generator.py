@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence
 
-__all__ = ["STEP_DELIMITER", "Continuation", "StepGenerator", "TokenCounter", "continue_many", "split_steps"]
+__all__ = ["STEP_DELIMITER", "Continuation", "GenerationRequest", "RequestGenerator", "StepGenerator", "TokenCounter",
+           "continue_many", "split_steps"]
 
 # Our policies write one reasoning step per line inside <think>...</think> and end "The answer is \boxed{N}."
 STEP_DELIMITER = "\n"
@@ -42,6 +43,12 @@ class Continuation:
     inserted_tokens: int = 0  # of token_ids, those a tool's output put there (search/tools.py), not the policy
     prefill_tokens: int = 0  # prompt tokens of the further engine calls that made it (a whole sample that went on
     #                          after a tool call), beyond the call that started it
+    policy_text: str | None = None  # `text` less the tools' outputs in it (search/tools.py); None: all the policy's
+
+    def own_text(self) -> str:
+        """The text the policy wrote: what answers are read from and verdicts given on, so that no answer is taken
+        that only a tool printed."""
+        return self.text if self.policy_text is None else self.policy_text
 
     @property
     def num_tokens(self) -> int:
@@ -61,6 +68,38 @@ class StepGenerator(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One `continue_prefix` call's arguments."""
+
+    prefix_ids: list[int]
+    k: int
+    max_tokens: int
+    temperature: float
+    stop: tuple[str, ...]
+    seed: int | None
+
+
+class RequestGenerator:
+    """A StepGenerator made of one method, `continue_requests` (many prefixes, each with its own sampling settings,
+    in one engine call): the one-prefix and same-settings calls are its special cases. Subclasses add `encode` and
+    `decode`."""
+
+    def continue_requests(self, requests: Sequence[GenerationRequest]) -> list[list[Continuation]]:
+        raise NotImplementedError
+
+    def continue_prefix(self, prefix_ids: list[int], k: int, *, max_tokens: int, temperature: float,
+                        stop: Sequence[str], seed: int | None) -> list[Continuation]:
+        return self.continue_prefixes([prefix_ids], k, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                      seeds=[seed])[0]
+
+    def continue_prefixes(self, prefixes: list[list[int]], k: int, *, max_tokens: int, temperature: float,
+                          stop: Sequence[str], seeds: Sequence[int | None]) -> list[list[Continuation]]:
+        """k continuations of each prefix, all in one engine call (prefix i sampled with seeds[i])."""
+        return self.continue_requests([GenerationRequest(list(p), k, max_tokens, temperature, tuple(stop), seed)
+                                       for p, seed in zip(prefixes, seeds, strict=True)])
 
 
 def continue_many(generator: StepGenerator, prefixes: Sequence[list[int]], k: int, *, max_tokens: int,

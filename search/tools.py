@@ -5,21 +5,24 @@ closes a ```python block is a tool turn: the program runs in the sandbox and its
 observation, is appended to that step, so the node holds the call and what it printed and the steps after it read
 both. A whole-solution sample (rollouts, self-consistency) stops at each call, takes its output and goes on, up
 to `max_turns` calls. The output's tokens are inserted, not generated: `Continuation.inserted_tokens` keeps them
-out of the policy tokens a budget counts; the engine reads them as prefill in the next call.
+out of the policy tokens a budget counts; the engine reads them as prefill in the next call. Nor are they the
+policy's words: `Continuation.policy_text` leaves them out, and answers and verdicts read only that, so an answer
+that only a tool printed is never taken.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 from model.vllm_engine import prompt_seed
 from rewards.tools import CALL_STOP, ToolRunner, check_tools, find_call, observation_ids
-from search.generator import Continuation, continue_many
+from search.generator import Continuation, GenerationRequest, RequestGenerator
 
 __all__ = ["ToolStepGenerator"]
 
 
-class ToolStepGenerator:
+class ToolStepGenerator(RequestGenerator):
     """A StepGenerator whose policy may call tools (search.solve(..., tools=["python"])).
 
     Args:
@@ -43,53 +46,57 @@ class ToolStepGenerator:
     def decode(self, ids: Sequence[int]) -> str:
         return self.generator.decode(ids)
 
-    def continue_prefix(self, prefix_ids: list[int], k: int, *, max_tokens: int, temperature: float,
-                        stop: Sequence[str], seed: int | None) -> list[Continuation]:
-        return self.continue_prefixes([prefix_ids], k, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                                      seeds=[seed])[0]
-
-    def continue_prefixes(self, prefixes: list[list[int]], k: int, *, max_tokens: int, temperature: float,
-                          stop: Sequence[str], seeds: Sequence[int | None]) -> list[list[Continuation]]:
-        """k continuations of each prefix, as the wrapped generator samples them, each call's output appended to the
-        step that made it; a whole-solution sample (`stop` empty) goes on after each call."""
-        whole = not stop
-        results = continue_many(self.generator, prefixes, k, max_tokens=max_tokens, temperature=temperature,
-                                stop=[CALL_STOP] if whole else stop, seeds=seeds)
-        samples = [(prefix, c) for prefix, continuations in zip(prefixes, results) for c in continuations]
+    def continue_requests(self, requests: Sequence[GenerationRequest]) -> list[list[Continuation]]:
+        """Each request's continuations as the wrapped generator samples them (one engine call for all), each call's
+        output appended to the step that made it; a whole-solution sample (a request with no stop string) goes on
+        after each call, all samples still going in one engine call a turn. Sample j of a request draws its turn t
+        with prompt_seed(seed, t * k + j), so it does not depend on the requests it was batched with."""
+        results = self._engine_requests([dataclasses.replace(r, stop=r.stop or (CALL_STOP,)) for r in requests])
+        samples = [(r, j, c) for r, continuations in zip(requests, results) for j, c in enumerate(continuations)]
         self._run_calls(samples)
-        for turn in range(1, self.max_turns + 1 if whole else 1):
-            going_on = [(prefix, c) for prefix, c in samples if c.stop_reason == "step"
-                        and c.num_tokens < max_tokens]
+        for turn in range(1, self.max_turns + 1):
+            going_on = [(r, j, c) for r, j, c in samples
+                        if not r.stop and c.stop_reason == "step" and c.num_tokens < r.max_tokens]
             if not going_on:
                 break
-            more = continue_many(self.generator, [prefix + c.token_ids for prefix, c in going_on], 1,
-                                 max_tokens=max_tokens, temperature=temperature, stop=[CALL_STOP],
-                                 seeds=[prompt_seed(seeds[0], turn * len(samples) + i) for i in range(len(going_on))])
-            for (prefix, c), (extra,) in zip(going_on, more):
-                c.prefill_tokens += len(prefix) + len(c.token_ids)
-                extra_ids = extra.token_ids[:max_tokens - c.num_tokens]  # the policy's budget for the whole sample
+            more = self._engine_requests([GenerationRequest(r.prefix_ids + c.token_ids, 1, r.max_tokens,
+                                                            r.temperature, (CALL_STOP,),
+                                                            prompt_seed(r.seed, turn * r.k + j))
+                                          for r, j, c in going_on])
+            for (r, _, c), (extra,) in zip(going_on, more):
+                c.prefill_tokens += len(r.prefix_ids) + len(c.token_ids)
+                extra_ids = extra.token_ids[:r.max_tokens - c.num_tokens]  # the policy's budget for the whole sample
                 c.token_ids += extra_ids
-                c.text += self.generator.decode(extra_ids)
+                written = self.generator.decode(extra_ids)
+                c.text, c.policy_text = c.text + written, c.own_text() + written
                 c.logprob += extra.logprob
                 c.stop_reason = extra.stop_reason if len(extra_ids) == len(extra.token_ids) else "length"
             self._run_calls(going_on)
-        if whole:
-            for _, c in samples:  # stopped at a call after its last turn: unfinished
-                c.stop_reason = "length" if c.stop_reason == "step" else c.stop_reason
+        for r, _, c in samples:  # a whole sample stopped at a call after its last turn: unfinished
+            if not r.stop and c.stop_reason == "step":
+                c.stop_reason = "length"
         return results
 
-    def _run_calls(self, samples: list[tuple[list[int], Continuation]]) -> None:
+    def _engine_requests(self, requests: list[GenerationRequest]) -> list[list[Continuation]]:
+        """The wrapped generator's continuations: one engine call where it takes requests, else a call each."""
+        many = getattr(self.generator, "continue_requests", None)
+        if many is not None:
+            return many(requests)
+        return [self.generator.continue_prefix(r.prefix_ids, r.k, max_tokens=r.max_tokens, temperature=r.temperature,
+                                               stop=list(r.stop), seed=r.seed) for r in requests]
+
+    def _run_calls(self, samples: list[tuple[GenerationRequest, int, Continuation]]) -> None:
         """Run every call a sample's last step closed (all at once) and append each output to its sample."""
         calls = []
-        for prefix, c in samples:
-            text = self.generator.decode(prefix + c.token_ids)
+        for request, _, c in samples:
+            text = self.generator.decode(request.prefix_ids + c.token_ids)
             program = find_call(text) if c.stop_reason == "step" and text.endswith(CALL_STOP) else None
             if program is not None:
                 calls.append((c, program))
         for (c, _), output in zip(calls, self.runner.run([program for _, program in calls])):
             observation = observation_ids(self.tokenizer, output, self.max_observation_tokens)
             c.token_ids = c.token_ids + observation
-            c.text += self.generator.decode(observation)
+            c.text, c.policy_text = c.text + self.generator.decode(observation), c.own_text()
             c.inserted_tokens += len(observation)
 
     def shutdown(self) -> None:

@@ -34,7 +34,9 @@ class Node:
     pruned: bool = False  # valued at or below path expansion's prune_at, so its path ended here: nothing below
     exhausted: bool = False  # terminal, pruned, or saturated with every child exhausted: nothing left below
     stop_reason: str = "step"
-    answer: str | None = None  # the task's answer of a terminal node's solution (math: its last \boxed{})
+    policy_step: str | None = None  # `step` less a tool's output in it (search/tools.py); None: all the policy's
+    answer: str | None = None  # the task's answer of a terminal node's solution (math: its last \boxed{}), read
+    #                            from the policy's own text
     correct: bool | None = None  # the verifier's verdict, where it was asked
 
     @property
@@ -55,6 +57,10 @@ class Node:
 
     def text(self) -> str:
         return "".join(n.step for n in self.path())
+
+    def policy_text(self) -> str:
+        """The solution so far as the policy wrote it, tools' outputs left out (answers and verdicts read this)."""
+        return "".join(n.step if n.policy_step is None else n.policy_step for n in self.path())
 
     def ids(self) -> list[int]:
         return [t for n in self.path() for t in n.token_ids]

@@ -11,8 +11,7 @@ from typing import Any, Sequence
 from model import decode_completion, load_tokenizer
 from model.checkpoint import check_checkpoint
 from model.vllm_engine import make_engine, sample
-from search.batching import GenerationRequest
-from search.generator import Continuation
+from search.generator import Continuation, GenerationRequest, RequestGenerator
 
 __all__ = ["VllmStepGenerator", "load_generator"]
 
@@ -20,22 +19,11 @@ __all__ = ["VllmStepGenerator", "load_generator"]
 STOP_REASONS = {"length": "length", "stop": "step", "eos": "eos"}
 
 
-class VllmStepGenerator:
+class VllmStepGenerator(RequestGenerator):
     """Wraps a `vllm.LLM` (model.vllm_engine.make_engine) and its tokenizer."""
 
     def __init__(self, engine: Any, tokenizer: Any):
         self.engine, self.tokenizer = engine, tokenizer
-
-    def continue_prefix(self, prefix_ids: list[int], k: int, *, max_tokens: int, temperature: float,
-                        stop: Sequence[str], seed: int | None) -> list[Continuation]:
-        return self.continue_prefixes([prefix_ids], k, max_tokens=max_tokens, temperature=temperature, stop=stop,
-                                      seeds=[seed])[0]
-
-    def continue_prefixes(self, prefixes: list[list[int]], k: int, *, max_tokens: int, temperature: float,
-                          stop: Sequence[str], seeds: Sequence[int | None]) -> list[list[Continuation]]:
-        """k continuations of each prefix, all in one engine call (prefix i sampled with seeds[i])."""
-        return self.continue_requests([GenerationRequest(list(p), k, max_tokens, temperature, tuple(stop), seed)
-                                       for p, seed in zip(prefixes, seeds, strict=True)])
 
     def continue_requests(self, requests: Sequence[GenerationRequest]) -> list[list[Continuation]]:
         """Each request's continuations, all in one engine call, each request with its own sampling settings

@@ -375,7 +375,8 @@ def test_train_rm_mistakes_are_named_before_any_engine_starts(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--tools", "bash"], "--tools: unknown tool 'bash'; tools: python"),
-    (["--tools", "python", "--search", "beam", "--budget", "100"], "--tools with --search: a search that calls"),
+    (["--tools", "python", "--search", "beam", "--budget", "100", "--max-observation-tokens", "10"],
+     "--max-observation-tokens: is 10"),
     (["--tools", "python", "--max-observation-tokens", "10"], "--max-observation-tokens: is 10, but the output's"),
     (["--tools", "python", "--predictions", "FILE"], "--tools with --predictions"),
 ])

@@ -16,9 +16,10 @@ class ScriptedGenerator:
     """Writes SOLUTION: one step a call in step mode, the rest of it (up to a call's closing fence) to the end of
     text; logs each call's prefix length and sampled tokens."""
 
-    def __init__(self):
+    def __init__(self, solution=SOLUTION, output="42"):
         self.tokenizer = load_tokenizer()
         self.calls = []
+        self.solution, self.output = solution, output
 
     def encode(self, text):
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -32,9 +33,9 @@ class ScriptedGenerator:
 
     def continue_prefix(self, prefix, k, *, max_tokens, temperature, stop, seed):
         done = self.written(prefix)
-        rest = "".join(SOLUTION)[len(done.replace(OUTPUT_OPEN + "42" + OUTPUT_CLOSE, "")):]
+        rest = "".join(self.solution)[len(done.replace(OUTPUT_OPEN + self.output + OUTPUT_CLOSE, "")):]
         if "\n" in stop:  # one step
-            text = next(step for step in SOLUTION if rest.startswith(step))
+            text = next(step for step in self.solution if rest.startswith(step))
         else:  # to the end, or to the fence that closes a call (the tool generator's stop string)
             cut = rest.find("\n```\n")
             text = rest if cut < 0 else rest[:cut + 5]
@@ -81,6 +82,35 @@ def test_a_whole_sample_goes_on_after_each_call():
     assert whole.prefill_tokens == generator.calls[1][0]  # the second call read the first part and the output
     assert whole.num_tokens == sum(generated for _, generated in generator.calls) == len(whole.token_ids) - \
         whole.inserted_tokens
+
+
+def test_an_answer_only_the_tool_printed_is_not_taken():
+    """The program prints a boxed answer and the policy never states one: the search has no answer, and the gold
+    grades the policy's words as wrong, though the solution shown holds the tool's \\boxed{42}."""
+    solution = ["<think>\n", "```python\n", "print(chr(92) + 'boxed{' + str(6 * 7) + '}')\n", "```\n", "</think>\n",
+                "I do not know."]
+    for method, options in (("greedy", {}), ("beam", {"beam_width": 1, "num_children": 1})):
+        generator = ScriptedGenerator(solution, output="\\boxed{42}")
+        result = solve(generator.encode("Q: 6 * 7?\n"), generator, method, budget_tokens=500, tools=["python"],
+                       tool_timeout_s=2.0, gold="42", value_fn=lambda problem, steps: 0.5, **options)
+        assert result.answer is None and not result.correct  # beam: no solution finished with an answer
+        if method == "greedy":  # its one sample is the solution, with the tool's output shown
+            assert OUTPUT_OPEN + "\\boxed{42}" + OUTPUT_CLOSE in "".join(result.steps), result.steps
+            assert result.policy_text == "".join(solution) and result.correct is False
+
+
+def test_batched_searches_with_tools_answer_as_searches_run_one_at_a_time():
+    """solve_many with tools and concurrency: the searches' calls meet in one tool generator, each search's seeds
+    its own, so the answers and the tokens spent are those of the searches run one after another."""
+    from search import solve_many
+
+    prompts = [ScriptedGenerator().encode(f"Q{i}: 6 * 7?\n") for i in range(3)]
+    one_by_one, batched = (solve_many(prompts, ScriptedGenerator(), "self_consistency", budget_tokens=500,
+                                      seeds=[1, 2, 3], concurrency=concurrency, tools=["python"], tool_timeout_s=2.0,
+                                      n=2) for concurrency in (1, 3))
+    assert [s["answer"] for s in batched] == [s["answer"] for s in one_by_one] == ["42"] * 3
+    assert [s["tokens"] for s in batched] == [s["tokens"] for s in one_by_one]
+    assert all(s["policy_text"] == "".join(SOLUTION) and OUTPUT_OPEN in "".join(s["steps"]) for s in batched)
 
 
 def test_an_unknown_tool_is_refused_before_any_generation():
