@@ -18,6 +18,10 @@ Parts (--parts, comma-separated; each rewrites its own section of experiments/re
            MFU (6 x active non-embedding parameters per token + attention 6 x layers x S x heads x (qk + v head
            dims), against the GPU's dense bf16 peak), peak memory, and the loss of both after the same steps on a
            learnable synthetic batch. Imports torch and model.config / model.deepseek / model.fp8 only.
+  grpo     The demo's whole job (warm start, then GRPO, --grpo-steps of it) in fp32 and in fp8 for each of --seeds
+           (same init, problems and seed in a pair; fp32 vLLM rollouts in both): held-out pass@1 after the warm
+           start and after GRPO, the paired fp8 - fp32 difference over seeds against fp32's own spread over seeds,
+           and the learner-vs-rollout mismatch each adds (~10 minutes a job on 2 cores). Not in the default parts.
 
 summary.targets_met says per target whether it is met, null where it was not measured, with the reason.
 """
@@ -28,6 +32,7 @@ import argparse
 import copy
 import datetime
 import json
+import math
 import platform
 import statistics
 import sys
@@ -301,6 +306,50 @@ def gpu(seq_lens: list[int], tokens_per_step: int, steps: int, warmup: int) -> d
                      "peak_bf16_flops": peak, "runs": runs, "fp8_over_bf16": comparisons}
 
 
+# ---------------------------------------------------------------------------------------------- grpo
+DEMO = REPO / "experiments" / "tiny_arith.yaml"
+
+
+def grpo(seeds: list[int], steps: int) -> dict:
+    """The demo's job (experiments/tiny_arith.yaml: the warm start, then `steps` GRPO steps) in fp32, then its GRPO
+    again in fp8 from the same warm start (the trainer warms up in fp32 whatever trainer.precision says) with the
+    same problems and seed: held-out pass@1 (300 problems x 8 samples at T=1) after the warm start and after GRPO,
+    per seed; the paired fp8 - fp32 difference, its mean and spread over seeds, against fp32's own spread over
+    seeds; and the learner-vs-rollout logprob mismatch of each (the rollouts are fp32 vLLM in both)."""
+    from rl.api import train  # the CPU parts only: the job needs Ray and vLLM, which a GPU machine here lacks
+
+    runs: dict[str, list[dict]] = {"fp32": [], "fp8": []}
+    for seed in seeds:
+        for precision in runs:
+            out = REPO / "runs" / "bench_fp8" / f"{precision}_seed{seed}"
+            warm = [] if precision == "fp32" else [f"model.path={out.with_name(f'fp32_seed{seed}') / 'sft'}",
+                                                   "sft.steps=0"]
+            started = time.perf_counter()
+            train(DEMO, [*warm, f"trainer.precision={precision}", f"model.seed={seed}", f"trainer.seed={seed}",
+                         f"trainer.steps={steps}", f"trainer.eval_every={steps}", f"trainer.save_every={steps}",
+                         f"trainer.output_dir={out}", "trainer.overwrite=true", "logging.progress=false",
+                         "logging.tensorboard=false"], log=print)
+            records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            evals = {r["step"]: r for r in records if "eval/pass@1" in r}
+            learned = [r for r in records if "time/learn_s" in r]
+            runs[precision].append({
+                "seed": seed, "minutes": round((time.perf_counter() - started) / 60, 2),
+                "pass@1_after_warm_start": round(evals[0]["eval/pass@1"], 4),
+                "pass@1_after_grpo": round(evals[steps]["eval/pass@1"], 4),
+                "pass@1_stderr": round(evals[steps]["eval/pass@1_stderr"], 4),
+                "learn_seconds_per_step": round(mean([r["time/learn_s"] for r in learned]), 3),
+                "mismatch_logprob_abs_diff_mean": mean([r["mismatch/logprob_abs_diff_mean"] for r in learned]),
+                "mismatch_kl": mean([r["mismatch/kl"] for r in learned])})
+    paired = {stage: [round(b[stage] - a[stage], 4) for a, b in zip(runs["fp32"], runs["fp8"])]
+              for stage in ("pass@1_after_warm_start", "pass@1_after_grpo")}
+    return {"config": str(DEMO.relative_to(REPO)), "grpo_steps": steps, "seeds": seeds, "runs": runs,
+            "fp8_minus_fp32": {stage: {"per_seed": diffs, "mean": round(mean(diffs), 4),
+                                       "std": round(statistics.stdev(diffs), 4) if len(diffs) > 1 else None}
+                               for stage, diffs in paired.items()},
+            "fp32_seed_std": {stage: round(statistics.stdev(r[stage] for r in runs["fp32"]), 4)
+                              if len(seeds) > 1 else None for stage in paired}}
+
+
 # ---------------------------------------------------------------------------------------------- summary
 def targets(result: dict) -> dict:
     sft_part, gpu_part = result.get("sft"), result.get("gpu")
@@ -319,6 +368,19 @@ def targets(result: dict) -> dict:
                       "noise": [noise[last], noise["held_out_loss_relative"]]}}
     else:
         met["cpu_fp8_loss_within_0.25pct_of_bf16"] = {"met": None, "reason": "the sft part has not run"}
+    grpo_part = result.get("grpo")
+    if grpo_part and len(grpo_part["seeds"]) > 1:
+        # the paired difference's mean within two of its standard errors of zero, and within fp32's own seed spread
+        diff = grpo_part["fp8_minus_fp32"]["pass@1_after_grpo"]
+        stderr = diff["std"] / math.sqrt(len(diff["per_seed"]))
+        spread = grpo_part["fp32_seed_std"]["pass@1_after_grpo"]
+        met["cpu_fp8_grpo_pass@1_within_run_to_run_noise_of_fp32"] = {
+            "met": abs(diff["mean"]) <= 2 * stderr and abs(diff["mean"]) <= spread,
+            "value": {"fp8_minus_fp32_mean": diff["mean"], "its_stderr_over_seeds": round(stderr, 4),
+                      "fp32_seed_std": spread}}
+    else:
+        met["cpu_fp8_grpo_pass@1_within_run_to_run_noise_of_fp32"] = {
+            "met": None, "reason": "the grpo part has not run with two seeds or more"}
     if gpu_part and gpu_part.get("fp8_over_bf16"):
         comparisons = gpu_part["fp8_over_bf16"]
         speedups = {k: v["speedup_tokens_per_s"] for k, v in comparisons.items()}
@@ -337,7 +399,9 @@ def targets(result: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="sft,numerics", help="sft, numerics, gpu (comma-separated)")
+    parser.add_argument("--parts", default="sft,numerics", help="sft, numerics, grpo, gpu (comma-separated)")
+    parser.add_argument("--seeds", default="0,1,2", help="grpo: seeds of the fp32 / fp8 job pairs")
+    parser.add_argument("--grpo-steps", type=int, default=60, help="grpo: GRPO steps a job (the demo: 110)")
     parser.add_argument("--sft-steps", type=int, default=60, help="warm-start steps per precision (the demo: 200)")
     parser.add_argument("--sft-batch", type=int, default=16, help="problems per warm-start step (the demo: 32)")
     parser.add_argument("--threads", type=int, default=1,
@@ -362,6 +426,9 @@ def main() -> None:
             ids = torch.randint(3, preset("tiny").vocab_size, (8, 97), generator=torch.Generator().manual_seed(0))
         result["numerics"] = numerics(policy, ids) | {"torch": torch.__version__, "command": command,
                                                       "date": datetime.date.today().isoformat()}
+    if "grpo" in parts:
+        result["grpo"] = grpo([int(s) for s in args.seeds.split(",")], args.grpo_steps) | {
+            "command": command, "date": datetime.date.today().isoformat()}
     if "gpu" in parts:
         result["gpu"] = gpu([int(s) for s in args.seq_lens.split(",")], args.tokens_per_step, args.gpu_steps,
                             args.gpu_warmup) | {"command": command, "date": datetime.date.today().isoformat()}

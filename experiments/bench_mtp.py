@@ -19,6 +19,9 @@ pay, and does the MTP auxiliary loss keep the drafts accepted during GRPO?
 3. Agreement (`pass@1_with_and_without_drafts`): the math policy's held-out pass@1 (synthetic level 1, 300
    problems x 8 samples, T=1) without drafts and with the most draft tokens: equal within their noise, or drafting
    changed what is sampled.
+(Parts 1-3 are `--parts drafts`.) `--parts sft` (`sft_mtp_ablation`, about 20 minutes): what the MTP loss does to
+the policy itself, the demo's warm start with one MTP layer trained with sft.mtp_weight 0.3 and with 0, seeds 0-2,
+held-out pass@1 after it, the paired difference with its spread.
 
 What to expect on CPU (measured while writing this, a half-trained policy, 8% acceptance, 2 busy cores): 470 tok/s
 with one draft token against 3.5-4k without, the target's forward 6x longer for the same tokens. vLLM's CPU_MLA
@@ -226,6 +229,39 @@ def pass_at_1_with_and_without_drafts(checkpoint: str, k: int, args) -> dict:
                       "within_2_stderr": abs(difference) <= 2 * noise}
 
 
+def sft_ablation(seeds: list[int], weight: float, args) -> dict:
+    """What the MTP loss does to the policy itself (V3's ablation, small): the demo's warm start (tiny_arith.yaml's
+    sft section) of the tiny policy with one MTP layer, trained with sft.mtp_weight `weight` and with 0 (the layer
+    then untrained), the same init, problems and steps per seed; held-out pass@1 after it (the job's evaluation
+    before GRPO: 300 problems x 8 samples, T=1). One GRPO step follows, because a run evaluates before its first."""
+    from rl.api import train
+
+    runs: dict[str, list[dict]] = {"without": [], "with": []}
+    for seed in seeds:
+        for arm, mtp_weight in (("without", 0.0), ("with", weight)):
+            out = Path(args.runs) / f"sft_mtp{mtp_weight:g}_seed{seed}"
+            overrides = [f"trainer.output_dir={out}", "trainer.overwrite=true", "model.num_nextn_predict_layers=1",
+                         f"sft.mtp_weight={mtp_weight}", f"model.seed={seed}", f"trainer.seed={seed}",
+                         "trainer.steps=1", "trainer.eval_every=1", "trainer.save_every=1", "logging.progress=false",
+                         "logging.tensorboard=false"]
+            if args.tiny:
+                overrides += ["sft.steps=5", "rollout.prompts_per_step=2", "rollout.max_new_tokens=16",
+                              "data.num_eval=4", "rollout.eval_samples=1"]
+            print(f"SFT: seed {seed}, sft.mtp_weight {mtp_weight:g} ...", flush=True)
+            started = time.perf_counter()
+            train(JOBS["math"], overrides, log=lambda line: None)
+            rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+            before_grpo = next(r for r in rows if r["step"] == 0 and "eval/pass@1" in r)
+            runs[arm].append({"seed": seed, "sft_mtp_weight": mtp_weight,
+                              "pass@1": round(before_grpo["eval/pass@1"], 4),
+                              "pass@1_stderr": round(before_grpo["eval/pass@1_stderr"], 4),
+                              "minutes": round((time.perf_counter() - started) / 60, 2)})
+    differences = [round(b["pass@1"] - a["pass@1"], 4) for a, b in zip(runs["without"], runs["with"])]
+    return {"job": str(JOBS["math"].relative_to(REPO)), "sft_mtp_weight": weight, "runs": runs,
+            "with_minus_without": {"per_seed": differences, "mean": round(statistics.mean(differences), 4),
+                                   "std": round(statistics.stdev(differences), 4) if len(differences) > 1 else None}}
+
+
 # ------------------------------------------------------------------ the summary
 def summarise(engine: dict, grpo: list[dict], agreement: dict | None) -> dict:
     summary: dict = {"targets_met": {}}
@@ -279,6 +315,8 @@ def main() -> None:
     parser.add_argument("--eval-samples", type=int, default=8, help="samples per problem in part 3")
     parser.add_argument("--setting-timeout", type=int, default=1200, help="seconds allowed to one engine run (the "
                         "code policy drafting: minutes a repeat)")
+    parser.add_argument("--parts", default="drafts,sft", help="drafts (parts 1-3), sft (the MTP loss's effect on "
+                        "the warm-started policy, 3 seeds, ~20 minutes); each rewrites its own section of mtp.json")
     parser.add_argument("--tiny", action="store_true", help="a smoke run of every part at a tiny size")
     args = parser.parse_args()
     args.draft_tokens = DRAFT_TOKENS
@@ -290,6 +328,21 @@ def main() -> None:
         args.grpo_steps, args.prompts, args.samples, args.repeats, args.draft_tokens = 2, 4, 2, 1, (1,)
         args.eval_problems, args.eval_samples = 8, 2
         args.runs = tempfile.mkdtemp(prefix="bench_mtp_")
+    parts = args.parts.split(",")
+    path = Path(tempfile.mkdtemp()) / "mtp.json" if args.tiny else RESULT
+    result = json.loads(path.read_text()) if path.exists() else {}
+    if "sft" in parts:
+        result["sft_mtp_ablation"] = sft_ablation([0] if args.tiny else [0, 1, 2], 0.3, args) | {
+            "date": datetime.date.today().isoformat(), "machine": machine()}
+    if "drafts" in parts:
+        result |= draft_parts(args)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({key: result.get(key) for key in ("summary", "sft_mtp_ablation")}, indent=1))
+    print(f"written: {path}")
+
+
+def draft_parts(args) -> dict:
+    """Parts 1-3: the GRPO runs, the engine runs and the agreement of pass@1 with and without drafts."""
     started = time.perf_counter()
     grpo, policies = [], {"math": args.math_policy, "code": args.code_policy}
     # the code job's run only makes its policy: without drafts, which cost generation time on CPU (part 2)
@@ -302,7 +355,7 @@ def main() -> None:
             policies[job] = run["checkpoint"]
     engine = engine_runs(policies, args)
     agreement = pass_at_1_with_and_without_drafts(policies["math"], max(args.draft_tokens), args)
-    result = {"date": datetime.date.today().isoformat(), "machine": machine(),
+    return {"date": datetime.date.today().isoformat(), "machine": machine(),
               "minutes": round((time.perf_counter() - started) / 60, 1),
               "settings": {"engine": "fp32, CPU_MLA, enforce_eager, one engine (RolloutWorker's settings)",
                            "prompts": args.prompts, "samples": args.samples, "repeats": args.repeats,
@@ -311,11 +364,7 @@ def main() -> None:
                                            "sampling"},
               "summary": summarise(engine, grpo, agreement), "engine": engine, "pass@1_with_and_without_drafts": agreement,
               "grpo": [{k: v for k, v in run.items() if k != "per_step"} for run in grpo],
-              "grpo_per_step": {f"{run['job']}_mtp{run['mtp_weight']:g}": run["per_step"] for run in grpo}}
-    path = Path(tempfile.mkdtemp()) / "mtp.json" if args.tiny else RESULT
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result["summary"], indent=1))
-    print(f"written: {path}")
+            "grpo_per_step": {f"{run['job']}_mtp{run['mtp_weight']:g}": run["per_step"] for run in grpo}}
 
 
 if __name__ == "__main__":
