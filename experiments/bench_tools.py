@@ -70,6 +70,15 @@ def sandbox_share(run_dir: Path) -> float:
     return sum(r.get("time/tools_s", 0.0) for r in records) / max(sum(step_seconds(r) for r in records), 1e-9)
 
 
+def grpo_evaluations(run_dir: Path) -> dict:
+    """The run's held-out evaluations before and after GRPO (the job's own: T=1, rollout.eval_samples a problem):
+    pass@1 and, with tools, the tool calls per answer, which show whether GRPO chose the tool."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in records if "eval/pass@1" in r]
+    return {when: {key.removeprefix("eval/"): round(r[key], 4) for key in ("eval/pass@1", "eval/tool_calls_per_answer")
+                   if key in r} for when, r in (("before_grpo", evaluations[0]), ("after_grpo", evaluations[-1]))}
+
+
 def same_time_checkpoint(run_dir: Path, budget_s: float) -> tuple[Path, float, bool]:
     """The last checkpoint of `run_dir` whose cumulative GRPO step time is within budget_s (the first one if none
     is), its cumulative seconds, and whether the run went on past the budget (False: it ran out of steps first)."""
@@ -102,6 +111,7 @@ def train_pair(seed: int, root: Path, extra: list[str], log) -> dict:
             "plain_step": int(plain_checkpoint.name.removeprefix("step_")),
             "minutes": {"tools": round(tools_minutes, 2), "plain": round((time.perf_counter() - started) / 60, 2)},
             "sandbox_share_of_step": round(sandbox_share(tools_dir), 4),
+            "job_evaluations": {"tools": grpo_evaluations(tools_dir), "plain": grpo_evaluations(plain_dir)},
             "tools_per_step": {key: round(sum(r.get(key, 0.0) for r in step_records(tools_dir))
                                           / max(len(step_records(tools_dir)), 1), 4)
                                for key in ("tools/calls_per_sample", "tools/observation_token_frac")}}

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from search.generator import Continuation, GenerationRequest, StepGenerator
+from search.generator import Continuation, GenerationRequest, StepGenerator, continue_each
 
 __all__ = ["Rendezvous", "BatchedGenerator", "BatchedValue", "map_concurrently"]
 
@@ -102,11 +102,7 @@ class BatchedGenerator:
         return self.rendezvous.call(self._continue_requests, request)
 
     def _continue_requests(self, requests: list[GenerationRequest]) -> list[list[Continuation]]:
-        many = getattr(self.generator, "continue_requests", None)
-        if many is not None:
-            return many(requests)
-        return [self.generator.continue_prefix(r.prefix_ids, r.k, max_tokens=r.max_tokens, temperature=r.temperature,
-                                               stop=list(r.stop), seed=r.seed) for r in requests]
+        return continue_each(self.generator, requests)
 
     def encode(self, text: str) -> list[int]:
         with self._tokenizer_lock:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, Sequence
 
 __all__ = ["STEP_DELIMITER", "Continuation", "GenerationRequest", "RequestGenerator", "StepGenerator", "TokenCounter",
-           "continue_many", "split_steps"]
+           "continue_each", "continue_many", "split_steps"]
 
 # Our policies write one reasoning step per line inside <think>...</think> and end "The answer is \boxed{N}."
 STEP_DELIMITER = "\n"
@@ -100,6 +100,16 @@ class RequestGenerator:
         """k continuations of each prefix, all in one engine call (prefix i sampled with seeds[i])."""
         return self.continue_requests([GenerationRequest(list(p), k, max_tokens, temperature, tuple(stop), seed)
                                        for p, seed in zip(prefixes, seeds, strict=True)])
+
+
+def continue_each(generator: StepGenerator, requests: Sequence[GenerationRequest]) -> list[list[Continuation]]:
+    """Each request's continuations: in one engine call when the generator offers `continue_requests`, else one
+    `continue_prefix` call per request."""
+    many = getattr(generator, "continue_requests", None)
+    if many is not None:
+        return many(list(requests))
+    return [generator.continue_prefix(r.prefix_ids, r.k, max_tokens=r.max_tokens, temperature=r.temperature,
+                                      stop=list(r.stop), seed=r.seed) for r in requests]
 
 
 def continue_many(generator: StepGenerator, prefixes: Sequence[list[int]], k: int, *, max_tokens: int,

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from model.vllm_engine import prompt_seed
 from rewards.tools import CALL_STOP, ToolRunner, check_tools, find_call, observation_ids
-from search.generator import Continuation, GenerationRequest, RequestGenerator
+from search.generator import Continuation, GenerationRequest, RequestGenerator, continue_each
 
 __all__ = ["ToolStepGenerator"]
 
@@ -51,7 +51,8 @@ class ToolStepGenerator(RequestGenerator):
         output appended to the step that made it; a whole-solution sample (a request with no stop string) goes on
         after each call, all samples still going in one engine call a turn. Sample j of a request draws its turn t
         with prompt_seed(seed, t * k + j), so it does not depend on the requests it was batched with."""
-        results = self._engine_requests([dataclasses.replace(r, stop=r.stop or (CALL_STOP,)) for r in requests])
+        first = [dataclasses.replace(r, stop=r.stop or (CALL_STOP,)) for r in requests]  # a whole sample: to a call
+        results = continue_each(self.generator, first)
         samples = [(r, j, c) for r, continuations in zip(requests, results) for j, c in enumerate(continuations)]
         self._run_calls(samples)
         for turn in range(1, self.max_turns + 1):
@@ -59,10 +60,9 @@ class ToolStepGenerator(RequestGenerator):
                         if not r.stop and c.stop_reason == "step" and c.num_tokens < r.max_tokens]
             if not going_on:
                 break
-            more = self._engine_requests([GenerationRequest(r.prefix_ids + c.token_ids, 1, r.max_tokens,
-                                                            r.temperature, (CALL_STOP,),
-                                                            prompt_seed(r.seed, turn * r.k + j))
-                                          for r, j, c in going_on])
+            more = continue_each(self.generator, [
+                GenerationRequest(r.prefix_ids + c.token_ids, 1, r.max_tokens, r.temperature, (CALL_STOP,),
+                                  prompt_seed(r.seed, turn * r.k + j)) for r, j, c in going_on])
             for (r, _, c), (extra,) in zip(going_on, more):
                 c.prefill_tokens += len(r.prefix_ids) + len(c.token_ids)
                 extra_ids = extra.token_ids[:r.max_tokens - c.num_tokens]  # the policy's budget for the whole sample
@@ -76,14 +76,6 @@ class ToolStepGenerator(RequestGenerator):
             if not r.stop and c.stop_reason == "step":
                 c.stop_reason = "length"
         return results
-
-    def _engine_requests(self, requests: list[GenerationRequest]) -> list[list[Continuation]]:
-        """The wrapped generator's continuations: one engine call where it takes requests, else a call each."""
-        many = getattr(self.generator, "continue_requests", None)
-        if many is not None:
-            return many(requests)
-        return [self.generator.continue_prefix(r.prefix_ids, r.k, max_tokens=r.max_tokens, temperature=r.temperature,
-                                               stop=list(r.stop), seed=r.seed) for r in requests]
 
     def _run_calls(self, samples: list[tuple[GenerationRequest, int, Continuation]]) -> None:
         """Run every call a sample's last step closed (all at once) and append each output to its sample."""
