@@ -10,8 +10,10 @@ the attention backend; nothing here is left to hardware detection.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -147,10 +149,41 @@ def make_engine(folder: str | Path, precision: str = "fp32", attention_backend: 
     configure_environment()
     from vllm import LLM  # lazy: vLLM takes seconds to import and reads the environment set just above
 
+    keep_shared_state_while_engines_live()
     engine = LLM(**kwargs)
+    _LIVE_ENGINES.add(engine)
     if "speculative_config" in kwargs and on_cpu():
         engine.collective_rpc(use_exact_cpu_expand_kernel)
     return engine
+
+
+_LIVE_ENGINES: weakref.WeakSet = weakref.WeakSet()  # the in-process engines make_engine made that are still alive
+
+
+def keep_shared_state_while_engines_live() -> None:
+    """Make a freed in-process engine leave the process's distributed state alone while another engine lives.
+
+    Why: an in-process vLLM engine, when collected, runs EngineCore.shutdown, which ends with
+    `cleanup_dist_env_and_memory()`: it destroys the process's model-parallel groups and distributed environment,
+    which every engine of the process shares. An engine still alive then fails at its next call ("pipeline model
+    parallel group is not initialized"), as a search engine held by `search.load_generator` did after
+    `evaluate_checkpoint` freed its own. The teardown is skipped while an engine make_engine made lives (the freed
+    one has left `_LIVE_ENGINES` by then), and runs as before when the last one goes; the freed engine's memory is
+    released either way. Idempotent."""
+    import vllm.v1.engine.core as engine_core  # lazy: where vLLM is loaded
+
+    teardown = engine_core.cleanup_dist_env_and_memory
+    if getattr(teardown, "keeps_shared_state", False):
+        return
+
+    def cleanup_unless_engines_live(*args: Any, **kwargs: Any) -> None:
+        if any(True for _ in _LIVE_ENGINES):  # iteration skips a dead engine whose entry is not removed yet
+            gc.collect()  # what the teardown also does: the freed engine's weights and cache go now
+            return
+        teardown(*args, **kwargs)
+
+    cleanup_unless_engines_live.keeps_shared_state = True
+    engine_core.cleanup_dist_env_and_memory = cleanup_unless_engines_live
 
 
 def use_exact_cpu_expand_kernel(worker: Any = None) -> None:
