@@ -19,7 +19,7 @@ pay, and does the MTP auxiliary loss keep the drafts accepted during GRPO?
 3. Agreement (`pass@1_with_and_without_drafts`): the math policy's held-out pass@1 (synthetic level 1, 300
    problems x 8 samples, T=1) without drafts and with the most draft tokens: equal within their noise, or drafting
    changed what is sampled.
-(Parts 1-3 are `--parts drafts`.) `--parts sft` (`sft_mtp_ablation`, about 20 minutes): what the MTP loss does to
+(Parts 1-3 are `--parts drafts`.) `--parts sft` (`sft_mtp_ablation`, about 12 minutes): what the MTP loss does to
 the policy itself, the demo's warm start with one MTP layer trained with sft.mtp_weight 0.3 and with 0, seeds 0-2,
 held-out pass@1 after it, the paired difference with its spread.
 
@@ -316,7 +316,7 @@ def main() -> None:
     parser.add_argument("--setting-timeout", type=int, default=1200, help="seconds allowed to one engine run (the "
                         "code policy drafting: minutes a repeat)")
     parser.add_argument("--parts", default="drafts,sft", help="drafts (parts 1-3), sft (the MTP loss's effect on "
-                        "the warm-started policy, 3 seeds, ~20 minutes); each rewrites its own section of mtp.json")
+                        "the warm-started policy, 3 seeds, ~12 minutes); each rewrites its own section of mtp.json")
     parser.add_argument("--tiny", action="store_true", help="a smoke run of every part at a tiny size")
     args = parser.parse_args()
     args.draft_tokens = DRAFT_TOKENS
