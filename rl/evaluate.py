@@ -12,6 +12,7 @@ from evals.grading import BenchmarkResult, grade_outputs
 from model import decode_completion
 from model.vllm_engine import prompt_seed
 from problems import build_prompt
+from rewards.tools import OUTPUT_OPEN
 from rl.batch import RolloutBatch, Sample
 from rl.tool_rollout import ToolSettings
 
@@ -76,7 +77,8 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
                          **options) -> dict:
     """Evaluation through search: each problem's answer is the solution `method` chooses with `budget_tokens` policy
     tokens (k searches per problem, each with its own seed), graded and scored like `evaluate`'s samples; the
-    scores add the mean policy, prefill and reward-model tokens a search spent.
+    scores add the mean policy, prefill and reward-model tokens a search spent, and with tools in `options` the tool
+    calls of a chosen solution.
 
     Args:
         search: `search(prompts, seeds, method, budget_tokens, reward_model, **options) -> summaries`: a
@@ -109,6 +111,10 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
     result.scores |= {"k": k, "seconds": time.perf_counter() - started,
                       **{f"mean_{kind}_tokens": sum(s["tokens"][kind] for s in summaries) / max(len(summaries), 1)
                          for kind in ("policy", "prefill", "reward")}}
+    if options.get("tools"):  # the chosen solutions' calls: outputs in the steps, none in the policy's own text
+        result.scores["tool_calls_per_answer"] = sum("".join(s["steps"]).count(OUTPUT_OPEN)
+                                                     - s["policy_text"].count(OUTPUT_OPEN)
+                                                     for s in summaries) / max(len(summaries), 1)
     for g, record in enumerate(result.records):
         record["search"] = [{key: s[key] for key in ("value", "tokens")} for s in summaries[g * k:(g + 1) * k]]
         if options.get("tools"):  # the outputs (graded) are the policy's own text; these show what the tools answered

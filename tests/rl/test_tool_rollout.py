@@ -402,7 +402,8 @@ def test_eval_with_tools_lets_the_policy_call_them_and_grades_its_own_answer(too
     # searched (eval --search greedy --tools python): the search runs the call; the policy's words are graded
     searched = evaluate_checkpoint(tool_checkpoint, str(bench), n=1, max_tokens=96, search="greedy", budget=200,
                                    tools=["python"], tool_timeout_s=2.0, out=tmp_path / "search", log=lambda *_: None)
-    assert next(iter(searched.values())).scores["pass@1"] >= 0.5
+    scores = next(iter(searched.values())).scores
+    assert scores["pass@1"] >= 0.5 and scores["tool_calls_per_answer"] >= 0.5
     records = [json.loads(line) for line in (tmp_path / "search" / "samples.jsonl").read_text().splitlines()]
     assert not any(OUTPUT_OPEN in output for r in records for output in r["outputs"])
     assert any(OUTPUT_OPEN in transcript for r in records for transcript in r["transcripts"])
