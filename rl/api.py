@@ -262,9 +262,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     check_results_folder(out)
     tool_settings = None
     if tools:
-        check_tools(tools, "--tools")
-        if max_turns < 1 or not tool_timeout_s > 0:
-            raise ConfigError(f"--max-turns must be >= 1 and --tool-timeout > 0, got {max_turns} and {tool_timeout_s}")
+        check_tool_flags(tools, tool_timeout_s, max_turns)
         tool_settings = ToolSettings(tuple(tools), max_turns, tool_timeout_s, max_observation_tokens)
     if search is not None:
         check_search_request("--search", search, budget, reward_model)
@@ -421,10 +419,7 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
             check_output_file(flag, path)
     check_prompt_fits(problem, model, options.get("max_tokens", SearchContext.max_tokens))
     if tools:
-        check_tools(tools, "--tools")
-        if not tool_timeout_s > 0 or max_observation_tokens < 1:
-            raise ConfigError(f"--tool-timeout must be > 0 and --max-observation-tokens >= 1, got {tool_timeout_s} "
-                              f"and {max_observation_tokens}")
+        check_tool_flags(tools, tool_timeout_s)
         check_tool_tokenizer(load_tokenizer(model), model, max_observation_tokens)
     # vLLM's and torch's notices (start-up warnings, deprecations) would bury the answer; verbose brings them back
     os.environ["VLLM_LOGGING_LEVEL"] = "INFO" if verbose else "ERROR"
@@ -443,6 +438,15 @@ def solve(problem: str, model: str | Path, *, method: str = "mcts", budget_token
     if json_out is not None:
         write_atomically(json_out, result.to_json(indent=1))
     return result
+
+
+def check_tool_flags(tools: Sequence[str], tool_timeout_s: float, max_turns: int = 1) -> None:
+    """A ConfigError naming the command's flag for an unknown tool, a time limit <= 0 or max_turns < 1."""
+    check_tools(tools, "--tools")
+    if max_turns < 1:
+        raise ConfigError(f"--max-turns must be >= 1, got {max_turns}")
+    if not tool_timeout_s > 0:
+        raise ConfigError(f"--tool-timeout must be > 0, got {tool_timeout_s}")
 
 
 def check_tool_tokenizer(tokenizer, model: str | Path, max_observation_tokens: int) -> None:

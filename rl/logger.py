@@ -9,7 +9,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
@@ -112,8 +112,8 @@ def truncate_records(path: Path, last_step: int) -> None:
     staged.replace(path)
 
 
-def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0, transcripts: list[str] | None = None
-                   ) -> list[dict[str, Any]]:
+def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0,
+                   transcript: Callable[[int], str] | None = None) -> list[dict[str, Any]]:
     """Up to `k` completions of one GRPO step, chosen to be read: the best and the worst of each of ceil(k / 2)
     groups drawn at random (seeded by `seed` and `step`, so a rerun picks the same ones), in batch order. Random
     groups, not the extreme ones: a hack that every sample of a group has found shows as well as a mixed group.
@@ -124,8 +124,9 @@ def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0, transcripts
             completions, rewards, reward_components, reward_reasons).
         k: how many records to return (fewer when the batch has fewer than k / 2 groups); 0 = none.
         seed: the run's seed.
-        transcripts: per sample, the completion with the tools' outputs in place (rollouts with tools), which the
-            records add as "transcript": `completion` is the policy's own text, what the rewards graded.
+        transcript: sample index -> the completion with the tools' outputs in place (rollouts with tools), which the
+            records add as "transcript" (made for the chosen samples only): `completion` is the policy's own text,
+            what the rewards graded.
 
     Returns:
         JSON-serialisable dicts: step, problem_id, question, answer (gold), group and sample (indices in the batch),
@@ -140,10 +141,11 @@ def sample_records(step: int, batch: Any, k: int = 4, seed: int = 0, transcripts
     picks_per_group = 2 if len(batch) > len(group_ids) else 1  # a group of one has no separate worst
     chosen = sorted(rng.sample(group_ids, min(-(-k // picks_per_group), len(group_ids))))
     picks = [(g, pick) for g in chosen for pick in ("best", "worst")[:picks_per_group]][:k]
-    return [_sample_record(step, batch, g, pick, transcripts) for g, pick in picks]
+    return [_sample_record(step, batch, g, pick, transcript) for g, pick in picks]
 
 
-def _sample_record(step: int, batch: Any, group: int, pick: str, transcripts: list[str] | None) -> dict[str, Any]:
+def _sample_record(step: int, batch: Any, group: int, pick: str, transcript: Callable[[int], str] | None
+                   ) -> dict[str, Any]:
     """The record of the best or worst completion of `group`. Ties go by batch order (worst: the first of the
     lowest, best: the last of the highest), so a group of equal rewards still shows two different completions."""
     indices = batch.group(group)
@@ -154,7 +156,7 @@ def _sample_record(step: int, batch: Any, group: int, pick: str, transcripts: li
     return {"step": step, "problem_id": column.get("id"), "question": column.get("question"),
             "answer": column.get("answer"), "group": group, "sample": sample, "pick": pick,
             "completion": batch.completions[sample],
-            **({"transcript": transcripts[sample]} if transcripts is not None else {}), "reward": totals[sample],
+            **({"transcript": transcript(sample)} if transcript is not None else {}), "reward": totals[sample],
             "group_rewards": [totals[i] for i in indices],
             "components": {name: values[sample] for name, values in batch.reward_components.items()},
             "reasons": {name: batch.reward_reasons.get(name, [None] * len(batch))[sample]

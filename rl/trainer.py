@@ -475,9 +475,11 @@ class GRPOTrainer:
             scored = ray.get(self.rewarder.score.remote(batch.completions, batch.columns))
         batch.add_rewards(scored)
         if config.logging.samples_per_step:
-            transcripts = [decode_completion(self.tokenizer, s.completion_ids) for s in samples] if self.tools else None
+            def transcript(i: int) -> str:  # with tools: a chosen sample's whole exchange, decoded for it alone
+                return decode_completion(self.tokenizer, samples[i].completion_ids)
+
             records = sample_records(self.step + 1, batch, k=config.logging.samples_per_step, seed=config.trainer.seed,
-                                     transcripts=transcripts)
+                                     transcript=transcript if self.tools else None)
             self.metrics.log_samples(self.step + 1, records)
         batch.advantages = algos.compute_grpo_advantages(batch.rewards, batch.group_ids,
                                                          scale_by_std=config.algorithm.scale_rewards)

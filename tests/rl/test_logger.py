@@ -233,7 +233,7 @@ def test_a_resumed_run_s_tensorboard_drops_the_events_after_its_checkpoint(tmp_p
 def test_records_of_tool_rollouts_add_the_transcript_and_markdown_shows_it(step_batch):
     problems, completions, scored, batch = step_batch
     transcripts = [f"transcript {i}: ```output\n42\n```" for i in range(len(batch))]
-    plain, with_tools = sample_records(3, batch, k=2), sample_records(3, batch, k=2, transcripts=transcripts)
+    plain, with_tools = sample_records(3, batch, k=2), sample_records(3, batch, k=2, transcript=transcripts.__getitem__)
     assert all("transcript" not in record for record in plain)
     for record, tool_record in zip(plain, with_tools):
         assert tool_record == record | {"transcript": transcripts[record["sample"]]}  # the graded text unchanged
