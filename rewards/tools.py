@@ -135,12 +135,14 @@ class ToolRunner:
     time (`timeout_s`), through a pool of its own (made on first use, in the process that runs calls).
 
     Args:
-        timeout_s: a program's wall-clock limit (and its CPU-time limit, rounded up).
+        timeout_s: a program's wall-clock limit. Its CPU-time limit is a backstop one second above it, rounded up:
+            a single-threaded busy loop is then always stopped by the wall clock and told it ran past `timeout_s`
+            (at an equal limit the two kills raced, and which one the policy read was up to the scheduler).
         num_workers: pool processes, i.e. calls running at once (default: the CPUs, at most 8).
     """
 
     def __init__(self, timeout_s: float = 5.0, num_workers: int | None = None):
-        self.limits = dataclasses.replace(SandboxLimits(), wall_s=timeout_s, cpu_s=max(1, math.ceil(timeout_s)))
+        self.limits = dataclasses.replace(SandboxLimits(), wall_s=timeout_s, cpu_s=math.ceil(timeout_s) + 1)
         self.num_workers = num_workers or min(8, os.cpu_count() or 1)
         self.pool: GradingPool | None = None
 

@@ -97,3 +97,11 @@ def test_calls_run_in_the_sandbox_at_once_and_a_timeout_or_crash_is_an_output():
     assert outputs[2] == "Error: the program was killed (signal 9)"
     assert outputs[3] == "ZeroDivisionError: division by zero"
     assert elapsed < 2 * 2.0 + 8  # the calls ran at once: one time limit, not the sum (plus pool start-up)
+
+
+def test_the_cpu_limit_is_a_backstop_above_the_wall_clock_so_a_busy_loop_is_told_it_timed_out():
+    # at equal limits the sandbox's wall-clock kill and RLIMIT_CPU raced on a busy loop, and the policy read either
+    # "TimeoutError: ..." or "Error: cpu-limit" as the scheduler had it
+    for timeout_s in (0.5, 2.0, 2.5, 30.0):
+        limits = ToolRunner(timeout_s=timeout_s).limits
+        assert limits.wall_s == timeout_s and limits.cpu_s >= timeout_s + 1
