@@ -9,6 +9,7 @@ was; a training run cut short is started again from nothing, since its wall time
    (experiments/tiny_arith.yaml) on synthetic levels 1-3: SFT warm start, then GRPO. Its training time is reported
    beside the students'.
 2. The student start: the tiny preset after the demo's SFT (tiny_arith.yaml's sft section) on the same levels.
+   The teacher and the start are scored first (stage 4's evaluation): a teacher under 15 points better stops here.
 3. Four methods from that start, each with seeds 0..S-1 (trainer.seed), on the same training problems:
    grpo (GRPO alone, the demo's recipe), traces (fine-tuning on the teacher's verified traces), on_policy (on-policy
    distillation: per-token reverse KL to the teacher) and on_policy_rule (on_policy plus the rule reward's
@@ -159,6 +160,20 @@ def ensure_student_start(cache: Path, size: dict) -> dict:
                "training_minutes": round((time.time() - started) / 60, 2), "key": key}
     stamp.write_text(json.dumps(student, indent=1))
     return student
+
+
+def check_teacher_margin(cache: Path, teacher: dict, student: dict, size: dict) -> None:
+    """Stops the benchmark before the students' hours if the teacher is not clearly better than the student start
+    (TEACHER_MARGIN_POINTS at T=1): distilling a teacher that knows little more would measure nothing. --quick's toy
+    teacher is only logged."""
+    start = evaluate_policies(cache, "students", {"start": student["checkpoint"]}, size)["start"]["T1"]["pass@1"]
+    known = evaluate_policies(cache, "teacher", {"teacher": teacher["checkpoint"]}, size)["teacher"]["T1"]["pass@1"]
+    margin = 100 * (known - start)
+    log(f"held-out pass@1 at T=1: teacher {known:.3f}, student start {start:.3f} ({margin:+.1f} points)")
+    if margin < TEACHER_MARGIN_POINTS and not size["quick"]:
+        raise SystemExit(f"the teacher is {margin:+.1f} points over the student start, under the "
+                         f"{TEACHER_MARGIN_POINTS:g} the comparison needs: train it longer (FULL's teacher_* sizes) "
+                         f"and delete {cache / 'teacher.json'}")
 
 
 # ------------------------------------------------------------------------------------------------ stage 3
@@ -378,8 +393,10 @@ def main() -> None:
     teacher = ensure_teacher(cache, size)
     student = ensure_student_start(cache, size)
     seeds = list(range(size["seeds"]))
+    check_teacher_margin(cache, teacher, student, size)
+    # seed by seed, every method: a benchmark stopped between sessions holds whole comparisons, not whole methods
     runs = {(m, s): ensure_run(cache, m, s, student["checkpoint"], teacher["checkpoint"], size)
-            for m in METHODS for s in seeds}
+            for s in seeds for m in METHODS}
     expert = ensure_expert_iteration(cache, student["checkpoint"], size)
     policies = {"start": student["checkpoint"], **{f"{m}_seed{s}_step{c['step']}": c["path"]
                                                    for (m, s), run in runs.items() for c in run["checkpoints"]}}
