@@ -12,7 +12,6 @@ from evals.grading import BenchmarkResult, grade_outputs
 from model import decode_completion
 from model.vllm_engine import prompt_seed
 from problems import build_prompt
-from rewards.tools import OUTPUT_OPEN
 from rl.batch import RolloutBatch, Sample
 from rl.tool_rollout import ToolSettings
 
@@ -111,10 +110,8 @@ def evaluate_with_search(search: Callable[..., list[dict]], problems: list, prom
     result.scores |= {"k": k, "seconds": time.perf_counter() - started,
                       **{f"mean_{kind}_tokens": sum(s["tokens"][kind] for s in summaries) / max(len(summaries), 1)
                          for kind in ("policy", "prefill", "reward")}}
-    if options.get("tools"):  # the chosen solutions' calls: outputs in the steps, none in the policy's own text
-        result.scores["tool_calls_per_answer"] = sum("".join(s["steps"]).count(OUTPUT_OPEN)
-                                                     - s["policy_text"].count(OUTPUT_OPEN)
-                                                     for s in summaries) / max(len(summaries), 1)
+    if options.get("tools"):  # the chosen solutions' calls, counted where they ran
+        result.scores["tool_calls_per_answer"] = sum(s["tool_calls"] for s in summaries) / max(len(summaries), 1)
     for g, record in enumerate(result.records):
         record["search"] = [{key: s[key] for key in ("value", "tokens")} for s in summaries[g * k:(g + 1) * k]]
         if options.get("tools"):  # the outputs (graded) are the policy's own text; these show what the tools answered

@@ -44,15 +44,17 @@ class SearchResult:
     chosen: Node | None
     values_tied: bool = False  # every candidate solution had the same value: the tie-breaks chose (search.tree)
     policy_text: str = ""  # the chosen solution as the policy wrote it: the steps less the tools' outputs
+    tool_calls: int = 0  # the tool calls in the chosen solution
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "tree": tree_to_dict(self.tree, self.chosen)}
 
     def summary(self) -> dict[str, Any]:
         """What a batch of searches reports back (no tree: trees can be large): answer, steps (with the tools'
-        outputs), policy_text (without them: what is graded), value, verdict, tokens, and whether the values told
-        the candidates apart."""
+        outputs), policy_text (without them: what is graded), its tool calls, value, verdict, tokens, and whether
+        the values told the candidates apart."""
         return {"method": self.method, "answer": self.answer, "steps": self.steps, "policy_text": self.policy_text,
+                "tool_calls": self.tool_calls,
                 "value": self.value, "correct": self.correct, "tokens": self.tokens.to_dict(),
                 "values_tied": self.values_tied}
 
@@ -140,6 +142,7 @@ def solve(problem: str | Sequence[int], generator: StepGenerator | None = None, 
                         steps=split_steps(solution, task.step_end), value=value,
                         correct=bool(task.verifier(chosen.policy_text())) if task.verifier and chosen else None,
                         policy_text=chosen.policy_text() if chosen else "",
+                        tool_calls=sum(n.tool_calls for n in chosen.path()) if chosen else 0,
                         tokens=ctx.counter, tree=tree, chosen=chosen, values_tied=values_tied(tree.nodes()))
 
 

@@ -114,8 +114,9 @@ class SearchContext:
         return bool(self.task.verifier(text))
 
     def _attach(self, node: Node, continuations: list[Continuation]) -> list[Node]:
-        new = [Node(step=c.text, policy_step=c.policy_text, token_ids=list(c.token_ids), logprob=c.logprob,
-                    parent=node, stop_reason=c.stop_reason, terminal=self.task.is_terminal(c.own_text(), c.stop_reason))
+        new = [Node(step=c.text, policy_step=c.policy_text, tool_calls=c.tool_calls, token_ids=list(c.token_ids),
+                    logprob=c.logprob, parent=node, stop_reason=c.stop_reason,
+                    terminal=self.task.is_terminal(c.own_text(), c.stop_reason))
                for c in continuations]
         node.children.extend(new)
         for child, prior in zip(node.children, step_priors([c.logprob for c in node.children])):

@@ -44,6 +44,7 @@ class Continuation:
     prefill_tokens: int = 0  # prompt tokens of the further engine calls that made it (a whole sample that went on
     #                          after a tool call), beyond the call that started it
     policy_text: str | None = None  # `text` less the tools' outputs in it (search/tools.py); None: all the policy's
+    tool_calls: int = 0  # the tool calls run in it, each one output inserted (search/tools.py)
 
     def own_text(self) -> str:
         """The text the policy wrote: what answers are read from and verdicts given on, so that no answer is taken

@@ -90,6 +90,7 @@ class ToolStepGenerator(RequestGenerator):
             c.token_ids = c.token_ids + observation
             c.text, c.policy_text = c.text + self.generator.decode(observation), c.own_text()
             c.inserted_tokens += len(observation)
+            c.tool_calls += 1
 
     def shutdown(self) -> None:
         self.runner.shutdown()

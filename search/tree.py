@@ -35,6 +35,7 @@ class Node:
     exhausted: bool = False  # terminal, pruned, or saturated with every child exhausted: nothing left below
     stop_reason: str = "step"
     policy_step: str | None = None  # `step` less a tool's output in it (search/tools.py); None: all the policy's
+    tool_calls: int = 0  # the tool calls whose outputs are in `step`
     answer: str | None = None  # the task's answer of a terminal node's solution (math: its last \boxed{}), read
     #                            from the policy's own text
     correct: bool | None = None  # the verifier's verdict, where it was asked

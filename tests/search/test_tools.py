@@ -99,6 +99,19 @@ def test_an_answer_only_the_tool_printed_is_not_taken():
             assert result.policy_text == "".join(solution) and result.correct is False
 
 
+def test_a_solutions_tool_calls_are_counted_where_they_ran_not_read_from_its_text():
+    """A program that prints the output fence itself: its solution shows two fences and made one call."""
+    solution = ["<think>\n", "```python\n", "print('`' * 3 + 'output')\n", "```\n", "</think>\n",
+                "The answer is \\boxed{42}."]
+    for method, options in (("greedy", {}), ("beam", {"beam_width": 1, "num_children": 1})):
+        generator = ScriptedGenerator(solution, output="```output")
+        result = solve(generator.encode("Q: 6 * 7?\n"), generator, method, budget_tokens=500, tools=["python"],
+                       tool_timeout_s=2.0, value_fn=lambda problem, steps: 0.5, **options)
+        assert "".join(result.steps).count(OUTPUT_OPEN) == 2, result.steps
+        assert result.tool_calls == 1 and result.summary()["tool_calls"] == 1
+    assert solve(generator.encode("Q: 6 * 7?\n"), ScriptedGenerator(), "greedy", budget_tokens=500).tool_calls == 0
+
+
 def test_batched_searches_with_tools_answer_as_searches_run_one_at_a_time():
     """solve_many with tools and concurrency: the searches' calls meet in one tool generator, each search's seeds
     its own, so the answers and the tokens spent are those of the searches run one after another."""
