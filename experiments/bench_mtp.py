@@ -19,7 +19,9 @@ pay, and does the MTP auxiliary loss keep the drafts accepted during GRPO?
 3. Agreement (`pass@1_with_and_without_drafts`): the math policy's held-out pass@1 (synthetic level 1, 300
    problems x 8 samples, T=1) without drafts and with the most draft tokens: equal within their noise, or drafting
    changed what is sampled.
-(Parts 1-3 are `--parts drafts`.) `--parts sft` (`sft_mtp_ablation`, about 12 minutes): what the MTP loss does to
+(Parts 1-3 are `--parts drafts`; each GRPO run, each policy's engine runs and part 3 are cached under --runs, so a
+benchmark stopped between sessions resumes at the stage it was in. Each record says its machine.)
+`--parts sft` (`sft_mtp_ablation`, about 12 minutes): what the MTP loss does to
 the policy itself, the demo's warm start with one MTP layer trained with sft.mtp_weight 0.3 and with 0, seeds 0-2,
 held-out pass@1 after it, the paired difference with its spread.
 
@@ -82,6 +84,10 @@ def grpo_run(job: str, mtp_weight: float, draft_tokens: int, args) -> dict:
     if args.tiny:
         overrides += ["sft.steps=5", "rollout.prompts_per_step=2", "rollout.max_new_tokens=16", "data.num_eval=4",
                       "rollout.eval_samples=1"]
+    stamp = out.parent / f"{out.name}.json"  # beside the run's folder, which train() overwrites
+    if (cached := read_stamp(stamp, overrides)) is not None:
+        print(f"GRPO: {job} job, algorithm.mtp_weight {mtp_weight:g}: cached ({stamp})", flush=True)
+        return cached
     print(f"GRPO: {job} job, {args.grpo_steps} steps, algorithm.mtp_weight {mtp_weight:g}, "
           f"{draft_tokens} draft tokens ...", flush=True)
     started = time.perf_counter()
@@ -91,7 +97,7 @@ def grpo_run(job: str, mtp_weight: float, draft_tokens: int, args) -> dict:
     per_step = [{key: round(r[key], 4) for key in r if key.startswith(("draft/", "time/"))} | {"step": r.get("step")}
                 for r in steps]
     tenth = max(1, len(steps) // 10)
-    return {"job": job, "mtp_weight": mtp_weight, "speculative_tokens": draft_tokens, "steps": len(steps),
+    record = {"job": job, "mtp_weight": mtp_weight, "speculative_tokens": draft_tokens, "steps": len(steps),
             "minutes": round((time.perf_counter() - started) / 60, 2), "checkpoint": summary["checkpoint"],
             "acceptance_pos1_first_tenth": _mean(steps[:tenth], "draft/acceptance_pos1"),
             "acceptance_pos1_last_tenth": _mean(steps[-tenth:], "draft/acceptance_pos1"),
@@ -100,7 +106,24 @@ def grpo_run(job: str, mtp_weight: float, draft_tokens: int, args) -> dict:
             "learn_s": _mean(steps, "time/learn_s"),
             "eval_after": {k: v for k, v in summary.get("eval_after", {}).items()
                            if k in ("eval/pass@1", "eval/pass@1_stderr")},
-            "per_step": per_step}
+            "machine": machine(), "date": datetime.date.today().isoformat(), "per_step": per_step}
+    write_stamp(stamp, overrides, record)
+    return record
+
+
+def read_stamp(stamp: Path, key) -> dict | None:
+    """A cached stage's record if it was made with the settings `key`: --parts drafts runs for hours, so each GRPO
+    run and each policy's engine runs are kept, and a stopped benchmark resumes at the stage it was in."""
+    if stamp.is_file():
+        record = json.loads(stamp.read_text())
+        if record.pop("key", None) == key:
+            return record
+    return None
+
+
+def write_stamp(stamp: Path, key, record: dict) -> None:
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(record | {"key": key}, indent=1))
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -174,7 +197,15 @@ def engine_child(checkpoint: str, job: str, k: int, args, out: str) -> None:
 def engine_runs(policies: dict[str, str], args) -> dict:
     results: dict = {}
     for job, checkpoint in policies.items():
-        results[job] = {"checkpoint": checkpoint}
+        # one policy's k = 0, 1, 2, 3 run together, in one invocation: its speedups are ratios on one machine
+        stamp = Path(args.runs) / f"engine_{job}.json"
+        key = [str(Path(checkpoint).resolve()), (Path(checkpoint) / "model.safetensors").stat().st_mtime_ns,
+               args.prompts, args.samples, args.repeats, list(args.draft_tokens)]
+        if (cached := read_stamp(stamp, key)) is not None:
+            print(f"engine: {job} policy: cached ({stamp})", flush=True)
+            results[job] = cached
+            continue
+        results[job] = {"checkpoint": checkpoint, "machine": machine(), "date": datetime.date.today().isoformat()}
         for k in (0, *args.draft_tokens):
             with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
                 out = handle.name
@@ -194,6 +225,8 @@ def engine_runs(policies: dict[str, str], args) -> dict:
             entry = results[job][f"k{k}"]
             if base and entry.get("best_tokens_per_s"):
                 entry["speedup"] = round(entry["best_tokens_per_s"] / base, 3)
+        if not any("error" in results[job][f"k{k}"] for k in (0, *args.draft_tokens)):  # a failed one runs again
+            write_stamp(stamp, key, results[job])
     return results
 
 
@@ -214,6 +247,13 @@ def pass_at_1_with_and_without_drafts(checkpoint: str, k: int, args) -> dict:
     change which random numbers a sample draws, not its distribution, so the two agree within their noise."""
     from rl.api import evaluate_checkpoint
 
+    stamp = Path(args.runs) / "agreement.json"
+    key = [str(Path(checkpoint).resolve()), (Path(checkpoint) / "model.safetensors").stat().st_mtime_ns, k,
+           args.eval_problems, args.eval_samples]
+    if (cached := read_stamp(stamp, key)) is not None:
+        print(f"pass@1 with and without drafts: cached ({stamp})", flush=True)
+        return cached
+    print(f"pass@1 with and without {k} draft tokens ...", flush=True)
     figures = {}
     for draft_tokens in (0, k):
         result = evaluate_checkpoint(checkpoint, "synthetic", n=args.eval_samples, limit=args.eval_problems,
@@ -225,8 +265,10 @@ def pass_at_1_with_and_without_drafts(checkpoint: str, k: int, args) -> dict:
     without, drafted = figures["k0"], figures[f"k{k}"]
     noise = (without["pass@1_stderr"] ** 2 + drafted["pass@1_stderr"] ** 2) ** 0.5
     difference = drafted["pass@1"] - without["pass@1"]
-    return figures | {"difference": round(difference, 4), "difference_stderr": round(noise, 4),
-                      "within_2_stderr": abs(difference) <= 2 * noise}
+    record = figures | {"difference": round(difference, 4), "difference_stderr": round(noise, 4),
+                        "within_2_stderr": abs(difference) <= 2 * noise}
+    write_stamp(stamp, key, record)
+    return record
 
 
 def sft_ablation(seeds: list[int], weight: float, args) -> dict:
@@ -304,7 +346,8 @@ def main() -> None:
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--math-policy", help="a math policy with MTP layers (default: trained in part 1)")
     parser.add_argument("--code-policy", help="a code policy with MTP layers (default: trained in part 1)")
-    parser.add_argument("--runs", default="runs/bench_mtp", help="folder of part 1's GRPO runs")
+    parser.add_argument("--runs", help="folder of the cached stages: part 1's GRPO runs, part 2's engine runs, part "
+                        "3 (default: runs/bench_mtp; --tiny: a new temporary folder)")
     parser.add_argument("--grpo-steps", type=int, default=100)
     parser.add_argument("--grpo-k", type=int, default=1, help="draft tokens during the math GRPO runs")
     parser.add_argument("--skip-grpo-off", action="store_true", help="leave out the math run without the auxiliary")
@@ -327,7 +370,8 @@ def main() -> None:
     if args.tiny:
         args.grpo_steps, args.prompts, args.samples, args.repeats, args.draft_tokens = 2, 4, 2, 1, (1,)
         args.eval_problems, args.eval_samples = 8, 2
-        args.runs = tempfile.mkdtemp(prefix="bench_mtp_")
+        args.runs = args.runs or tempfile.mkdtemp(prefix="bench_mtp_")
+    args.runs = args.runs or "runs/bench_mtp"
     parts = args.parts.split(",")
     path = Path(tempfile.mkdtemp()) / "mtp.json" if args.tiny else RESULT
     result = json.loads(path.read_text()) if path.exists() else {}
