@@ -17,6 +17,12 @@ Three modes (`distill.mode`), each a driver built on GRPOTrainer:
   correct answers once each, and the learner fine-tunes the policy on them as traces does; after every round the
   held-out problems are answered greedily, by sampling and by the search, so what the search adds to the policy
   (and how much of it moves into the policy) shows round by round.
+
+With rollout.tools, every mode distils a policy that calls tools: on_policy's rollouts are the student's multi-turn
+tool rollouts (rl/tool_rollout.py), the teacher reads the tools' outputs as context and scores only the student's own
+tokens; traces' teacher answers with the tools and expert_iteration's search calls them (search/tools.py). A trace
+then holds each call's output, which fine-tuning masks as an observation (rl/sft.py), and the verifier reads only
+the policy's own words around them (policy_text), so no trace is kept for an answer that only a tool printed.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from model import decode_completion, load_tokenizer
 from model.checkpoint import check_checkpoint
 from model.config import ConfigError
 from problems import Problem, build_prompt, load_problems
+from rewards.tools import split_observations
 from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch
 from rl.evaluate import SEARCH_CONCURRENCY, evaluate, evaluate_with_search
@@ -49,6 +56,7 @@ from rl.ray_cluster import join_or_start
 from rl.rollout import generate_on_workers, search_on_workers
 from rl.sft import sft_batch
 from rl.teacher import check_teacher_vocabulary, teacher_actor
+from rl.tool_rollout import ToolSettings, check_tool_tokenizer
 from rl.trainer import CHECKPOINTS, GRPOTrainer, prepare_output_dir, timed
 
 TRACES_FILE = "traces.jsonl"  # the kept traces, one a line: id, problem, answer, completion, teacher
@@ -62,16 +70,14 @@ ROUND_CURVES = {"eval/greedy_pass@1": "held-out greedy pass@1", "eval/pass@1": "
 
 def check_distill(config) -> None:
     """The distill section's mistakes that need the file system, before anything starts: no teacher named, a
-    missing or damaged teacher (a file where a folder is needed), and (on_policy) a teacher whose tokenizer or
-    vocabulary is not the student's.
+    missing or damaged teacher (a file where a folder is needed), (on_policy) a teacher whose tokenizer or
+    vocabulary is not the student's, and (traces, with rollout.tools) a teacher whose tokenizer cannot write the
+    call format.
 
     Raises:
-        ConfigError: naming distill.teacher (or rollout.tools, which distillation does not use yet).
+        ConfigError: naming distill.teacher.
     """
     teacher, mode = config.distill.teacher, config.distill.mode
-    if config.rollout.tools:
-        raise ConfigError("rollout.tools: distillation does not run tools yet (the teacher would score the tools' "
-                          "output as the student's tokens); leave rollout.tools empty")
     if mode == "expert_iteration":  # no teacher: the student's own search
         return
     if teacher is None:
@@ -93,6 +99,8 @@ def check_distill(config) -> None:
         raise ConfigError(f"distill.teacher: {error}") from None
     if mode == "on_policy":
         check_teacher_vocabulary(teacher, config.model.path)
+    else:  # traces: the teacher answers with the rollout's tools, in its own tokenizer
+        check_tool_tokenizer(config.rollout, load_tokenizer(teacher), f"distill.teacher {teacher}'s tokenizer")
 
 
 # ------------------------------------------------------------------------------------------------ on-policy
@@ -258,11 +266,13 @@ class TracesDistiller(FineTunesOnTraces, GRPOTrainer):
         """The training problems with a kept trace as their solution (one entry per trace) and the report; read
         from the run folder when its traces.jsonl was made with the same settings (a resumed run samples none)."""
         distill, config = self.config.distill, self.config
+        tools = ToolSettings.from_config(config.rollout)
         key = {"teacher": str(Path(distill.teacher).resolve()), "teacher_file_sha1": file_sha1(distill.teacher),
                "problem_ids_sha1": hashlib.sha1(" ".join(p.id for p in problems).encode()).hexdigest(),
                "traces_per_problem": distill.traces_per_problem, "temperature": distill.temperature,
                "top_p": distill.top_p, "max_new_tokens": config.rollout.max_new_tokens, "seed": config.trainer.seed,
-               "system_prompt": config.data.system_prompt}
+               "system_prompt": config.data.system_prompt,
+               **({"tools": dataclasses.asdict(tools)} if tools else {})}  # (a plain run's key is as it was)
         traces_path, report_path = self.output_dir / TRACES_FILE, self.output_dir / TRACES_REPORT
         if traces_path.is_file() and report_path.is_file() and json.loads(report_path.read_text())["key"] == key:
             rows = [json.loads(line) for line in traces_path.read_text().splitlines()]
@@ -270,9 +280,8 @@ class TracesDistiller(FineTunesOnTraces, GRPOTrainer):
             self.log(f"traces: {len(rows)} verified traces from {traces_path} (made before with these settings)")
         else:
             started = time.perf_counter()
-            answered, outputs, report = self.teacher_answers(problems)
-            result = grade_outputs("traces", answered, outputs, timeout_s=config.reward.timeout_s)
-            rows, counts = verified_traces(result.records, str(distill.teacher))
+            answered, transcripts, report = self.teacher_answers(problems)
+            rows, counts = verify_traces(answered, transcripts, str(distill.teacher), config.reward.timeout_s)
             report |= counts | {"seconds": time.perf_counter() - started}
             self.timings["time/traces_s"] = report["seconds"]  # sampling and verifying, in the run's summary
             write_lines_atomically(traces_path, [json.dumps(row) for row in rows])
@@ -288,9 +297,10 @@ class TracesDistiller(FineTunesOnTraces, GRPOTrainer):
         return [dataclasses.replace(by_id[row["id"]], solution=row["completion"]) for row in rows], report
 
     def teacher_answers(self, problems: list[Problem]) -> tuple[list[Problem], list[list[str]], dict]:
-        """The problems the teacher answered, their answers, and counts: read from a traces file, or sampled from
-        a checkpoint through rollout workers (as many as rollout.num_workers, in the places the student's take
-        afterwards; completions cut at rollout.max_new_tokens are not answers and are left out)."""
+        """The problems the teacher answered, their answers (with rollout.tools: whole transcripts, each call's
+        output in its ```output block), and counts: read from a traces file, or sampled from a checkpoint through
+        rollout workers (as many as rollout.num_workers, in the places the student's take afterwards; completions
+        cut at rollout.max_new_tokens are not answers and are left out)."""
         distill, config = self.config.distill, self.config
         if Path(distill.teacher).is_file():
             answered, outputs, read = read_predictions(distill.teacher, problems)
@@ -299,10 +309,12 @@ class TracesDistiller(FineTunesOnTraces, GRPOTrainer):
         tokenizer = load_tokenizer(distill.teacher)
         prompts = [build_prompt(p, tokenizer, config.data.system_prompt) for p in problems]
         workers = [self.new_rollout_worker(i, distill.teacher) for i in range(config.rollout.num_workers)]
+        tools = ToolSettings.from_config(config.rollout)
         try:
             samples = generate_on_workers(workers, prompts, n=distill.traces_per_problem,
                                           max_tokens=config.rollout.max_new_tokens, temperature=distill.temperature,
-                                          top_p=distill.top_p, seed=config.trainer.seed)
+                                          top_p=distill.top_p, seed=config.trainer.seed,
+                                          **({"tools": tools} if tools else {}))
         finally:
             for worker in workers:
                 ray.kill(worker)
@@ -380,7 +392,7 @@ class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
             self.search, self.train_problems, prompts, method=distill.search_method,
             budget_tokens=distill.search_budget, k=distill.traces_per_problem, temperature=distill.temperature,
             max_tokens=config.rollout.max_new_tokens, seed=round_seed(config.trainer.seed, round_number),
-            concurrency=SEARCH_CONCURRENCY, name="traces", **distill.search_options)
+            concurrency=SEARCH_CONCURRENCY, name="traces", **distill.search_options, **search_tool_options(self.tools))
         rows, counts = verified_traces(searched["records"], f"round {round_number}: {distill.search_method}")
         path = self.output_dir / ROUNDS / f"round_{round_number}.jsonl"
         path.parent.mkdir(exist_ok=True)
@@ -416,13 +428,13 @@ class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
         self.sync_workers()
         greedy = evaluate(self.generate, self.eval_problems, self.tokenizer, k=1,
                           max_tokens=config.rollout.max_new_tokens, temperature=0.0, seed=config.trainer.seed,
-                          system_prompt=config.data.system_prompt)["scores"]
+                          system_prompt=config.data.system_prompt, tools=self.tools)["scores"]
         prompts = [build_prompt(p, self.tokenizer, config.data.system_prompt) for p in self.eval_problems]
         searched = evaluate_with_search(
             self.search, self.eval_problems, prompts, method=distill.search_method,
             budget_tokens=distill.search_budget, k=1, temperature=distill.temperature,
             max_tokens=config.rollout.max_new_tokens, seed=config.trainer.seed, concurrency=SEARCH_CONCURRENCY,
-            **distill.search_options)["scores"]
+            **distill.search_options, **search_tool_options(self.tools))["scores"]
         self.timings["time/evaluation_s"] = (self.timings.get("time/evaluation_s", 0.0) + greedy["seconds"]
                                              + searched["seconds"])
         return {"eval/greedy_pass@1": greedy["pass@1"], "eval/greedy_pass@1_stderr": greedy["pass@1_stderr"],
@@ -477,9 +489,21 @@ def round_line(record: dict, rounds: int) -> str:
 
 
 
+def verify_traces(problems: list[Problem], transcripts: list[list[str]], teacher: str,
+                  timeout_s: float) -> tuple[list[dict], dict]:
+    """The teacher's answers graded on the policy's own words (policy_text: a tool's output is not the teacher's
+    answer), then verified_traces of them: the rows keep the whole transcripts, outputs and all."""
+    graded = grade_outputs("traces", problems, [[policy_text(t) for t in texts] for texts in transcripts],
+                           timeout_s=timeout_s)
+    return verified_traces([record | {"transcripts": texts} for record, texts in zip(graded.records, transcripts)],
+                           teacher)
+
+
 def verified_traces(records: list[dict], teacher: str) -> tuple[list[dict], dict]:
     """The correct answers of evals.grading's per-problem records, each distinct one once (answers that differ only
-    in whitespace are one), as traces.jsonl rows, and the counts.
+    in whitespace are one), as traces.jsonl rows, and the counts. A record of answers made with tools holds each
+    answer's whole exchange in "transcripts" beside the graded "outputs" (the policy's words alone): a trace is the
+    transcript, so fine-tuning sees each call's output as the policy did.
 
     Returns:
         (rows: id, problem, answer, completion, teacher; counts: correct, kept, duplicates, problems_with_trace).
@@ -487,7 +511,7 @@ def verified_traces(records: list[dict], teacher: str) -> tuple[list[dict], dict
     rows, correct, duplicates, problems = [], 0, 0, 0
     for record in records:
         seen: set[str] = set()
-        for output, verdict in zip(record["outputs"], record["correct"]):
+        for output, verdict in zip(record.get("transcripts", record["outputs"]), record["correct"]):
             if not verdict:
                 continue
             correct += 1
@@ -500,6 +524,20 @@ def verified_traces(records: list[dict], teacher: str) -> tuple[list[dict], dict
                          "completion": output, "teacher": teacher})
         problems += bool(seen)
     return rows, {"correct": correct, "kept": len(rows), "duplicates": duplicates, "problems_with_trace": problems}
+
+
+def policy_text(transcript: str) -> str:
+    """A written answer less the tools' outputs in it (rewards.tools.split_observations, as fine-tuning masks
+    them): what the verifier reads."""
+    return "".join(piece for piece, observed in split_observations(transcript) if not observed)
+
+
+def search_tool_options(tools: ToolSettings | None) -> dict:
+    """The search options that let a search's policy call the rollout's tools (search/tools.py); none without."""
+    if tools is None:
+        return {}
+    return {"tools": list(tools.tools), "tool_timeout_s": tools.timeout_s,
+            "max_observation_tokens": tools.max_observation_tokens}
 
 
 def file_sha1(path: str) -> str | None:

@@ -21,8 +21,11 @@ from problems import load_problems
 from rl import api
 from rl.batch import LearnerBatch, RolloutBatch, Sample
 from rl.config import DISTILL_MODES, load_config
+from problems import Problem
+from rewards.tools import OUTPUT_OPEN
 from rl.distill import (DISTILLERS, ROUNDS, TRACES_FILE, TRACES_REPORT, ExpertIterationDistiller, OnPolicyDistiller,
-                        TracesDistiller, check_distill, round_line, round_seed, teacher_metrics, verified_traces)
+                        TracesDistiller, check_distill, policy_text, round_line, round_seed, teacher_metrics,
+                        verified_traces, verify_traces)
 from rl.sft import sft_from_checkpoint
 from rl.teacher import Teacher
 
@@ -31,6 +34,13 @@ JOB = REPO / "experiments" / "tiny_distill.yaml"
 SMALL = ["sft.steps=8", "data.num_train=8", "data.num_eval=6", "rollout.prompts_per_step=4", "rollout.group_size=4",
          "rollout.max_new_tokens=48", "rollout.eval_samples=2", "trainer.eval_every=2", "trainer.save_every=1",
          "logging.progress=false", "logging.tensorboard=false", "reward.num_workers=1", "sft.batch_size=8"]
+
+
+# the tool task (experiments/tiny_tools.yaml's), every reference solution calling python for its product
+TOOLS = ["data.train=synthetic_tools", "data.eval=synthetic_tools", "data.levels=[1,2]", "data.tool_traces=1.0",
+         "rollout.tools=[python]",
+         "rollout.max_turns=3", "rollout.tool_timeout_s=2.0", "rollout.max_observation_tokens=40",
+         "rollout.max_new_tokens=96"]
 
 
 def small_config(output_dir, teacher, *extra):
@@ -54,6 +64,18 @@ def memorizing_teacher(tmp_path_factory):
     init_pretrained("tiny", folder / "init")
     return sft_from_checkpoint(folder / "init", folder / "policy", problems, steps=60, batch_size=8, lr=3e-3,
                                threads=1, max_tokens=128, log=None)
+
+
+@pytest.fixture(scope="module")
+def tool_teacher(tmp_path_factory):
+    """A tiny policy fitted to SMALL's 8 training problems of the tool task, the calls and the outputs' masks as
+    the warm start learns them (20 s): it calls python as the reference solutions do, and answers (60 steps
+    were too few to write the programs and answers right at T=1)."""
+    folder = tmp_path_factory.mktemp("tool_teacher")
+    problems, _ = load_problems(load_config(JOB, [*SMALL, *TOOLS]).data)
+    init_pretrained("tiny", folder / "init")
+    return sft_from_checkpoint(folder / "init", folder / "policy", problems, steps=200, batch_size=8, lr=3e-3,
+                               threads=1, max_tokens=160, log=None)
 
 
 # ------------------------------------------------------------------------------------------------ before anything
@@ -377,8 +399,66 @@ def test_expert_iteration_killed_with_sigkill_resumes_after_its_last_whole_round
     assert (out / "checkpoints" / "step_3").exists() and (out / ROUNDS / "round_3.jsonl").exists()
 
 
-def test_distillation_with_tools_is_refused_before_anything_starts(tmp_path, tiny_checkpoint):
+# ------------------------------------------------------------------------------------------------ with tools
+
+
+def test_every_mode_takes_tools_and_a_traces_teacher_that_cannot_write_a_call_is_refused(tmp_path, tiny_checkpoint,
+                                                                                        monkeypatch):
     for mode in ("on_policy", "traces", "expert_iteration"):
-        config = small_config(tmp_path / "run", tiny_checkpoint, f"distill.mode={mode}", "rollout.tools=[python]")
-        with pytest.raises(ConfigError, match="rollout.tools: distillation does not run tools yet"):
-            check_distill(config)
+        check_distill(small_config(tmp_path / "run", tiny_checkpoint, f"distill.mode={mode}", *TOOLS))
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_checkpoint, teacher)
+    tokenizer = load_tokenizer(teacher)
+    monkeypatch.setattr(type(tokenizer), "decode", lambda self, ids, **_: "?")  # writes nothing back as it read it
+    monkeypatch.setattr(rl.distill, "load_tokenizer", lambda path: tokenizer)
+    with pytest.raises(ConfigError, match="distill.teacher .*teacher's tokenizer"):
+        check_distill(small_config(tmp_path / "run", teacher, "distill.mode=traces", *TOOLS))
+
+
+def test_a_trace_is_the_whole_exchange_and_is_kept_only_for_an_answer_the_teacher_wrote():
+    problem = Problem("t-1", "What is 466 * 85 + 3678?", "43288", None, "synthetic_tools", 2)
+    called = ("<think>\n```python\nprint(466 * 85 + 3678)\n```\n" + OUTPUT_OPEN + "43288\n```\n</think>\n"
+              "The answer is \\boxed{43288}.")
+    printed = ("<think>\n```python\nprint(chr(92) + 'boxed{43288}')\n```\n" + OUTPUT_OPEN + "\\boxed{43288}\n"
+               "```\n</think>\nI do not know.")
+    assert policy_text(called) == ("<think>\n```python\nprint(466 * 85 + 3678)\n```\n</think>\n"
+                                   "The answer is \\boxed{43288}.")
+    assert "boxed" not in policy_text(printed).replace("'boxed{43288}'", "")  # the program's text, not its output
+    rows, counts = verify_traces([problem], [[called, printed]], "teacher/", timeout_s=5.0)
+    assert [row["completion"] for row in rows] == [called]  # with the output, which fine-tuning masks
+    assert counts == {"correct": 1, "kept": 1, "duplicates": 0, "problems_with_trace": 1}
+
+
+def test_on_policy_distillation_with_tools_scores_only_the_students_own_tokens(ray_session, tool_teacher,
+                                                                               tmp_path):
+    """The student is its own teacher and calls python: the reverse KL is zero up to the learner-vs-vLLM
+    mismatch, which it would not be if the tools' output counted as tokens the student sampled."""
+    api.distill(JOB, [*SMALL, *TOOLS, f"trainer.output_dir={tmp_path}", f"model.path={tool_teacher}",
+                      f"distill.teacher={tool_teacher}", "sft.steps=0", "trainer.steps=1"], log=lambda *_: None)
+    (step,) = [r for r in records(tmp_path) if "reward/mean" in r]
+    assert step["tools/calls_per_sample"] > 0.2 and step["tools/observation_token_frac"] > 0.05
+    assert abs(step["distill/reverse_kl"]) < 1e-3 and step["mismatch/logprob_abs_diff_max"] < 1e-3
+
+
+def test_traces_distillation_with_tools_runs_for_real(ray_session, tool_teacher, tmp_path):
+    """The teacher answers through its tool; a kept trace holds the call's output (masked when the student is
+    fine-tuned on it) and states the answer in the teacher's own words."""
+    summary = api.distill(JOB, [*SMALL, *TOOLS, f"trainer.output_dir={tmp_path}", f"distill.teacher={tool_teacher}",
+                                "distill.mode=traces", "trainer.steps=2", "sft.steps=0"], log=lambda *_: None)
+    rows = [json.loads(line) for line in (tmp_path / TRACES_FILE).read_text().splitlines()]
+    with_output = [row for row in rows if OUTPUT_OPEN in row["completion"]]
+    assert with_output
+    assert all(f"\\boxed{{{row['answer']}}}" in policy_text(row["completion"]) for row in rows)
+    assert json.loads((tmp_path / TRACES_REPORT).read_text())["key"]["tools"]["tools"] == ["python"]
+    steps = [r for r in records(tmp_path) if "sft/loss" in r]
+    assert [r["step"] for r in steps] == [1, 2] and all(r["sft/loss"] > 0 for r in steps)
+    assert "eval/tool_calls_per_answer" in summary["eval_after"]  # the student answers with the tool too
+
+
+def test_expert_iteration_with_tools_searches_with_them_and_keeps_their_outputs(ray_session, tool_teacher, tmp_path):
+    api.distill(JOB, [*SMALL, *TOOLS, *EXPERT, f"trainer.output_dir={tmp_path}", f"model.path={tool_teacher}",
+                      "distill.teacher=null", "distill.rounds=1"], log=lambda *_: None)
+    rows = [json.loads(line) for line in (tmp_path / ROUNDS / "round_1.jsonl").read_text().splitlines()]
+    assert any(OUTPUT_OPEN in row["completion"] for row in rows)
+    assert all(f"\\boxed{{{row['answer']}}}" in policy_text(row["completion"]) for row in rows)
+    assert [r["step"] for r in records(tmp_path) if "eval/search_pass@1" in r] == [0, 1]
