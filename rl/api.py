@@ -280,8 +280,7 @@ def evaluate_checkpoint(model: str | Path, bench: str | list[str] = "synthetic",
     prompts = {name: [build_prompt(p, tokenizer, system_prompt, examples[name]) for p in problems]
                for name, problems in benchmarks.items()}
     longest_prompt = max(len(prompt) for ps in prompts.values() for prompt in ps)
-    search_tools = {"tools": list(tools), "tool_timeout_s": tool_timeout_s,
-                    "max_observation_tokens": max_observation_tokens} if tools else {}
+    search_tools = tool_settings.search_options() if tool_settings else {}
     results = {}
     with open_generator(str(model), longest_prompt + max_tokens, seed=seed, workers=workers,
                         search=search is not None, speculative_tokens=speculative_tokens) as generate:

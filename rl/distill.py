@@ -392,7 +392,8 @@ class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
             self.search, self.train_problems, prompts, method=distill.search_method,
             budget_tokens=distill.search_budget, k=distill.traces_per_problem, temperature=distill.temperature,
             max_tokens=config.rollout.max_new_tokens, seed=round_seed(config.trainer.seed, round_number),
-            concurrency=SEARCH_CONCURRENCY, name="traces", **distill.search_options, **search_tool_options(self.tools))
+            concurrency=SEARCH_CONCURRENCY, name="traces", **distill.search_options,
+            **(self.tools.search_options() if self.tools else {}))
         rows, counts = verified_traces(searched["records"], f"round {round_number}: {distill.search_method}")
         path = self.output_dir / ROUNDS / f"round_{round_number}.jsonl"
         path.parent.mkdir(exist_ok=True)
@@ -434,7 +435,7 @@ class ExpertIterationDistiller(FineTunesOnTraces, GRPOTrainer):
             self.search, self.eval_problems, prompts, method=distill.search_method,
             budget_tokens=distill.search_budget, k=1, temperature=distill.temperature,
             max_tokens=config.rollout.max_new_tokens, seed=config.trainer.seed, concurrency=SEARCH_CONCURRENCY,
-            **distill.search_options, **search_tool_options(self.tools))["scores"]
+            **distill.search_options, **(self.tools.search_options() if self.tools else {}))["scores"]
         self.timings["time/evaluation_s"] = (self.timings.get("time/evaluation_s", 0.0) + greedy["seconds"]
                                              + searched["seconds"])
         return {"eval/greedy_pass@1": greedy["pass@1"], "eval/greedy_pass@1_stderr": greedy["pass@1_stderr"],
@@ -530,14 +531,6 @@ def policy_text(transcript: str) -> str:
     """A written answer less the tools' outputs in it (rewards.tools.split_observations, as fine-tuning masks
     them): what the verifier reads."""
     return "".join(piece for piece, observed in split_observations(transcript) if not observed)
-
-
-def search_tool_options(tools: ToolSettings | None) -> dict:
-    """The search options that let a search's policy call the rollout's tools (search/tools.py); none without."""
-    if tools is None:
-        return {}
-    return {"tools": list(tools.tools), "tool_timeout_s": tools.timeout_s,
-            "max_observation_tokens": tools.max_observation_tokens}
 
 
 def file_sha1(path: str) -> str | None:

@@ -39,6 +39,11 @@ class ToolSettings:
             return None
         return cls(tuple(rollout.tools), rollout.max_turns, rollout.tool_timeout_s, rollout.max_observation_tokens)
 
+    def search_options(self) -> dict:
+        """The options of a search (search.solve) whose policy calls these tools (search/tools.py)."""
+        return {"tools": list(self.tools), "tool_timeout_s": self.timeout_s,
+                "max_observation_tokens": self.max_observation_tokens}
+
 
 def check_tool_tokenizer(rollout, tokenizer: Any, where: str = "the policy's tokenizer") -> None:
     """With rollout.tools set (rl.config.RolloutConfig), a ConfigError when the tokenizer cannot write the call
