@@ -19,8 +19,14 @@ was; a training run cut short is started again from nothing, since its wall time
    time, so start-up, the teacher's trace sampling and the teacher's forwards are all counted.
 4. Every checkpoint (and the start, at wall time 0) on the same held-out problems, pass@1 sampled at T=1 and at
    DeepSeek-R1's T=0.6, top-p 0.95, through one engine whose weights are swapped; the teacher too.
-5. Expert iteration from the student start on levels 2-4 (`reasonrl distill`, distill.mode=expert_iteration):
-   greedy, sampled and searched held-out pass@1 after each of three rounds.
+5. Expert iteration on levels 2-4 (`reasonrl distill`, distill.mode=expert_iteration) from the traces-distilled
+   student (seed 0's last checkpoint): greedy, sampled and searched held-out pass@1 after each of three rounds. (From
+   the student start, 0.007 greedy on levels 2-4, its searches found 10-22 correct traces of 800 a round and greedy
+   stayed at 0.013, 2026-12-07: a policy that solves almost nothing has nothing of its own to learn from. rStar-Math
+   too starts its self-evolution from a policy that solves some of the problems.)
+6. A learning-rate sweep on seed 0: GRPO alone and on_policy at larger learning rates than the job's 5e-5 (on_policy's
+   per-token reverse KL fell only from 2.0 to 1.6 nats in 70 steps at 5e-5), each evaluated as in stage 4. It is
+   reported beside the targets, which the job's own learning rate decides.
 
 Writes experiments/results/distill.json (with --quick: runs/bench_distill_quick/distill_quick.json) and the PNG
 beside it: held-out pass@1 against wall time per method (each seed, the teacher's as a line), and expert
@@ -63,8 +69,10 @@ FULL = {
     "steps": {"grpo": 110, "traces": 220, "on_policy": 70, "on_policy_rule": 70},
     "save_every": {"grpo": 11, "traces": 22, "on_policy": 7, "on_policy_rule": 7},
     "traces_per_problem": 4, "run_overrides": [], "teacher_overrides": [],
-    "ei_levels": [2, 3, 4], "ei_num_train": 200, "ei_num_eval": 150, "ei_rounds": 3, "ei_sft_steps": 30,
+    "ei_start_seed": 0, "ei_levels": [2, 3, 4], "ei_num_train": 600, "ei_num_eval": 150, "ei_rounds": 3, "ei_sft_steps": 30,
     "ei_searches": 4, "ei_budget": 256, "ei_options": "{n: 4}",
+    "sweep_seed": 0, "sweep_lrs": [2e-4, 1e-3], "sweep_methods": ["grpo", "on_policy"],
+    "sweep_save_every": {"grpo": 22, "on_policy": 14},
 }
 QUICK = {
     "seeds": 1, "levels": [1, 2, 3], "num_train": 8, "num_eval": 16, "eval_samples": 2,
@@ -76,8 +84,10 @@ QUICK = {
     "run_overrides": ["rollout.prompts_per_step=4", "rollout.group_size=4", "rollout.max_new_tokens=48",
                       "sft.batch_size=8", "reward.num_workers=1"],
     "teacher_overrides": ["sft.lr=3e-3"],  # 60 steps of 8 fit the 8 training problems: traces mode finds some right
-    "ei_levels": [2, 3, 4], "ei_num_train": 8, "ei_num_eval": 8, "ei_rounds": 3, "ei_sft_steps": 2,
+    "ei_start_seed": 0, "ei_levels": [2, 3, 4], "ei_num_train": 8, "ei_num_eval": 8, "ei_rounds": 3, "ei_sft_steps": 2,
     "ei_searches": 2, "ei_budget": 96, "ei_options": "{n: 2}",
+    "sweep_seed": 0, "sweep_lrs": [1e-3], "sweep_methods": ["grpo", "on_policy"],
+    "sweep_save_every": {"grpo": 1, "on_policy": 1},
 }
 
 
@@ -185,12 +195,15 @@ def check_teacher_margin(cache: Path, teacher: dict, student: dict, size: dict) 
 # ------------------------------------------------------------------------------------------------ stage 3
 
 
-def method_command(method: str, seed: int, out: Path, student: str, teacher: str, size: dict) -> list[str]:
-    """The reasonrl command of one method's run from the student start (no warm start: sft.steps=0)."""
+def method_command(method: str, seed: int, out: Path, student: str, teacher: str, size: dict,
+                   lr: float | None = None) -> list[str]:
+    """The reasonrl command of one method's run from the student start (no warm start: sft.steps=0); lr: the
+    learning rate of GRPO's or on_policy's learner instead of the job's (stage 6)."""
+    save_every = size["save_every"][method] if lr is None else size["sweep_save_every"][method]
     common = [*data_overrides(size), *size["run_overrides"], f"model.path={student}", "sft.steps=0",
               f"trainer.seed={seed}", f"trainer.steps={size['steps'][method]}",
-              f"trainer.save_every={size['save_every'][method]}", "trainer.eval_every=0",
-              f"trainer.output_dir={out}", "--overwrite"]
+              f"trainer.save_every={save_every}", "trainer.eval_every=0",
+              f"trainer.output_dir={out}", "--overwrite", *([f"algorithm.lr={lr:g}"] if lr is not None else [])]
     if method == "grpo":
         return ["train", str(GRPO_JOB), *common]
     mode = {"traces": ["distill.mode=traces", f"distill.traces_per_problem={size['traces_per_problem']}"],
@@ -199,17 +212,22 @@ def method_command(method: str, seed: int, out: Path, student: str, teacher: str
     return ["distill", str(DISTILL_JOB), *common, f"distill.teacher={teacher}", *mode]
 
 
-def ensure_run(cache: Path, method: str, seed: int, student: str, teacher: str, size: dict) -> dict:
+def run_name(method: str, seed: int, lr: float | None = None) -> str:
+    return f"{method}_seed{seed}" if lr is None else f"{method}_lr{lr:g}_seed{seed}"
+
+
+def ensure_run(cache: Path, method: str, seed: int, student: str, teacher: str, size: dict,
+               lr: float | None = None) -> dict:
     """One method's run on one seed, and each checkpoint's wall seconds since the run was launched."""
-    out = cache / "runs" / f"{method}_seed{seed}"
-    stamp, command = out / "bench_run.json", method_command(method, seed, out, student, teacher, size)
+    out = cache / "runs" / run_name(method, seed, lr)
+    stamp, command = out / "bench_run.json", method_command(method, seed, out, student, teacher, size, lr)
     if (run := read_stamp(stamp, command)) is not None:
         return run
-    log(f"{method}, seed {seed}: {size['steps'][method]} steps")
+    log(f"{method}, seed {seed}{'' if lr is None else f', lr {lr:g}'}: {size['steps'][method]} steps")
     launched = time.time()
     seconds = reasonrl(*command)
     checkpoints = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name[5:]))
-    run = {"method": method, "seed": seed, "seconds": round(seconds, 1),
+    run = {"method": method, "seed": seed, "lr": lr, "seconds": round(seconds, 1),
            "checkpoints": [{"step": int(c.name[5:]), "path": str(c),
                             "wall_s": round((c / "trainer_state.json").stat().st_mtime - launched, 1)}
                            for c in checkpoints], "key": command}
@@ -270,9 +288,10 @@ def evaluate_here(cache: Path, kind: str, size: dict) -> None:
 # ------------------------------------------------------------------------------------------------ stage 5
 
 
-def ensure_expert_iteration(cache: Path, student: str, size: dict) -> dict:
-    """Expert iteration's run from the student start on levels 2-4; each round's record (round 0: the start)."""
-    out = cache / "expert_iteration"
+def ensure_expert_iteration(cache: Path, start: dict, size: dict) -> dict:
+    """Expert iteration's run on levels 2-4 from the traces run `start`'s last checkpoint; each round's record (round
+    0: the start)."""
+    out, student = cache / "expert_iteration", start["checkpoints"][-1]["path"]
     command = ["distill", str(DISTILL_JOB),
                *data_overrides(size, size["ei_levels"], size["ei_num_train"], size["ei_num_eval"]),
                *size["run_overrides"], f"model.path={student}", "sft.steps=0", "distill.teacher=null",
@@ -291,10 +310,23 @@ def ensure_expert_iteration(cache: Path, student: str, size: dict) -> dict:
             "eval/search_pass@1", "eval/search_gain", "eval/search_policy_tokens", "time/search_s", "time/learn_s")
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rounds = [{"round": r["step"], **{k.split("/", 1)[1]: round(r[k], 4) for k in keys if k in r}} for r in records]
-    return {"levels": size["ei_levels"], "rounds": rounds, "minutes": round(run["seconds"] / 60, 2)}
+    return {"start": f"{run_name(start['method'], start['seed'])}_step{start['checkpoints'][-1]['step']}",
+            "levels": size["ei_levels"], "rounds": rounds, "minutes": round(run["seconds"] / 60, 2)}
 
 
 # ------------------------------------------------------------------------------------------------ the results
+
+
+def job_lr() -> float:
+    """The learning rate GRPO and on_policy run at in stages 3-4 (tiny_arith.yaml's and tiny_distill.yaml's)."""
+    # lazy, as in the stages above
+    from rl.config import load_config
+
+    rates = {load_config(job, []).algorithm.lr for job in (GRPO_JOB, DISTILL_JOB)}
+    if len(rates) != 1:
+        raise SystemExit(f"GRPO's and on_policy's jobs run at different learning rates {sorted(rates)}: the "
+                         "comparison assumes one")
+    return rates.pop()
 
 
 def accuracy_at(curve: list[dict], wall_s: float, sampling: str) -> float:
@@ -346,13 +378,14 @@ def targets(curves: dict, seeds: list[int], teacher: dict, start: dict, expert: 
     }
 
 
-def plot(curves: dict, seeds: list[int], teacher: dict, expert: dict, path: Path) -> None:
+def plot(curves: dict, seeds: list[int], teacher: dict, expert: dict, sweep: dict, path: Path) -> None:
+    """sweep: the result's lr_sweep (its seed, the job's lr, curves by method and lr)."""
     import matplotlib  # lazy: only the last stage draws; Agg before pyplot (no screen)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    figure, axes = plt.subplots(1, 4, figsize=(21, 4.5))
     colors = {"grpo": "tab:blue", "traces": "tab:green", "on_policy": "tab:orange", "on_policy_rule": "tab:red"}
     for axis, (sampling, settings) in zip(axes, SAMPLINGS.items()):
         for method in METHODS:
@@ -369,11 +402,23 @@ def plot(curves: dict, seeds: list[int], teacher: dict, expert: dict, path: Path
     rounds = expert["rounds"]
     for key, label in (("greedy_pass@1", "greedy"), ("pass@1", "sampled, T=1"), ("search_pass@1", "search")):
         axes[2].plot([r["round"] for r in rounds], [r[key] for r in rounds], "o-", label=label)
-    axes[2].set_title(f"expert iteration, levels {expert['levels']}")
+    axes[2].set_title(f"expert iteration from {expert['start']}, levels {expert['levels']}")
     axes[2].set_xlabel("round")
     axes[2].set_ylabel("held-out pass@1")
     axes[2].grid(alpha=0.3)
     axes[2].legend(fontsize=8)
+    for method, by_lr in sweep["curves"].items():
+        job_curve = curves[method][sweep["seed"]]
+        axes[3].plot([p["wall_s"] / 60 for p in job_curve], [p["T1"]["pass@1"] for p in job_curve], "o-",
+                     color=colors[method], markersize=3, label=f"{method}, lr {sweep['job_lr']:g} (the job's)")
+        for style, (rate, curve) in zip(("s--", "^:"), by_lr.items()):
+            axes[3].plot([p["wall_s"] / 60 for p in curve], [p["T1"]["pass@1"] for p in curve], style,
+                         color=colors[method], markersize=3, label=f"{method}, lr {rate}")
+    axes[3].set_title(f"learning rates, seed {sweep['seed']}, T=1")
+    axes[3].set_xlabel("wall minutes")
+    axes[3].set_ylabel("held-out pass@1")
+    axes[3].grid(alpha=0.3)
+    axes[3].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -403,9 +448,14 @@ def main() -> None:
     # seed by seed, every method: a benchmark stopped between sessions holds whole comparisons, not whole methods
     runs = {(m, s): ensure_run(cache, m, s, student["checkpoint"], teacher["checkpoint"], size)
             for s in seeds for m in METHODS}
-    expert = ensure_expert_iteration(cache, student["checkpoint"], size)
-    policies = {"start": student["checkpoint"], **{f"{m}_seed{s}_step{c['step']}": c["path"]
-                                                   for (m, s), run in runs.items() for c in run["checkpoints"]}}
+    expert = ensure_expert_iteration(cache, runs["traces", size["ei_start_seed"]], size)
+    swept = {(m, lr): ensure_run(cache, m, size["sweep_seed"], student["checkpoint"], teacher["checkpoint"], size, lr)
+             for lr in size["sweep_lrs"] for m in size["sweep_methods"]}
+    policies = {"start": student["checkpoint"],
+                **{f"{run_name(m, s)}_step{c['step']}": c["path"] for (m, s), run in runs.items()
+                   for c in run["checkpoints"]},
+                **{f"{run_name(m, size['sweep_seed'], lr)}_step{c['step']}": c["path"] for (m, lr), run in swept.items()
+                   for c in run["checkpoints"]}}
     scores = evaluate_policies(cache, "students", policies, size)
     teacher_scores = evaluate_policies(cache, "teacher", {"teacher": teacher["checkpoint"]}, size)["teacher"]
     scores = {name: {sampling: score[sampling] for sampling in SAMPLINGS} for name, score in scores.items()}
@@ -413,6 +463,10 @@ def main() -> None:
     curves = {m: {s: [{"wall_s": 0.0, "step": 0, **scores["start"]}]
                   + [{"wall_s": c["wall_s"], "step": c["step"], **scores[f"{m}_seed{s}_step{c['step']}"]}
                      for c in runs[m, s]["checkpoints"]] for s in seeds} for m in METHODS}
+    sweep = {m: {f"{lr:g}": [{"wall_s": 0.0, "step": 0, **scores["start"]}]
+                 + [{"wall_s": c["wall_s"], "step": c["step"], **scores[f"{run_name(m, size['sweep_seed'], lr)}_step{c['step']}"]}
+                    for c in swept[m, lr]["checkpoints"]] for lr in size["sweep_lrs"]}
+             for m in size["sweep_methods"]}
     met = targets(curves, seeds, {**teacher, **teacher_scores}, scores["start"], expert)
     minutes = {m: round(statistics.mean(runs[m, s]["seconds"] for s in seeds) / 60, 2) for m in METHODS}
     result = {
@@ -422,6 +476,7 @@ def main() -> None:
         "teacher": {**teacher, "held_out": teacher_scores}, "student_start": {**student, "held_out": scores["start"]},
         "curves": {m: {str(s): curve for s, curve in by_seed.items()} for m, by_seed in curves.items()},
         "student_minutes_per_run": minutes, "expert_iteration": expert,
+        "lr_sweep": {"seed": size["sweep_seed"], "job_lr": job_lr(), "curves": sweep},
         "summary": {"targets_met": {name: target["met"] for name, target in met.items()}, "targets": met,
                     "teacher_training_minutes": teacher["training_minutes"],
                     "student_start_minutes": student["training_minutes"],
@@ -429,7 +484,7 @@ def main() -> None:
     }
     result_path.parent.mkdir(parents=True, exist_ok=True)
     result_path.write_text(json.dumps(result, indent=1) + "\n")
-    plot(curves, seeds, teacher_scores, expert, result_path.with_suffix(".png"))
+    plot(curves, seeds, teacher_scores, expert, result["lr_sweep"], result_path.with_suffix(".png"))
     log(f"wrote {result_path} and {result_path.with_suffix('.png')}")
     for name, target in met.items():
         log(f"{'MET    ' if target['met'] else 'NOT MET'} {name}")
