@@ -316,6 +316,17 @@ def ensure_expert_iteration(cache: Path, start: str, size: dict) -> dict:
 # ------------------------------------------------------------------------------------------------ the results
 
 
+def checkpoint_name(run: dict, checkpoint: dict) -> str:
+    """A run's checkpoint's name in the evaluation cache (grpo_seed0_step11, on_policy_lr0.001_seed0_step14)."""
+    return f"{run_name(run['method'], run['seed'], run.get('lr'))}_step{checkpoint['step']}"
+
+
+def curve(run: dict, scores: dict) -> list[dict]:
+    """A run's held-out scores against wall time, from the student start's at 0."""
+    return [{"wall_s": 0.0, "step": 0, **scores["start"]}] + [
+        {"wall_s": c["wall_s"], "step": c["step"], **scores[checkpoint_name(run, c)]} for c in run["checkpoints"]]
+
+
 def job_lr() -> float:
     """The learning rate GRPO and on_policy run at in stages 3-4 (tiny_arith.yaml's and tiny_distill.yaml's)."""
     # lazy, as in the stages above
@@ -450,22 +461,15 @@ def main() -> None:
     expert = ensure_expert_iteration(cache, teacher["checkpoint"], size)
     swept = {(m, lr): ensure_run(cache, m, size["sweep_seed"], student["checkpoint"], teacher["checkpoint"], size, lr)
              for lr in size["sweep_lrs"] for m in size["sweep_methods"]}
-    policies = {"start": student["checkpoint"],
-                **{f"{run_name(m, s)}_step{c['step']}": c["path"] for (m, s), run in runs.items()
-                   for c in run["checkpoints"]},
-                **{f"{run_name(m, size['sweep_seed'], lr)}_step{c['step']}": c["path"] for (m, lr), run in swept.items()
-                   for c in run["checkpoints"]}}
+    policies = {"start": student["checkpoint"], **{checkpoint_name(run, c): c["path"]
+                                                   for run in [*runs.values(), *swept.values()]
+                                                   for c in run["checkpoints"]}}
     scores = evaluate_policies(cache, "students", policies, size)
     teacher_scores = evaluate_policies(cache, "teacher", {"teacher": teacher["checkpoint"]}, size)["teacher"]
     scores = {name: {sampling: score[sampling] for sampling in SAMPLINGS} for name, score in scores.items()}
     teacher_scores = {sampling: teacher_scores[sampling] for sampling in SAMPLINGS}
-    curves = {m: {s: [{"wall_s": 0.0, "step": 0, **scores["start"]}]
-                  + [{"wall_s": c["wall_s"], "step": c["step"], **scores[f"{m}_seed{s}_step{c['step']}"]}
-                     for c in runs[m, s]["checkpoints"]] for s in seeds} for m in METHODS}
-    sweep = {m: {f"{lr:g}": [{"wall_s": 0.0, "step": 0, **scores["start"]}]
-                 + [{"wall_s": c["wall_s"], "step": c["step"], **scores[f"{run_name(m, size['sweep_seed'], lr)}_step{c['step']}"]}
-                    for c in swept[m, lr]["checkpoints"]] for lr in size["sweep_lrs"]}
-             for m in size["sweep_methods"]}
+    curves = {m: {s: curve(runs[m, s], scores) for s in seeds} for m in METHODS}
+    sweep = {m: {f"{lr:g}": curve(swept[m, lr], scores) for lr in size["sweep_lrs"]} for m in size["sweep_methods"]}
     met = targets(curves, seeds, {**teacher, **teacher_scores}, scores["start"], expert)
     minutes = {m: round(statistics.mean(runs[m, s]["seconds"] for s in seeds) / 60, 2) for m in METHODS}
     result = {
