@@ -29,7 +29,7 @@ was; a training run cut short is started again from nothing, since its wall time
    0.026: the policy's own samples) took the teacher's greedy pass@1 from 0.413 to 0.080, 2026-12-07. Adam moves
    every weight about lr a step whatever the gradient's size, and a trained policy does not survive 0.03.
 6. A learning-rate sweep on seed 0: GRPO alone and on_policy at larger learning rates than the job's 5e-5 (on_policy's
-   per-token reverse KL fell only from 2.0 to 1.6 nats in 70 steps at 5e-5), each evaluated as in stage 4. It is
+   per-token reverse KL went from 2.0 nats to 1.5-1.8 and stayed there in 70 steps at 5e-5), each evaluated as in stage 4. It is
    reported beside the targets, which the job's own learning rate decides.
 
 Writes experiments/results/distill.json (with --quick: runs/bench_distill_quick/distill_quick.json) and the PNG
@@ -219,6 +219,7 @@ def method_command(method: str, seed: int, out: Path, student: str, teacher: str
 
 
 def run_name(method: str, seed: int, lr: float | None = None) -> str:
+    """A run's folder name under runs/ (with lr: a stage-6 run at that learning rate)."""
     return f"{method}_seed{seed}" if lr is None else f"{method}_lr{lr:g}_seed{seed}"
 
 
@@ -326,15 +327,16 @@ def checkpoint_name(run: dict, checkpoint: dict) -> str:
     return f"{run_name(run['method'], run['seed'], run.get('lr'))}_step{checkpoint['step']}"
 
 
-def curve(run: dict, scores: dict) -> list[dict]:
+def held_out_curve(run: dict, scores: dict) -> list[dict]:
     """A run's held-out scores against wall time, from the student start's at 0."""
     return [{"wall_s": 0.0, "step": 0, **scores["start"]}] + [
         {"wall_s": c["wall_s"], "step": c["step"], **scores[checkpoint_name(run, c)]} for c in run["checkpoints"]]
 
 
 def job_lr() -> float:
-    """The learning rate GRPO and on_policy run at in stages 3-4 (tiny_arith.yaml's and tiny_distill.yaml's)."""
-    # lazy, as in the stages above
+    """The learning rate GRPO and on_policy run at in stages 3-4 (tiny_arith.yaml's and tiny_distill.yaml's); main
+    reads it first, so jobs that disagree stop the benchmark before its hours, not after."""
+    # lazy, as in the stages (it loads torch)
     from rl.config import load_config
 
     rates = {load_config(job, []).algorithm.lr for job in (GRPO_JOB, DISTILL_JOB)}
@@ -464,7 +466,7 @@ def main() -> None:
     # --quick's numbers mean nothing: its JSON and PNG stay in its cache folder, out of experiments/results/
     result_path = cache / "distill_quick.json" if args.quick else REPO / "experiments" / "results" / "distill.json"
     cache.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    started, rate = time.time(), job_lr()
     teacher = ensure_teacher(cache, size)
     student = ensure_student_start(cache, size)
     seeds = list(range(size["seeds"]))
@@ -482,8 +484,9 @@ def main() -> None:
     teacher_scores = evaluate_policies(cache, "teacher", {"teacher": teacher["checkpoint"]}, size)["teacher"]
     scores = {name: {sampling: score[sampling] for sampling in SAMPLINGS} for name, score in scores.items()}
     teacher_scores = {sampling: teacher_scores[sampling] for sampling in SAMPLINGS}
-    curves = {m: {s: curve(runs[m, s], scores) for s in seeds} for m in METHODS}
-    sweep = {m: {f"{lr:g}": curve(swept[m, lr], scores) for lr in size["sweep_lrs"]} for m in size["sweep_methods"]}
+    curves = {m: {s: held_out_curve(runs[m, s], scores) for s in seeds} for m in METHODS}
+    sweep = {m: {f"{lr:g}": held_out_curve(swept[m, lr], scores) for lr in size["sweep_lrs"]}
+             for m in size["sweep_methods"]}
     met = targets(curves, seeds, {**teacher, **teacher_scores}, scores["start"], expert)
     minutes = {m: round(statistics.mean(runs[m, s]["seconds"] for s in seeds) / 60, 2) for m in METHODS}
     result = {
@@ -493,7 +496,7 @@ def main() -> None:
         "teacher": {**teacher, "held_out": teacher_scores}, "student_start": {**student, "held_out": scores["start"]},
         "curves": {m: {str(s): curve for s, curve in by_seed.items()} for m, by_seed in curves.items()},
         "student_minutes_per_run": minutes, "expert_iteration": expert,
-        "lr_sweep": {"seed": size["sweep_seed"], "job_lr": job_lr(), "curves": sweep},
+        "lr_sweep": {"seed": size["sweep_seed"], "job_lr": rate, "curves": sweep},
         "summary": {"targets_met": {name: target["met"] for name, target in met.items()}, "targets": met,
                     "teacher_training_minutes": teacher["training_minutes"],
                     "student_start_minutes": student["training_minutes"],
