@@ -9,7 +9,8 @@ Policy losses live in a registry (`@register_loss("grpo")`, `get_loss_spec("grpo
 sequence-level ratios, the k3 KL with its importance-sampling bias correction, vLLM importance-sampling
 weights); `agg_loss` is the single home of the normalisers that distinguish `grpo`, `bnpo`, `dr_grpo` and `dapo`.
 Advantage estimators live in a registry too (`@register_adv_est("grpo")`, `get_adv_estimator("reverse_kl")`):
-GRPO's group-relative advantage per completion, and on-policy distillation's per-token teacher signal.
+GRPO's group-relative advantage per completion, and on-policy distillation's per-token teacher signal;
+`reverse_kl_to_teacher` is that distillation's other signal, the exact KL to the teacher's next-token distribution.
 One deliberate difference: TRL divides `grpo`/`bnpo`/`dr_grpo` by the gradient-accumulation steps inside the loss;
 here the caller owns accumulation (a learner that splits one batch into k micro-batches divides by k, or passes
 `num_items_in_batch` for the token-sum modes).
@@ -268,6 +269,62 @@ def reverse_kl_advantages(inputs: AdvantageInputs, *, rule_reward_weight: float 
         rule = compute_grpo_advantages(inputs.rewards, inputs.group_ids, scale_by_std=scale_by_std, eps=eps)
         advantages = advantages + rule_reward_weight * rule.to(dtype)[:, None]
     return torch.where(inputs.mask.bool(), advantages, 0.0)  # not a product: a -inf logprob at padding stays out
+
+
+# ------------------------------------------------------------------------------------------------ distributions
+
+
+def teacher_distribution(logits: Tensor, temperature: float = 1.0, top_k: int = 0) -> tuple[Tensor, Tensor]:
+    """What a teacher hands the learner of on-policy distillation at each position: its next-token
+    log-probabilities at the sampling temperature, over the whole vocabulary or over its top_k likeliest tokens.
+
+    Args:
+        logits: (B, T, V) the teacher's logits at the positions predicting the completion tokens.
+        temperature: the student's sampling temperature (both distributions are taken at it).
+        top_k: 0 = the whole vocabulary; k > 0 = the k likeliest tokens (k >= V is the whole vocabulary).
+
+    Returns:
+        (logprobs, ids): the whole vocabulary: (B, T, V) float32 log-probabilities and an empty (B, T, 0) ids
+        tensor (the logprobs are in token order); top_k: (B, T, k) log-probabilities (normalized over the whole
+        vocabulary, likeliest first) and their (B, T, k) token ids.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)
+    if top_k <= 0 or top_k >= logits.size(-1):
+        return logprobs, torch.zeros(*logits.shape[:-1], 0, dtype=torch.long, device=logits.device)
+    return logprobs.topk(top_k, dim=-1)
+
+
+def reverse_kl_to_teacher(logits: Tensor, teacher_logprobs: Tensor, teacher_ids: Tensor,
+                          temperature: float = 1.0) -> Tensor:
+    """The exact reverse KL(pi_student || pi_teacher) of the next-token distributions at each position (GKD,
+    Agarwal et al. 2024, with beta = 1), differentiable in the student's logits.
+
+    On the student's own samples this is the expectation, over every next token, of what the sampled-token
+    `reverse_kl` estimator sees for one: the student learns which token the teacher wanted, not only that the
+    sampled one was worse. With the teacher's top-k tokens (teacher_ids not empty) both distributions are
+    renormalized over those k, a KL that ignores the mass either puts elsewhere.
+
+    Args:
+        logits: (B, T, V) the student's logits at the same positions.
+        teacher_logprobs, teacher_ids: teacher_distribution's output, (B, T, V) and (B, T, 0), or (B, T, k) each.
+        temperature: the sampling temperature the teacher's logprobs were taken at.
+
+    Returns:
+        (B, T) KL in nats per position, >= 0 (float32, or the logits' dtype if wider); the caller masks it.
+    """
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    student = torch.log_softmax(logits.to(dtype) / temperature, dim=-1)
+    teacher = teacher_logprobs.to(dtype)
+    if teacher_ids.size(-1) > 0:  # renormalize both over the teacher's top-k tokens
+        student = student.gather(-1, teacher_ids)
+        student = student - torch.logsumexp(student, dim=-1, keepdim=True)
+        teacher = teacher - torch.logsumexp(teacher, dim=-1, keepdim=True)
+    elif teacher.shape != student.shape:
+        raise ValueError(f"teacher_logprobs {tuple(teacher.shape)} must cover the student's whole vocabulary "
+                         f"{tuple(student.shape)} when teacher_ids is empty")
+    return (student.exp() * (student - teacher)).sum(-1)  # both finite: log-softmaxes of finite logits
 
 
 # ------------------------------------------------------------------------------------------------ aggregation

@@ -165,14 +165,27 @@ class LearnerBatch:
     completion_lengths: torch.Tensor  # (B,) completion tokens of each row (masked out of the loss or not)
     policy_mask: torch.Tensor | None = None  # (B, L) 1.0 for the tokens the policy sampled, 0 for observation
     #                                           tokens (a tool's output) and padding; None: every completion token
+    # On-policy distillation with distill.kl=full: the teacher's next-token distribution at each completion position
+    # (rl.algos.teacher_distribution), which the learner's loss pulls the student's toward. None: (B, L, 0), none.
+    teacher_logprobs: torch.Tensor | None = None  # (B, L, V) the whole vocabulary, or (B, L, k) its top k
+    teacher_ids: torch.Tensor | None = None  # (B, L, k) the top k's token ids; (B, L, 0) with the whole vocabulary
 
     FIELDS = ("input_ids", "completion_start", "completion_mask", "completion_ids", "rollout_logprobs", "advantages",
-              "is_sample", "completion_lengths", "policy_mask")
+              "is_sample", "completion_lengths", "policy_mask", "teacher_logprobs", "teacher_ids")
 
     def __post_init__(self) -> None:
         if self.policy_mask is None:
             offsets = torch.arange(self.completion_ids.size(1), device=self.completion_ids.device)
             self.policy_mask = (offsets[None, :] < self.completion_lengths[:, None]).float()
+        if self.teacher_logprobs is None:
+            self.teacher_logprobs = self.rollout_logprobs.new_zeros(*self.completion_ids.shape, 0)
+        if self.teacher_ids is None:
+            self.teacher_ids = self.completion_ids.new_zeros(*self.completion_ids.shape, 0)
+
+    @property
+    def has_teacher_distribution(self) -> bool:
+        """Whether the rows carry a teacher's next-token distributions for the learner's KL term."""
+        return self.teacher_logprobs.size(-1) > 0
 
     @classmethod
     def from_rollouts(cls, batch: RolloutBatch, pad_id: int, mask_truncated: bool) -> "LearnerBatch":
@@ -270,7 +283,8 @@ class LearnerBatch:
         comp_len = max(self.completion_lengths.max().item(), 1)
         fields = {name: getattr(self, name) for name in self.FIELDS}
         fields["input_ids"] = fields["input_ids"][:, :seq_len]
-        for name in ("completion_mask", "completion_ids", "rollout_logprobs", "policy_mask"):
+        for name in ("completion_mask", "completion_ids", "rollout_logprobs", "policy_mask", "teacher_logprobs",
+                     "teacher_ids"):
             fields[name] = fields[name][:, :comp_len]
         fields["advantages"] = _token_columns(fields["advantages"], comp_len)
         return LearnerBatch(**fields)

@@ -414,6 +414,7 @@ class RayConfig(_Section):
 
 
 DISTILL_MODES = ("on_policy", "traces", "expert_iteration")
+DISTILL_KL = ("sampled", "full")  # on_policy's signal: the sampled token's reverse-KL estimate, or the exact KL
 SEARCH_OPTIONS_SET_ELSEWHERE = ("temperature", "max_tokens", "seed")  # expert_iteration's search: distill, rollout
 
 
@@ -435,6 +436,16 @@ class DistillConfig(_Section):
                                  "traces, a problem id or text and a completion per row (a run's traces.jsonl "
                                  "reads as it is). None = not distilling; on_policy and traces need it, "
                                  "expert_iteration does not read it (the student's search teaches it).")
+    kl: str = _field("sampled", "on_policy: how the student learns the reverse KL to the teacher. sampled: each "
+                     "sampled token's advantage is teacher logprob - student logprob, the KL's one-sample estimate, "
+                     "in GRPO's policy-gradient loss (Thinking Machines'; the signal says a token was worse, not "
+                     "which the teacher wanted). full: the exact KL between the two next-token distributions at "
+                     "every position of the student's samples, added to the loss as a token mean with its gradient "
+                     "into the student's logits (GKD's; the teacher ships its distribution to the learner, see "
+                     "kl_top_k); the rule reward's advantage, if weighted, is the policy-gradient term.")
+    kl_top_k: int = _field(0, "on_policy with kl=full: the teacher's likeliest tokens per position shipped to the "
+                           "learner, both distributions renormalized over them (large vocabularies); 0 = the whole "
+                           "vocabulary (exact).")
     rule_reward_weight: float = _field(0.0, "on_policy: weight of the rule reward's GRPO advantage (reward section) "
                                        "added to every token's teacher advantage; 0 = the teacher's signal alone "
                                        "(the rewards are still scored and logged).")
@@ -463,6 +474,12 @@ class DistillConfig(_Section):
 
     def validate(self) -> None:
         _choice(self.mode, "distill.mode", DISTILL_MODES)
+        _choice(self.kl, "distill.kl", DISTILL_KL)
+        _require(self.kl_top_k >= 0, "distill.kl_top_k", "must be >= 0 (0 = the whole vocabulary)")
+        _require(self.kl == "sampled" or self.mode == "on_policy", "distill.kl",
+                 f"is read only in distill.mode=on_policy (this run's mode: {self.mode})")
+        _require(self.kl_top_k == 0 or self.kl == "full", "distill.kl_top_k",
+                 "is read only with distill.kl=full (the sampled estimate needs no teacher distribution)")
         _require(self.rule_reward_weight >= 0, "distill.rule_reward_weight", "must be >= 0")
         _require(self.traces_per_problem >= 1, "distill.traces_per_problem", "must be >= 1")
         _require(self.temperature >= 0, "distill.temperature", "must be >= 0")

@@ -6,7 +6,9 @@ Three modes (`distill.mode`), each a driver built on GRPOTrainer:
   teacher actor (rl/teacher.py: forward only, one forward per batch) scores every sampled token; each token's
   advantage is teacher logprob - student logprob (rl.algos' `reverse_kl` estimator), plus, with
   distill.rule_reward_weight, the rule reward's GRPO advantage. Loss, mask and importance-sampling correction are
-  the algorithm section's, as in GRPO; the per-token reverse KL to the teacher is logged each step.
+  the algorithm section's, as in GRPO; the per-token reverse KL to the teacher is logged each step. With
+  distill.kl=full the teacher hands over its whole next-token distribution at each position instead, and the
+  learner adds the exact KL to it to the loss (rl.algos.reverse_kl_to_teacher, GKD's signal).
 - traces (`TracesDistiller`): the teacher (a checkpoint folder sampled through rollout workers, or a JSON Lines file
   of anyone's traces) answers the training problems, distill.traces_per_problem times each; the verifier (the
   rewards grader training and evaluation use, evals.grading) keeps the correct answers, each distinct one once
@@ -136,18 +138,29 @@ class OnPolicyDistiller(GRPOTrainer):
         return torch.ones(len(batch), dtype=torch.bool)
 
     def learner_batch(self, batch: RolloutBatch) -> tuple[LearnerBatch, dict]:
-        """The learner's tensors with per-token advantages: the teacher's logprob of each sampled token minus the
-        student's (the rollout engine's, of the distribution it sampled), plus the weighted rule-reward advantage."""
+        """The learner's tensors with the teacher's signal. distill.kl=sampled: per-token advantages, the teacher's
+        logprob of each sampled token minus the student's (the rollout engine's, of the distribution it sampled),
+        plus the weighted rule-reward advantage. distill.kl=full: the teacher's next-token distributions, whose KL
+        the learner adds to its loss, and the weighted rule-reward advantage alone as the advantage."""
         learner_batch, metrics = super().learner_batch(batch)
+        distill = self.config.distill
         started = time.perf_counter()
-        teacher_logprobs = ray.get(self.teacher.logprobs.remote(learner_batch))
+        if distill.kl == "full":
+            teacher_logprobs, distribution, ids = ray.get(
+                self.teacher.distributions.remote(learner_batch, distill.kl_top_k))
+            learner_batch = dataclasses.replace(learner_batch, teacher_logprobs=distribution, teacher_ids=ids)
+        else:
+            teacher_logprobs = ray.get(self.teacher.logprobs.remote(learner_batch))
         metrics["time/teacher_s"] = time.perf_counter() - started
         inputs = algos.AdvantageInputs(rewards=batch.rewards, group_ids=batch.group_ids,
                                        mask=learner_batch.completion_mask, logprobs=learner_batch.rollout_logprobs,
                                        teacher_logprobs=teacher_logprobs)
-        advantages = algos.get_adv_estimator(ON_POLICY_ESTIMATOR)(
-            inputs, rule_reward_weight=self.config.distill.rule_reward_weight,
-            scale_by_std=self.config.algorithm.scale_rewards)
+        if distill.kl == "full":  # the teacher's signal is the learner's KL term; the rule reward, if any, is here
+            advantages = distill.rule_reward_weight * algos.get_adv_estimator("grpo")(
+                inputs, scale_by_std=self.config.algorithm.scale_rewards)
+        else:
+            advantages = algos.get_adv_estimator(ON_POLICY_ESTIMATOR)(
+                inputs, rule_reward_weight=distill.rule_reward_weight, scale_by_std=self.config.algorithm.scale_rewards)
         metrics |= teacher_metrics(learner_batch, teacher_logprobs, advantages)
         return dataclasses.replace(learner_batch, advantages=advantages), metrics
 
@@ -168,12 +181,14 @@ def teacher_metrics(batch: LearnerBatch, teacher_logprobs: torch.Tensor, advanta
     """
     sampled = batch.policy_mask
     per_token = (batch.rollout_logprobs - teacher_logprobs) * sampled
+    # distill.kl=full's advantage is the rule reward's, one per completion
+    per_token_advantages = advantages[:, None].expand_as(sampled) if advantages.dim() == 1 else advantages
     tokens = sampled.sum().clamp(min=1.0)
     return {"distill/reverse_kl": (per_token.sum() / tokens).item(),
             "distill/reverse_kl_per_completion": per_token.sum(-1).mean().item(),
             "distill/teacher_logprob_mean": ((teacher_logprobs * sampled).sum() / tokens).item(),
             "distill/student_logprob_mean": ((batch.rollout_logprobs * sampled).sum() / tokens).item(),
-            "distill/advantage_mean": algos.masked_mean(advantages, batch.completion_mask).item()}
+            "distill/advantage_mean": algos.masked_mean(per_token_advantages, batch.completion_mask).item()}
 
 
 # ------------------------------------------------------------------------------------------------ traces

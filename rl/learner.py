@@ -244,6 +244,11 @@ class Learner:
             mtp, mtp_metrics = self._mtp_loss(part)
             total = total + settings.mtp_weight * mtp * entropy_weight
             loss_metrics |= mtp_metrics
+        if part.has_teacher_distribution:  # on-policy distillation's full KL: a token mean, weighted as above
+            kl = algos.masked_mean(algos.reverse_kl_to_teacher(logits, part.teacher_logprobs, part.teacher_ids,
+                                                               self.temperature), part.completion_mask)
+            total = total + kl * entropy_weight
+            loss_metrics["distill/reverse_kl_full"] = kl.detach()
         (total * self.world_size).backward()  # FSDP averages gradients over the learners
         metrics = {"loss": loss.item(), "entropy": entropy.item()} | {k: float(v) for k, v in loss_metrics.items()}
         for key in self.SUMMED:  # the mini-batch's loss once summed over parts and averaged over the learners

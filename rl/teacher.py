@@ -1,6 +1,6 @@
 """The teacher of on-policy distillation: a policy that only scores. Given the student's sampled completions it
-returns its own log-probability of every sampled token, one forward per batch (no generation, no optimizer), in its
-own Ray actor. It loads and runs the policy as the learner does (rl/policy.py).
+returns its own log-probability of every sampled token (distill.kl=sampled) or its whole next-token distribution at
+each completion position (distill.kl=full), one forward per batch (no generation, no optimizer), in its own Ray actor. It loads and runs the policy as the learner does (rl/policy.py).
 
 `check_teacher_vocabulary` is the check made before any actor starts: the teacher reads the student's token ids, so
 both must share one tokenizer and one vocabulary.
@@ -59,18 +59,44 @@ class Teacher:
     def logprobs(self, batch: LearnerBatch) -> torch.Tensor:
         """The teacher's log-probabilities (B, L) of the batch's completion tokens, on the CPU (padding positions
         hold whatever the logits there give; the estimator masks them)."""
+        width = batch.completion_ids.size(1)
+        pieces = [algos.selective_log_softmax(logits, part.completion_ids, self.temperature).float().cpu()
+                  for part, logits in self._completion_logits(batch)]
+        return torch.cat([_pad_columns(piece, width) for piece in pieces])
+
+    @torch.no_grad()
+    def distributions(self, batch: LearnerBatch, top_k: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What distill.kl=full learns from, from one forward: the teacher's log-probabilities (B, L) of the
+        sampled tokens (for the logged reverse KL), and its next-token distribution at each completion position
+        (rl.algos.teacher_distribution: (B, L, V) logprobs and (B, L, 0) ids, or with top_k its k likeliest tokens,
+        (B, L, k) each), on the CPU."""
+        width = batch.completion_ids.size(1)
+        sampled, logprobs, ids = [], [], []
+        for part, logits in self._completion_logits(batch):
+            sampled.append(_pad_columns(algos.selective_log_softmax(logits, part.completion_ids, self.temperature)
+                                        .float().cpu(), width))
+            part_logprobs, part_ids = algos.teacher_distribution(logits, self.temperature, top_k)
+            logprobs.append(_pad_columns(part_logprobs.cpu(), width))
+            ids.append(_pad_columns(part_ids.cpu(), width))
+        return torch.cat(sampled), torch.cat(logprobs), torch.cat(ids)
+
+    def _completion_logits(self, batch: LearnerBatch):
+        """(part, logits) for each row chunk of the batch, in row order: the chunk trimmed to its own longest
+        sequence, on the device, and its (rows, L_part, V) logits at the completion positions."""
         chunks = 1
         if self.micro_batch_positions > 0:
             chunks = min(len(batch), math.ceil(batch.input_ids.numel() / self.micro_batch_positions))
-        width = batch.completion_ids.size(1)
-        pieces = []
-        for chunk in batch.chunks(chunks):  # in row order, each trimmed to its own longest sequence
+        for chunk in batch.chunks(chunks):
             part = chunk.trimmed().to(self.device)
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 logits, _ = forward_completions(self.policy, part, self.pack)
-            logprobs = algos.selective_log_softmax(logits, part.completion_ids, self.temperature).float().cpu()
-            pieces.append(torch.nn.functional.pad(logprobs, (0, width - logprobs.size(1))))
-        return torch.cat(pieces)
+            yield part, logits
+
+
+def _pad_columns(x: torch.Tensor, width: int) -> torch.Tensor:
+    """x (rows, L_part, ...) zero-padded along its second axis to `width` completion columns."""
+    padding = [0, 0] * (x.dim() - 2) + [0, width - x.size(1)]
+    return torch.nn.functional.pad(x, padding)
 
 
 def teacher_actor(num_cpus: float = 0, num_gpus: float = 0, resources: dict[str, float] | None = None) -> Any:

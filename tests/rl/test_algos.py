@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from rl import algos
 from rl.algos import (AdvantageInputs, adv_estimator_names, agg_loss, compute_grpo_advantages, entropy_from_logits,
                       get_adv_estimator, get_loss_spec, k3_kl, loss_names, masked_mean, policy_loss, register_adv_est,
-                      register_loss, selective_log_softmax, zero_variance_groups)
+                      register_loss, reverse_kl_to_teacher, selective_log_softmax, teacher_distribution,
+                      zero_variance_groups)
 
 # ------------------------------------------------------------------------------------------------ advantages
 
@@ -143,6 +144,46 @@ def test_a_policy_gradient_step_on_the_reverse_kl_advantage_is_a_step_down_the_r
     student = logits.log_softmax(-1)
     (kl_gradient,) = torch.autograd.grad((student.exp() * (student - teacher)).sum(), logits)
     torch.testing.assert_close(pg_gradient, kl_gradient)
+
+
+def test_full_reverse_kl_is_the_kl_of_the_next_token_distributions_and_zero_for_the_student_itself():
+    generator = torch.Generator().manual_seed(0)
+    student, teacher_logits = torch.randn(2, 3, 7, generator=generator), torch.randn(2, 3, 7, generator=generator)
+    for temperature in (1.0, 0.6):
+        logprobs, ids = teacher_distribution(teacher_logits, temperature)
+        assert logprobs.shape == (2, 3, 7) and ids.shape == (2, 3, 0)
+        p, q = (student / temperature).softmax(-1), (teacher_logits / temperature).softmax(-1)
+        expected = (p * (p.log() - q.log())).sum(-1)
+        torch.testing.assert_close(reverse_kl_to_teacher(student, logprobs, ids, temperature), expected)
+        own = reverse_kl_to_teacher(student, *teacher_distribution(student, temperature), temperature)
+        assert own.abs().max() < 1e-6 and (expected > 0).all()
+
+
+def test_full_reverse_kl_gradient_is_the_expected_sampled_token_policy_gradient():
+    """The exact KL's gradient is what the `reverse_kl` advantage's policy gradient has in expectation over every
+    next token (the test above it): one signal, without the sampling noise."""
+    logits = torch.tensor([[[0.3, -1.0, 2.0, 0.5]]], requires_grad=True)
+    teacher = torch.tensor([[[1.0, 0.0, -1.0, 2.0]]])
+    (full,) = torch.autograd.grad(reverse_kl_to_teacher(logits, *teacher_distribution(teacher)).sum(), logits)
+    logprobs = logits.log_softmax(-1)
+    advantages = teacher.log_softmax(-1) - logprobs.detach()
+    (expected,) = torch.autograd.grad(-(logprobs.exp().detach() * advantages * logprobs).sum(), logits)
+    torch.testing.assert_close(full, expected)
+
+
+def test_top_k_reverse_kl_renormalizes_both_distributions_over_the_teachers_likeliest_tokens():
+    generator = torch.Generator().manual_seed(1)
+    student, teacher_logits = torch.randn(2, 5, 11, generator=generator), torch.randn(2, 5, 11, generator=generator)
+    logprobs, ids = teacher_distribution(teacher_logits, 1.0, top_k=4)
+    assert logprobs.shape == ids.shape == (2, 5, 4)
+    assert torch.equal(ids, teacher_logits.topk(4, -1).indices)  # the likeliest, normalized over the vocabulary
+    torch.testing.assert_close(logprobs, teacher_logits.log_softmax(-1).gather(-1, ids))
+    p = student.gather(-1, ids).softmax(-1)
+    q = teacher_logits.gather(-1, ids).softmax(-1)
+    torch.testing.assert_close(reverse_kl_to_teacher(student, logprobs, ids), (p * (p.log() - q.log())).sum(-1))
+    assert teacher_distribution(teacher_logits, 1.0, top_k=11)[1].shape == (2, 5, 0)  # k >= V: the whole vocabulary
+    with pytest.raises(ValueError, match="whole vocabulary"):
+        reverse_kl_to_teacher(student, logprobs, ids[..., :0])
 
 
 def test_sft_loss_is_the_token_mean_negative_log_likelihood_whatever_the_advantages():

@@ -103,6 +103,26 @@ def test_per_token_advantages_stay_with_their_row_and_token_through_micro_batche
             assert torch.equal(part.advantages[r], batch.advantages[row, :width])
 
 
+def test_a_teacher_distribution_stays_with_its_row_and_token_through_micro_batches_and_shards():
+    lengths = [(5, 9), (3, 2), (4, 1), (6, 3), (2, 2), (7, 7)]
+    batch = learner_batch(lengths)
+    assert not batch.has_teacher_distribution and batch.teacher_logprobs.shape == (*batch.completion_ids.shape, 0)
+    shape = (*batch.completion_ids.shape, 3)  # a top 3: value 100 * row + position + k / 10, ids 10 * k + position
+    rows = torch.arange(shape[0])[:, None, None]
+    positions, k = torch.arange(shape[1])[None, :, None], torch.arange(3)[None, None, :]
+    batch = dataclasses.replace(batch, teacher_logprobs=(100.0 * rows + positions + k / 10).expand(shape).clone(),
+                                teacher_ids=(10 * k + positions).expand(shape).clone())
+    first_token = {batch.input_ids[b, 0].item(): b for b in range(len(batch))}
+    for part in batch.micro_batches(30) + [part for shard in batch.shard(4, 2) for part in shard]:
+        assert part.has_teacher_distribution
+        width = part.completion_ids.size(1)
+        assert part.teacher_logprobs.shape == part.teacher_ids.shape == (len(part), width, 3)
+        for r in range(len(part)):
+            row = first_token[part.input_ids[r, 0].item()]
+            assert torch.equal(part.teacher_logprobs[r], batch.teacher_logprobs[row, :width])
+            assert torch.equal(part.teacher_ids[r], batch.teacher_ids[row, :width])
+
+
 def test_per_token_rollout_advantages_are_cut_or_padded_to_the_completions():
     samples = [Sample([3, 4], [5, 6, 7], [-0.5] * 3, truncated=False), Sample([8], [9], [-0.5], truncated=False)]
     for width in (2, 3, 6):

@@ -7,6 +7,7 @@ import torch
 
 from model import Transformer, load_pretrained, preset, save_pretrained
 from model.fp8 import fp8_modules
+from rl import algos
 from rl.batch import LearnerBatch, RolloutBatch, Sample
 from rl.config import AlgorithmConfig, ConfigError
 from rl.learner import Learner
@@ -330,6 +331,40 @@ def test_a_per_completion_advantage_spread_over_its_tokens_takes_the_same_step(t
             assert metrics[key] == value, key
     for (name, weight), other in zip(learners[0].policy.state_dict().items(), learners[1].policy.state_dict().values()):
         assert torch.equal(weight, other), name
+
+
+def with_teacher_distribution(batch, seed, top_k=0):
+    """The batch carrying a made-up teacher's next-token distribution at each completion position."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(*batch.completion_ids.shape, 2048, generator=generator)
+    logprobs, ids = algos.teacher_distribution(logits, 1.0, top_k)
+    return dataclasses.replace(batch, teacher_logprobs=logprobs, teacher_ids=ids)
+
+
+@pytest.mark.parametrize("top_k", [0, 16])
+def test_a_teacher_distribution_pulls_the_students_toward_it_also_in_micro_batches(tiny_checkpoint, top_k):
+    """distill.kl=full: with zero advantages the step follows the KL term alone, which falls step by step, and
+    length-sorted micro-batches accumulate the gradient the whole batch gives (tolerances as in
+    test_micro_batches_accumulate_the_whole_mini_batchs_gradient)."""
+    policy = load_pretrained(tiny_checkpoint).eval()
+    generator = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (7, 3, 2, 9)]
+    completions = [torch.randint(3, 2048, (n,), generator=generator).tolist() for n in (2, 8, 2, 5)]
+    batch = with_teacher_distribution(LearnerBatch.from_rollouts(
+        rollout_batch(policy, prompts, completions, [0.0] * 4), pad_id=2, mask_truncated=True), seed=4, top_k=top_k)
+    whole = Learner(str(tiny_checkpoint), settings(lr=0.0), total_steps=1, max_completion_length=8)
+    parts = Learner(str(tiny_checkpoint), settings(lr=0.0), total_steps=1, max_completion_length=8,
+                    micro_batch_positions=24)
+    expected, metrics = whole.train_step(batch), parts.train_step(batch)
+    assert metrics["learner/micro_batches"] >= 2 and expected["distill/reverse_kl_full"] > 0.5
+    assert metrics["distill/reverse_kl_full"] == pytest.approx(expected["distill/reverse_kl_full"], rel=1e-4)
+    reference = applied_gradients(whole)
+    scale = max(t.abs().max().item() for t in reference.values())
+    for name, gradient in applied_gradients(parts).items():
+        torch.testing.assert_close(gradient, reference[name], atol=5e-5 * scale, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+    learner = Learner(str(tiny_checkpoint), settings(lr=3e-3), total_steps=3, max_completion_length=8)
+    kl = [learner.train_step(batch)["distill/reverse_kl_full"] for _ in range(3)]
+    assert kl[2] < 0.9 * kl[0], kl
 
 
 @pytest.mark.parametrize("n_samples, overrides", [
