@@ -16,8 +16,9 @@ was; a training run cut short is started again from nothing, since its wall time
    grpo (GRPO alone, the demo's recipe), traces (fine-tuning on the teacher's verified traces), on_policy (on-policy
    distillation: each sampled token's reverse-KL estimate as its advantage), on_policy_rule (on_policy plus the rule
    reward's advantage) and on_policy_full (distill.kl=full: the exact KL to the teacher's next-token distribution at
-   every position, a loss term; the teacher ships all 2048 log-probabilities a position). A checkpoint every few steps; its wall time is its trainer_state.json's time less the run's launch
-   time, so start-up, the teacher's trace sampling and the teacher's forwards are all counted.
+   every position, a loss term; the teacher ships all 2048 log-probabilities a position). A checkpoint every few
+   steps; its wall time is its trainer_state.json's time less the run's launch time, so start-up, the teacher's
+   trace sampling and the teacher's forwards are all counted.
 4. Every checkpoint (and the start, at wall time 0) on the same held-out problems, pass@1 sampled at T=1 and at
    DeepSeek-R1's T=0.6, top-p 0.95, through one engine whose weights are swapped; the teacher too.
 5. Expert iteration on levels 2-4 (`reasonrl distill`, distill.mode=expert_iteration) from the teacher, the one policy

@@ -1,6 +1,7 @@
 """The teacher of on-policy distillation: a policy that only scores. Given the student's sampled completions it
 returns its own log-probability of every sampled token (distill.kl=sampled) or its whole next-token distribution at
-each completion position (distill.kl=full), one forward per batch (no generation, no optimizer), in its own Ray actor. It loads and runs the policy as the learner does (rl/policy.py).
+each completion position (distill.kl=full), one forward per batch (no generation, no optimizer), in its own Ray
+actor. It loads and runs the policy as the learner does (rl/policy.py).
 
 `check_teacher_vocabulary` is the check made before any actor starts: the teacher reads the student's token ids, so
 both must share one tokenizer and one vocabulary.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import ray
 import torch
@@ -80,7 +81,7 @@ class Teacher:
             ids.append(_pad_columns(part_ids.cpu(), width))
         return torch.cat(sampled), torch.cat(logprobs), torch.cat(ids)
 
-    def _completion_logits(self, batch: LearnerBatch):
+    def _completion_logits(self, batch: LearnerBatch) -> Iterator[tuple[LearnerBatch, torch.Tensor]]:
         """(part, logits) for each row chunk of the batch, in row order: the chunk trimmed to its own longest
         sequence, on the device, and its (rows, L_part, V) logits at the completion positions."""
         chunks = 1
