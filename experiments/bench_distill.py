@@ -79,10 +79,12 @@ FULL = {
     "save_every": {"grpo": 11, "traces": 22, "on_policy": 7, "on_policy_rule": 7, "on_policy_full": 7},
     "traces_per_problem": 4, "run_overrides": [], "teacher_overrides": [],
     # Expert iteration: 1000 problems a round, 2 searches each (about 5 minutes of search on mini), and about one pass
-    # over the kept traces a round (16 steps of 32). 200 problems x 4 searches kept about 100 distinct traces, and 30
-    # steps (10 passes over them) fitted the 200 problems: greedy fell 0.413 -> 0.293 in 3 rounds, 2026-12-07.
+    # over the kept traces a round (16 steps of 32), at 1e-5. 200 problems x 4 searches kept about 100 distinct
+    # traces, and 30 steps at 1e-4 (10 passes over them) took greedy 0.413 -> 0.293 in 3 rounds; 1000 problems x 2
+    # (430-490 traces) and 16 steps at 1e-4 still took it to 0.333 in round 1 (2026-12-07): on traces the policy
+    # already writes (sft loss 0.011), Adam's steps of about lr each are mostly noise.
     "ei_levels": [2, 3, 4], "ei_num_train": 1000, "ei_num_eval": 150, "ei_rounds": 3, "ei_sft_steps": 16,
-    "ei_lr": 1e-4, "ei_searches": 2, "ei_budget": 256, "ei_options": "{n: 4}",
+    "ei_lr": 1e-5, "ei_searches": 2, "ei_budget": 256, "ei_options": "{n: 4}",
     # the full KL's 1e-3 is left out: 14 steps at it left the KL where it started (2.0 nats; 1.65 at 2e-4), 2026-12-07
     "sweep_seed": 0, "sweep_lrs": {"grpo": [2e-4, 1e-3], "on_policy": [2e-4, 1e-3], "on_policy_full": [2e-4]},
     "sweep_save_every": {"grpo": 22, "on_policy": 14, "on_policy_full": 14},
