@@ -59,7 +59,7 @@ GRPO_JOB = REPO / "experiments" / "tiny_arith.yaml"  # the demo's job: GRPO alon
 DISTILL_JOB = REPO / "experiments" / "tiny_distill.yaml"
 SAMPLINGS = {"T1": {"temperature": 1.0, "top_p": 1.0}, "R1": {"temperature": 0.6, "top_p": 0.95}}
 METHODS = ("grpo", "traces", "on_policy", "on_policy_rule", "on_policy_full")
-DISTILLED = ("traces", "on_policy", "on_policy_rule", "on_policy_full")
+DISTILLED = tuple(method for method in METHODS if method != "grpo")
 ON_POLICY = ("on_policy", "on_policy_full")  # the two forms of the signal (distill.kl): sampled token, full KL
 TEACHER_MARGIN_POINTS = 15.0  # the teacher's held-out pass@1 over the student start's, at T=1
 ON_POLICY_TIME_SHARE = 1 / 3  # on-policy distillation reaches GRPO's final accuracy within this share of its time
