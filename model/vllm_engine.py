@@ -150,6 +150,10 @@ def make_engine(folder: str | Path, precision: str = "fp32", attention_backend: 
     from vllm import LLM  # lazy: vLLM takes seconds to import and reads the environment set just above
 
     keep_shared_state_while_engines_live()
+    if on_cpu():
+        from model import vllm_cpu_mla  # lazy: it imports vLLM, after the environment is set
+
+        vllm_cpu_mla.register()  # CPU_MLA verifies drafts as a decode, not as a prefill over the whole context
     engine = LLM(**kwargs)
     _LIVE_ENGINES.add(engine)
     if "speculative_config" in kwargs and on_cpu():

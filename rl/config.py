@@ -161,8 +161,9 @@ class RolloutConfig(_Section):
                                      "verify (vLLM's MTP speculative decoding), in rollouts, evaluation and search; "
                                      "0 = off. Rejection sampling keeps the policy's distribution and logprobs; "
                                      "whether it is faster is measured (experiments/bench_mtp.py), not assumed: on "
-                                     "CPU it is several times slower (vLLM's CPU MLA backend verifies the drafts as a "
-                                     "prefill). Needs a policy with MTP layers (model.num_nextn_predict_layers).")
+                                     "2 CPU cores, many sequences at a time are compute-bound and verifying k + 1 "
+                                     "tokens costs nearly k + 1 steps. Needs a policy with MTP layers "
+                                     "(model.num_nextn_predict_layers).")
 
     skip_zero_variance_prompts: bool = _field(False, "Before rolling a prompt out, skip it with probability "
                                               "1 - p ** z, z its zero-variance groups in a row so far (GRESO's "

@@ -66,6 +66,26 @@ def record_draft_logits(worker) -> None:
     drafter.compute_logits = recording
 
 
+def attention_splits(worker) -> list[tuple[int, int]]:
+    """Runs in vLLM's worker: the (decode, prefill) request counts of every attention metadata built since the
+    last call (the target's and the drafter's)."""
+    splits, worker.attention_splits = getattr(worker, "attention_splits", []), []
+    if not getattr(worker, "recording_splits", False):
+        worker.recording_splits = True
+        for groups in worker.model_runner.attn_groups:
+            for group in groups:
+                for builder in group.metadata_builders:
+                    build = builder.build
+
+                    def recording(*args, _build=build, **kwargs):
+                        metadata = _build(*args, **kwargs)
+                        worker.attention_splits.append((metadata.num_decodes, metadata.num_prefills))
+                        return metadata
+
+                    builder.build = recording
+    return splits
+
+
 def take_draft_logits(worker) -> list[torch.Tensor]:
     logits, worker.draft_logits = worker.draft_logits, []
     return logits
@@ -87,8 +107,13 @@ def test_vllm_drafts_with_our_mtp_module_and_samples_the_target_model(drafting_w
     policy = load_pretrained(mtp_policy).eval()
     assert first_draft_logits_error(drafting_worker, policy) < 1e-3
 
+    drafting_worker.engine.collective_rpc(attention_splits)
     samples = drafting_worker.generate(PROMPTS, n=3, max_tokens=24, temperature=1.0, seed=1)
     assert all(len(s.completion_ids) == len(s.rollout_logprobs) > 0 for s in samples)
+    # after the prompts' prefill, every step verifies its drafts as a decode (model/vllm_cpu_mla.py), not as a
+    # prefill over the whole context: the logprobs below check that decode
+    splits = drafting_worker.engine.collective_rpc(attention_splits)[0]
+    assert len(splits) > 10 and all(prefills == 0 for _, prefills in splits[2:]), splits
     # every returned token's logprob, drafted and accepted or sampled by the target, is the target model's
     assert max_logprob_diff(policy, samples) <= 1e-4
     assert [s.completion_ids for s in drafting_worker.generate(PROMPTS, n=3, max_tokens=24, temperature=1.0,
