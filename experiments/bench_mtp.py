@@ -1,15 +1,16 @@
 """MTP speculative decoding on this CPU (rollout.speculative_tokens): does drafting with the policy's own MTP layer
 pay, and does the MTP auxiliary loss keep the drafts accepted during GRPO?
 
-    .venv/bin/python experiments/bench_mtp.py           # everything: about 3 hours on 2 quiet cores (estimated:
-                                                        # two 100-step math runs that draft, ~50 min each)
+    .venv/bin/python experiments/bench_mtp.py           # everything: about 65 minutes on 2 quiet cores (three
+                                                        # 100-step math runs of 7-9 min, the code run 19 min)
     .venv/bin/python experiments/bench_mtp.py --tiny    # every part at a toy size: checks the script, measures nothing
 
 1. GRPO runs (`grpo`): the math job (the demo's, experiments/tiny_arith.yaml) for --grpo-steps steps with one MTP
    layer (model.num_nextn_predict_layers=1, trained in the warm start with sft.mtp_weight 0.3) and drafts of
    --grpo-k tokens, with the MTP auxiliary on (algorithm.mtp_weight 0.3) and off (0): the acceptance the rollout
-   workers logged each step (draft/*) and the step's wall time (time/*). The code job (experiments/tiny_code.yaml)
-   runs once, auxiliary on, without drafts. The final policies of the runs with the auxiliary on are part 2's.
+   workers logged each step (draft/*) and the step's wall time (time/*); and once more with the auxiliary on and
+   no drafts (`math_mtp0.3_k0`): the same job's step time and held-out gain without drafting. The code job
+   (experiments/tiny_code.yaml) runs once, auxiliary on, without drafts. Part 2's policies: each job's first run.
 2. Engine (`engine`): per policy and k in 0, 1, 2, 3, one process each with its own engine (fp32, CPU_MLA, the
    rollout worker's settings), the same held-out prompts, --samples samples of up to the job's max_new_tokens
    tokens at temperature 1; a warm-up, then --repeats timed runs: tokens/s (best and all), the acceptance at each
@@ -28,10 +29,10 @@ benchmark stopped between sessions resumes at the stage it was in. Each record s
 the policy itself, the demo's warm start with one MTP layer trained with sft.mtp_weight 0.3 and with 0, seeds 0-2,
 held-out pass@1 after it, the paired difference with its spread.
 
-What to expect on CPU (measured while writing this, the math run's policy at step 55, 92% of first drafts accepted,
-128 sequences at a time): 5.6k tokens/s without drafts, 4.0k drafting one token, 1.8k drafting one token on vLLM's
-stock CPU_MLA. Two cores are compute-bound at 128 sequences: the target's forward over k + 1 tokens a sequence costs
-nearly k + 1 forwards of one, where a GPU's costs about one.
+What it measured on 2 CPU cores (mtp.json, docs/results.md "Multi-token prediction"): 92-97% of first drafts
+accepted, and drafts at 0.76-0.86x the tokens/s without them at 128 sequences (0.82-0.99x at 8): two cores are
+compute-bound, so the target's forward over k + 1 tokens a sequence costs nearly k + 1 forwards of one, where a
+GPU's costs about one. vLLM's CPU_MLA as shipped (k1_stock_cpu_mla) verified drafts as a prefill: 0.28-0.34x.
 
 --math-policy / --code-policy give policies with MTP layers instead of training them in part 1.
 Writes experiments/results/mtp.json (with --tiny: a temporary file, printed).
@@ -77,7 +78,8 @@ def grpo_run(job: str, mtp_weight: float, draft_tokens: int, args) -> dict:
     and timings."""
     from rl.api import train
 
-    out = Path(args.runs) / f"{job}_mtp{mtp_weight:g}"
+    usual_k = {"math": args.grpo_k, "code": 0}[job]  # a run at other draft tokens than its job's usual says so
+    out = Path(args.runs) / (f"{job}_mtp{mtp_weight:g}" + (f"_k{draft_tokens}" if draft_tokens != usual_k else ""))
     overrides = [f"trainer.output_dir={out}", "trainer.overwrite=true", "model.num_nextn_predict_layers=1",
                  "sft.mtp_weight=0.3", f"algorithm.mtp_weight={mtp_weight}",
                  f"rollout.speculative_tokens={draft_tokens}", f"trainer.steps={args.grpo_steps}",
@@ -254,7 +256,8 @@ def summarise_engine(measured: dict) -> dict:
     figures = {key: value for key, value in repeats[best].items() if key.startswith("acceptance")
                or key in ("mean_accepted_length", "seconds_by_part")}
     return {"startup_s": measured["startup_s"], "tokens_per_s": measured["tokens_per_s"],
-            "best_tokens_per_s": measured["tokens_per_s"][best]} | figures
+            "best_tokens_per_s": measured["tokens_per_s"][best],
+            "median_tokens_per_s": round(statistics.median(measured["tokens_per_s"]), 1)} | figures
 
 
 # ------------------------------------------------------------------ part 3: the same policy's pass@1 with and without drafts
@@ -346,15 +349,17 @@ def summarise(engine: dict, engine_small: dict, grpo: list[dict], agreement: dic
             speedup >= TARGETS["speedup_at_best_k"])
         summary["targets_met"][f"{job}: acceptance of the first draft token >= {TARGETS['acceptance_pos1']:.0%}"] = (
             first is not None and first >= TARGETS["acceptance_pos1"])
-    on = next((r for r in grpo if r["job"] == "math" and r["mtp_weight"] > 0), None)
-    off = next((r for r in grpo if r["job"] == "math" and r["mtp_weight"] == 0), None)
-    if on and off:
-        summary["grpo_math"] = {
-            "acceptance_pos1_last_tenth": {"mtp_aux_on": on["acceptance_pos1_last_tenth"],
-                                           "mtp_aux_off": off["acceptance_pos1_last_tenth"]},
-            "step_s": {"mtp_aux_on": on["step_s"], "mtp_aux_off": off["step_s"]},
-            "learn_s": {"mtp_aux_on": on["learn_s"], "mtp_aux_off": off["learn_s"]}}
+    math = {run_name(r): r for r in grpo if r["job"] == "math"}
+    if math:
+        summary["grpo_math"] = {figure: {name: run[figure] for name, run in math.items()} for figure in
+                                ("acceptance_pos1_first_tenth", "acceptance_pos1_last_tenth", "step_s",
+                                 "generate_s", "learn_s", "minutes", "eval_after")}
     return summary
+
+
+def run_name(run: dict) -> str:
+    """A GRPO run's name in the summary: mtp_aux_on / mtp_aux_off, and _no_drafts without drafts."""
+    return f"mtp_aux_{'on' if run['mtp_weight'] > 0 else 'off'}" + ("" if run["speculative_tokens"] else "_no_drafts")
 
 
 def machine() -> str:
@@ -374,13 +379,15 @@ def main() -> None:
                         "3 (default: runs/bench_mtp; --tiny: a new temporary folder)")
     parser.add_argument("--grpo-steps", type=int, default=100)
     parser.add_argument("--grpo-k", type=int, default=1, help="draft tokens during the math GRPO runs")
-    parser.add_argument("--skip-grpo-off", action="store_true", help="leave out the math run without the auxiliary")
+    parser.add_argument("--skip-grpo-off", action="store_true", help="leave out the math run drafting without the "
+                        "auxiliary")
     parser.add_argument("--prompts", type=int, default=32, help="held-out prompts per engine run")
     parser.add_argument("--samples", type=int, default=4, help="samples per prompt")
-    parser.add_argument("--repeats", type=int, default=2, help="timed repeats per engine run")
+    parser.add_argument("--repeats", type=int, default=6, help="timed repeats per engine run (under a "
+                        "second each)")
     parser.add_argument("--small-prompts", type=int, default=8, help="held-out prompts (one sample each) of the "
                         "small-batch engine runs")
-    parser.add_argument("--small-repeats", type=int, default=5, help="timed repeats per small-batch engine run")
+    parser.add_argument("--small-repeats", type=int, default=30, help="timed repeats per small-batch engine run")
     parser.add_argument("--stock-cpu-mla", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--eval-problems", type=int, default=300, help="held-out problems of part 3")
     parser.add_argument("--eval-samples", type=int, default=8, help="samples per problem in part 3")
@@ -416,24 +423,27 @@ def main() -> None:
 
 def draft_parts(args) -> dict:
     """Parts 1-3: the GRPO runs, the engine runs and the agreement of pass@1 with and without drafts."""
-    started = time.perf_counter()
-    grpo, policies = [], {"math": args.math_policy, "code": args.code_policy}
-    # the code job's run only makes its policy: without drafts, which cost generation time on CPU (part 2)
-    for job, weight, draft_tokens in (("math", 0.3, args.grpo_k), ("math", 0.0, args.grpo_k), ("code", 0.3, 0)):
-        if (policies[job] if weight > 0 else args.skip_grpo_off):  # a policy given, or the run left out
+    given = {"math": args.math_policy, "code": args.code_policy}
+    policies = {job: policy for job, policy in given.items() if policy}
+    # math: drafting with the MTP auxiliary on and off (drift), and the same job without drafts (step time, gain);
+    # the code job's run only makes its policy, without drafts, which cost generation time on CPU (part 2)
+    grpo = []
+    for job, weight, draft_tokens in (("math", 0.3, args.grpo_k), ("math", 0.0, args.grpo_k), ("math", 0.3, 0),
+                                      ("code", 0.3, 0)):
+        if given[job] or (weight == 0 and args.skip_grpo_off):  # a policy given, or the run left out
             continue
         run = grpo_run(job, weight, draft_tokens, args)
         grpo.append(run)
         if weight > 0:
-            policies[job] = run["checkpoint"]
+            policies.setdefault(job, run["checkpoint"])  # part 2's policy: the job's first run with the auxiliary
     engine = engine_runs(policies, args, args.prompts, args.samples, args.repeats)
     # few sequences at a time (a user's request, a search's expansion): where per-step overhead weighs most
     engine_small = engine_runs({"math": policies["math"]}, args, args.small_prompts, 1, args.small_repeats,
                                label="_small_batch")
     agreement = pass_at_1_with_and_without_drafts(policies["math"], max(args.draft_tokens), args)
     return {"date": datetime.date.today().isoformat(), "machine": machine(),
-              "minutes": round((time.perf_counter() - started) / 60, 1),
-              "settings": {"engine": "fp32, CPU_MLA, enforce_eager, one engine (RolloutWorker's settings)",
+              "settings": {"engine": "fp32, CPU_MLA verifying drafts as a decode (model/vllm_cpu_mla.py), "
+                                     "enforce_eager, one engine (RolloutWorker's settings)",
                            "prompts": args.prompts, "samples": args.samples, "repeats": args.repeats,
                            "temperature": 1.0, "grpo_steps": args.grpo_steps, "grpo_k": args.grpo_k,
                            "draft_method": "vLLM mtp: greedy drafts from the first MTP layer, standard rejection "
