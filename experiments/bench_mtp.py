@@ -201,9 +201,9 @@ def engine_child(checkpoint: str, job: str, k: int, args, out: str) -> None:
         Path(out).write_text(json.dumps(result))  # after every repeat: a run stopped at its limit keeps its figures
 
 
-# (name in the JSON, draft tokens, vLLM's stock CPU_MLA): the stock backend's row shows what verifying as a decode
-# (model/vllm_cpu_mla.py) changed
 def engine_settings(draft_tokens: tuple[int, ...]) -> list[tuple[str, int, bool]]:
+    """(name in the JSON, draft tokens, vLLM's stock CPU_MLA) of each engine run: no drafts, each k, and one draft
+    token on the stock backend, whose row shows what verifying drafts as a decode (model/vllm_cpu_mla.py) changed."""
     return [("k0", 0, False), *((f"k{k}", k, False) for k in draft_tokens), ("k1_stock_cpu_mla", 1, True)]
 
 
@@ -239,7 +239,7 @@ def engine_runs(policies: dict[str, str], args, prompts: int, samples: int, repe
             os.unlink(out)
             results[job][name] = summarise_engine(measured) | ({"error": error} if error else {})
         base = results[job]["k0"].get("best_tokens_per_s")
-        for name, k, _ in settings[1:]:
+        for name, _, _ in settings[1:]:
             entry = results[job][name]
             if base and entry.get("best_tokens_per_s"):
                 entry["speedup"] = round(entry["best_tokens_per_s"] / base, 3)
