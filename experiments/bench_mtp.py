@@ -354,6 +354,14 @@ def summarise(engine: dict, engine_small: dict, grpo: list[dict], agreement: dic
         summary["grpo_math"] = {figure: {name: run[figure] for name, run in math.items()} for figure in
                                 ("acceptance_pos1_first_tenth", "acceptance_pos1_last_tenth", "step_s",
                                  "generate_s", "learn_s", "minutes", "eval_after")}
+    drafting, plain = math.get("mtp_aux_on"), math.get("mtp_aux_on_no_drafts")
+    if drafting and plain:  # the demo's job with and without drafts, the MTP auxiliary on in both
+        summary["targets_met"]["math GRPO: fewer minutes with drafts than without"] = (
+            drafting["minutes"] < plain["minutes"])
+        after = [run["eval_after"] for run in (drafting, plain)]
+        noise = (after[0]["eval/pass@1_stderr"] ** 2 + after[1]["eval/pass@1_stderr"] ** 2) ** 0.5
+        summary["targets_met"]["math GRPO: held-out pass@1 after it with drafts within 2 standard errors of "
+                               "without"] = abs(after[0]["eval/pass@1"] - after[1]["eval/pass@1"]) <= 2 * noise
     return summary
 
 
