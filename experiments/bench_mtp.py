@@ -456,10 +456,11 @@ def draft_parts(args) -> dict:
                            "temperature": 1.0, "grpo_steps": args.grpo_steps, "grpo_k": args.grpo_k,
                            "draft_method": "vLLM mtp: greedy drafts from the first MTP layer, standard rejection "
                                            "sampling"},
-              "summary": summarise(engine, engine_small, grpo, agreement), "engine": engine, "engine_small_batch": engine_small,
-              "pass@1_with_and_without_drafts": agreement,
+              "summary": summarise(engine, engine_small, grpo, agreement), "engine": engine,
+              "engine_small_batch": engine_small, "pass@1_with_and_without_drafts": agreement,
               "grpo": [{k: v for k, v in run.items() if k != "per_step"} for run in grpo],
-            "grpo_per_step": {f"{run['job']}_mtp{run['mtp_weight']:g}": run["per_step"] for run in grpo}}
+              # keyed as the summary names the runs: two math runs share their MTP weight (with and without drafts)
+              "grpo_per_step": {f"{run['job']}_{run_name(run)}": run["per_step"] for run in grpo}}
 
 
 if __name__ == "__main__":
